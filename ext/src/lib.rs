@@ -1,0 +1,1 @@
+//! The bm_relay PHP extension (not built yet).

@@ -1,0 +1,121 @@
+//! Reproduces every vector in `testdata/crypto-v1.json` (a copy of
+//! `../shared/vectors/crypto-v1.json`, made outside the project).
+
+use bm_proto::envelope::{aad, DEFAULT_MAX_CIPHERTEXT};
+use bm_proto::token::{self, Claims, TokenKind};
+use bm_proto::{b64, signing, Envelope, EnvelopeError, EventId, KeyId, RelayKey, SiteId, SiteSecret};
+use serde_json::Value;
+
+fn vectors() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/crypto-v1.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read vectors")).expect("vectors are JSON")
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().expect("string")
+}
+
+#[test]
+fn repo_copy_matches_shared_vectors_when_present() {
+    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/crypto-v1.json");
+    if let Ok(text) = std::fs::read_to_string(shared) {
+        let ours: Value = vectors();
+        let theirs: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(ours, theirs, "testdata/crypto-v1.json differs from ../shared/vectors");
+    }
+}
+
+#[test]
+fn key_derivations() {
+    let v = vectors();
+    assert_eq!(s(&v["salt"]), "bm-relay/v1");
+    let sites = v["sites"].as_array().unwrap();
+    assert!(sites.len() >= 3);
+    let mut checked = 0;
+    for site in sites {
+        let secret = SiteSecret::from_b64(s(&site["secret"])).unwrap();
+        assert_eq!(secret.relay_key().to_b64(), s(&site["relay_key"]));
+        let content = secret.content_key();
+        assert_eq!(content.to_b64(), s(&site["content_key"]));
+        for tk in site["thread_keys"].as_array().unwrap() {
+            let kid = KeyId::parse(s(&tk["kid"])).unwrap();
+            assert_eq!(kid, KeyId::Thread {
+                thread: bm_proto::ThreadId::new(tk["thread"].as_u64().unwrap()).unwrap(),
+                epoch: bm_proto::Epoch(tk["epoch"].as_u64().unwrap() as u32),
+            });
+            assert_eq!(content.key_for(kid).to_b64(), s(&tk["key"]), "{kid}");
+            checked += 1;
+        }
+        for uk in site["user_keys"].as_array().unwrap() {
+            let kid = KeyId::parse(s(&uk["kid"])).unwrap();
+            assert_eq!(kid.user().unwrap().get(), uk["user"].as_u64().unwrap());
+            assert_eq!(content.key_for(kid).to_b64(), s(&uk["key"]), "{kid}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 21);
+}
+
+#[test]
+fn envelopes_open_and_reseal_identically() {
+    let v = vectors();
+    let (mut opened, mut refused) = (0, 0);
+    for case in v["envelopes"].as_array().unwrap() {
+        let site = SiteId::new(s(&case["site"])).unwrap();
+        let content = SiteSecret::from_b64(s(&case["secret"])).unwrap().content_key();
+        let json = case["envelope"].to_string();
+        let env = Envelope::parse(&json, DEFAULT_MAX_CIPHERTEXT).unwrap();
+        let key = content.key_for(env.k);
+        if case["must_fail"].as_bool() == Some(true) {
+            assert_eq!(env.open(&site, &key, DEFAULT_MAX_CIPHERTEXT), Err(EnvelopeError::Open));
+            refused += 1;
+            continue;
+        }
+        assert_eq!(aad(&site, &env.id, env.k), s(&case["aad"]).as_bytes());
+        let plain = env.open(&site, &key, DEFAULT_MAX_CIPHERTEXT).unwrap();
+        assert_eq!(std::str::from_utf8(&plain).unwrap(), s(&case["plaintext"]));
+        env.open_payload(&site, &key, DEFAULT_MAX_CIPHERTEXT).unwrap();
+        // Sealing the same plaintext under the same nonce gives the same bytes.
+        let nonce = b64::decode_array::<12>(&env.n).unwrap();
+        let again = Envelope::seal_with_nonce(&site, &key, EventId::new(env.id.as_str()).unwrap(), nonce, &plain);
+        assert_eq!(again, env);
+        opened += 1;
+    }
+    assert_eq!((opened, refused), (12, 3));
+}
+
+#[test]
+fn tokens_byte_identical() {
+    let v = vectors();
+    let cases = v["tokens"].as_array().unwrap();
+    assert_eq!(cases.len(), 6);
+    for case in cases {
+        let key = RelayKey::from_b64(s(&case["relay_key"])).unwrap();
+        let claims: Claims = serde_json::from_value(case["claims"].clone()).unwrap();
+        let token = claims.mint(&key);
+        assert_eq!(token, s(&case["token"]));
+        let kind = if claims.thread.is_some() { TokenKind::Thread } else { TokenKind::Connection };
+        let site = SiteId::new(s(&case["site"])).unwrap();
+        let back = token::verify(&token, kind, claims.iat + 1, |s| (s == &site).then_some(&key)).unwrap();
+        assert_eq!(back, claims);
+        assert!(token::verify(&token, kind, claims.exp, |s| (s == &site).then_some(&key)).is_err());
+    }
+}
+
+#[test]
+fn push_signatures_byte_identical() {
+    let v = vectors();
+    let cases = v["push_signatures"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let key = RelayKey::from_b64(s(&case["relay_key"])).unwrap();
+        let site = SiteId::new(s(&case["site"])).unwrap();
+        let ts = case["timestamp"].as_u64().unwrap();
+        let body = s(&case["body"]).as_bytes();
+        let header = signing::sign(&key, ts, &site, s(&case["method"]), s(&case["path"]), body);
+        assert_eq!(header, s(&case["header"]));
+        signing::verify(&key, &ts.to_string(), &header, &site, "POST", "/v1/push", body, ts, 60).unwrap();
+        // The body inside is a valid push request.
+        bm_proto::api::PushRequest::parse(s(&case["body"]), &Default::default()).unwrap();
+    }
+}

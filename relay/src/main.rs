@@ -1,0 +1,1 @@
+fn main() { println!("bm-relay: not built yet"); }
