@@ -8,10 +8,16 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
+# Each part of the project adds its own targets in mk/<part>.mk and appends
+# its test target to TEST_TARGETS, so `make test` runs them all in order.
+TEST_TARGETS := test-rust
+
 .PHONY: help deps build test test-rust lint demo clean
 
+-include mk/*.mk
+
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 deps: ## install missing Debian packages (idempotent; no-op when all present)
 	@bash scripts/install-deps.sh
@@ -21,7 +27,7 @@ build: ## build the Rust workspace (release)
 
 test: deps build ## run every test suite (what CI runs)
 	$(MAKE) lint
-	$(MAKE) test-rust
+	@set -e; for t in $(TEST_TARGETS); do echo "== make $$t"; $(MAKE) --no-print-directory $$t; done
 
 test-rust: ## Rust unit, vector, property and integration tests
 	$(CARGO) test --workspace --locked
