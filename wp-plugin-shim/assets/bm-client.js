@@ -1,0 +1,930 @@
+// bm-client.js: the browser side of bm-relay (PROTOCOL.md §6, §7).
+//
+// One BmClient keeps one WebSocket to the relay for the logged-in user. It
+// authenticates with a connection token, watches threads with thread
+// tokens, opens every pushed envelope with WebCrypto (dropping and counting
+// what fails), delivers each event id once, and after every (re)connect asks
+// the page to catch up from WordPress, because delivery through the relay is
+// at-most-once. When the socket cannot be had it polls WordPress instead and
+// keeps trying the socket in the background.
+//
+// Everything secret or site-specific (URLs, tokens, keys, REST calls) comes
+// from the options the page passes in; this module hard-codes none of it.
+// Dependency-free ES module, modelled on centrifuge-js: a small class with
+// an explicit state machine and events.
+
+import { EnvelopeError, MAX_PUB_CIPHERTEXT, importAesKey, openEnvelope, parseKeyId, readTokenClaims, sealEnvelope } from './bm-crypto.js';
+
+export { EnvelopeError } from './bm-crypto.js';
+
+/**
+ * Connection state. `closed` is terminal: the client was closed by the page,
+ * or the relay refused the user (4001/4003) and no new token could be had.
+ * @typedef {'disconnected'|'connecting'|'connected'|'closed'} BmState
+ */
+
+/**
+ * An envelope as on the wire.
+ * @typedef {{v: 1, id: string, k: string, n: string, c: string}} Envelope
+ */
+
+/**
+ * An opened server event (a push from WordPress, or one returned by the
+ * catch-up or poll callbacks). These are the only events a page may show as
+ * stored.
+ * @typedef {{id: string, kid: string, type: string, data: unknown, source: 'ws'|'catchup'|'poll'|'ingest'}} BmEvent
+ */
+
+/**
+ * An opened client `pub` (typing, call signalling). `from` was set by the
+ * relay from the sender's token; a hint is ephemeral, never a stored message.
+ * @typedef {{id: string, kid: string, thread: number, from: number, type: string, data: unknown}} BmHint
+ */
+
+/**
+ * Options of a BmClient. Every callback may return a value or a promise.
+ * @typedef {object} BmClientOptions
+ * @property {string} url relay WebSocket URL, e.g. `wss://relay.example.com/v1/ws`
+ * @property {string} site site id, part of every envelope's AAD
+ * @property {() => string|Promise<string>} getToken a fresh connection token (WordPress REST)
+ * @property {(thread: number) => string|Promise<string>} [getThreadToken] a fresh thread token proving membership
+ * @property {(kid: string) => (CryptoKey|Uint8Array|string|null|undefined|Promise<CryptoKey|Uint8Array|string|null|undefined>)} getKey
+ *   key material for a key id (`t/{t}/{e}` or `u/{u}`): raw 32 bytes, their base64url, or a CryptoKey; null when the user does not hold it
+ * @property {(thread: number) => string|Promise<string>} [threadKeyId] the key id to seal `publish` with in a thread (its current epoch)
+ * @property {(info: {reconnect: boolean, since: number|null}) => unknown} [catchUp]
+ *   called after every (re)connect once subscriptions are re-sent; may return envelopes (an array, or `{events: [...]}`) to open and deliver
+ * @property {(info: {since: number|null}) => unknown} [poll] polling fallback (the plugin's catch-up route); same return contract as catchUp
+ * @property {number} [pollInterval] ms between polls (default 5000)
+ * @property {number} [fallbackAfter] failed socket attempts in a row before polling starts (default 3)
+ * @property {number} [backoffBase] ms (default 500)
+ * @property {number} [backoffCap] ms (default 30000)
+ * @property {number} [refreshMargin] refresh the connection token this many ms before it expires, at most half its lifetime (default 60000)
+ * @property {number} [requestTimeout] ms to wait for a reply to a frame, and for `ready` after connecting (default 10000)
+ * @property {number} [pingInterval] ms between application pings while connected, 0 to disable (default 25000)
+ * @property {number} [dedupeSize] event ids remembered for deduplication (default 4096)
+ * @property {boolean} [autoConnect] connect in the constructor (default false)
+ * @property {any} [WebSocket] WebSocket constructor (default globalThis.WebSocket; null forces polling)
+ */
+
+/** An error with a protocol code: a refused frame, a timeout, a lost connection. */
+export class BmError extends Error {
+  /**
+   * @param {string} code e.g. `forbidden`, `timeout`, `not_connected`
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = 'BmError';
+    /** Protocol error code or a client-side one. */
+    this.code = code;
+  }
+}
+
+/** Close codes of PROTOCOL.md §6. */
+export const CLOSE = Object.freeze({
+  UNAUTHORIZED: 4001,
+  REVOKED: 4003,
+  SLOW_CONSUMER: 4008,
+  TOKEN_EXPIRED: 4009,
+  FRAME_TOO_LARGE: 4013,
+  RATE_LIMITED: 4029,
+  GOING_AWAY: 1001,
+  POLICY: 1008,
+});
+
+/** Close code the client uses for a socket it gives up on (ping or ready timeout). */
+const CLIENT_TIMEOUT = 4000;
+const WS_OPEN = 1;
+
+/** Ids remembered in insertion order, oldest forgotten first: bounded memory for dedupe. */
+class IdWindow {
+  /** @param {number} size */
+  constructor(size) {
+    this.size = Math.max(1, size);
+    /** @type {Set<string>} */
+    this.ids = new Set();
+  }
+  /** @param {string} id */
+  has(id) {
+    return this.ids.has(id);
+  }
+  /** @param {string} id */
+  add(id) {
+    this.ids.add(id);
+    if (this.ids.size > this.size) this.ids.delete(this.ids.values().next().value);
+  }
+}
+
+/**
+ * The relay client. Create one per page (per user); call `connect()`.
+ *
+ * Events (`on(name, fn)`): `state` {state, prev, code?, reason?},
+ * `ready` {user, exp}, `event` BmEvent, `hint` BmHint, `unsub` {thread, reason},
+ * `dropped` {id, kid, reason, source}, `polling` {active}, `error` {code, message, thread?}.
+ */
+export class BmClient {
+  /** @param {BmClientOptions} options */
+  constructor(options) {
+    if (!options || typeof options.url !== 'string') throw new TypeError('BmClient: `url` is required');
+    if (typeof options.site !== 'string' || !options.site) throw new TypeError('BmClient: `site` is required');
+    if (typeof options.getToken !== 'function') throw new TypeError('BmClient: `getToken` is required');
+    if (typeof options.getKey !== 'function') throw new TypeError('BmClient: `getKey` is required');
+    /** @private */
+    this.o = {
+      pollInterval: 5000,
+      fallbackAfter: 3,
+      backoffBase: 500,
+      backoffCap: 30000,
+      refreshMargin: 60000,
+      requestTimeout: 10000,
+      pingInterval: 25000,
+      dedupeSize: 4096,
+      ...options,
+    };
+    /** @private */
+    this.WS = 'WebSocket' in options ? options.WebSocket : globalThis.WebSocket;
+    /** @private @type {BmState} */
+    this._state = 'disconnected';
+    /** @private @type {Map<string, Set<Function>>} */
+    this._handlers = new Map();
+    /** @private @type {WebSocket|null} */
+    this._ws = null;
+    /** @private socket generation: frames and closes of older sockets are ignored */
+    this._gen = 0;
+    /** @private @type {{value: string, localExpiry: number, lifetime: number}|null} */
+    this._token = null;
+    /** @private the relay refused the current token (4001/4003): never reuse it */
+    this._tokenRefused = false;
+    /** @private @type {Map<number, {acked: boolean, waiters: {resolve: Function, reject: Function}[]}>} */
+    this._subs = new Map();
+    /** @private @type {Map<number, {resolve: Function, reject: Function, timer: any}>} */
+    this._pending = new Map();
+    /** @private */
+    this._ref = 0;
+    /** @private consecutive socket attempts that did not reach `ready` */
+    this._failures = 0;
+    /** @private attempts since the last `ready`, for the backoff exponent */
+    this._attempt = 0;
+    /** @private */
+    this._timers = { reconnect: null, refresh: null, ping: null, poll: null, ready: null };
+    /** @private @type {Map<string, Promise<CryptoKey|null>>} */
+    this._keys = new Map();
+    /** @private */
+    this._seen = new IdWindow(this.o.dedupeSize);
+    /** @private serialises frame handling so events are delivered in arrival order */
+    this._chain = Promise.resolve();
+    /** @private */
+    this._polling = false;
+    /** @private true until connect(), and again after disconnect()/close() */
+    this._stopped = true;
+    /** @private when the last connection was lost (ms), for catch-up */
+    this._lostAt = null;
+    /** @private */
+    this._everConnected = false;
+    /** @private */
+    this._user = null;
+    /** @private */
+    this._exp = null;
+    /** Counters for the page and for tests. */
+    this.stats = { received: 0, delivered: 0, hints: 0, duplicates: 0, dropped: 0, reconnects: 0, polls: 0 };
+    /** @private */
+    this._onOnline = () => {
+      if (this._state === 'disconnected' && this._timers.reconnect) this._reconnectNow();
+    };
+    if (this.o.autoConnect) this.connect();
+  }
+
+  /** Current connection state. @returns {BmState} */
+  get state() {
+    return this._state;
+  }
+
+  /** The authenticated user id (from the relay's `ready`), or null. */
+  get user() {
+    return this._user;
+  }
+
+  /** Whether the polling fallback is running. */
+  get polling() {
+    return this._polling;
+  }
+
+  /** Threads the client watches (re-sent after every reconnect). @returns {number[]} */
+  get threads() {
+    return [...this._subs.keys()];
+  }
+
+  /**
+   * Adds a listener; returns a function that removes it.
+   * @param {'state'|'ready'|'event'|'hint'|'unsub'|'dropped'|'polling'|'error'} name
+   * @param {(payload: any) => void} fn
+   */
+  on(name, fn) {
+    if (!this._handlers.has(name)) this._handlers.set(name, new Set());
+    this._handlers.get(name).add(fn);
+    return () => this.off(name, fn);
+  }
+
+  /** Removes a listener. @param {string} name @param {Function} fn */
+  off(name, fn) {
+    this._handlers.get(name)?.delete(fn);
+  }
+
+  /** @private */
+  _emit(name, payload) {
+    for (const fn of [...(this._handlers.get(name) ?? [])]) {
+      try {
+        fn(payload);
+      } catch (e) {
+        // A page's listener must not break the client; report it instead
+        // (unless it was the error listener itself that threw).
+        if (name !== 'error') this._emit('error', { code: 'listener', message: String(e && e.message ? e.message : e) });
+      }
+    }
+  }
+
+  /** @private @param {BmState} next @param {object} [extra] */
+  _setState(next, extra = {}) {
+    if (this._state === next) return;
+    const prev = this._state;
+    this._state = next;
+    this._emit('state', { state: next, prev, ...extra });
+  }
+
+  /** Starts connecting (no-op when already connecting or connected). */
+  connect() {
+    if (this._state === 'closed') throw new BmError('closed', 'the client is closed');
+    if (this._state !== 'disconnected') return;
+    if (typeof window !== 'undefined' && window.addEventListener) window.addEventListener('online', this._onOnline);
+    this._stopped = false;
+    this._clearTimer('reconnect');
+    this._attemptConnect();
+  }
+
+  /**
+   * Drops the connection and stops reconnecting and polling; `connect()`
+   * resumes (subscriptions are kept and re-sent).
+   */
+  disconnect() {
+    if (this._state === 'closed') return;
+    this._stopped = true;
+    this._teardown('disconnected by the page');
+    this._stopPolling();
+    this._setState('disconnected', { code: 1000, reason: 'disconnected by the page' });
+  }
+
+  /** Closes the client for good (terminal `closed` state). */
+  close() {
+    this._close('closed by the page');
+  }
+
+  /** @private */
+  _close(reason) {
+    if (this._state === 'closed') return;
+    this._stopped = true;
+    this._teardown(reason);
+    this._stopPolling();
+    for (const [, sub] of this._subs) this._settleSub(sub, new BmError('closed', reason));
+    if (typeof window !== 'undefined' && window.removeEventListener) window.removeEventListener('online', this._onOnline);
+    this._setState('closed', { reason });
+  }
+
+  // ---- connecting ------------------------------------------------------
+
+  /** @private one socket attempt: token, socket, auth */
+  async _attemptConnect() {
+    if (this._stopped || this._state === 'closed') return;
+    if (typeof this.WS !== 'function') {
+      // No WebSocket at all (absent or blocked): polling WordPress is all there is.
+      this._startPolling();
+      return;
+    }
+    this._setState('connecting');
+    const gen = ++this._gen;
+    let token;
+    try {
+      token = await this._connectionToken();
+    } catch (e) {
+      if (gen !== this._gen || this._stopped) return;
+      if (this._tokenRefused) {
+        this._close(`the relay refused the token and no new one could be had: ${errText(e)}`);
+        return;
+      }
+      this._emit('error', { code: 'token_failed', message: errText(e) });
+      this._scheduleReconnect(true);
+      return;
+    }
+    if (gen !== this._gen || this._stopped) return;
+    let ws;
+    try {
+      ws = new this.WS(this.o.url);
+    } catch (e) {
+      this._emit('error', { code: 'socket_failed', message: errText(e) });
+      this._scheduleReconnect(true);
+      return;
+    }
+    this._ws = ws;
+    this._timers.ready = setTimeout(() => this._giveUp(gen, 'no ready from the relay in time'), this.o.requestTimeout);
+    ws.onopen = () => {
+      if (gen !== this._gen) return;
+      this._send({ op: 'auth', token });
+    };
+    ws.onmessage = (msg) => {
+      if (gen !== this._gen) return;
+      let frame;
+      try {
+        frame = JSON.parse(msg.data);
+      } catch {
+        this._emit('error', { code: 'bad_frame', message: 'the relay sent a frame that is not JSON' });
+        return;
+      }
+      this._chain = this._chain
+        .then(() => (gen === this._gen ? this._onFrame(frame) : undefined))
+        .catch((e) => this._emit('error', { code: 'internal', message: errText(e) }));
+    };
+    ws.onclose = (ev) => {
+      if (gen !== this._gen) return;
+      this._onSocketClosed(ev.code, ev.reason || '');
+    };
+    ws.onerror = () => {
+      // Always followed by a close event, which decides what to do.
+    };
+  }
+
+  /**
+   * A connection token fit to use: the cached one while it is not refused
+   * and has more than the refresh margin left, else a fresh one.
+   * @private
+   */
+  async _connectionToken() {
+    const t = this._token;
+    if (t && !this._tokenRefused && t.localExpiry - Date.now() > this._margin(t.lifetime)) return t.value;
+    const previous = t ? t.value : null;
+    const value = await this.o.getToken();
+    if (typeof value !== 'string' || !value) throw new BmError('token_failed', 'getToken returned no token');
+    if (this._tokenRefused && value === previous) {
+      throw new BmError('token_refused', 'getToken returned the token the relay refused');
+    }
+    this._setToken(value);
+    this._tokenRefused = false;
+    return value;
+  }
+
+  /** @private remember a token and when (by the local clock) it expires */
+  _setToken(value) {
+    const claims = readTokenClaims(value);
+    const now = Date.now();
+    let lifetime = 3600000;
+    // Lifetime from the token's own iat/exp so a skewed browser clock does
+    // not matter; the expiry is then counted from when we got it.
+    if (claims && Number.isFinite(claims.exp) && Number.isFinite(claims.iat)) lifetime = (claims.exp - claims.iat) * 1000;
+    else if (claims && Number.isFinite(claims.exp)) lifetime = claims.exp * 1000 - now;
+    this._token = { value, localExpiry: now + lifetime, lifetime };
+  }
+
+  /** @private how long before expiry to refresh */
+  _margin(lifetime) {
+    return Math.min(this.o.refreshMargin, lifetime / 2);
+  }
+
+  /** @private the socket is not worth waiting for: drop it as if closed */
+  _giveUp(gen, reason) {
+    if (gen !== this._gen || !this._ws) return;
+    this._onSocketClosed(CLIENT_TIMEOUT, reason);
+  }
+
+  /** @private */
+  _teardown(reason) {
+    this._gen++;
+    for (const k of Object.keys(this._timers)) if (k !== 'poll') this._clearTimer(k);
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000, reason.slice(0, 100));
+      } catch {
+        // already closing
+      }
+    }
+    for (const [, p] of this._pending) {
+      clearTimeout(p.timer);
+      p.reject(new BmError('not_connected', `connection lost: ${reason}`));
+    }
+    this._pending.clear();
+    for (const [, sub] of this._subs) sub.acked = false;
+  }
+
+  /** @private decide what a close means (PROTOCOL.md §6 close codes) */
+  _onSocketClosed(code, reason) {
+    const wasConnected = this._state === 'connected';
+    this._teardown(reason || `closed with ${code}`);
+    if (wasConnected) this._lostAt = Date.now();
+    else this._failures++;
+    this._setState('disconnected', { code, reason });
+    if (this._stopped) return;
+    switch (code) {
+      case CLOSE.UNAUTHORIZED:
+      case CLOSE.REVOKED:
+        // Never again with this token: the next attempt must get a new one,
+        // and if it cannot, the client closes.
+        this._tokenRefused = true;
+        this._scheduleReconnect(!wasConnected);
+        break;
+      case CLOSE.TOKEN_EXPIRED:
+        this._token = null;
+        this._scheduleReconnect(!wasConnected);
+        break;
+      default:
+        // 1001 going away, 4008 slow consumer, 4013, 4029, 1008, network
+        // loss: reconnect with backoff and full jitter, then catch up.
+        this._scheduleReconnect(true);
+    }
+    if (this._failures >= this.o.fallbackAfter) this._startPolling();
+  }
+
+  /**
+   * @private exponential backoff with full jitter: uniform in
+   * [0, min(cap, base * 2^attempt)].
+   */
+  _scheduleReconnect(countAttempt) {
+    if (this._stopped || this._state === 'closed') return;
+    const ceiling = Math.min(this.o.backoffCap, this.o.backoffBase * 2 ** Math.min(this._attempt, 30));
+    if (countAttempt) this._attempt++;
+    const delay = Math.random() * ceiling;
+    this._clearTimer('reconnect');
+    this._timers.reconnect = setTimeout(() => this._reconnectNow(), delay);
+  }
+
+  /** @private */
+  _reconnectNow() {
+    this._clearTimer('reconnect');
+    if (this._stopped || this._state !== 'disconnected') return;
+    this.stats.reconnects++;
+    this._attemptConnect();
+  }
+
+  /** @private */
+  _clearTimer(name) {
+    if (this._timers[name]) {
+      clearTimeout(this._timers[name]);
+      this._timers[name] = null;
+    }
+  }
+
+  // ---- frames ------------------------------------------------------------
+
+  /** @private */
+  _send(frame) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WS_OPEN) throw new BmError('not_connected', 'not connected to the relay');
+    ws.send(JSON.stringify(frame));
+  }
+
+  /**
+   * Sends a frame with a fresh `ref` and resolves with the reply (`ok` or
+   * `pong`), or rejects with the relay's `error`, a timeout, or a lost
+   * connection.
+   * @private
+   */
+  _request(frame) {
+    return new Promise((resolve, reject) => {
+      const ref = ++this._ref;
+      const timer = setTimeout(() => {
+        this._pending.delete(ref);
+        reject(new BmError('timeout', `no reply to ${frame.op} in ${this.o.requestTimeout} ms`));
+      }, this.o.requestTimeout);
+      this._pending.set(ref, { resolve, reject, timer });
+      try {
+        this._send({ ...frame, ref });
+      } catch (e) {
+        clearTimeout(timer);
+        this._pending.delete(ref);
+        reject(e);
+      }
+    });
+  }
+
+  /** @private one relay frame, in arrival order */
+  async _onFrame(f) {
+    if (!f || typeof f !== 'object') return;
+    switch (f.op) {
+      case 'ready':
+        return this._onReady(f);
+      case 'ok':
+      case 'pong': {
+        const p = this._pending.get(f.ref);
+        if (p) {
+          this._pending.delete(f.ref);
+          clearTimeout(p.timer);
+          p.resolve(f);
+        }
+        return;
+      }
+      case 'error': {
+        const p = f.ref !== undefined ? this._pending.get(f.ref) : undefined;
+        if (p) {
+          this._pending.delete(f.ref);
+          clearTimeout(p.timer);
+          p.reject(new BmError(String(f.code), String(f.message ?? f.code)));
+        } else {
+          this._emit('error', { code: String(f.code), message: String(f.message ?? '') });
+        }
+        return;
+      }
+      case 'unsub': {
+        const sub = this._subs.get(f.thread);
+        if (sub) {
+          this._subs.delete(f.thread);
+          this._settleSub(sub, new BmError('revoked', 'the server revoked the subscription'));
+        }
+        this._emit('unsub', { thread: f.thread, reason: 'revoked' });
+        return;
+      }
+      case 'ev':
+        this.stats.received++;
+        if (f.from !== undefined) return this._onHint(f);
+        await this.ingest(f.e, 'ws');
+        return;
+      default:
+        // Unknown ops are ignored: a newer relay may add some.
+        return;
+    }
+  }
+
+  /** @private */
+  async _onReady(f) {
+    this._clearTimer('ready');
+    this._user = f.user;
+    this._exp = f.exp;
+    this._failures = 0;
+    this._attempt = 0;
+    const reconnect = this._everConnected;
+    this._everConnected = true;
+    this._stopPolling();
+    this._setState('connected');
+    this._emit('ready', { user: f.user, exp: f.exp });
+    this._scheduleRefresh();
+    this._schedulePing();
+    // Not awaited: the replies to these `sub` frames are frames queued
+    // behind this one.
+    this._resubscribeAndCatchUp(reconnect);
+  }
+
+  /** @private */
+  async _resubscribeAndCatchUp(reconnect) {
+    const gen = this._gen;
+    // Re-send every subscription first, so that what arrives while the page
+    // catches up is already live (dedupe removes the overlap).
+    await Promise.allSettled([...this._subs.keys()].map((t) => this._sendSub(t)));
+    if (gen !== this._gen) return;
+    this._runCatchUp(reconnect, this._lostAt);
+  }
+
+  /** @private */
+  async _runCatchUp(reconnect, since) {
+    if (typeof this.o.catchUp !== 'function') return;
+    try {
+      const result = await this.o.catchUp({ reconnect, since });
+      await this._ingestResult(result, 'catchup');
+    } catch (e) {
+      this._emit('error', { code: 'catchup_failed', message: errText(e) });
+    }
+  }
+
+  /** @private envelopes returned by catchUp/poll: an array or {events: [...]} */
+  async _ingestResult(result, source) {
+    const list = Array.isArray(result) ? result : result && Array.isArray(result.events) ? result.events : [];
+    for (const item of list) {
+      // Accept bare envelopes and {e: envelope} wrappers.
+      const env = item && typeof item === 'object' && 'e' in item && !('c' in item) ? item.e : item;
+      await this.ingest(env, source);
+    }
+  }
+
+  /**
+   * Opens an envelope and delivers it as an `event` unless its id was seen
+   * before or it does not open (then `dropped`). The page may call it for
+   * envelopes it got from WordPress itself.
+   * @param {unknown} envelope
+   * @param {'ws'|'catchup'|'poll'|'ingest'} [source]
+   * @returns {Promise<BmEvent|null>} the event, or null when dropped or a duplicate
+   */
+  async ingest(envelope, source = 'ingest') {
+    const opened = await this._open(envelope, source);
+    if (!opened) return null;
+    const ev = { id: opened.id, kid: opened.k, type: opened.type, data: opened.data, source };
+    this.stats.delivered++;
+    this._emit('event', ev);
+    return ev;
+  }
+
+  /** @private a client `pub` relayed with `from`: an ephemeral hint */
+  async _onHint(f) {
+    const kid = f.e && typeof f.e === 'object' ? f.e.k : undefined;
+    const parsed = parseKeyId(kid);
+    // A hint for thread t must be sealed with a key of thread t: a member of
+    // two threads cannot move one thread's envelope into the other.
+    if (!parsed || parsed.kind !== 'thread' || parsed.thread !== f.thread) {
+      this._drop(f.e, 'wrong_key', 'ws');
+      return;
+    }
+    const opened = await this._open(f.e, 'ws');
+    if (!opened) return;
+    this.stats.hints++;
+    this._emit('hint', { id: opened.id, kid: opened.k, thread: f.thread, from: f.from, type: opened.type, data: opened.data });
+  }
+
+  /** @private open + dedupe; null when dropped or seen */
+  async _open(envelope, source) {
+    const id = envelope && typeof envelope === 'object' ? envelope.id : undefined;
+    if (typeof id === 'string' && this._seen.has(id)) {
+      this.stats.duplicates++;
+      return null;
+    }
+    const kid = envelope && typeof envelope === 'object' ? envelope.k : undefined;
+    const parsed = parseKeyId(kid);
+    if (parsed && parsed.kind === 'user' && this._user !== null && parsed.user !== this._user) {
+      this._drop(envelope, 'wrong_key', source);
+      return null;
+    }
+    const key = parsed ? await this._key(kid) : null;
+    if (parsed && !key) {
+      this._drop(envelope, 'no_key', source);
+      return null;
+    }
+    try {
+      const opened = await openEnvelope(envelope, key, this.o.site);
+      // Re-check: the same id may have been delivered while we decrypted.
+      if (this._seen.has(opened.id)) {
+        this.stats.duplicates++;
+        return null;
+      }
+      this._seen.add(opened.id);
+      return opened;
+    } catch (e) {
+      this._drop(envelope, e instanceof EnvelopeError ? e.reason : 'malformed', source);
+      return null;
+    }
+  }
+
+  /** @private */
+  _drop(envelope, reason, source) {
+    this.stats.dropped++;
+    const e = envelope && typeof envelope === 'object' ? envelope : {};
+    this._emit('dropped', { id: typeof e.id === 'string' ? e.id : null, kid: typeof e.k === 'string' ? e.k : null, reason, source });
+  }
+
+  /** @private a CryptoKey for a key id, asked of the page once and cached */
+  _key(kid) {
+    let p = this._keys.get(kid);
+    if (!p) {
+      p = (async () => {
+        try {
+          const material = await this.o.getKey(kid);
+          return material ? await importAesKey(material) : null;
+        } catch (e) {
+          this._emit('error', { code: 'key_failed', message: `no key for ${kid}: ${errText(e)}` });
+          return null;
+        }
+      })();
+      this._keys.set(kid, p);
+      // A missing key is not cached: membership may be granted later.
+      p.then((k) => {
+        if (!k && this._keys.get(kid) === p) this._keys.delete(kid);
+      });
+    }
+    return p;
+  }
+
+  /**
+   * Forgets cached keys (all, or one key id), e.g. after the user left a
+   * thread or its epoch changed; they are asked of `getKey` again when needed.
+   * @param {string} [kid]
+   */
+  forgetKeys(kid) {
+    if (kid === undefined) this._keys.clear();
+    else this._keys.delete(kid);
+  }
+
+  // ---- token refresh and pings --------------------------------------------
+
+  /** @private */
+  _scheduleRefresh() {
+    this._clearTimer('refresh');
+    const t = this._token;
+    if (!t) return;
+    const delay = Math.max(0, t.localExpiry - this._margin(t.lifetime) - Date.now());
+    this._timers.refresh = setTimeout(() => this._refresh(), delay);
+  }
+
+  /** @private send a `refresh` with a new connection token before `exp` */
+  async _refresh() {
+    this._timers.refresh = null;
+    const gen = this._gen;
+    try {
+      const value = await this.o.getToken();
+      if (gen !== this._gen) return;
+      if (typeof value !== 'string' || !value) throw new BmError('token_failed', 'getToken returned no token');
+      await this._request({ op: 'refresh', token: value });
+      if (gen !== this._gen) return;
+      this._setToken(value);
+      this._scheduleRefresh();
+    } catch (e) {
+      if (gen !== this._gen) return;
+      this._emit('error', { code: e instanceof BmError ? e.code : 'token_failed', message: `token refresh failed: ${errText(e)}` });
+      // Try again shortly while the token is still valid; past that the
+      // relay closes with 4009 and the reconnect gets a new token.
+      const t = this._token;
+      const left = t ? t.localExpiry - Date.now() : 0;
+      if (left > 1000) this._timers.refresh = setTimeout(() => this._refresh(), Math.min(5000, left / 2));
+    }
+  }
+
+  /** @private application pings find a dead socket the browser has not noticed */
+  _schedulePing() {
+    this._clearTimer('ping');
+    if (!this.o.pingInterval) return;
+    const gen = this._gen;
+    this._timers.ping = setTimeout(async () => {
+      this._timers.ping = null;
+      try {
+        await this.ping();
+        if (gen === this._gen) this._schedulePing();
+      } catch (e) {
+        if (gen === this._gen && e instanceof BmError && e.code === 'timeout') this._giveUp(gen, 'ping timeout');
+      }
+    }, this.o.pingInterval);
+  }
+
+  /**
+   * Application ping; resolves with the round trip in ms.
+   * @returns {Promise<number>}
+   */
+  async ping() {
+    const t0 = performance.now();
+    await this._request({ op: 'ping' });
+    return performance.now() - t0;
+  }
+
+  // ---- subscriptions and publishing -----------------------------------------
+
+  /**
+   * Watches a thread (pushes addressed to the thread and other members'
+   * hints). Kept across reconnects, each time with a fresh thread token.
+   * Resolves when the relay accepts; if not connected now, when it next
+   * does. Rejects when the relay or `getThreadToken` refuses (the thread is
+   * then dropped from the set and an `unsub` event fires).
+   * @param {number} thread
+   * @returns {Promise<void>}
+   */
+  subscribe(thread) {
+    if (!Number.isSafeInteger(thread) || thread < 1) return Promise.reject(new TypeError('thread must be a positive integer'));
+    if (this._state === 'closed') return Promise.reject(new BmError('closed', 'the client is closed'));
+    if (typeof this.o.getThreadToken !== 'function') return Promise.reject(new TypeError('BmClient: `getThreadToken` is required to subscribe'));
+    let sub = this._subs.get(thread);
+    if (sub && sub.acked) return Promise.resolve();
+    const isNew = !sub;
+    if (!sub) {
+      sub = { acked: false, waiters: [] };
+      this._subs.set(thread, sub);
+    }
+    const s = sub;
+    const p = new Promise((resolve, reject) => s.waiters.push({ resolve, reject }));
+    // An existing, unacknowledged entry already has a `sub` in flight (or
+    // gets one on the next connect).
+    if (isNew && this._state === 'connected') this._sendSub(thread);
+    return p;
+  }
+
+  /** @private */
+  _settleSub(sub, err) {
+    const waiters = sub.waiters;
+    sub.waiters = [];
+    for (const w of waiters) err ? w.reject(err) : w.resolve();
+  }
+
+  /** @private one `sub` frame with a fresh thread token; one retry if it expired */
+  async _sendSub(thread, retried = false) {
+    const gen = this._gen;
+    let token;
+    try {
+      token = await this.o.getThreadToken(thread);
+      if (typeof token !== 'string' || !token) throw new BmError('token_failed', 'getThreadToken returned no token');
+    } catch (e) {
+      if (gen === this._gen) this._refuseSub(thread, 'token_refused', errText(e));
+      return;
+    }
+    if (gen !== this._gen) return;
+    try {
+      await this._request({ op: 'sub', thread, token });
+      const sub = this._subs.get(thread);
+      if (sub && gen === this._gen) {
+        sub.acked = true;
+        this._settleSub(sub);
+      }
+    } catch (e) {
+      if (gen !== this._gen || !(e instanceof BmError)) return;
+      if (e.code === 'token_expired' && !retried) return this._sendSub(thread, true);
+      if (e.code === 'not_connected' || e.code === 'timeout') return; // re-sent on the next connect
+      this._refuseSub(thread, e.code, e.message);
+    }
+  }
+
+  /** @private */
+  _refuseSub(thread, code, message) {
+    const sub = this._subs.get(thread);
+    if (!sub) return;
+    this._subs.delete(thread);
+    this._settleSub(sub, new BmError(code, message));
+    this._emit('error', { code, message, thread });
+    this._emit('unsub', { thread, reason: code });
+  }
+
+  /**
+   * Stops watching a thread.
+   * @param {number} thread
+   * @returns {Promise<void>}
+   */
+  async unsubscribe(thread) {
+    const sub = this._subs.get(thread);
+    if (!sub) return;
+    this._subs.delete(thread);
+    this._settleSub(sub, new BmError('unsubscribed', 'unsubscribed by the page'));
+    if (this._state === 'connected') {
+      try {
+        await this._request({ op: 'unsub', thread });
+      } catch (e) {
+        if (!(e instanceof BmError) || (e.code !== 'not_subscribed' && e.code !== 'not_connected')) throw e;
+      }
+    }
+  }
+
+  /**
+   * Publishes an ephemeral event (typing, call signalling) to the other
+   * subscribers of a thread, sealed with the thread's current key
+   * (`threadKeyId`). Never use it for messages: those go through WordPress.
+   * @param {number} thread
+   * @param {string} type
+   * @param {unknown} data
+   * @returns {Promise<string>} the event id, once the relay accepted the frame
+   */
+  async publish(thread, type, data) {
+    if (this._state !== 'connected') throw new BmError('not_connected', 'not connected to the relay');
+    const sub = this._subs.get(thread);
+    if (!sub || !sub.acked) throw new BmError('not_subscribed', `not subscribed to thread ${thread}`);
+    if (typeof this.o.threadKeyId !== 'function') throw new TypeError('BmClient: `threadKeyId` is required to publish');
+    const kid = await this.o.threadKeyId(thread);
+    const parsed = parseKeyId(kid);
+    if (!parsed || parsed.kind !== 'thread' || parsed.thread !== thread) {
+      throw new BmError('bad_key', `threadKeyId(${thread}) returned ${JSON.stringify(kid)}, not a key of that thread`);
+    }
+    const key = await this._key(kid);
+    if (!key) throw new BmError('no_key', `no key ${kid}`);
+    const e = await sealEnvelope(key, this.o.site, kid, type, data, { maxCiphertext: MAX_PUB_CIPHERTEXT });
+    // Our own hint must not come back to us as someone else's (another tab
+    // of ours may still get it: that one is from us, shown as such).
+    this._seen.add(e.id);
+    await this._request({ op: 'pub', thread, e });
+    return e.id;
+  }
+
+  // ---- polling fallback ------------------------------------------------
+
+  /** @private */
+  _startPolling() {
+    if (this._polling || this._stopped || typeof this.o.poll !== 'function') return;
+    this._polling = true;
+    this._emit('polling', { active: true });
+    const tick = async () => {
+      this._timers.poll = null;
+      if (!this._polling) return;
+      this.stats.polls++;
+      try {
+        const result = await this.o.poll({ since: this._lostAt });
+        if (this._polling) await this._ingestResult(result, 'poll');
+      } catch (e) {
+        this._emit('error', { code: 'poll_failed', message: errText(e) });
+      }
+      if (this._polling) {
+        // ±10% jitter so many pages do not poll in step.
+        const jitter = this.o.pollInterval * (0.9 + Math.random() * 0.2);
+        this._timers.poll = setTimeout(tick, jitter);
+      }
+    };
+    tick();
+  }
+
+  /** @private */
+  _stopPolling() {
+    this._clearTimer('poll');
+    if (!this._polling) return;
+    this._polling = false;
+    this._emit('polling', { active: false });
+  }
+}
+
+/** @param {unknown} e */
+function errText(e) {
+  return e && typeof e === 'object' && 'message' in e ? String(/** @type {any} */ (e).message) : String(e);
+}

@@ -1,0 +1,304 @@
+// Test harness for the browser client: Debian's headless Chromium driven by
+// playwright-core, a tiny HTTP server on 127.0.0.1 serving the modules and
+// playing the WordPress side (tokens, keys, catch-up), and the real relay
+// binary. Everything started here is stopped by `cleanup()`.
+
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** wp-plugin-shim/ */
+export const SHIM = path.resolve(HERE, '../..');
+/** the repository root */
+export const ROOT = path.resolve(SHIM, '..');
+export const CHROMIUM = process.env.BM_CHROMIUM || '/usr/bin/chromium';
+export const RELAY_BIN = process.env.BM_RELAY_BIN || path.join(ROOT, 'target/release/bm-relay');
+export const VECTORS = JSON.parse(fs.readFileSync(path.join(ROOT, 'testdata/crypto-v1.json'), 'utf8'));
+
+const cleanups = [];
+/** Registers something to stop at the end, run in reverse order. */
+export function onCleanup(fn) {
+  cleanups.push(fn);
+}
+/** Stops everything this harness started. */
+export async function cleanup() {
+  while (cleanups.length) {
+    const fn = cleanups.pop();
+    try {
+      await fn();
+    } catch (e) {
+      console.error('cleanup:', e);
+    }
+  }
+}
+
+// ---- protocol crypto in node (the "WordPress side" of the tests) ----------
+
+export const b64u = (buf) => Buffer.from(buf).toString('base64url');
+export const unb64u = (s) => Buffer.from(s, 'base64url');
+
+/** HKDF-SHA256 with the protocol salt, 32 bytes. */
+export function hkdf(ikm, info) {
+  return Buffer.from(crypto.hkdfSync('sha256', ikm, Buffer.from('bm-relay/v1'), Buffer.from(info), 32));
+}
+
+/** A test site: random secret and its derived keys. */
+export function makeSite(site = 'test.local') {
+  const secret = crypto.randomBytes(32);
+  const relayKey = hkdf(secret, 'relay');
+  const contentKey = hkdf(secret, 'content');
+  return {
+    site,
+    secret: b64u(secret),
+    relayKey,
+    contentKey,
+    threadKey: (t, e = 0) => hkdf(contentKey, `thread/${t}/${e}`),
+    userKey: (u) => hkdf(contentKey, `user/${u}`),
+    /** key bytes for a key id */
+    keyFor(kid) {
+      let m = /^t\/(\d+)\/(\d+)$/.exec(kid);
+      if (m) return hkdf(contentKey, `thread/${m[1]}/${m[2]}`);
+      m = /^u\/(\d+)$/.exec(kid);
+      if (m) return hkdf(contentKey, `user/${m[1]}`);
+      return null;
+    },
+  };
+}
+
+/** HS256 JWT with the relay key, claims in the protocol's order. */
+export function mintToken(relayKey, { site, sub, thread, iat, exp }) {
+  const header = b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const claims = { site, sub: String(sub) };
+  if (thread !== undefined) claims.thread = thread;
+  claims.iat = iat;
+  claims.exp = exp;
+  const payload = b64u(JSON.stringify(claims));
+  const sig = crypto.createHmac('sha256', relayKey).update(`${header}.${payload}`).digest();
+  return `${header}.${payload}.${b64u(sig)}`;
+}
+
+/** Seals {type, data} with AES-256-GCM and the AAD rule. */
+export function seal(site, key, kid, type, data, id = b64u(crypto.randomBytes(16))) {
+  const nonce = crypto.randomBytes(12);
+  const c = crypto.createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(Buffer.from(`bm1|${site}|${id}|${kid}`));
+  const ct = Buffer.concat([c.update(JSON.stringify({ type, data })), c.final(), c.getAuthTag()]);
+  return { v: 1, id, k: kid, n: b64u(nonce), c: b64u(ct) };
+}
+
+/** Signs and sends a relay server-API request; resolves with {status, body}. */
+export function relayPost(port, site, relayKey, reqPath, bodyObj) {
+  const body = JSON.stringify(bodyObj);
+  const ts = Math.floor(Date.now() / 1000);
+  const sig = crypto.createHmac('sha256', relayKey).update(`${ts}\n${site}\nPOST ${reqPath}\n${body}`).digest('hex');
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: reqPath,
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          'x-bm-site': site,
+          'x-bm-timestamp': String(ts),
+          'x-bm-signature': `v1=${sig}`,
+        },
+        timeout: 5000,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d) => (text += d));
+        res.on('end', () => {
+          let parsed = null;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = text;
+          }
+          resolve({ status: res.statusCode, body: parsed });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${reqPath}: timeout`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// ---- processes and ports ------------------------------------------------
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns truthy, at most `timeout` ms. */
+export async function until(fn, timeout = 5000, what = 'condition') {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * Starts the relay in its own process group on fixed ports; resolves when
+ * /healthz answers 200. `stop()` kills the group and waits for the exit.
+ */
+export async function startRelay({ site, relayKey, port, adminPort }) {
+  if (!fs.existsSync(RELAY_BIN)) throw new Error(`${RELAY_BIN} is missing: run \`cargo build --release -p bm-relay\``);
+  port ??= await freePort();
+  adminPort ??= await freePort();
+  const child = spawn(
+    RELAY_BIN,
+    ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--site', `${site}=${b64u(relayKey)}`],
+    { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  let dead = false;
+  exited.then(() => (dead = true));
+  const stop = async () => {
+    if (dead) return;
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    await exited;
+  };
+  onCleanup(stop);
+  const end = Date.now() + 10000;
+  for (;;) {
+    if (dead) throw new Error(`bm-relay exited at start: ${stderr}`);
+    const ok = await new Promise((r) => {
+      const req = http.get({ host: '127.0.0.1', port: adminPort, path: '/healthz', timeout: 1000 }, (res) => {
+        res.resume();
+        r(res.statusCode === 200);
+      });
+      req.on('error', () => r(false));
+      req.on('timeout', () => req.destroy());
+    });
+    if (ok) break;
+    if (Date.now() > end) {
+      await stop();
+      throw new Error(`bm-relay did not become healthy: ${stderr}`);
+    }
+    await sleep(50);
+  }
+  return { port, adminPort, child, stop, wsUrl: `ws://127.0.0.1:${port}/v1/ws`, stderr: () => stderr };
+}
+
+// ---- the page server --------------------------------------------------------
+
+const TYPES = { '.js': 'text/javascript; charset=utf-8', '.html': 'text/html; charset=utf-8', '.json': 'application/json' };
+
+/**
+ * Serves /assets/* (the client modules) and /tests/* (test pages) from
+ * wp-plugin-shim, plus the JSON routes in `routes` (path → handler(url) →
+ * object, or throws {status}). Plays the WordPress side of the tests.
+ */
+export async function startPageServer(routes = {}) {
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://127.0.0.1');
+    try {
+      if (routes[url.pathname]) {
+        const out = await routes[url.pathname](url);
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        res.end(JSON.stringify(out));
+        return;
+      }
+      if (url.pathname === '/favicon.ico') {
+        res.writeHead(204).end();
+        return;
+      }
+      const m = /^\/(assets|tests)\/([A-Za-z0-9_./-]+)$/.exec(url.pathname);
+      const file = m && !m[2].includes('..') ? path.join(SHIM, m[1], m[2]) : null;
+      if (!file || !fs.existsSync(file)) {
+        console.error(`page server: 404 ${url.pathname}`);
+        res.writeHead(404).end('not found');
+        return;
+      }
+      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'cache-control': 'no-store' });
+      res.end(fs.readFileSync(file));
+    } catch (e) {
+      res.writeHead(e && e.status ? e.status : 500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: String(e && e.message ? e.message : e) }));
+    }
+  });
+  const sockets = new Set();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const stop = () =>
+    new Promise((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
+  onCleanup(stop);
+  return { origin: `http://127.0.0.1:${server.address().port}`, stop };
+}
+
+// ---- the browser --------------------------------------------------------------
+
+/** Launches Debian's Chromium headless with a fresh profile directory. */
+export async function launchBrowser() {
+  const { chromium } = await import('playwright-core');
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-client-chromium-'));
+  onCleanup(() => fs.rmSync(profile, { recursive: true, force: true }));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    timeout: 30000,
+  });
+  onCleanup(() => context.close());
+  return context;
+}
+
+/** A new page of `context` at `url`, with console errors collected. */
+export async function openPage(context, url) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  await page.goto(url);
+  page.errors = errors;
+  return page;
+}
