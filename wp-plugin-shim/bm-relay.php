@@ -1,0 +1,49 @@
+<?php
+/**
+ * Plugin Name:       bm-relay
+ * Description:       Real-time messaging where WordPress keeps every message: stored in the site's database, then pushed as a sealed envelope through the bm-relay router.
+ * Version:           0.1.0
+ * Requires at least: 6.1
+ * Requires PHP:      8.1
+ * Author:            bm-relay
+ * License:           MIT
+ * Text Domain:       bm-relay
+ *
+ * @package bm-relay
+ */
+
+defined('ABSPATH') || exit;
+
+/** Plugin version (also sent in the admin page). */
+define('BM_RELAY_VERSION', '0.1.0');
+/** Main file, for activation hooks and asset URLs. */
+define('BM_RELAY_FILE', __FILE__);
+/** Directory of the plugin, with a trailing slash. */
+define('BM_RELAY_DIR', plugin_dir_path(__FILE__));
+
+// The native extension when loaded; otherwise the pure-PHP drop-in that
+// defines the same functions. Callers never check which one is active.
+require_once BM_RELAY_DIR . 'includes/fallback.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-schema.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-settings.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-store.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-push.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-rest.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-privacy.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-retention.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-admin.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-shortcode.php';
+
+register_activation_hook(__FILE__, ['BM_Relay_Schema', 'activate']);
+register_deactivation_hook(__FILE__, ['BM_Relay_Schema', 'deactivate']);
+
+add_action('plugins_loaded', ['BM_Relay_Schema', 'maybe_upgrade']);
+add_action('plugins_loaded', ['BM_Relay_Settings', 'apply'], 5);
+add_action('init', static function (): void {
+    load_plugin_textdomain('bm-relay', false, dirname(plugin_basename(BM_RELAY_FILE)) . '/languages');
+});
+add_action('rest_api_init', ['BM_Relay_REST', 'register_routes']);
+add_action(BM_Relay_Retention::HOOK, ['BM_Relay_Retention', 'run']);
+BM_Relay_Privacy::register();
+BM_Relay_Admin::register();
+BM_Relay_Shortcode::register();

@@ -1,0 +1,182 @@
+<?php
+/**
+ * Settings → bm-relay: the relay settings, the connection status (relay
+ * /healthz, extension or fallback, push counters) and a "send test event"
+ * button that pushes a user-sealed event to the admin's own browsers.
+ *
+ * @package bm-relay
+ */
+
+defined('ABSPATH') || exit;
+
+/**
+ * The admin page.
+ */
+final class BM_Relay_Admin
+{
+    /** Page slug. */
+    public const SLUG = 'bm-relay';
+
+    /** Hooks the page, the settings and the test-event action in. */
+    public static function register(): void
+    {
+        add_action('admin_menu', static function (): void {
+            add_options_page(__('bm-relay', 'bm-relay'), __('bm-relay', 'bm-relay'), 'manage_options', self::SLUG, [self::class, 'render']);
+        });
+        add_action('admin_init', [self::class, 'register_settings']);
+        add_action('admin_post_bm_relay_test_event', [self::class, 'handle_test_event']);
+    }
+
+    /** Registers the options with their sanitizers. */
+    public static function register_settings(): void
+    {
+        $url = static function ($v): string {
+            $v = is_string($v) ? trim($v) : '';
+            return $v === '' ? '' : (string) esc_url_raw($v, ['http', 'https', 'ws', 'wss']);
+        };
+        register_setting(self::SLUG, 'bm_relay_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bm_relay_public_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bm_relay_admin_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bm_relay_site', ['type' => 'string', 'sanitize_callback' => static function ($v): string {
+            $v = is_string($v) ? strtolower(trim($v)) : '';
+            if ($v !== '' && !preg_match('/^[a-z0-9][a-z0-9._-]{0,63}$/D', $v)) {
+                add_settings_error('bm_relay_site', 'bm_relay_site', __('Site id must match ^[a-z0-9][a-z0-9._-]{0,63}$.', 'bm-relay'));
+                return (string) get_option('bm_relay_site', '');
+            }
+            return $v;
+        }]);
+        register_setting(self::SLUG, 'bm_relay_mode', ['type' => 'string', 'sanitize_callback' => static fn($v) => $v === 'async' ? 'async' : 'sync']);
+        register_setting(self::SLUG, 'bm_relay_retention_days', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(0, min(36500, (int) $v))]);
+        register_setting(self::SLUG, 'bm_relay_max_length', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(1, min(20000, (int) $v))]);
+    }
+
+    /**
+     * The connection status shown on the page.
+     *
+     * @return array{implementation:string,configured:bool,config_error:?string,relay:array{ok:bool,detail:string},stats:array,secret_source:string}
+     */
+    public static function status(): array
+    {
+        $health = ['ok' => false, 'detail' => __('no relay admin URL set', 'bm-relay')];
+        $admin = (string) BM_Relay_Settings::get('bm_relay_admin_url');
+        if ($admin !== '') {
+            $r = wp_remote_get(rtrim($admin, '/') . '/healthz', ['timeout' => 2, 'redirection' => 0]);
+            if (is_wp_error($r)) {
+                $health = ['ok' => false, 'detail' => $r->get_error_message()];
+            } else {
+                $code = (int) wp_remote_retrieve_response_code($r);
+                $health = ['ok' => $code === 200, 'detail' => 'HTTP ' . $code . ' ' . substr((string) wp_remote_retrieve_body($r), 0, 200)];
+            }
+        }
+        return [
+            'implementation' => extension_loaded('bm_relay')
+                ? 'extension ' . (string) phpversion('bm_relay')
+                : 'fallback (pure PHP)',
+            'configured' => BM_Relay_Settings::ready(),
+            'config_error' => BM_Relay_Settings::$error,
+            'relay' => $health,
+            'stats' => bm_stats(),
+            'secret_source' => BM_Relay_Settings::secret_source(),
+        ];
+    }
+
+    /**
+     * Pushes a `test` event to the given user's browsers, in sync mode so the
+     * answer says how many sockets got it.
+     *
+     * @return array{ok:bool,detail:string}
+     */
+    public static function send_test_event(int $user): array
+    {
+        try {
+            bm_configure(['mode' => 'sync']);
+            $res = bm_push(['type' => 'test', 'data' => ['time' => time()], 'to' => [$user]]);
+        } catch (BmRelayException $e) {
+            return ['ok' => false, 'detail' => $e->getMessage()];
+        } finally {
+            BM_Relay_Settings::apply();
+        }
+        /* translators: %d: number of browser sockets that received the event */
+        return ['ok' => true, 'detail' => sprintf(__('Relay accepted the event; %d of your browser sockets received it.', 'bm-relay'), (int) ($res['sockets'] ?? 0))];
+    }
+
+    /** admin-post handler of the "send test event" button. */
+    public static function handle_test_event(): void
+    {
+        if (!current_user_can('manage_options')) {
+            wp_die(esc_html__('You are not allowed to do this.', 'bm-relay'), 403);
+        }
+        check_admin_referer('bm_relay_test_event');
+        set_transient('bm_relay_test_' . get_current_user_id(), self::send_test_event(get_current_user_id()), 60);
+        wp_safe_redirect(admin_url('options-general.php?page=' . self::SLUG));
+        exit;
+    }
+
+    /** Renders the page. */
+    public static function render(): void
+    {
+        if (!current_user_can('manage_options')) {
+            return;
+        }
+        $s = self::status();
+        $test = get_transient('bm_relay_test_' . get_current_user_id());
+        delete_transient('bm_relay_test_' . get_current_user_id());
+        echo '<div class="wrap"><h1>' . esc_html__('bm-relay', 'bm-relay') . '</h1>';
+        if (is_array($test)) {
+            printf('<div class="notice notice-%s"><p>%s</p></div>', $test['ok'] ? 'success' : 'error', esc_html($test['detail']));
+        }
+        echo '<h2>' . esc_html__('Status', 'bm-relay') . '</h2><table class="widefat striped" id="bm-relay-status"><tbody>';
+        $rows = [
+            __('Implementation', 'bm-relay') => $s['implementation'],
+            __('Relay health', 'bm-relay') => ($s['relay']['ok'] ? '✔ ' : '✘ ') . $s['relay']['detail'],
+            __('Configured', 'bm-relay') => $s['configured'] ? __('yes', 'bm-relay') : __('no', 'bm-relay') . ($s['config_error'] ? ' — ' . $s['config_error'] : ''),
+            __('Secret stored in', 'bm-relay') => $s['secret_source'],
+            __('Pushed / failed / dropped', 'bm-relay') => sprintf('%d / %d / %d', $s['stats']['sent'] ?? 0, $s['stats']['failed'] ?? 0, $s['stats']['dropped'] ?? 0),
+        ];
+        if ($s['configured']) {
+            try {
+                $rows[__('Relay key (for the relay --site option)', 'bm-relay')] = ($s['stats']['site'] ?? '') . '=' . bm_relay_key();
+            } catch (BmRelayException $e) {
+                $rows[__('Relay key', 'bm-relay')] = $e->getMessage();
+            }
+        }
+        foreach ($rows as $k => $v) {
+            echo '<tr><th>' . esc_html($k) . '</th><td><code>' . esc_html((string) $v) . '</code></td></tr>';
+        }
+        echo '</tbody></table>';
+        echo '<form method="post" action="' . esc_url(admin_url('admin-post.php')) . '">';
+        wp_nonce_field('bm_relay_test_event');
+        echo '<input type="hidden" name="action" value="bm_relay_test_event">';
+        submit_button(__('Send test event', 'bm-relay'), 'secondary', 'submit', false);
+        echo '</form>';
+        echo '<h2>' . esc_html__('Settings', 'bm-relay') . '</h2><form method="post" action="options.php">';
+        settings_fields(self::SLUG);
+        echo '<table class="form-table">';
+        $fields = [
+            'bm_relay_url' => __('Relay push URL (server side, e.g. http://127.0.0.1:8080)', 'bm-relay'),
+            'bm_relay_public_url' => __('Relay WebSocket URL (browser side, e.g. wss://relay.example.com/v1/ws)', 'bm-relay'),
+            'bm_relay_admin_url' => __('Relay admin URL (for /healthz)', 'bm-relay'),
+            'bm_relay_site' => __('Site id', 'bm-relay'),
+            'bm_relay_retention_days' => __('Delete messages after N days (0 keeps them)', 'bm-relay'),
+            'bm_relay_max_length' => __('Longest message (characters)', 'bm-relay'),
+        ];
+        foreach ($fields as $name => $label) {
+            printf(
+                '<tr><th><label for="%1$s">%2$s</label></th><td><input class="regular-text" id="%1$s" name="%1$s" value="%3$s"></td></tr>',
+                esc_attr($name),
+                esc_html($label),
+                esc_attr((string) BM_Relay_Settings::get($name))
+            );
+        }
+        $mode = (string) BM_Relay_Settings::get('bm_relay_mode');
+        printf(
+            '<tr><th><label for="bm_relay_mode">%s</label></th><td><select id="bm_relay_mode" name="bm_relay_mode"><option value="sync"%s>sync</option><option value="async"%s>async</option></select></td></tr>',
+            esc_html__('Push mode (sync records delivery; async never waits)', 'bm-relay'),
+            selected($mode, 'sync', false),
+            selected($mode, 'async', false)
+        );
+        echo '</table>';
+        submit_button();
+        echo '</form></div>';
+    }
+}

@@ -1,0 +1,111 @@
+<?php
+/**
+ * Turns stored changes into sealed events for the relay.
+ *
+ * Always called after the database write: a push that fails (relay down,
+ * not configured) is recorded in bm_stats() and the PHP error log by the
+ * extension/fallback, and the REST request still succeeds; browsers fetch
+ * what they missed on catch-up.
+ *
+ * @package bm-relay
+ */
+
+defined('ABSPATH') || exit;
+
+/**
+ * The events the plugin sends, one method per event type.
+ */
+final class BM_Relay_Push
+{
+    /** @var string|null last push error of this request (for tests and the admin page) */
+    public static $last_error = null;
+
+    /**
+     * Sends events; returns the relay's results in sync mode, null when the
+     * push failed or the mode is async (then nothing is known about delivery).
+     *
+     * @param list<array<string,mixed>> $events
+     * @return list<array{online:list<int>,sockets:int}>|null
+     */
+    public static function send(array $events): ?array
+    {
+        if (!$events) {
+            return [];
+        }
+        try {
+            $res = bm_push_many($events);
+        } catch (BmRelayException $e) {
+            self::$last_error = $e->getMessage();
+            /**
+             * Fires when the relay could not take an event; the data is stored
+             * already, so this is for monitoring only.
+             */
+            do_action('bm_relay_push_failed', $e->getMessage(), $events);
+            return null;
+        }
+        return is_array($res) ? $res : null;
+    }
+
+    /**
+     * A thread event to every member (and live subscribers), sealed with the
+     * thread's current key.
+     *
+     * @param array<string,mixed> $data
+     * @return array{online:list<int>,sockets:int}|null
+     */
+    public static function thread_event(object $thread, string $type, array $data, ?string $id = null): ?array
+    {
+        $event = [
+            'type' => $type,
+            'data' => $data,
+            'to' => BM_Relay_Store::members((int) $thread->id),
+            'thread' => (int) $thread->id,
+            'epoch' => (int) $thread->epoch,
+            'live' => true,
+        ];
+        if ($id !== null) {
+            $event['id'] = $id;
+        }
+        $res = self::send([$event]);
+        return $res[0] ?? null;
+    }
+
+    /**
+     * An event for one user only, sealed with that user's key (thread.added
+     * carries a thread key this way: only that user's browsers can open it).
+     *
+     * @param array<string,mixed> $data
+     */
+    public static function user_event(int $user, string $type, array $data): ?array
+    {
+        $res = self::send([['type' => $type, 'data' => $data, 'to' => [$user]]]);
+        return $res[0] ?? null;
+    }
+
+    /**
+     * The key material a member's browser needs for a thread.
+     *
+     * @return array{thread:int,epoch:int,kid:string,key:string,token:string}|null
+     */
+    public static function thread_keys(int $user, object $thread): ?array
+    {
+        try {
+            return [
+                'thread' => (int) $thread->id,
+                'epoch' => (int) $thread->epoch,
+                'kid' => 't/' . (int) $thread->id . '/' . (int) $thread->epoch,
+                'key' => bm_thread_key((int) $thread->id, (int) $thread->epoch),
+                'token' => bm_thread_token($user, (int) $thread->id, self::token_ttl()),
+            ];
+        } catch (BmRelayException $e) {
+            self::$last_error = $e->getMessage();
+            return null;
+        }
+    }
+
+    /** Lifetime of tokens handed to browsers, filterable. */
+    public static function token_ttl(): int
+    {
+        return (int) apply_filters('bm_relay_token_ttl', 3600);
+    }
+}

@@ -1,0 +1,662 @@
+<?php
+/**
+ * REST API `bm/v1` for the browser chat page.
+ *
+ * Every route checks, in its permission callback, a logged-in user, a valid
+ * `wp_rest` nonce (X-WP-Nonce header or _wpnonce parameter) and the chat
+ * capability; every handler then checks thread membership. Writes store
+ * first, then push the matching event; a failed push never fails the request.
+ * Routes and shapes are documented in docs/PLUGIN.md.
+ *
+ * @package bm-relay
+ */
+
+defined('ABSPATH') || exit;
+
+/**
+ * Route registration and handlers.
+ */
+final class BM_Relay_REST
+{
+    /** REST namespace. */
+    public const NS = 'bm/v1';
+    /** Largest id (2^53 - 1), as in the protocol. */
+    private const MAX_ID = 9007199254740991;
+    /** Members per thread at creation. */
+    private const MAX_PARTICIPANTS = 50;
+
+    /** Registers every route on rest_api_init. */
+    public static function register_routes(): void
+    {
+        $check = [self::class, 'check'];
+        $id = '(?P<id>\d+)';
+        register_rest_route(self::NS, '/threads', [
+            ['methods' => 'GET', 'callback' => [self::class, 'list_threads'], 'permission_callback' => $check],
+            ['methods' => 'POST', 'callback' => [self::class, 'create_thread'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/threads/$id", [
+            ['methods' => 'GET', 'callback' => [self::class, 'get_thread'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/threads/$id/participants", [
+            ['methods' => 'POST', 'callback' => [self::class, 'add_participant'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/threads/$id/participants/(?P<user_id>\d+)", [
+            ['methods' => 'DELETE', 'callback' => [self::class, 'remove_participant'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/threads/$id/messages", [
+            ['methods' => 'GET', 'callback' => [self::class, 'list_messages'], 'permission_callback' => $check],
+            ['methods' => 'POST', 'callback' => [self::class, 'send_message'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/threads/$id/read", [
+            ['methods' => 'POST', 'callback' => [self::class, 'mark_read'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/messages/$id", [
+            ['methods' => 'PUT, PATCH', 'callback' => [self::class, 'edit_message'], 'permission_callback' => $check],
+            ['methods' => 'DELETE', 'callback' => [self::class, 'delete_message'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/messages/$id/reactions", [
+            ['methods' => 'POST', 'callback' => [self::class, 'react'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, '/token', [
+            ['methods' => 'POST', 'callback' => [self::class, 'token'], 'permission_callback' => $check],
+        ]);
+    }
+
+    /**
+     * Permission callback of every route: logged in, nonce, capability.
+     *
+     * The nonce is checked here as well as by WordPress's cookie handler so
+     * the rule holds whatever authenticated the request.
+     *
+     * @return true|WP_Error
+     */
+    public static function check(WP_REST_Request $request)
+    {
+        if (!is_user_logged_in()) {
+            return new WP_Error('bm_relay_not_logged_in', __('You must be logged in to chat.', 'bm-relay'), ['status' => 401]);
+        }
+        $nonce = $request->get_header('x_wp_nonce');
+        if (!$nonce) {
+            $nonce = $request->get_param('_wpnonce');
+        }
+        if (!is_string($nonce) || $nonce === '' || !wp_verify_nonce($nonce, 'wp_rest')) {
+            return new WP_Error('bm_relay_bad_nonce', __('Missing or expired security token (nonce); reload the page.', 'bm-relay'), ['status' => 403]);
+        }
+        /** Capability a user needs to chat at all. */
+        $cap = (string) apply_filters('bm_relay_chat_capability', 'read');
+        if (!current_user_can($cap)) {
+            return new WP_Error('bm_relay_forbidden', __('You are not allowed to chat on this site.', 'bm-relay'), ['status' => 403]);
+        }
+        return true;
+    }
+
+    /** True when the user may moderate (delete others' messages, manage members). */
+    private static function can_moderate(): bool
+    {
+        return current_user_can((string) apply_filters('bm_relay_moderate_capability', 'manage_options'));
+    }
+
+    /**
+     * A positive id (1 … 2^53-1) from a parameter, or a WP_Error naming it.
+     *
+     * @param mixed $value
+     * @return int|WP_Error
+     */
+    private static function id_param($value, string $name, bool $allow_zero = false)
+    {
+        if (is_int($value)) {
+            $value = (string) $value;
+        }
+        if (!is_string($value) || !preg_match('/^\d{1,16}$/D', $value)) {
+            return self::bad($name, __('must be a positive integer', 'bm-relay'));
+        }
+        $n = (int) $value;
+        if ($n > self::MAX_ID || (!$allow_zero && $n < 1)) {
+            return self::bad($name, __('is out of range', 'bm-relay'));
+        }
+        return $n;
+    }
+
+    /** A 400 error naming a parameter. */
+    private static function bad(string $name, string $what): WP_Error
+    {
+        /* translators: 1: parameter name, 2: what is wrong with it */
+        return new WP_Error('bm_relay_invalid_param', sprintf(__('Invalid parameter %1$s: %2$s.', 'bm-relay'), $name, $what), ['status' => 400, 'param' => $name]);
+    }
+
+    /**
+     * Message text from a parameter: a non-empty UTF-8 string within the
+     * length limit (413 over it). Control characters other than newline and
+     * tab are removed; HTML is kept as text (the client renders text).
+     *
+     * @param mixed $value
+     * @return string|WP_Error
+     */
+    private static function text_param($value)
+    {
+        if (!is_string($value)) {
+            return self::bad('text', __('must be a string', 'bm-relay'));
+        }
+        if (!wp_check_invalid_utf8($value)) {
+            return self::bad('text', __('must be valid UTF-8', 'bm-relay'));
+        }
+        $text = trim((string) preg_replace('/[\x00-\x08\x0B-\x1F\x7F]/u', '', $value));
+        if ($text === '') {
+            return self::bad('text', __('must not be empty', 'bm-relay'));
+        }
+        $max = max(1, (int) BM_Relay_Settings::get('bm_relay_max_length'));
+        if (mb_strlen($text, 'UTF-8') > $max || strlen($text) > 60000) {
+            /* translators: %d: maximum number of characters */
+            return new WP_Error('bm_relay_too_long', sprintf(__('Message is too long (at most %d characters).', 'bm-relay'), $max), ['status' => 413, 'param' => 'text']);
+        }
+        return $text;
+    }
+
+    /**
+     * The thread of a route and the current user's membership, or an error:
+     * 400 malformed id, 404 no such thread, 403 not a member.
+     *
+     * @return array{0:object,1:object}|WP_Error
+     */
+    private static function member_thread($raw_id)
+    {
+        $id = self::id_param($raw_id, 'id');
+        if ($id instanceof WP_Error) {
+            return $id;
+        }
+        $thread = BM_Relay_Store::thread($id);
+        if (!$thread) {
+            return new WP_Error('bm_relay_no_thread', __('No such thread.', 'bm-relay'), ['status' => 404]);
+        }
+        $me = BM_Relay_Store::membership($id, get_current_user_id());
+        if (!$me) {
+            return new WP_Error('bm_relay_not_member', __('You are not a member of this thread.', 'bm-relay'), ['status' => 403]);
+        }
+        return [$thread, $me];
+    }
+
+    /**
+     * The message of a route and its thread, for a member, or an error.
+     *
+     * @return array{0:object,1:object}|WP_Error
+     */
+    private static function member_message($raw_id)
+    {
+        $id = self::id_param($raw_id, 'id');
+        if ($id instanceof WP_Error) {
+            return $id;
+        }
+        $msg = BM_Relay_Store::message($id);
+        if (!$msg) {
+            return new WP_Error('bm_relay_no_message', __('No such message.', 'bm-relay'), ['status' => 404]);
+        }
+        $found = self::member_thread((string) $msg->thread_id);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        return [$msg, $found[0]];
+    }
+
+    /**
+     * Public profile of a user for the chat page.
+     *
+     * @return array{id:int,name:string,avatar:string}
+     */
+    private static function person(int $id): array
+    {
+        $u = get_userdata($id);
+        return [
+            'id' => $id,
+            'name' => $u ? (string) $u->display_name : __('Deleted user', 'bm-relay'),
+            'avatar' => (string) get_avatar_url($id, ['size' => 64]),
+        ];
+    }
+
+    /**
+     * The JSON shape of a thread for one member, with its current key.
+     *
+     * @param object $thread a thread row; with unread_count/last_read_id when joined
+     * @return array<string,mixed>
+     */
+    public static function format_thread(object $thread, int $user): array
+    {
+        $me = isset($thread->unread_count) ? $thread : BM_Relay_Store::membership((int) $thread->id, $user);
+        $last = null;
+        if ((int) $thread->last_message_id > 0) {
+            $row = BM_Relay_Store::message((int) $thread->last_message_id);
+            if ($row) {
+                $last = BM_Relay_Store::format_message($row, BM_Relay_Store::reactions([(int) $row->id])[(int) $row->id] ?? []);
+            }
+        }
+        return [
+            'id' => (int) $thread->id,
+            'subject' => (string) $thread->subject,
+            'created_by' => (int) $thread->created_by,
+            'created' => BM_Relay_Store::ts($thread->created_at),
+            'updated' => BM_Relay_Store::ts($thread->updated_at),
+            'participants' => array_map([self::class, 'person'], BM_Relay_Store::members((int) $thread->id)),
+            'unread' => $me ? (int) $me->unread_count : 0,
+            'last_read_id' => $me ? (int) $me->last_read_id : 0,
+            'last_message' => $last,
+            'epoch' => (int) $thread->epoch,
+            'keys' => BM_Relay_Push::thread_keys($user, $thread),
+        ];
+    }
+
+    /** GET /threads — the current user's threads, newest activity first. */
+    public static function list_threads(WP_REST_Request $request)
+    {
+        $page = $request->get_param('page') ?? '1';
+        $page = self::id_param($page, 'page');
+        if ($page instanceof WP_Error) {
+            return $page;
+        }
+        $per = $request->get_param('per_page') ?? '50';
+        $per = self::id_param($per, 'per_page');
+        if ($per instanceof WP_Error) {
+            return $per;
+        }
+        if ($per > 100) {
+            return self::bad('per_page', __('must be at most 100', 'bm-relay'));
+        }
+        $user = get_current_user_id();
+        $rows = BM_Relay_Store::threads_for($user, $per, ($page - 1) * $per);
+        $threads = [];
+        foreach ($rows as $row) {
+            $threads[] = self::format_thread($row, $user);
+        }
+        return new WP_REST_Response(['threads' => $threads, 'page' => $page, 'per_page' => $per]);
+    }
+
+    /** GET /threads/{id} — one thread (member only). */
+    public static function get_thread(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        return new WP_REST_Response(['thread' => self::format_thread($found[0], get_current_user_id())]);
+    }
+
+    /**
+     * POST /threads — {participants:int[], subject?:string, text?:string}.
+     * The creator is a member; every other member gets `thread.added`
+     * sealed with their user key, carrying the thread key.
+     */
+    public static function create_thread(WP_REST_Request $request)
+    {
+        $me = get_current_user_id();
+        $raw = $request->get_param('participants');
+        if (!is_array($raw) || !$raw) {
+            return self::bad('participants', __('must be a non-empty list of user ids', 'bm-relay'));
+        }
+        if (count($raw) > self::MAX_PARTICIPANTS) {
+            /* translators: %d: maximum number of participants */
+            return self::bad('participants', sprintf(__('must hold at most %d users', 'bm-relay'), self::MAX_PARTICIPANTS));
+        }
+        $members = [];
+        foreach (array_values($raw) as $i => $v) {
+            $id = self::id_param($v, "participants[$i]");
+            if ($id instanceof WP_Error) {
+                return $id;
+            }
+            if (!get_userdata($id)) {
+                return self::bad("participants[$i]", __('is not a user of this site', 'bm-relay'));
+            }
+            if ($id !== $me) {
+                $members[] = $id;
+            }
+        }
+        $members = array_values(array_unique($members));
+        if (!$members) {
+            return self::bad('participants', __('must name someone other than yourself', 'bm-relay'));
+        }
+        $subject = $request->get_param('subject') ?? '';
+        if (!is_string($subject) || mb_strlen($subject, 'UTF-8') > 200 || !wp_check_invalid_utf8($subject)) {
+            return self::bad('subject', __('must be a string of at most 200 characters', 'bm-relay'));
+        }
+        $text = null;
+        if ($request->get_param('text') !== null) {
+            $text = self::text_param($request->get_param('text'));
+            if ($text instanceof WP_Error) {
+                return $text;
+            }
+        }
+        $id = BM_Relay_Store::create_thread($me, sanitize_text_field($subject), $members);
+        if ($text !== null) {
+            BM_Relay_Store::insert_message($id, $me, $text);
+        }
+        $thread = BM_Relay_Store::thread($id);
+        foreach ($members as $user) {
+            self::announce_thread($user, $thread);
+        }
+        $response = new WP_REST_Response(['thread' => self::format_thread($thread, $me)], 201);
+        return $response;
+    }
+
+    /** Sends `thread.added` (thread, key and thread token) to one member. */
+    private static function announce_thread(int $user, object $thread): void
+    {
+        $keys = BM_Relay_Push::thread_keys($user, $thread);
+        if ($keys === null) {
+            return;
+        }
+        BM_Relay_Push::user_event($user, 'thread.added', [
+            'thread' => [
+                'id' => (int) $thread->id,
+                'subject' => (string) $thread->subject,
+                'created_by' => (int) $thread->created_by,
+                'participants' => BM_Relay_Store::members((int) $thread->id),
+            ],
+            'keys' => $keys,
+        ]);
+    }
+
+    /** POST /threads/{id}/participants — {user_id}; creator or moderator. */
+    public static function add_participant(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$thread] = $found;
+        if ((int) $thread->created_by !== get_current_user_id() && !self::can_moderate()) {
+            return new WP_Error('bm_relay_forbidden', __('Only the thread creator can add members.', 'bm-relay'), ['status' => 403]);
+        }
+        $user = self::id_param($request->get_param('user_id'), 'user_id');
+        if ($user instanceof WP_Error) {
+            return $user;
+        }
+        if (!get_userdata($user)) {
+            return self::bad('user_id', __('is not a user of this site', 'bm-relay'));
+        }
+        $added = BM_Relay_Store::add_member((int) $thread->id, $user, (int) $thread->epoch);
+        if ($added) {
+            $thread = BM_Relay_Store::thread((int) $thread->id);
+            self::announce_thread($user, $thread);
+            BM_Relay_Push::thread_event($thread, 'participant.added', ['thread' => (int) $thread->id, 'user' => $user]);
+        }
+        return new WP_REST_Response(['thread' => self::format_thread($thread, get_current_user_id()), 'added' => $added]);
+    }
+
+    /**
+     * DELETE /threads/{id}/participants/{user_id} — the creator or a
+     * moderator removes someone, or a member leaves. The epoch is bumped,
+     * the remaining members get the new key (`thread.key`, user-sealed), the
+     * removed user gets `thread.removed` and loses the relay subscription.
+     */
+    public static function remove_participant(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$thread] = $found;
+        $user = self::id_param($request['user_id'], 'user_id');
+        if ($user instanceof WP_Error) {
+            return $user;
+        }
+        $me = get_current_user_id();
+        if ($user !== $me && (int) $thread->created_by !== $me && !self::can_moderate()) {
+            return new WP_Error('bm_relay_forbidden', __('Only the thread creator can remove members.', 'bm-relay'), ['status' => 403]);
+        }
+        $epoch = BM_Relay_Store::remove_member((int) $thread->id, $user);
+        if ($epoch === null) {
+            return new WP_Error('bm_relay_not_member', __('That user is not a member of this thread.', 'bm-relay'), ['status' => 404]);
+        }
+        $thread = BM_Relay_Store::thread((int) $thread->id);
+        try {
+            bm_disconnect([$user], (int) $thread->id);
+        } catch (BmRelayException $e) {
+            BM_Relay_Push::$last_error = $e->getMessage();
+        }
+        BM_Relay_Push::user_event($user, 'thread.removed', ['thread' => (int) $thread->id]);
+        foreach (BM_Relay_Store::members((int) $thread->id) as $member) {
+            $keys = BM_Relay_Push::thread_keys($member, $thread);
+            if ($keys !== null) {
+                BM_Relay_Push::user_event($member, 'thread.key', ['keys' => $keys, 'removed' => $user]);
+            }
+        }
+        $body = ['thread' => (int) $thread->id, 'removed' => $user, 'epoch' => $epoch];
+        return new WP_REST_Response($body);
+    }
+
+    /**
+     * GET /threads/{id}/messages?after=ID&before=ID&limit=N — catch-up
+     * (everything after `after`, ascending) or history (`before`).
+     */
+    public static function list_messages(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$thread, $me] = $found;
+        $after = self::id_param($request->get_param('after') ?? '0', 'after', true);
+        if ($after instanceof WP_Error) {
+            return $after;
+        }
+        $before = null;
+        if ($request->get_param('before') !== null) {
+            $before = self::id_param($request->get_param('before'), 'before');
+            if ($before instanceof WP_Error) {
+                return $before;
+            }
+        }
+        $limit = self::id_param($request->get_param('limit') ?? '50', 'limit');
+        if ($limit instanceof WP_Error) {
+            return $limit;
+        }
+        if ($limit > 200) {
+            return self::bad('limit', __('must be at most 200', 'bm-relay'));
+        }
+        $rows = BM_Relay_Store::messages((int) $thread->id, $after, $before, $limit + 1);
+        $more = count($rows) > $limit;
+        if ($more) {
+            $rows = $before !== null ? array_slice($rows, 1) : array_slice($rows, 0, $limit);
+        }
+        $reactions = BM_Relay_Store::reactions(array_map(static fn($r) => (int) $r->id, $rows));
+        $messages = [];
+        foreach ($rows as $row) {
+            $messages[] = BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []);
+        }
+        return new WP_REST_Response([
+            'thread' => (int) $thread->id,
+            'messages' => $messages,
+            'has_more' => $more,
+            'last_read_id' => (int) $me->last_read_id,
+            'epoch' => (int) $thread->epoch,
+        ]);
+    }
+
+    /**
+     * POST /threads/{id}/messages — {text, client_id?}. Stores the message,
+     * then pushes `message.new`; members the relay saw online are marked
+     * delivered.
+     */
+    public static function send_message(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$thread] = $found;
+        $text = self::text_param($request->get_param('text'));
+        if ($text instanceof WP_Error) {
+            return $text;
+        }
+        $client_id = $request->get_param('client_id');
+        if ($client_id !== null && (!is_string($client_id) || !preg_match('/^[A-Za-z0-9_-]{1,64}$/D', $client_id))) {
+            return self::bad('client_id', __('must match [A-Za-z0-9_-]{1,64}', 'bm-relay'));
+        }
+        $me = get_current_user_id();
+        $id = BM_Relay_Store::insert_message((int) $thread->id, $me, $text);
+        $message = BM_Relay_Store::format_message(BM_Relay_Store::message($id));
+        $data = $message;
+        if ($client_id !== null) {
+            $data['client_id'] = $client_id;
+        }
+        $res = BM_Relay_Push::thread_event($thread, 'message.new', $data, 'm' . $id);
+        $delivered = [];
+        if ($res !== null) {
+            $delivered = array_values(array_diff(array_map('intval', $res['online']), [$me]));
+            BM_Relay_Store::mark_delivered((int) $thread->id, $delivered, $id);
+        }
+        return new WP_REST_Response([
+            'message' => $message,
+            'client_id' => $client_id,
+            'pushed' => $res !== null,
+            'delivered_to' => $delivered,
+        ], 201);
+    }
+
+    /** PUT|PATCH /messages/{id} — {text}; the sender only; pushes `message.edit`. */
+    public static function edit_message(WP_REST_Request $request)
+    {
+        $found = self::member_message($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$msg, $thread] = $found;
+        if ((int) $msg->sender_id !== get_current_user_id()) {
+            return new WP_Error('bm_relay_forbidden', __('You can only edit your own messages.', 'bm-relay'), ['status' => 403]);
+        }
+        if ($msg->deleted_at !== null) {
+            return new WP_Error('bm_relay_deleted', __('This message was deleted.', 'bm-relay'), ['status' => 409]);
+        }
+        $text = self::text_param($request->get_param('text'));
+        if ($text instanceof WP_Error) {
+            return $text;
+        }
+        BM_Relay_Store::edit_message((int) $msg->id, $text);
+        $row = BM_Relay_Store::message((int) $msg->id);
+        $message = BM_Relay_Store::format_message($row, BM_Relay_Store::reactions([(int) $row->id])[(int) $row->id] ?? []);
+        $res = BM_Relay_Push::thread_event($thread, 'message.edit', $message);
+        return new WP_REST_Response(['message' => $message, 'pushed' => $res !== null]);
+    }
+
+    /** DELETE /messages/{id} — sender or moderator; pushes `message.delete`. */
+    public static function delete_message(WP_REST_Request $request)
+    {
+        $found = self::member_message($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$msg, $thread] = $found;
+        if ((int) $msg->sender_id !== get_current_user_id() && !self::can_moderate()) {
+            return new WP_Error('bm_relay_forbidden', __('You can only delete your own messages.', 'bm-relay'), ['status' => 403]);
+        }
+        if ($msg->deleted_at === null) {
+            BM_Relay_Store::delete_message((int) $msg->id);
+        }
+        $res = BM_Relay_Push::thread_event($thread, 'message.delete', ['id' => (int) $msg->id, 'thread' => (int) $thread->id]);
+        return new WP_REST_Response(['deleted' => (int) $msg->id, 'pushed' => $res !== null]);
+    }
+
+    /**
+     * POST /messages/{id}/reactions — {emoji, remove?:bool}; pushes
+     * `reaction` with the message's full reaction list.
+     */
+    public static function react(WP_REST_Request $request)
+    {
+        $found = self::member_message($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$msg, $thread] = $found;
+        if ($msg->deleted_at !== null) {
+            return new WP_Error('bm_relay_deleted', __('This message was deleted.', 'bm-relay'), ['status' => 409]);
+        }
+        $emoji = $request->get_param('emoji');
+        if (!is_string($emoji) || $emoji === '' || mb_strlen($emoji, 'UTF-8') > 16 || strlen($emoji) > 64
+            || !wp_check_invalid_utf8($emoji) || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)) {
+            return self::bad('emoji', __('must be one emoji or short code (at most 16 characters, no spaces)', 'bm-relay'));
+        }
+        $remove = $request->get_param('remove');
+        $remove = $remove === true || $remove === 'true' || $remove === '1' || $remove === 1;
+        $me = get_current_user_id();
+        $changed = BM_Relay_Store::set_reaction((int) $msg->id, $me, $emoji, !$remove);
+        $list = BM_Relay_Store::reaction_list(BM_Relay_Store::reactions([(int) $msg->id])[(int) $msg->id] ?? []);
+        $pushed = false;
+        if ($changed) {
+            $pushed = null !== BM_Relay_Push::thread_event($thread, 'reaction', [
+                'id' => (int) $msg->id,
+                'thread' => (int) $thread->id,
+                'user' => $me,
+                'emoji' => $emoji,
+                'op' => $remove ? 'remove' : 'add',
+                'reactions' => $list,
+            ]);
+        }
+        return new WP_REST_Response(['id' => (int) $msg->id, 'reactions' => $list, 'changed' => $changed, 'pushed' => $pushed]);
+    }
+
+    /**
+     * POST /threads/{id}/read — {message_id?} (default: the latest); pushes
+     * `read` so the sender's page can show it was seen.
+     */
+    public static function mark_read(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$thread] = $found;
+        $upto = (int) $thread->last_message_id;
+        if ($request->get_param('message_id') !== null) {
+            $upto = self::id_param($request->get_param('message_id'), 'message_id');
+            if ($upto instanceof WP_Error) {
+                return $upto;
+            }
+            $msg = BM_Relay_Store::message($upto);
+            if (!$msg || (int) $msg->thread_id !== (int) $thread->id) {
+                return self::bad('message_id', __('is not a message of this thread', 'bm-relay'));
+            }
+        }
+        $me = get_current_user_id();
+        $state = BM_Relay_Store::mark_read((int) $thread->id, $me, $upto);
+        $res = BM_Relay_Push::thread_event($thread, 'read', [
+            'thread' => (int) $thread->id,
+            'user' => $me,
+            'message_id' => $state['last_read_id'],
+        ]);
+        return new WP_REST_Response([
+            'thread' => (int) $thread->id,
+            'last_read_id' => $state['last_read_id'],
+            'unread' => $state['unread'],
+            'pushed' => $res !== null,
+        ]);
+    }
+
+    /**
+     * POST /token — everything a browser needs to (re)connect: relay URL,
+     * connection token, user key, and per thread its key and thread token.
+     */
+    public static function token(WP_REST_Request $request)
+    {
+        $me = get_current_user_id();
+        $ttl = BM_Relay_Push::token_ttl();
+        try {
+            $token = bm_client_token($me, $ttl);
+            $user_key = bm_user_key($me);
+        } catch (BmRelayException $e) {
+            return new WP_Error('bm_relay_unconfigured', __('The relay is not configured on this site.', 'bm-relay'), ['status' => 503]);
+        }
+        $threads = [];
+        foreach (BM_Relay_Store::threads_for($me, 500, 0) as $row) {
+            $keys = BM_Relay_Push::thread_keys($me, $row);
+            if ($keys !== null) {
+                $threads[] = $keys;
+            }
+        }
+        return new WP_REST_Response([
+            'url' => (string) BM_Relay_Settings::get('bm_relay_public_url'),
+            'site' => (string) (bm_stats()['site'] ?? ''),
+            'user' => $me,
+            'token' => $token,
+            'exp' => time() + $ttl,
+            'user_key' => ['kid' => 'u/' . $me, 'key' => $user_key],
+            'threads' => $threads,
+        ]);
+    }
+}

@@ -1,0 +1,448 @@
+<?php
+/**
+ * Data access for threads, participants, messages and message meta.
+ *
+ * Every query goes through $wpdb->prepare (table names come from the site
+ * prefix, never from input). WordPress is the system of record: a message
+ * exists once it is in bm_messages, whatever the relay does afterwards.
+ *
+ * @package bm-relay
+ */
+
+defined('ABSPATH') || exit;
+
+/**
+ * Reads and writes the plugin's tables; knows nothing about HTTP or pushes.
+ */
+final class BM_Relay_Store
+{
+    /** Current UTC time in MySQL format. */
+    public static function now(): string
+    {
+        return gmdate('Y-m-d H:i:s');
+    }
+
+    /** Unix seconds of a stored UTC datetime (null stays null). */
+    public static function ts(?string $datetime): ?int
+    {
+        if ($datetime === null || $datetime === '') {
+            return null;
+        }
+        return (int) strtotime($datetime . ' UTC');
+    }
+
+    /**
+     * Creates a thread with its members (creator included) in one transaction.
+     *
+     * @param list<int> $members
+     */
+    public static function create_thread(int $creator, string $subject, array $members): int
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $now = self::now();
+        $wpdb->query('START TRANSACTION');
+        $ok = $wpdb->query($wpdb->prepare(
+            "INSERT INTO {$t['threads']} (subject, created_by, created_at, updated_at, epoch, last_message_id) VALUES (%s, %d, %s, %s, 0, 0)",
+            $subject,
+            $creator,
+            $now,
+            $now
+        ));
+        $id = (int) $wpdb->insert_id;
+        if (!$ok || $id < 1) {
+            $wpdb->query('ROLLBACK');
+            throw new RuntimeException('bm-relay: could not create the thread: ' . $wpdb->last_error);
+        }
+        foreach (array_unique(array_merge([$creator], $members)) as $user) {
+            self::add_member($id, (int) $user, 0);
+        }
+        $wpdb->query('COMMIT');
+        return $id;
+    }
+
+    /**
+     * A thread row.
+     *
+     * @return object|null
+     */
+    public static function thread(int $id)
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return $wpdb->get_row($wpdb->prepare("SELECT * FROM {$t['threads']} WHERE id = %d", $id)) ?: null;
+    }
+
+    /**
+     * The participant row of a user in a thread, null when not a member.
+     *
+     * @return object|null
+     */
+    public static function membership(int $thread, int $user)
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return $wpdb->get_row($wpdb->prepare(
+            "SELECT * FROM {$t['participants']} WHERE thread_id = %d AND user_id = %d",
+            $thread,
+            $user
+        )) ?: null;
+    }
+
+    /**
+     * User ids of a thread's members, ascending.
+     *
+     * @return list<int>
+     */
+    public static function members(int $thread): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $ids = $wpdb->get_col($wpdb->prepare(
+            "SELECT user_id FROM {$t['participants']} WHERE thread_id = %d ORDER BY user_id",
+            $thread
+        ));
+        return array_map('intval', $ids);
+    }
+
+    /** Adds a member (no-op when already one); returns true when added. */
+    public static function add_member(int $thread, int $user, int $epoch): bool
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $last = (int) $wpdb->get_var($wpdb->prepare("SELECT last_message_id FROM {$t['threads']} WHERE id = %d", $thread));
+        // A new member starts with everything before joining already read.
+        return (bool) $wpdb->query($wpdb->prepare(
+            "INSERT IGNORE INTO {$t['participants']} (thread_id, user_id, unread_count, last_read_id, last_delivered_id, key_epoch, joined_at) VALUES (%d, %d, 0, %d, %d, %d, %s)",
+            $thread,
+            $user,
+            $last,
+            $last,
+            $epoch,
+            self::now()
+        ));
+    }
+
+    /**
+     * Removes a member and bumps the thread's key epoch, so the removed
+     * member's key opens nothing sent from now on. Returns the new epoch,
+     * or null when the user was not a member.
+     */
+    public static function remove_member(int $thread, int $user): ?int
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $wpdb->query('START TRANSACTION');
+        $gone = $wpdb->query($wpdb->prepare(
+            "DELETE FROM {$t['participants']} WHERE thread_id = %d AND user_id = %d",
+            $thread,
+            $user
+        ));
+        if (!$gone) {
+            $wpdb->query('ROLLBACK');
+            return null;
+        }
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['threads']} SET epoch = epoch + 1, updated_at = %s WHERE id = %d",
+            self::now(),
+            $thread
+        ));
+        $epoch = (int) $wpdb->get_var($wpdb->prepare("SELECT epoch FROM {$t['threads']} WHERE id = %d", $thread));
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['participants']} SET key_epoch = %d WHERE thread_id = %d",
+            $epoch,
+            $thread
+        ));
+        $wpdb->query('COMMIT');
+        return $epoch;
+    }
+
+    /**
+     * The threads of a user, most recently active first.
+     *
+     * @return list<object> thread rows joined with the user's participant row
+     */
+    public static function threads_for(int $user, int $limit, int $offset): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return $wpdb->get_results($wpdb->prepare(
+            "SELECT th.*, p.unread_count, p.last_read_id, p.last_delivered_id FROM {$t['threads']} th
+             JOIN {$t['participants']} p ON p.thread_id = th.id AND p.user_id = %d
+             ORDER BY th.updated_at DESC, th.id DESC LIMIT %d OFFSET %d",
+            $user,
+            $limit,
+            $offset
+        ));
+    }
+
+    /** Stores a message: bumps the thread and the other members' unread counts. */
+    public static function insert_message(int $thread, int $sender, string $text): int
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $now = self::now();
+        $wpdb->query('START TRANSACTION');
+        $ok = $wpdb->query($wpdb->prepare(
+            "INSERT INTO {$t['messages']} (thread_id, sender_id, content, created_at) VALUES (%d, %d, %s, %s)",
+            $thread,
+            $sender,
+            $text,
+            $now
+        ));
+        $id = (int) $wpdb->insert_id;
+        if (!$ok || $id < 1) {
+            $wpdb->query('ROLLBACK');
+            throw new RuntimeException('bm-relay: could not store the message: ' . $wpdb->last_error);
+        }
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['threads']} SET last_message_id = %d, updated_at = %s WHERE id = %d",
+            $id,
+            $now,
+            $thread
+        ));
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['participants']} SET unread_count = unread_count + 1 WHERE thread_id = %d AND user_id <> %d",
+            $thread,
+            $sender
+        ));
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['participants']} SET last_read_id = %d, last_delivered_id = %d WHERE thread_id = %d AND user_id = %d",
+            $id,
+            $id,
+            $thread,
+            $sender
+        ));
+        $wpdb->query('COMMIT');
+        return $id;
+    }
+
+    /**
+     * A message row.
+     *
+     * @return object|null
+     */
+    public static function message(int $id)
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return $wpdb->get_row($wpdb->prepare("SELECT * FROM {$t['messages']} WHERE id = %d", $id)) ?: null;
+    }
+
+    /** Replaces a message's text and stamps edited_at. */
+    public static function edit_message(int $id, string $text): void
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['messages']} SET content = %s, edited_at = %s WHERE id = %d AND deleted_at IS NULL",
+            $text,
+            self::now(),
+            $id
+        ));
+    }
+
+    /**
+     * Deletes a message for everyone: the text and its meta are removed, the
+     * row stays as a tombstone so catch-up can tell browsers it is gone.
+     */
+    public static function delete_message(int $id): void
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['messages']} SET content = '', deleted_at = %s WHERE id = %d",
+            self::now(),
+            $id
+        ));
+        $wpdb->query($wpdb->prepare("DELETE FROM {$t['meta']} WHERE message_id = %d", $id));
+    }
+
+    /**
+     * Removes messages and their meta for good (retention, eraser).
+     *
+     * @param list<int> $ids
+     */
+    public static function purge_messages(array $ids): void
+    {
+        global $wpdb;
+        if (!$ids) {
+            return;
+        }
+        $t = BM_Relay_Schema::tables();
+        $in = implode(',', array_fill(0, count($ids), '%d'));
+        $wpdb->query($wpdb->prepare("DELETE FROM {$t['meta']} WHERE message_id IN ($in)", ...$ids));
+        $wpdb->query($wpdb->prepare("DELETE FROM {$t['messages']} WHERE id IN ($in)", ...$ids));
+    }
+
+    /**
+     * Messages of a thread after an id (catch-up), ascending; or, with
+     * $before, the page before that id (history), also ascending.
+     *
+     * @return list<object>
+     */
+    public static function messages(int $thread, int $after, ?int $before, int $limit): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        if ($before !== null) {
+            $rows = $wpdb->get_results($wpdb->prepare(
+                "SELECT * FROM {$t['messages']} WHERE thread_id = %d AND id > %d AND id < %d ORDER BY id DESC LIMIT %d",
+                $thread,
+                $after,
+                $before,
+                $limit
+            ));
+            return array_reverse($rows);
+        }
+        return $wpdb->get_results($wpdb->prepare(
+            "SELECT * FROM {$t['messages']} WHERE thread_id = %d AND id > %d ORDER BY id ASC LIMIT %d",
+            $thread,
+            $after,
+            $limit
+        ));
+    }
+
+    /**
+     * Reactions of some messages: message id → emoji → user ids.
+     *
+     * @param list<int> $ids
+     * @return array<int,array<string,list<int>>>
+     */
+    public static function reactions(array $ids): array
+    {
+        global $wpdb;
+        if (!$ids) {
+            return [];
+        }
+        $t = BM_Relay_Schema::tables();
+        $in = implode(',', array_fill(0, count($ids), '%d'));
+        $args = array_merge($ids, ['reaction']);
+        $rows = $wpdb->get_results($wpdb->prepare(
+            "SELECT message_id, user_id, meta_value FROM {$t['meta']} WHERE message_id IN ($in) AND meta_key = %s ORDER BY id",
+            ...$args
+        ));
+        $out = [];
+        foreach ($rows as $r) {
+            $out[(int) $r->message_id][$r->meta_value][] = (int) $r->user_id;
+        }
+        return $out;
+    }
+
+    /** Adds or removes one user's reaction; true when something changed. */
+    public static function set_reaction(int $message, int $user, string $emoji, bool $on): bool
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        if ($on) {
+            return (bool) $wpdb->query($wpdb->prepare(
+                "INSERT IGNORE INTO {$t['meta']} (message_id, user_id, meta_key, meta_value, created_at) VALUES (%d, %d, 'reaction', %s, %s)",
+                $message,
+                $user,
+                $emoji,
+                self::now()
+            ));
+        }
+        return (bool) $wpdb->query($wpdb->prepare(
+            "DELETE FROM {$t['meta']} WHERE message_id = %d AND user_id = %d AND meta_key = 'reaction' AND meta_value = %s",
+            $message,
+            $user,
+            $emoji
+        ));
+    }
+
+    /**
+     * Marks a thread read up to a message for a user and recounts unread.
+     *
+     * @return array{last_read_id:int,unread:int}
+     */
+    public static function mark_read(int $thread, int $user, int $message): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['participants']} SET last_read_id = GREATEST(last_read_id, %d), last_delivered_id = GREATEST(last_delivered_id, %d) WHERE thread_id = %d AND user_id = %d",
+            $message,
+            $message,
+            $thread,
+            $user
+        ));
+        $last = (int) $wpdb->get_var($wpdb->prepare(
+            "SELECT last_read_id FROM {$t['participants']} WHERE thread_id = %d AND user_id = %d",
+            $thread,
+            $user
+        ));
+        $unread = (int) $wpdb->get_var($wpdb->prepare(
+            "SELECT COUNT(*) FROM {$t['messages']} WHERE thread_id = %d AND id > %d AND sender_id <> %d AND deleted_at IS NULL",
+            $thread,
+            $last,
+            $user
+        ));
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['participants']} SET unread_count = %d WHERE thread_id = %d AND user_id = %d",
+            $unread,
+            $thread,
+            $user
+        ));
+        return ['last_read_id' => $last, 'unread' => $unread];
+    }
+
+    /**
+     * Records that these users' browsers received a message (the relay saw
+     * them online when it was pushed).
+     *
+     * @param list<int> $users
+     */
+    public static function mark_delivered(int $thread, array $users, int $message): void
+    {
+        global $wpdb;
+        if (!$users) {
+            return;
+        }
+        $t = BM_Relay_Schema::tables();
+        $in = implode(',', array_fill(0, count($users), '%d'));
+        $args = array_merge([$message, $thread], $users);
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$t['participants']} SET last_delivered_id = GREATEST(last_delivered_id, %d) WHERE thread_id = %d AND user_id IN ($in)",
+            ...$args
+        ));
+    }
+
+    /**
+     * Reactions as a list of {emoji, users}: plain arrays, so the same
+     * value encodes identically in REST replies and sealed events.
+     *
+     * @param array<string,list<int>> $reactions
+     * @return list<array{emoji:string,users:list<int>}>
+     */
+    public static function reaction_list(array $reactions): array
+    {
+        $out = [];
+        foreach ($reactions as $emoji => $users) {
+            $out[] = ['emoji' => (string) $emoji, 'users' => array_values(array_map('intval', $users))];
+        }
+        return $out;
+    }
+
+    /**
+     * The JSON shape of a message, shared by REST replies and pushed events.
+     *
+     * @param object $row
+     * @param array<string,list<int>> $reactions
+     * @return array<string,mixed>
+     */
+    public static function format_message($row, array $reactions = []): array
+    {
+        $deleted = $row->deleted_at !== null;
+        return [
+            'id' => (int) $row->id,
+            'thread' => (int) $row->thread_id,
+            'sender' => (int) $row->sender_id,
+            'text' => $deleted ? null : (string) $row->content,
+            'created' => self::ts($row->created_at),
+            'edited' => self::ts($row->edited_at),
+            'deleted' => $deleted,
+            'reactions' => $deleted ? [] : self::reaction_list($reactions),
+        ];
+    }
+}
