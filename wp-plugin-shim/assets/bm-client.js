@@ -375,10 +375,15 @@ export class BmClient {
     const claims = readTokenClaims(value);
     const now = Date.now();
     let lifetime = 3600000;
-    // Lifetime from the token's own iat/exp so a skewed browser clock does
-    // not matter; the expiry is then counted from when we got it.
-    if (claims && Number.isFinite(claims.exp) && Number.isFinite(claims.iat)) lifetime = (claims.exp - claims.iat) * 1000;
-    else if (claims && Number.isFinite(claims.exp)) lifetime = claims.exp * 1000 - now;
+    if (claims && Number.isFinite(claims.exp)) {
+      // The token's own lifetime (exp - iat), counted from now, does not
+      // depend on the browser's clock; the absolute `exp` read with the
+      // browser's clock may say less (a token issued a while ago): take the
+      // smaller, unless the clock is so far off that `exp` looks past.
+      const relative = Number.isFinite(claims.iat) ? (claims.exp - claims.iat) * 1000 : Infinity;
+      const absolute = claims.exp * 1000 - now;
+      lifetime = absolute > 0 ? Math.min(relative, absolute) : Number.isFinite(relative) ? relative : lifetime;
+    }
     this._token = { value, localExpiry: now + lifetime, lifetime };
   }
 
