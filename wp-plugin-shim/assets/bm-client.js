@@ -311,7 +311,7 @@ export class BmClient {
         return;
       }
       this._emit('error', { code: 'token_failed', message: errText(e) });
-      this._scheduleReconnect(true);
+      this._attemptFailed(`no connection token: ${errText(e)}`);
       return;
     }
     if (gen !== this._gen || this._stopped) return;
@@ -320,7 +320,7 @@ export class BmClient {
       ws = new this.WS(this.o.url);
     } catch (e) {
       this._emit('error', { code: 'socket_failed', message: errText(e) });
-      this._scheduleReconnect(true);
+      this._attemptFailed(`no socket: ${errText(e)}`);
       return;
     }
     this._ws = ws;
@@ -390,6 +390,14 @@ export class BmClient {
   /** @private how long before expiry to refresh */
   _margin(lifetime) {
     return Math.min(this.o.refreshMargin, lifetime / 2);
+  }
+
+  /** @private an attempt that failed before a socket existed */
+  _attemptFailed(reason) {
+    this._failures++;
+    this._setState('disconnected', { reason });
+    this._scheduleReconnect(true);
+    if (this._failures >= this.o.fallbackAfter) this._startPolling();
   }
 
   /** @private the socket is not worth waiting for: drop it as if closed */
