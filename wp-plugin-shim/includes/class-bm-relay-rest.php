@@ -137,7 +137,7 @@ final class BM_Relay_REST
         if (!is_string($value)) {
             return self::bad('text', __('must be a string', 'bm-relay'));
         }
-        if (!wp_check_invalid_utf8($value)) {
+        if (wp_check_invalid_utf8($value) !== $value) {
             return self::bad('text', __('must be valid UTF-8', 'bm-relay'));
         }
         $text = trim((string) preg_replace('/[\x00-\x08\x0B-\x1F\x7F]/u', '', $value));
@@ -312,7 +312,7 @@ final class BM_Relay_REST
             return self::bad('participants', __('must name someone other than yourself', 'bm-relay'));
         }
         $subject = $request->get_param('subject') ?? '';
-        if (!is_string($subject) || mb_strlen($subject, 'UTF-8') > 200 || !wp_check_invalid_utf8($subject)) {
+        if (!is_string($subject) || wp_check_invalid_utf8($subject) !== $subject || mb_strlen($subject, 'UTF-8') > 200) {
             return self::bad('subject', __('must be a string of at most 200 characters', 'bm-relay'));
         }
         $text = null;
@@ -569,7 +569,7 @@ final class BM_Relay_REST
         }
         $emoji = $request->get_param('emoji');
         if (!is_string($emoji) || $emoji === '' || mb_strlen($emoji, 'UTF-8') > 16 || strlen($emoji) > 64
-            || !wp_check_invalid_utf8($emoji) || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)) {
+            || wp_check_invalid_utf8($emoji) !== $emoji || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)) {
             return self::bad('emoji', __('must be one emoji or short code (at most 16 characters, no spaces)', 'bm-relay'));
         }
         $remove = $request->get_param('remove');

@@ -169,7 +169,7 @@ final class BM_Relay_Store
         return $wpdb->get_results($wpdb->prepare(
             "SELECT th.*, p.unread_count, p.last_read_id, p.last_delivered_id FROM {$t['threads']} th
              JOIN {$t['participants']} p ON p.thread_id = th.id AND p.user_id = %d
-             ORDER BY th.updated_at DESC, th.id DESC LIMIT %d OFFSET %d",
+             ORDER BY th.updated_at DESC, th.last_message_id DESC, th.id DESC LIMIT %d OFFSET %d",
             $user,
             $limit,
             $offset

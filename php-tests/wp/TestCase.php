@@ -1,0 +1,134 @@
+<?php
+/**
+ * Base class of the WordPress suite: REST calls as a given user with a real
+ * nonce, row checks in MariaDB, and real relay subscribers.
+ */
+
+use PHPUnit\Framework\TestCase;
+
+abstract class BM_WP_TestCase extends TestCase
+{
+    /** @var list<BM_WP_Subscriber> subscribers to close after the test */
+    private array $subs = [];
+
+    protected function h(): BM_WP_Harness
+    {
+        return $GLOBALS['bm_h'];
+    }
+
+    /** User id by login (admin, alice, bob, carol, dave). */
+    protected function uid(string $name): int
+    {
+        return $this->h()->users[$name];
+    }
+
+    protected function setUp(): void
+    {
+        BM_Relay_Push::$last_error = null;
+        BM_Relay_Settings::apply();
+    }
+
+    protected function tearDown(): void
+    {
+        foreach ($this->subs as $s) {
+            $s->close();
+        }
+        $this->subs = [];
+        wp_set_current_user(0);
+    }
+
+    /**
+     * A REST call through WordPress's REST server, as $user (null: logged
+     * out) with a real `wp_rest` nonce for that user unless $nonce is given
+     * (false: no nonce at all).
+     *
+     * @param array<string,mixed> $body JSON body
+     * @param array<string,mixed> $query query parameters
+     * @param string|false|null $nonce
+     * @return array{0:int,1:mixed} status and decoded body
+     */
+    protected function rest(string $method, string $route, ?string $user, array $body = [], array $query = [], $nonce = null): array
+    {
+        wp_set_current_user($user === null ? 0 : $this->uid($user));
+        $req = new WP_REST_Request($method, '/bm/v1' . $route);
+        if ($nonce === null) {
+            $nonce = wp_create_nonce('wp_rest');
+        }
+        if ($nonce !== false) {
+            $req->set_header('X-WP-Nonce', $nonce);
+        }
+        if ($body) {
+            $req->set_header('Content-Type', 'application/json');
+            $req->set_body((string) wp_json_encode($body));
+        }
+        if ($query) {
+            $req->set_query_params($query);
+        }
+        $res = rest_do_request($req);
+        $data = rest_get_server()->response_to_data($res, false);
+        return [$res->get_status(), json_decode((string) wp_json_encode($data), true)];
+    }
+
+    /**
+     * A REST call with a form-encoded body (values JSON cannot carry).
+     *
+     * @param array<string,string> $params
+     * @return array{0:int,1:mixed}
+     */
+    protected function rest_form(string $method, string $route, string $user, array $params): array
+    {
+        wp_set_current_user($this->uid($user));
+        $req = new WP_REST_Request($method, '/bm/v1' . $route);
+        $req->set_header('X-WP-Nonce', wp_create_nonce('wp_rest'));
+        $req->set_header('Content-Type', 'application/x-www-form-urlencoded');
+        $req->set_body_params($params);
+        $res = rest_do_request($req);
+        $data = rest_get_server()->response_to_data($res, false);
+        return [$res->get_status(), json_decode((string) wp_json_encode($data), true)];
+    }
+
+    /** Asserts a status and returns the body. */
+    protected function ok(array $r, int $status = 200): array
+    {
+        $this->assertSame($status, $r[0], 'HTTP status; body: ' . json_encode($r[1]));
+        return (array) $r[1];
+    }
+
+    /** Asserts an error status and code. */
+    protected function err(array $r, int $status, ?string $code = null): void
+    {
+        $this->assertSame($status, $r[0], 'HTTP status; body: ' . json_encode($r[1]));
+        if ($code !== null) {
+            $this->assertSame($code, $r[1]['code'] ?? null, json_encode($r[1]));
+        }
+    }
+
+    /**
+     * Rows straight from MariaDB (own connection, not $wpdb's cache).
+     *
+     * @return list<array<string,string|null>>
+     */
+    protected function rows(string $sql): array
+    {
+        $m = $this->h()->mysqli();
+        $res = $m->query($sql);
+        $rows = $res->fetch_all(MYSQLI_ASSOC);
+        $m->close();
+        return $rows;
+    }
+
+    /** Creates a thread as $creator with $others; returns its JSON. */
+    protected function thread(string $creator, array $others, string $subject = 'test'): array
+    {
+        $ids = array_map(fn($n) => $this->uid($n), $others);
+        return $this->ok($this->rest('POST', '/threads', $creator, ['participants' => $ids, 'subject' => $subject]), 201)['thread'];
+    }
+
+    /** A real subscriber for $user (optionally on threads); closed after the test. */
+    protected function sub(string $user, array $threads = []): BM_WP_Subscriber
+    {
+        $s = new BM_WP_Subscriber($this->h(), $this->uid($user), $threads);
+        $this->subs[] = $s;
+        return $s;
+    }
+}
