@@ -22,12 +22,21 @@ try {
 }
 $GLOBALS['bm_h'] = $bm_h;
 
-$_SERVER['HTTP_HOST'] = '127.0.0.1:' . $bm_h->http_port;
-$_SERVER['SERVER_NAME'] = '127.0.0.1';
-$_SERVER['REQUEST_URI'] = '/';
-$_SERVER['REQUEST_METHOD'] = 'GET';
-require $bm_h->docroot . '/wp-load.php';
-require_once ABSPATH . 'wp-admin/includes/plugin.php';
+/**
+ * Loads WordPress inside a function: PHPUnit copies the bootstrap's local
+ * variables into $GLOBALS after including it, which would overwrite globals
+ * that WordPress files initialise at file scope (e.g. $shortcode_tags).
+ */
+function bm_wp_load(BM_WP_Harness $h): void
+{
+    $_SERVER['HTTP_HOST'] = '127.0.0.1:' . $h->http_port;
+    $_SERVER['SERVER_NAME'] = '127.0.0.1';
+    $_SERVER['REQUEST_URI'] = '/';
+    $_SERVER['REQUEST_METHOD'] = 'GET';
+    require $h->docroot . '/wp-load.php';
+    require_once ABSPATH . 'wp-admin/includes/plugin.php';
+}
+bm_wp_load($bm_h);
 require_once __DIR__ . '/TestCase.php';
 
 fwrite(STDERR, sprintf(

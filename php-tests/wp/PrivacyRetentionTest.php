@@ -1,0 +1,123 @@
+<?php
+/**
+ * Personal-data exporter and eraser, retention by WP-Cron, and the relay
+ * being down (the message is stored, the request succeeds, catch-up has it).
+ */
+
+final class PrivacyRetentionTest extends BM_WP_TestCase
+{
+    public function test_exporter_and_eraser_are_registered_and_work(): void
+    {
+        $exporters = apply_filters('wp_privacy_personal_data_exporters', []);
+        $erasers = apply_filters('wp_privacy_personal_data_erasers', []);
+        $this->assertArrayHasKey('bm-relay', $exporters);
+        $this->assertArrayHasKey('bm-relay', $erasers);
+
+        $t = $this->thread('dave', ['carol'], 'Privacy');
+        $mine = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'dave', ['text' => 'my data']), 201)['message'];
+        $theirs = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'not dave\'s']), 201)['message'];
+        $this->ok($this->rest('POST', "/messages/{$theirs['id']}/reactions", 'dave', ['emoji' => '👀']));
+
+        $export = call_user_func($exporters['bm-relay']['callback'], 'dave@example.test', 1);
+        $this->assertTrue($export['done']);
+        $texts = [];
+        foreach ($export['data'] as $item) {
+            foreach ($item['data'] as $field) {
+                $texts[] = (string) $field['value'];
+            }
+        }
+        $this->assertContains('my data', $texts);
+        $this->assertNotContains('not dave\'s', $texts, 'others\' messages are not dave\'s data');
+        $this->assertContains('👀', $texts);
+        $this->assertSame(['data' => [], 'done' => true], call_user_func($exporters['bm-relay']['callback'], 'nobody@example.test', 1));
+
+        $carol = $this->sub('carol', [$t['id']]);
+        $erase = call_user_func($erasers['bm-relay']['callback'], 'dave@example.test', 1);
+        $this->assertTrue($erase['items_removed']);
+        $this->assertTrue($erase['done']);
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_messages WHERE sender_id = {$this->uid('dave')}"));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_message_meta WHERE user_id = {$this->uid('dave')}"));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_participants WHERE user_id = {$this->uid('dave')}"));
+        $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$theirs['id']}"), 'other people\'s messages stay');
+        $this->assertSame($mine['id'], $carol->expect('message.delete')['payload']['data']['id'], 'open pages drop the erased message');
+    }
+
+    public function test_retention_deletes_old_messages_and_pushes_message_delete(): void
+    {
+        global $wpdb;
+        $t = $this->thread('bob', ['alice'], 'Retention');
+        $old = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'old']), 201)['message'];
+        $this->ok($this->rest('POST', "/messages/{$old['id']}/reactions", 'alice', ['emoji' => '👍']));
+        $new = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'new']), 201)['message'];
+        $wpdb->query($wpdb->prepare("UPDATE wp_bm_messages SET created_at = %s WHERE id = %d", gmdate('Y-m-d H:i:s', time() - 40 * DAY_IN_SECONDS), $old['id']));
+
+        update_option('bm_relay_retention_days', 0);
+        $this->assertSame(0, BM_Relay_Retention::run(), '0 days keeps everything');
+        $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$old['id']}"));
+
+        update_option('bm_relay_retention_days', 30);
+        $alice = $this->sub('alice', [$t['id']]);
+        // Run it the way WP-Cron does: through the scheduled hook.
+        $this->assertNotFalse(wp_next_scheduled(BM_Relay_Retention::HOOK));
+        do_action(BM_Relay_Retention::HOOK);
+        update_option('bm_relay_retention_days', 0);
+
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$old['id']}"));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_message_meta WHERE message_id = {$old['id']}"));
+        $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$new['id']}"), 'recent messages stay');
+        $ev = $alice->expect('message.delete');
+        $this->assertSame(['id' => $old['id'], 'thread' => $t['id']], $ev['payload']['data']);
+        $this->assertCount(1, $alice->settle(0.2));
+    }
+
+    public function test_relay_down_message_stored_request_fine_catch_up_has_it(): void
+    {
+        $h = $this->h();
+        $t = $this->thread('alice', ['bob'], 'Outage');
+        $h->stop_relay();
+        try {
+            $t0 = microtime(true);
+            $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'while the relay is down']), 201);
+            $this->assertLessThan(3.0, microtime(true) - $t0, 'bounded by the push timeouts');
+            $this->assertFalse($r['pushed']);
+            $this->assertSame([], $r['delivered_to']);
+            $this->assertNotNull(BM_Relay_Push::$last_error);
+            $this->assertStringNotContainsString($h->secret, (string) BM_Relay_Push::$last_error);
+            $this->assertSame('while the relay is down', $this->rows("SELECT content FROM wp_bm_messages WHERE id = {$r['message']['id']}")[0]['content']);
+            $this->assertSame('1', $this->rows("SELECT unread_count FROM wp_bm_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0]['unread_count']);
+            $stats = bm_stats();
+            $this->assertGreaterThan(0, $stats['failed']);
+            // Every other write also succeeds.
+            $this->ok($this->rest('PATCH', "/messages/{$r['message']['id']}", 'alice', ['text' => 'edited offline']));
+            $this->ok($this->rest('POST', "/threads/{$t['id']}/read", 'bob'));
+            $this->ok($this->rest('POST', '/threads', 'bob', ['participants' => [$this->uid('carol')]]), 201);
+            $this->ok($this->rest('DELETE', "/threads/{$t['id']}/participants/{$this->uid('bob')}", 'alice'));
+            $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch']);
+        } finally {
+            $h->start_relay();
+        }
+        // Back up: a reconnecting browser catches up from WordPress.
+        $catch = $this->ok($this->rest('GET', "/threads/{$t['id']}/messages", 'alice', [], ['after' => 0]));
+        $this->assertSame('edited offline', $catch['messages'][0]['text']);
+        $alice = $this->sub('alice');
+        $this->assertTrue($this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'back']), 201)['pushed']);
+        $this->assertSame('back', $alice->expect('message.new')['payload']['data']['text']);
+    }
+
+    public function test_async_mode_queues_and_flushes(): void
+    {
+        $t = $this->thread('carol', ['dave'], 'Async');
+        $dave = $this->sub('dave');
+        update_option('bm_relay_mode', 'async');
+        BM_Relay_Settings::apply();
+        try {
+            $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'queued']), 201);
+            $this->assertFalse($r['pushed'], 'async: nothing known about delivery yet');
+            $this->assertTrue(bm_flush(2000));
+            $this->assertSame('queued', $dave->expect('message.new')['payload']['data']['text']);
+        } finally {
+            update_option('bm_relay_mode', 'sync');
+            BM_Relay_Settings::apply();
+        }
+    }
+}
