@@ -22,6 +22,24 @@ export const RELAY_BIN = process.env.BM_RELAY_BIN || path.join(ROOT, 'target/rel
 export const VECTORS = JSON.parse(fs.readFileSync(path.join(ROOT, 'testdata/crypto-v1.json'), 'utf8'));
 
 const cleanups = [];
+/** Process groups started here, killed even when the test process dies early. */
+const groups = new Set();
+const killGroups = () => {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+};
+process.on('exit', killGroups);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    killGroups();
+    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+  });
+}
 /** Registers something to stop at the end, run in reverse order. */
 export function onCleanup(fn) {
   cleanups.push(fn);
@@ -178,7 +196,13 @@ export async function startRelay({ site, relayKey, port, adminPort }) {
   child.stderr.on('data', (d) => {
     stderr = (stderr + d).slice(-4000);
   });
-  const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  groups.add(child.pid);
+  const exited = new Promise((r) =>
+    child.on('exit', (code, signal) => {
+      groups.delete(child.pid);
+      r({ code, signal });
+    }),
+  );
   let dead = false;
   exited.then(() => (dead = true));
   const stop = async () => {
