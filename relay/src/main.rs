@@ -1,1 +1,254 @@
-fn main() { println!("bm-relay: not built yet"); }
+//! `bm-relay`: the command line. See `bm-relay --help` and docs/DEPLOY.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bm_relay::config::{Config, Overrides};
+use bm_relay::tools::{self, ListenArgs, PushArgs};
+use clap::{Args, Parser, Subcommand};
+
+/// Zero-retention WebSocket fan-out relay for WordPress (bm-relay protocol v1).
+///
+/// The relay routes sealed envelopes from a WordPress site to its users'
+/// browsers. It holds only routing metadata, in memory, and writes nothing
+/// to disk. It is given each site's relay key, never the site secret.
+#[derive(Parser)]
+#[command(name = "bm-relay", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the relay (client listener: WebSockets + signed server API; admin
+    /// listener: /healthz, /metrics). SIGHUP reloads sites and limits;
+    /// SIGTERM/SIGINT shut down gracefully.
+    Serve(ServeArgs),
+    /// Generate a new site secret, its relay key, and config snippets for
+    /// WordPress (php.ini) and for the relay (TOML).
+    Keygen {
+        /// Site id, e.g. example.com.
+        #[arg(long)]
+        site: String,
+        /// Print {"site","site_secret","relay_key"} as JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// Relay URL to put in the php.ini snippet.
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        relay_url: String,
+    },
+    /// Print the relay key of a site secret.
+    Derive {
+        /// The site secret (base64url); `-` reads it from stdin.
+        #[arg(long)]
+        secret: String,
+    },
+    /// Mint a connection token (or, with --thread, a thread token), as
+    /// WordPress does; for testing a deployment.
+    Token {
+        /// The site secret; `-` reads it from stdin.
+        #[arg(long)]
+        secret: String,
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// User id (the token's `sub`).
+        #[arg(long)]
+        user: u64,
+        /// Make a thread token for this thread.
+        #[arg(long)]
+        thread: Option<u64>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Seal one event and send it as a signed push; prints the relay's reply.
+    /// Sealed with the thread key when --thread is given, else with the user
+    /// key of the single --to.
+    Push {
+        /// Relay base URL, e.g. http://127.0.0.1:8787.
+        #[arg(long)]
+        url: String,
+        /// Site id.
+        #[arg(long)]
+        site: String,
+        /// The site secret; `-` reads it from stdin.
+        #[arg(long)]
+        secret: String,
+        /// Recipient user id (repeatable).
+        #[arg(long)]
+        to: Vec<u64>,
+        /// Thread id: sealed with its key and routed to its subscribers too.
+        #[arg(long)]
+        thread: Option<u64>,
+        /// Thread key epoch.
+        #[arg(long, default_value_t = 0)]
+        epoch: u32,
+        /// Event type (inside the envelope).
+        #[arg(long = "type", default_value = "demo.message")]
+        kind: String,
+        /// Event data, JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+    },
+    /// A debugging subscriber: prints one JSON object per received frame on
+    /// stdout; with --secret and --site, opens `ev` envelopes and prints
+    /// their payload. Exit codes: 0 on a relay close or after --count
+    /// events, 3 on --timeout, 1 on errors.
+    Listen {
+        /// WebSocket URL, e.g. ws://127.0.0.1:8787/v1/ws.
+        #[arg(long)]
+        url: String,
+        /// Connection token.
+        #[arg(long)]
+        token: String,
+        /// Thread to subscribe to (repeatable, paired with --thread-token).
+        #[arg(long)]
+        thread: Vec<u64>,
+        /// Thread token for the --thread at the same position.
+        #[arg(long)]
+        thread_token: Vec<String>,
+        /// Site secret, to open envelopes; `-` reads it from stdin.
+        #[arg(long, requires = "site")]
+        secret: Option<String>,
+        /// Site id (with --secret).
+        #[arg(long, requires = "secret")]
+        site: Option<String>,
+        /// Exit 0 after this many `ev` frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Exit 3 after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BM_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Client listener address [default: 127.0.0.1:8787].
+    #[arg(long, env = "BM_RELAY_LISTEN")]
+    listen: Option<String>,
+    /// Admin listener address [default: 127.0.0.1:8788].
+    #[arg(long, env = "BM_RELAY_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// A site to serve, SITE=RELAY_KEY (repeatable; also BM_RELAY_SITES="a=k1,b=k2").
+    #[arg(long)]
+    site: Vec<String>,
+    /// Log format: text or json. The filter is RUST_LOG (default: info).
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn init_logging(format: Option<&str>, filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter.unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if format == Some("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts")
+}
+
+fn die(msg: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("bm-relay: {msg}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(a) => {
+            let overrides = Overrides {
+                config: a.config,
+                listen: a.listen,
+                admin_listen: a.admin_listen,
+                env_sites: std::env::var("BM_RELAY_SITES").ok(),
+                sites: a.site,
+                log_format: a.log_format,
+            };
+            let config = match Config::load(&overrides) {
+                Ok(c) => c,
+                Err(e) => return die(format!("configuration refused: {e}"), 2),
+            };
+            init_logging(config.log.format.as_deref(), config.log.filter.as_deref());
+            if config.sites.is_empty() {
+                tracing::warn!("no site configured: every push and every token will be refused");
+            }
+            match runtime().block_on(bm_relay::server::serve(config, overrides)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => die(e, 1),
+            }
+        }
+        Cmd::Keygen { site, json, relay_url } => match tools::keygen(&site, json, &relay_url) {
+            Ok(text) => {
+                println!("{}", text.trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(e) => die(e, 2),
+        },
+        Cmd::Derive { secret } => match tools::read_secret(&secret) {
+            Ok(s) => {
+                println!("{}", tools::derive(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => die(e, 2),
+        },
+        Cmd::Token { secret, site, user, thread, ttl } => {
+            match tools::read_secret(&secret).and_then(|s| tools::token(&s, &site, user, thread, ttl)) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => die(e, 2),
+            }
+        }
+        Cmd::Push { url, site, secret, to, thread, epoch, kind, data } => {
+            let secret = match tools::read_secret(&secret) {
+                Ok(s) => s,
+                Err(e) => return die(e, 2),
+            };
+            let args = PushArgs { url, site, secret, to, thread, epoch, kind, data };
+            match runtime().block_on(tools::push(args)) {
+                Ok((status, body)) => {
+                    println!("{body}");
+                    if (200..300).contains(&status) {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("bm-relay: the relay answered HTTP {status}");
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => die(e, 1),
+            }
+        }
+        Cmd::Listen { url, token, thread, thread_token, secret, site, count, timeout } => {
+            if thread.len() != thread_token.len() {
+                return die("give one --thread-token for each --thread", 2);
+            }
+            let secret = match secret.map(|s| tools::read_secret(&s)).transpose() {
+                Ok(s) => s,
+                Err(e) => return die(e, 2),
+            };
+            let args = ListenArgs { url, token, threads: thread.into_iter().zip(thread_token).collect(), secret, site, count, timeout };
+            match runtime().block_on(tools::listen(args)) {
+                Ok(code) => ExitCode::from(code as u8),
+                Err(e) => die(e, 1),
+            }
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Relay configuration: a TOML file, overridden by environment variables,
+//! overridden by command-line flags.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8787"
+//! admin_listen = "127.0.0.1:8788"
+//!
+//! [sites]
+//! "example.com" = "<relay key, base64url>"
+//!
+//! [limits]          # every key optional; the protocol's defaults otherwise
+//! max_skew_secs = 60
+//!
+//! [log]
+//! format = "text"   # or "json"
+//! filter = "info"   # RUST_LOG syntax; the RUST_LOG variable wins
+//! ```
+//!
+//! The file is parsed strictly (unknown keys are refused) and every error
+//! names the line and the key at fault, so an operator's typo is refused at
+//! start (or at SIGHUP, where the running configuration stays in force)
+//! instead of being silently ignored. Relay keys are never echoed in errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bm_proto::{RelayKey, SiteId};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Default client-facing listen address (WebSockets and the server API).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+/// Default admin listen address (`/healthz`, `/metrics`).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8788";
+
+/// A configuration that cannot be used; the message names where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file, an environment variable or a flag holds a bad value.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// Where the value came from, e.g. `relay.toml line 7, key limits.ping_interval_secs`.
+        origin: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(origin: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { origin: origin.into(), message: message.into() }
+}
+
+/// Every tunable limit. Each has the protocol's default (or, where the
+/// protocol is silent, ours, documented in docs/PROTOCOL.md and DEPLOY.md).
+/// Durations are seconds and may be fractional (tests use short ones).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// §5: tolerated clock difference of a signed request.
+    pub max_skew_secs: u64,
+    /// §5: events in one push request.
+    pub max_events: usize,
+    /// §5: user ids in one event's `to` (and presence/disconnect lists).
+    pub max_recipients: usize,
+    /// §4: decoded `c` of a pushed envelope.
+    pub max_ciphertext: usize,
+    /// §5: bytes in one server API request body.
+    pub max_body: usize,
+    /// §6: decoded `c` of a client `pub` envelope.
+    pub max_pub_ciphertext: usize,
+    /// §6: `pub` token bucket refill rate, per second.
+    pub pub_rate_per_sec: f64,
+    /// §6: `pub` token bucket size.
+    pub pub_burst: f64,
+    /// Our choice: all client frames, per second; past it the socket is
+    /// closed with 4029 (a flood, not a burst of typing indicators).
+    pub frame_rate_per_sec: f64,
+    /// Our choice: bucket size of the all-frames limiter.
+    pub frame_burst: f64,
+    /// §6: time allowed between the upgrade and a valid `auth`.
+    pub auth_timeout_secs: f64,
+    /// §6: interval of relay WebSocket pings.
+    pub ping_interval_secs: f64,
+    /// §6: a socket silent this long is closed.
+    pub idle_timeout_secs: f64,
+    /// §6: bytes a socket's outbound queue may hold; past it, close 4008.
+    pub outbound_queue_bytes: usize,
+    /// Our choice: largest client frame (bytes); larger ones close 4013.
+    pub max_frame_bytes: usize,
+    /// Our choice: thread subscriptions per socket.
+    pub max_subscriptions: usize,
+    /// How long a graceful shutdown waits for sockets to close.
+    pub shutdown_deadline_secs: f64,
+    /// Bytes of tungstenite's eagerly allocated read buffer per socket.
+    pub ws_read_buffer: usize,
+    /// Bytes tungstenite buffers before writing (frames are flushed
+    /// together after each batch anyway).
+    pub ws_write_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let api = bm_proto::api::Limits::default();
+        Limits {
+            max_skew_secs: bm_proto::signing::DEFAULT_MAX_SKEW_SECS,
+            max_events: api.max_events,
+            max_recipients: api.max_recipients,
+            max_ciphertext: api.max_ciphertext,
+            max_body: api.max_body,
+            max_pub_ciphertext: 16 * 1024,
+            pub_rate_per_sec: 10.0,
+            pub_burst: 20.0,
+            frame_rate_per_sec: 50.0,
+            frame_burst: 100.0,
+            auth_timeout_secs: 10.0,
+            ping_interval_secs: 25.0,
+            idle_timeout_secs: 60.0,
+            outbound_queue_bytes: 1024 * 1024,
+            max_frame_bytes: 32 * 1024,
+            max_subscriptions: 256,
+            shutdown_deadline_secs: 10.0,
+            ws_read_buffer: 4 * 1024,
+            ws_write_buffer: 8 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The server API limits in `bm_proto`'s form.
+    pub fn api(&self) -> bm_proto::api::Limits {
+        bm_proto::api::Limits {
+            max_events: self.max_events,
+            max_recipients: self.max_recipients,
+            max_ciphertext: self.max_ciphertext,
+            max_body: self.max_body,
+        }
+    }
+
+    /// Seconds as a `Duration` (values were validated as positive and finite).
+    pub fn dur(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    /// Checks every value; returns the offending key and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive_f = [
+            ("pub_rate_per_sec", self.pub_rate_per_sec),
+            ("pub_burst", self.pub_burst),
+            ("frame_rate_per_sec", self.frame_rate_per_sec),
+            ("frame_burst", self.frame_burst),
+            ("auth_timeout_secs", self.auth_timeout_secs),
+            ("ping_interval_secs", self.ping_interval_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("shutdown_deadline_secs", self.shutdown_deadline_secs),
+        ];
+        for (key, v) in positive_f {
+            if !(v.is_finite() && v > 0.0 && v < 1e9) {
+                return Err((key, format!("must be a positive number of reasonable size, not {v}")));
+            }
+        }
+        let positive_u = [
+            ("max_events", self.max_events),
+            ("max_recipients", self.max_recipients),
+            ("max_ciphertext", self.max_ciphertext),
+            ("max_body", self.max_body),
+            ("max_pub_ciphertext", self.max_pub_ciphertext),
+            ("outbound_queue_bytes", self.outbound_queue_bytes),
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("max_subscriptions", self.max_subscriptions),
+            ("ws_read_buffer", self.ws_read_buffer),
+        ];
+        for (key, v) in positive_u {
+            if v == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if self.max_frame_bytes < 256 {
+            return Err(("max_frame_bytes", "must be at least 256 (an auth frame carries a token)".into()));
+        }
+        if self.idle_timeout_secs <= self.ping_interval_secs {
+            return Err(("idle_timeout_secs", "must be longer than ping_interval_secs".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Log output settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A `RUST_LOG`-style filter; the `RUST_LOG` variable takes precedence.
+    pub filter: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Spanned<String>>,
+    admin_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    sites: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    limits: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+/// What the command line (and, through clap, the environment) adds on top
+/// of the file. Kept so that a SIGHUP reload re-applies the same overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config` / `BM_RELAY_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--listen` / `BM_RELAY_LISTEN`.
+    pub listen: Option<String>,
+    /// `--admin-listen` / `BM_RELAY_ADMIN_LISTEN`.
+    pub admin_listen: Option<String>,
+    /// `BM_RELAY_SITES="site=key,site2=key2"`.
+    pub env_sites: Option<String>,
+    /// `--site SITE=KEY`, repeatable; wins over the file and the environment.
+    pub sites: Vec<String>,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+}
+
+/// The relay's complete, validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Client listener (WebSockets and the signed server API).
+    pub listen: SocketAddr,
+    /// Admin listener (`/healthz`, `/metrics`).
+    pub admin_listen: SocketAddr,
+    /// The relay key of every site served.
+    pub sites: Arc<HashMap<SiteId, RelayKey>>,
+    /// Limits.
+    pub limits: Limits,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sites: Vec<&str> = self.sites.keys().map(|s| s.as_str()).collect();
+        sites.sort_unstable();
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("sites", &sites)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// 1-based line of a byte offset, for error messages.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+fn parse_addr(value: &str, origin: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(origin, format!("`{value}` is not an IP:port address (e.g. 127.0.0.1:8787)")))
+}
+
+/// Reads one `site=key` pair; the key is never echoed.
+fn parse_site_pair(pair: &str, origin: &str) -> Result<(SiteId, RelayKey), ConfigError> {
+    let (site, key) = pair
+        .split_once('=')
+        .ok_or_else(|| invalid(origin, "expected SITE=RELAY_KEY"))?;
+    site_entry(site.trim(), key.trim(), origin)
+}
+
+fn site_entry(site: &str, key: &str, origin: &str) -> Result<(SiteId, RelayKey), ConfigError> {
+    let id = SiteId::new(site).map_err(|e| invalid(origin, format!("site `{}`: {e}", site.escape_default())))?;
+    let key = RelayKey::from_b64(key).map_err(|e| invalid(origin, format!("site `{id}`: {e}")))?;
+    Ok((id, key))
+}
+
+impl Config {
+    /// Builds the configuration: defaults, then the file (if any), then the
+    /// environment, then flags. Every error names its origin.
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let mut listen = DEFAULT_LISTEN.parse().expect("default address parses");
+        let mut admin_listen = DEFAULT_ADMIN_LISTEN.parse().expect("default address parses");
+        let mut sites = HashMap::new();
+        let mut limits = Limits::default();
+        let mut log = LogConfig::default();
+
+        if let Some(path) = &o.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let name = path.display().to_string();
+            let file: FileConfig = toml::from_str(&text).map_err(|e| {
+                let at = e.span().map(|s| format!(" line {}", line_of(&text, s.start))).unwrap_or_default();
+                invalid(format!("{name}{at}"), e.message().to_string())
+            })?;
+            if let Some(v) = &file.listen {
+                listen = parse_addr(v.get_ref(), &format!("{name} line {}, key listen", line_of(&text, v.span().start)))?;
+            }
+            if let Some(v) = &file.admin_listen {
+                admin_listen =
+                    parse_addr(v.get_ref(), &format!("{name} line {}, key admin_listen", line_of(&text, v.span().start)))?;
+            }
+            for (site, key) in &file.sites {
+                let origin = format!("{name} line {}, key sites.\"{}\"", line_of(&text, site.span().start), site.get_ref().escape_default());
+                let (id, key) = site_entry(site.get_ref(), key.get_ref(), &origin)?;
+                sites.insert(id, key);
+            }
+            if let Some(table) = &file.limits {
+                let start = table.span().start;
+                limits = Limits::deserialize(toml::Value::Table(table.get_ref().clone())).map_err(|e| {
+                    invalid(format!("{name} line {}, table [limits]", line_of(&text, start)), e.message().to_string())
+                })?;
+                limits.validate().map_err(|(key, msg)| {
+                    let line = find_key_line(&text, key).unwrap_or_else(|| line_of(&text, start));
+                    invalid(format!("{name} line {line}, key limits.{key}"), msg)
+                })?;
+            }
+            log = file.log;
+        }
+        if let Some(v) = &o.env_sites {
+            for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (id, key) = parse_site_pair(pair, "BM_RELAY_SITES")?;
+                sites.insert(id, key);
+            }
+        }
+        for pair in &o.sites {
+            let (id, key) = parse_site_pair(pair, "--site")?;
+            sites.insert(id, key);
+        }
+        if let Some(v) = &o.listen {
+            listen = parse_addr(v, "--listen / BM_RELAY_LISTEN")?;
+        }
+        if let Some(v) = &o.admin_listen {
+            admin_listen = parse_addr(v, "--admin-listen / BM_RELAY_ADMIN_LISTEN")?;
+        }
+        if let Some(f) = &o.log_format {
+            log.format = Some(f.clone());
+        }
+        match log.format.as_deref() {
+            None | Some("text") | Some("json") => {}
+            Some(other) => return Err(invalid("log.format", format!("`{other}` is neither `text` nor `json`"))),
+        }
+        limits.validate().map_err(|(key, msg)| invalid(format!("limits.{key}"), msg))?;
+        Ok(Config { listen, admin_listen, sites: Arc::new(sites), limits, log })
+    }
+
+    /// Reads only the config file named by `path` (for tests and tooling).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::load(&Overrides { config: Some(path.to_path_buf()), ..Overrides::default() })
+    }
+}
+
+/// Line of `key = …` inside the `[limits]` table, for a validation error.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let mut in_limits = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_limits = t == "[limits]";
+            continue;
+        }
+        if in_limits {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == key {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "RHkXN1j46b1htCzTf4hIHU46rUWuuv5-qaMce_K-KFs";
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("bm-relay-cfg-{}-{}", std::process::id(), line_of(text, text.len())));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("c{}.toml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        let r = Config::from_file(&path);
+        let _ = std::fs::remove_file(&path);
+        r
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = load_text(&format!(
+            "listen = \"127.0.0.1:9000\"\n[sites]\n\"example.com\" = \"{KEY}\"\n[limits]\nping_interval_secs = 1.5\nidle_timeout_secs = 4\n"
+        ))
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.sites.len(), 1);
+        assert_eq!(c.limits.ping_interval_secs, 1.5);
+        assert_eq!(c.limits.max_events, 1000);
+        assert!(!format!("{c:?}").contains(KEY), "keys never printed");
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = load_text("listen = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 1, key listen"), "{e}");
+        let e = load_text(&format!("[sites]\n\"ok.site\" = \"{KEY}\"\n\"Bad Site\" = \"{KEY}\"\n")).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("Bad Site"), "{e}");
+        let e = load_text("[sites]\n\"a\" = \"secret-looking-but-short\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && !e.contains("secret-looking"), "{e}");
+        let e = load_text("[limits]\nmax_events = 5\nping_interval_secs = 0\n").unwrap_err().to_string();
+        assert!(e.contains("line 3, key limits.ping_interval_secs"), "{e}");
+        let e = load_text("[limits]\nmax_evnts = 5\n").unwrap_err().to_string();
+        assert!(e.contains("max_evnts"), "{e}");
+        let e = load_text("bogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            listen: Some("127.0.0.1:1234".into()),
+            env_sites: Some(format!("a={KEY}, b={KEY}")),
+            sites: vec![format!("c={KEY}")],
+            ..Overrides::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.listen.port(), 1234);
+        assert_eq!(c.sites.len(), 3);
+        let bad = Overrides { sites: vec!["nokey".into()], ..Overrides::default() };
+        assert!(Config::load(&bad).unwrap_err().to_string().contains("--site"));
+    }
+}

@@ -1,0 +1,433 @@
+//! Routing: which sockets belong to which user and which thread, per site.
+//!
+//! The relay talks to routing only through the [`Fanout`] trait, so that a
+//! cluster broker (a later issue: NATS) can wrap the local table and
+//! forward deliveries to other nodes without touching the socket or HTTP
+//! code. [`LocalRouter`] is the single-node table.
+//!
+//! The table is sharded: per site, 16 user shards and 16 thread shards,
+//! each a `std::sync::Mutex<HashMap>`. Every operation locks one shard at a
+//! time, briefly, and never across an `.await` (nothing here is async), so
+//! pushes, subscriptions and socket teardown on different users or threads
+//! do not contend. Lock order, where two locks nest: shard, then conn.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bm_proto::{SiteId, ThreadId, UserId};
+
+use crate::conn::{CloseRequest, Conn, Enqueued, Frame};
+
+/// Number of shards per table; a power of two.
+const SHARDS: usize = 16;
+
+/// What one delivery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Users of `to` that had at least one socket the event was queued to.
+    pub online: Vec<UserId>,
+    /// Sockets the event was queued to.
+    pub sockets: u64,
+    /// Sockets closed with 4008 because their queue overflowed.
+    pub overflowed: u64,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubError {
+    /// The socket already holds the maximum number of subscriptions.
+    TooMany,
+}
+
+/// The routing interface the relay's sockets and HTTP handlers use.
+pub trait Fanout: Send + Sync + 'static {
+    /// Adds an authenticated socket under its site and user.
+    fn register(&self, conn: &Arc<Conn>);
+    /// Removes a socket and all its subscriptions.
+    fn unregister(&self, conn: &Arc<Conn>);
+    /// Subscribes a socket to a thread; `Ok(false)` if it already was.
+    fn subscribe(&self, conn: &Arc<Conn>, thread: ThreadId, max: usize) -> Result<bool, SubError>;
+    /// Unsubscribes; true if it was subscribed.
+    fn unsubscribe(&self, conn: &Arc<Conn>, thread: ThreadId) -> bool;
+    /// Queues a server push to every socket of `to` and every subscriber of
+    /// `thread`, each socket at most once.
+    fn deliver(&self, site: &SiteId, to: &[UserId], thread: Option<ThreadId>, frame: &Frame, max_queue: usize) -> Delivery;
+    /// Queues a client `pub` to the thread's subscribers except `sender`.
+    fn publish(&self, sender: &Conn, thread: ThreadId, frame: &Frame, max_queue: usize) -> Delivery;
+    /// The users among `users` with at least one socket.
+    fn presence(&self, site: &SiteId, users: &[UserId]) -> Vec<UserId>;
+    /// Closes the users' sockets (4003), or with `thread` revokes their
+    /// subscription to it and tells them; returns sockets affected.
+    fn disconnect(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>, unsub_frame: Option<&Frame>, max_queue: usize) -> u64;
+    /// Closes every socket of a site (it was removed or its key changed).
+    fn close_site(&self, site: &SiteId, req: CloseRequest) -> u64;
+    /// Closes every socket (shutdown).
+    fn close_all(&self, req: CloseRequest) -> u64;
+    /// Counts for `/metrics`: sockets, users online, subscriptions.
+    fn counts(&self) -> Counts;
+}
+
+/// Gauges for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Registered (authenticated) sockets.
+    pub sockets: u64,
+    /// Users with at least one socket.
+    pub users: u64,
+    /// Thread subscriptions, summed over sockets.
+    pub subscriptions: u64,
+    /// Bytes waiting in the outbound queues of registered sockets.
+    pub queue_bytes: u64,
+}
+
+type ConnList = Vec<Arc<Conn>>;
+
+struct Shards<K> {
+    maps: [Mutex<HashMap<K, ConnList>>; SHARDS],
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<K: Hash + Eq + Copy> Shards<K> {
+    fn new() -> Self {
+        Shards { maps: std::array::from_fn(|_| Mutex::new(HashMap::new())), hasher: Default::default() }
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, ConnList>> {
+        let i = (self.hasher.hash_one(key) as usize) & (SHARDS - 1);
+        self.maps[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, key: K, conn: &Arc<Conn>) {
+        self.shard(&key).entry(key).or_default().push(conn.clone());
+    }
+
+    fn remove(&self, key: K, conn_id: u64) -> bool {
+        let mut map = self.shard(&key);
+        let Some(list) = map.get_mut(&key) else { return false };
+        let Some(i) = list.iter().position(|c| c.id == conn_id) else { return false };
+        list.swap_remove(i);
+        if list.is_empty() {
+            map.remove(&key);
+        } else if list.capacity() > 8 && list.len() * 4 < list.capacity() {
+            list.shrink_to_fit();
+        }
+        true
+    }
+
+    /// Runs `f` on a snapshot-free view of the key's list, under its lock.
+    fn with<R>(&self, key: K, f: impl FnOnce(&[Arc<Conn>]) -> R) -> R {
+        let map = self.shard(&key);
+        f(map.get(&key).map(Vec::as_slice).unwrap_or(&[]))
+    }
+
+    fn all(&self) -> Vec<Arc<Conn>> {
+        let mut out = Vec::new();
+        for m in &self.maps {
+            let m = m.lock().unwrap_or_else(|p| p.into_inner());
+            for list in m.values() {
+                out.extend(list.iter().cloned());
+            }
+        }
+        out
+    }
+
+    fn key_count(&self) -> u64 {
+        self.maps.iter().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).len() as u64).sum()
+    }
+
+    fn queue_bytes(&self) -> u64 {
+        self.maps
+            .iter()
+            .map(|m| {
+                let m = m.lock().unwrap_or_else(|p| p.into_inner());
+                m.values().flat_map(|l| l.iter()).map(|c| c.queued_bytes() as u64).sum::<u64>()
+            })
+            .sum()
+    }
+
+    fn value_count(&self) -> u64 {
+        self.maps
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).values().map(|l| l.len() as u64).sum::<u64>())
+            .sum()
+    }
+}
+
+struct SiteRoutes {
+    users: Shards<UserId>,
+    threads: Shards<ThreadId>,
+}
+
+/// The single-node routing table.
+#[derive(Default)]
+pub struct LocalRouter {
+    sites: RwLock<HashMap<SiteId, Arc<SiteRoutes>>>,
+}
+
+impl LocalRouter {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn site(&self, site: &SiteId) -> Option<Arc<SiteRoutes>> {
+        self.sites.read().unwrap_or_else(|p| p.into_inner()).get(site).cloned()
+    }
+
+    fn site_or_create(&self, site: &SiteId) -> Arc<SiteRoutes> {
+        if let Some(s) = self.site(site) {
+            return s;
+        }
+        self.sites
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(site.clone())
+            .or_insert_with(|| Arc::new(SiteRoutes { users: Shards::new(), threads: Shards::new() }))
+            .clone()
+    }
+}
+
+fn queue(conn: &Conn, frame: &Frame, max_queue: usize, d: &mut Delivery) -> bool {
+    match conn.enqueue(frame, max_queue) {
+        Enqueued::Yes => {
+            d.sockets += 1;
+            true
+        }
+        Enqueued::Overflow => {
+            d.overflowed += 1;
+            false
+        }
+        Enqueued::Closing => false,
+    }
+}
+
+impl Fanout for LocalRouter {
+    fn register(&self, conn: &Arc<Conn>) {
+        self.site_or_create(&conn.site).users.insert(conn.user, conn);
+    }
+
+    fn unregister(&self, conn: &Arc<Conn>) {
+        let Some(site) = self.site(&conn.site) else { return };
+        site.users.remove(conn.user, conn.id);
+        for t in conn.take_subs() {
+            site.threads.remove(t, conn.id);
+        }
+    }
+
+    fn subscribe(&self, conn: &Arc<Conn>, thread: ThreadId, max: usize) -> Result<bool, SubError> {
+        let site = self.site_or_create(&conn.site);
+        let mut map = site.threads.shard(&thread);
+        match conn.add_sub(thread, max) {
+            Ok(true) => {
+                map.entry(thread).or_default().push(conn.clone());
+                Ok(true)
+            }
+            other => other,
+        }
+    }
+
+    fn unsubscribe(&self, conn: &Arc<Conn>, thread: ThreadId) -> bool {
+        let Some(site) = self.site(&conn.site) else { return false };
+        let removed = site.threads.remove(thread, conn.id);
+        conn.remove_sub(thread) || removed
+    }
+
+    fn deliver(&self, site: &SiteId, to: &[UserId], thread: Option<ThreadId>, frame: &Frame, max_queue: usize) -> Delivery {
+        let mut d = Delivery::default();
+        let Some(routes) = self.site(site) else { return d };
+        for &user in to {
+            let mut any = false;
+            routes.users.with(user, |conns| {
+                for c in conns {
+                    any |= queue(c, frame, max_queue, &mut d);
+                }
+            });
+            if any {
+                d.online.push(user);
+            }
+        }
+        if let Some(t) = thread {
+            // A subscriber whose user is in `to` already has it on every
+            // socket: skip it, so each socket gets the event once.
+            let big = (to.len() > 16).then(|| to.iter().copied().collect::<HashSet<_>>());
+            let in_to = |u: UserId| match &big {
+                Some(set) => set.contains(&u),
+                None => to.contains(&u),
+            };
+            routes.threads.with(t, |conns| {
+                for c in conns {
+                    if !in_to(c.user) {
+                        queue(c, frame, max_queue, &mut d);
+                    }
+                }
+            });
+        }
+        d
+    }
+
+    fn publish(&self, sender: &Conn, thread: ThreadId, frame: &Frame, max_queue: usize) -> Delivery {
+        let mut d = Delivery::default();
+        let Some(routes) = self.site(&sender.site) else { return d };
+        routes.threads.with(thread, |conns| {
+            for c in conns {
+                if c.id != sender.id {
+                    queue(c, frame, max_queue, &mut d);
+                }
+            }
+        });
+        d
+    }
+
+    fn presence(&self, site: &SiteId, users: &[UserId]) -> Vec<UserId> {
+        let Some(routes) = self.site(site) else { return Vec::new() };
+        let mut seen = HashSet::new();
+        users
+            .iter()
+            .copied()
+            .filter(|u| seen.insert(*u) && routes.users.with(*u, |c| c.iter().any(|c| c.close_requested().is_none())))
+            .collect()
+    }
+
+    fn disconnect(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>, unsub_frame: Option<&Frame>, max_queue: usize) -> u64 {
+        let Some(routes) = self.site(site) else { return 0 };
+        let mut n = 0;
+        let mut seen = HashSet::new();
+        for &u in users.iter().filter(|u| seen.insert(**u)) {
+            let conns: Vec<Arc<Conn>> = routes.users.with(u, |c| c.to_vec());
+            for c in conns {
+                match thread {
+                    None => {
+                        if c.request_close(CloseRequest { code: bm_proto::frames::close::REVOKED, reason: "revoked by the server" }) {
+                            n += 1;
+                        }
+                    }
+                    Some(t) => {
+                        let removed = routes.threads.remove(t, c.id);
+                        if c.remove_sub(t) || removed {
+                            n += 1;
+                            if let Some(f) = unsub_frame {
+                                c.enqueue(f, max_queue);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    fn close_site(&self, site: &SiteId, req: CloseRequest) -> u64 {
+        let Some(routes) = self.site(site) else { return 0 };
+        routes.users.all().iter().filter(|c| c.request_close(req)).count() as u64
+    }
+
+    fn close_all(&self, req: CloseRequest) -> u64 {
+        let sites: Vec<Arc<SiteRoutes>> = self.sites.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        sites.iter().map(|s| s.users.all().iter().filter(|c| c.request_close(req)).count() as u64).sum()
+    }
+
+    fn counts(&self) -> Counts {
+        let sites: Vec<Arc<SiteRoutes>> = self.sites.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut c = Counts::default();
+        for s in sites {
+            c.sockets += s.users.value_count();
+            c.users += s.users.key_count();
+            c.subscriptions += s.threads.value_count();
+            c.queue_bytes += s.users.queue_bytes();
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> SiteId {
+        SiteId::new("s").unwrap()
+    }
+    fn u(n: u64) -> UserId {
+        UserId::new(n).unwrap()
+    }
+    fn t(n: u64) -> ThreadId {
+        ThreadId::new(n).unwrap()
+    }
+    fn conn(r: &LocalRouter, user: u64) -> Arc<Conn> {
+        let c = Arc::new(Conn::new(site(), u(user)));
+        r.register(&c);
+        c
+    }
+    fn drain(c: &Conn) -> usize {
+        let mut n = 0;
+        while c.pop().is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn to_and_thread_union_without_duplicates() {
+        let r = LocalRouter::new();
+        let a1 = conn(&r, 1);
+        let a2 = conn(&r, 1);
+        let b = conn(&r, 2);
+        let c = conn(&r, 3);
+        for x in [&a1, &b, &c] {
+            r.subscribe(x, t(9), 10).unwrap();
+        }
+        let d = r.deliver(&site(), &[u(1), u(4)], Some(t(9)), &Frame::from("x"), 1000);
+        assert_eq!(d.online, vec![u(1)]);
+        assert_eq!(d.sockets, 4);
+        assert_eq!((drain(&a1), drain(&a2), drain(&b), drain(&c)), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn publish_skips_sender_and_unregister_cleans_up() {
+        let r = LocalRouter::new();
+        let a = conn(&r, 1);
+        let b = conn(&r, 2);
+        r.subscribe(&a, t(1), 10).unwrap();
+        r.subscribe(&b, t(1), 10).unwrap();
+        assert_eq!(r.publish(&a, t(1), &Frame::from("p"), 100).sockets, 1);
+        assert_eq!((drain(&a), drain(&b)), (0, 1));
+        assert_eq!(r.counts(), Counts { sockets: 2, users: 2, subscriptions: 2, queue_bytes: 0 });
+        r.unregister(&b);
+        assert_eq!(r.counts(), Counts { sockets: 1, users: 1, subscriptions: 1, queue_bytes: 0 });
+        assert_eq!(r.presence(&site(), &[u(1), u(2), u(1)]), vec![u(1)]);
+    }
+
+    #[test]
+    fn disconnect_thread_revokes_and_tells() {
+        let r = LocalRouter::new();
+        let a = conn(&r, 1);
+        r.subscribe(&a, t(5), 10).unwrap();
+        let unsub = Frame::from("unsub");
+        assert_eq!(r.disconnect(&site(), &[u(1)], Some(t(5)), Some(&unsub), 100), 1);
+        assert!(!a.is_subscribed(t(5)));
+        assert_eq!(a.pop().as_deref(), Some("unsub"));
+        assert_eq!(r.deliver(&site(), &[], Some(t(5)), &Frame::from("x"), 100).sockets, 0);
+        assert_eq!(r.disconnect(&site(), &[u(1)], None, None, 100), 1);
+        assert_eq!(a.close_requested().unwrap().code, 4003);
+    }
+
+    #[test]
+    fn sites_are_isolated() {
+        let r = LocalRouter::new();
+        let _a = conn(&r, 1);
+        let other = SiteId::new("other").unwrap();
+        assert_eq!(r.deliver(&other, &[u(1)], None, &Frame::from("x"), 100).sockets, 0);
+        assert!(r.presence(&other, &[u(1)]).is_empty());
+    }
+
+    #[test]
+    fn overflow_is_counted_not_silent() {
+        let r = LocalRouter::new();
+        let a = conn(&r, 1);
+        let f = Frame::from("0123456789");
+        assert_eq!(r.deliver(&site(), &[u(1)], None, &f, 15).sockets, 1);
+        let d = r.deliver(&site(), &[u(1)], None, &f, 15);
+        assert_eq!((d.sockets, d.overflowed), (0, 1));
+        assert_eq!(a.close_requested().unwrap().code, 4008);
+    }
+}

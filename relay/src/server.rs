@@ -1,0 +1,109 @@
+//! `bm-relay serve`: binds the listeners, then waits for signals.
+//!
+//! - SIGHUP re-reads the configuration (file, environment, the original
+//!   flags) and swaps sites and limits in without dropping sockets; the
+//!   sockets of a site that was removed, or whose relay key changed, are
+//!   closed with 4003 (their tokens were signed with a key the relay no
+//!   longer trusts). A bad file is logged and the running config is kept.
+//!   Listen addresses are not changed by a reload.
+//! - SIGTERM / SIGINT start a graceful shutdown: stop accepting, answer
+//!   server API requests with 503, close every socket with 1001, and exit
+//!   once they are gone or `shutdown_deadline_secs` has passed.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bm_proto::frames::close;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{Config, Limits, Overrides};
+use crate::conn::CloseRequest;
+use crate::router::{Fanout, LocalRouter};
+use crate::state::App;
+
+/// Why `serve` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the relay until a graceful shutdown completes.
+pub async fn serve(config: Config, overrides: Overrides) -> Result<(), ServeError> {
+    let client = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.admin_listen, source })?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+
+    tracing::info!(
+        listen = %config.listen,
+        admin = %config.admin_listen,
+        sites = config.sites.len(),
+        "bm-relay listening"
+    );
+    let router: Arc<dyn Fanout> = Arc::new(LocalRouter::new());
+    let app = App::new(config, router);
+    tokio::spawn(crate::http::serve_client(client, app.clone()));
+    tokio::spawn(crate::http::serve_admin(admin, app.clone()));
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&app, &overrides),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    shutdown(&app).await;
+    Ok(())
+}
+
+fn reload(app: &App, overrides: &Overrides) {
+    let new = match Config::load(overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; the running configuration stays in force");
+            return;
+        }
+    };
+    let old = app.set_config(new.clone());
+    let mut closed = 0;
+    for (site, key) in old.sites.iter() {
+        if new.sites.get(site) != Some(key) {
+            closed += app.router.close_site(site, CloseRequest { code: close::REVOKED, reason: "site removed or re-keyed" });
+        }
+    }
+    tracing::info!(sites = new.sites.len(), closed, "configuration reloaded");
+}
+
+async fn shutdown(app: &App) {
+    let deadline = Limits::dur(app.config().limits.shutdown_deadline_secs);
+    tracing::info!(deadline_secs = deadline.as_secs_f64(), "shutting down");
+    app.begin_shutdown();
+    let started = tokio::time::Instant::now();
+    let going_away = CloseRequest { code: close::GOING_AWAY, reason: "relay shutting down" };
+    loop {
+        // Repeated: a socket still authenticating when shutdown began is
+        // closed as soon as it registers.
+        app.router.close_all(going_away);
+        if app.metrics.ws_open.load(Relaxed) == 0 || started.elapsed() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::info!(left = app.metrics.ws_open.load(Relaxed), "shutdown complete");
+}

@@ -1,0 +1,445 @@
+//! One WebSocket, from upgrade to close (protocol §6), in one task.
+//!
+//! The task first waits (at most `auth_timeout_secs`) for an `auth` frame;
+//! then it registers a [`Conn`] with the router and loops over four event
+//! sources with a single `select!`:
+//!
+//! - the client's next frame (ops, pings, close),
+//! - the socket's outbound queue (frames queued by pushes and pubs),
+//! - the [`Conn::wake`] notification (new frames, or a close request),
+//! - one timer set to the earliest of: next ping, idle deadline, token expiry.
+//!
+//! Writing is cancel-safe: a frame leaves the shared queue only after the
+//! sink reported ready, and is then handed to tungstenite synchronously, so
+//! a write interrupted by an incoming frame or a close request loses
+//! nothing. Queued frames are written back to back and flushed once, which
+//! coalesces bursts into few syscalls. A socket's private state is a few
+//! hundred bytes plus tungstenite's (small, configured) buffers.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bm_proto::frames::{self, close, codes, ClientFrame, ClientOp};
+use bm_proto::token::TokenKind;
+use bm_proto::{Envelope, EnvelopeError, KeyId, TokenError};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::config::Limits;
+use crate::conn::{CloseRequest, Conn, Frame};
+use crate::router::SubError;
+use crate::state::{unix_now, App};
+
+type Tx<S> = SplitSink<WebSocketStream<S>, Message>;
+type Rx<S> = SplitStream<WebSocketStream<S>>;
+
+/// How long the relay waits for its close frame to be written and answered.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// The tungstenite configuration for client sockets: small buffers (an idle
+/// socket must cost little) and the client frame limit.
+pub fn ws_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(limits.ws_read_buffer)
+        .write_buffer_size(limits.ws_write_buffer)
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes))
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(burst: f64) -> Self {
+        Bucket { tokens: burst, last: Instant::now() }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, rate: f64, burst: f64) -> bool {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Counts an open socket for the lifetime of its task.
+struct OpenGuard<'a>(&'a App);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.ws_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Removes the socket from routing however its task ends.
+struct Registered<'a>(&'a App, Arc<Conn>);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.router.unregister(&self.1);
+    }
+}
+
+fn deadline_after(secs: f64) -> Instant {
+    Instant::now() + Limits::dur(secs)
+}
+
+/// Instant at which a unix-seconds `exp` falls.
+fn instant_of_unix(exp: u64) -> Instant {
+    Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+}
+
+fn close_frame(req: CloseRequest) -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::from(req.code), reason: req.reason.into() }))
+}
+
+const fn req(code: u16, reason: &'static str) -> CloseRequest {
+    CloseRequest { code, reason }
+}
+
+/// Runs one socket to completion.
+pub async fn run<S>(ws: WebSocketStream<S>, app: Arc<App>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use std::sync::atomic::Ordering::Relaxed;
+    app.metrics.ws_opened.fetch_add(1, Relaxed);
+    app.metrics.ws_open.fetch_add(1, Relaxed);
+    let _open = OpenGuard(&app);
+    let (mut tx, mut rx) = ws.split();
+
+    let auth = authenticate(&app, &mut rx).await;
+    let (claims, r#ref) = match auth {
+        Ok(ok) => ok,
+        Err(None) => return,
+        Err(Some((error, why))) => {
+            if let Some(text) = error {
+                let _ = timeout(CLOSE_LINGER, tx.feed(Message::Text(text.into()))).await;
+            }
+            finish(&app, &mut tx, &mut rx, why).await;
+            return;
+        }
+    };
+    let _ = r#ref;
+    let conn = Arc::new(Conn::new(claims.site.clone(), claims.sub));
+    app.router.register(&conn);
+    let _registered = Registered(&app, conn.clone());
+    tracing::debug!(conn = conn.id, site = %conn.site, user = %conn.user, "socket authenticated");
+    let limits = app.config().limits.clone();
+    conn.enqueue(&Frame::from(frames::ready(claims.sub, claims.exp)), limits.outbound_queue_bytes);
+
+    let mut s = Session {
+        app: &app,
+        conn: &conn,
+        exp_at: instant_of_unix(claims.exp),
+        pub_bucket: Bucket::new(limits.pub_burst),
+        frame_bucket: Bucket::new(limits.frame_burst),
+    };
+    let why = s.main_loop(&mut tx, &mut rx).await;
+    if let Some(why) = why {
+        finish(&app, &mut tx, &mut rx, why).await;
+    }
+}
+
+type AuthFailure = Option<(Option<String>, CloseRequest)>;
+
+/// Waits for the `auth` frame. `Err(None)`: the client left; `Err(Some)`:
+/// an optional error frame to send, then the close.
+async fn authenticate<S>(app: &App, rx: &mut Rx<S>) -> Result<(bm_proto::Claims, Option<i64>), AuthFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = deadline_after(app.config().limits.auth_timeout_secs);
+    let wait = async {
+        loop {
+            let text = match rx.next().await {
+                None | Some(Ok(Message::Close(_))) => return Err(None),
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Binary(_))) => {
+                    return Err(Some((None, req(close::UNAUTHORIZED, "first frame must be a text auth frame"))))
+                }
+                Some(Err(e)) => return Err(error_close(e)),
+            };
+            return match ClientFrame::parse(&text) {
+                Ok(ClientFrame { r#ref, op: ClientOp::Auth { token } }) => {
+                    match app.verify_token(&token, TokenKind::Connection) {
+                        Ok(claims) => Ok((claims, r#ref)),
+                        Err(e) => {
+                            let (code, why) = match e {
+                                TokenError::Expired => (codes::TOKEN_EXPIRED, req(close::TOKEN_EXPIRED, "token expired")),
+                                TokenError::UnknownSite => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "unknown site")),
+                                _ => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "bad token")),
+                            };
+                            Err(Some((Some(frames::error(r#ref, code, &e.to_string())), why)))
+                        }
+                    }
+                }
+                Ok(other) => Err(Some((
+                    Some(frames::error(other.r#ref, codes::BAD_FRAME, "the first frame must be `auth`")),
+                    req(close::UNAUTHORIZED, "not authenticated"),
+                ))),
+                Err(e) => Err(Some((
+                    Some(frames::error(e.r#ref, e.code, &e.message)),
+                    req(close::UNAUTHORIZED, "not authenticated"),
+                ))),
+            };
+        }
+    };
+    match tokio::time::timeout_at(deadline, wait).await {
+        Ok(r) => r,
+        Err(_) => Err(Some((None, req(close::UNAUTHORIZED, "auth timeout")))),
+    }
+}
+
+/// The close that a read error calls for (`None`: the connection is gone).
+fn error_close(e: WsError) -> AuthFailure {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Some((None, req(close::FRAME_TOO_LARGE, "frame too large")))
+        }
+        WsError::Protocol(_) | WsError::Utf8(_) => Some((None, req(close::POLICY, "protocol error"))),
+        _ => None,
+    }
+}
+
+/// Sends the close frame, then waits briefly for the client's answer so the
+/// close frame is not lost to a TCP reset.
+async fn finish<S>(app: &App, tx: &mut Tx<S>, rx: &mut Rx<S>, why: CloseRequest)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    app.metrics.close(why.code);
+    tracing::debug!(code = why.code, reason = why.reason, "closing socket");
+    let _ = timeout(CLOSE_LINGER, async {
+        if tx.send(close_frame(why)).await.is_ok() {
+            while let Some(Ok(_)) = rx.next().await {}
+        }
+    })
+    .await;
+}
+
+struct Session<'a> {
+    app: &'a App,
+    conn: &'a Arc<Conn>,
+    exp_at: Instant,
+    pub_bucket: Bucket,
+    frame_bucket: Bucket,
+}
+
+enum Step {
+    Continue,
+    Close(CloseRequest),
+    Gone,
+}
+
+/// Writes queued frames (and a due ping), then flushes. Cancel-safe: see
+/// the module documentation.
+async fn pump<S>(tx: &mut Tx<S>, conn: &Conn, ping_due: &mut bool, dirty: &mut bool) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        poll_fn(|cx| tx.poll_ready_unpin(cx)).await?;
+        let msg = if *ping_due {
+            *ping_due = false;
+            Message::Ping(Default::default())
+        } else if let Some(f) = conn.pop() {
+            Message::Text(f)
+        } else {
+            break;
+        };
+        *dirty = true;
+        tx.start_send_unpin(msg)?;
+    }
+    poll_fn(|cx| tx.poll_flush_unpin(cx)).await?;
+    *dirty = false;
+    Ok(())
+}
+
+impl Session<'_> {
+    async fn main_loop<S>(&mut self, tx: &mut Tx<S>, rx: &mut Rx<S>) -> Option<CloseRequest>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let limits = self.app.config().limits.clone();
+        let ping_every = Limits::dur(limits.ping_interval_secs);
+        let idle = Limits::dur(limits.idle_timeout_secs);
+        let mut last_seen = Instant::now();
+        let mut next_ping = last_seen + ping_every;
+        let mut ping_due = false;
+        let mut dirty = false;
+        let timer = sleep_until(next_ping);
+        tokio::pin!(timer);
+        loop {
+            if let Some(why) = self.conn.close_requested() {
+                return Some(why);
+            }
+            let now = Instant::now();
+            if now >= self.exp_at {
+                return Some(req(close::TOKEN_EXPIRED, "token expired"));
+            }
+            if now >= last_seen + idle {
+                return Some(req(close::GOING_AWAY, "idle timeout"));
+            }
+            if now >= next_ping {
+                ping_due = true;
+                next_ping = now + ping_every;
+            }
+            timer.as_mut().reset(next_ping.min(self.exp_at).min(last_seen + idle));
+            let want_write = ping_due || dirty || self.conn.has_pending();
+            tokio::select! {
+                r = pump(tx, self.conn, &mut ping_due, &mut dirty), if want_write => {
+                    if r.is_err() {
+                        return None;
+                    }
+                }
+                _ = self.conn.wake.notified() => {}
+                m = rx.next() => {
+                    last_seen = Instant::now();
+                    match self.on_message(m) {
+                        Step::Continue => {}
+                        Step::Close(why) => return Some(why),
+                        Step::Gone => return None,
+                    }
+                }
+                _ = &mut timer => {}
+            }
+        }
+    }
+
+    fn reply(&self, text: String) {
+        let max = self.app.config().limits.outbound_queue_bytes;
+        self.conn.enqueue(&Frame::from(text), max);
+    }
+
+    fn refuse(&self, r#ref: Option<i64>, code: &str, message: &str) {
+        self.app.metrics.frame_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reply(frames::error(r#ref, code, message));
+    }
+
+    fn on_message(&mut self, m: Option<Result<Message, WsError>>) -> Step {
+        let limits = self.app.config().limits.clone();
+        let text = match m {
+            None | Some(Ok(Message::Close(_))) => return Step::Gone,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Step::Continue,
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
+                if !self.frame_bucket.take(limits.frame_rate_per_sec, limits.frame_burst) {
+                    return Step::Close(req(close::RATE_LIMITED, "too many frames"));
+                }
+                self.refuse(None, codes::BAD_FRAME, "binary frames are not part of the protocol");
+                return Step::Continue;
+            }
+            Some(Err(e)) => {
+                return match error_close(e) {
+                    Some((_, why)) => Step::Close(why),
+                    None => Step::Gone,
+                }
+            }
+        };
+        if !self.frame_bucket.take(limits.frame_rate_per_sec, limits.frame_burst) {
+            return Step::Close(req(close::RATE_LIMITED, "too many frames"));
+        }
+        let frame = match ClientFrame::parse(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.refuse(e.r#ref, e.code, &e.message);
+                return Step::Continue;
+            }
+        };
+        let r#ref = frame.r#ref;
+        match frame.op {
+            ClientOp::Ping => self.reply(frames::pong(r#ref)),
+            ClientOp::Auth { .. } => self.refuse(r#ref, codes::ALREADY_AUTHENTICATED, "this socket is already authenticated"),
+            ClientOp::Refresh { token } => match self.app.verify_token(&token, TokenKind::Connection) {
+                Ok(c) if c.site == self.conn.site && c.sub == self.conn.user => {
+                    self.exp_at = instant_of_unix(c.exp);
+                    self.reply(frames::ok(r#ref));
+                }
+                Ok(_) => self.refuse(r#ref, codes::FORBIDDEN, "a refresh token must be for the same site and user"),
+                Err(e) => self.refuse_token(r#ref, e),
+            },
+            ClientOp::Sub { thread, token } => match self.app.verify_token(&token, TokenKind::Thread) {
+                Ok(c) if c.site == self.conn.site && c.sub == self.conn.user && c.thread == Some(thread) => {
+                    match self.app.router.subscribe(self.conn, thread, limits.max_subscriptions) {
+                        Ok(_) => self.reply(frames::ok(r#ref)),
+                        Err(SubError::TooMany) => self.refuse(
+                            r#ref,
+                            codes::TOO_MANY_SUBSCRIPTIONS,
+                            &format!("a socket may watch at most {} threads", limits.max_subscriptions),
+                        ),
+                    }
+                }
+                Ok(_) => self.refuse(r#ref, codes::FORBIDDEN, "the thread token is for another site, user or thread"),
+                Err(e) => self.refuse_token(r#ref, e),
+            },
+            ClientOp::Unsub { thread } => {
+                if self.app.router.unsubscribe(self.conn, thread) {
+                    self.reply(frames::ok(r#ref));
+                } else {
+                    self.refuse(r#ref, codes::NOT_SUBSCRIBED, "this socket does not watch that thread");
+                }
+            }
+            ClientOp::Pub { thread, e } => self.on_pub(r#ref, thread, e.get(), &limits),
+        }
+        Step::Continue
+    }
+
+    fn refuse_token(&self, r#ref: Option<i64>, e: TokenError) {
+        let code = if e == TokenError::Expired { codes::TOKEN_EXPIRED } else { codes::BAD_TOKEN };
+        self.refuse(r#ref, code, &e.to_string());
+    }
+
+    fn on_pub(&mut self, r#ref: Option<i64>, thread: bm_proto::ThreadId, envelope_json: &str, limits: &Limits) {
+        if !self.conn.is_subscribed(thread) {
+            return self.refuse(r#ref, codes::NOT_SUBSCRIBED, "`pub` needs a live `sub` to the thread");
+        }
+        if !self.pub_bucket.take(limits.pub_rate_per_sec, limits.pub_burst) {
+            return self.refuse(r#ref, codes::RATE_LIMITED, "too many `pub` frames; slow down");
+        }
+        let env = match Envelope::parse(envelope_json, limits.max_pub_ciphertext) {
+            Ok(env) => env,
+            Err(EnvelopeError::TooLarge { len, max }) => {
+                return self.refuse(r#ref, codes::TOO_LARGE, &format!("envelope ciphertext is {len} bytes, over the limit of {max}"))
+            }
+            Err(e) => return self.refuse(r#ref, codes::BAD_ENVELOPE, &e.to_string()),
+        };
+        match env.k {
+            KeyId::Thread { thread: t, .. } if t == thread => {}
+            _ => {
+                return self.refuse(
+                    r#ref,
+                    codes::BAD_ENVELOPE,
+                    &format!("a `pub` to thread {thread} must be sealed with a key of that thread (t/{thread}/…)"),
+                )
+            }
+        }
+        let frame = Frame::from(frames::ev_from(thread, self.conn.user, envelope_json));
+        let d = self.app.router.publish(self.conn, thread, &frame, limits.outbound_queue_bytes);
+        let m = &self.app.metrics;
+        m.pubs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.deliveries.fetch_add(d.sockets, std::sync::atomic::Ordering::Relaxed);
+        self.reply(frames::ok(r#ref));
+    }
+}
