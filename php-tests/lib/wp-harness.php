@@ -255,12 +255,18 @@ final class BM_WP_Harness
         // Hard links: remove (never write into) the system's config files.
         @unlink($this->docroot . '/wp-config.php');
         @unlink($this->docroot . '/.htaccess');
-        $plugin = $this->docroot . '/wp-content/plugins/bm-relay';
-        exec(sprintf('cp -r %s %s 2>&1', escapeshellarg($this->root . '/wp-plugin-shim'), escapeshellarg($plugin)), $out, $rc);
-        if ($rc !== 0) {
+        // The plugin as a site would install it (no node_modules, no tests).
+        $plugins = $this->docroot . '/wp-content/plugins';
+        exec(sprintf(
+            'tar -C %s --exclude=./wp-plugin-shim/node_modules --exclude=./wp-plugin-shim/tests -cf - ./wp-plugin-shim | tar -C %s -xf - && mv %s/wp-plugin-shim %s/bm-relay 2>&1',
+            escapeshellarg($this->root),
+            escapeshellarg($plugins),
+            escapeshellarg($plugins),
+            escapeshellarg($plugins)
+        ), $out, $rc);
+        if ($rc !== 0 || !is_file($plugins . '/bm-relay/bm-relay.php')) {
             throw new RuntimeException('copying the plugin failed: ' . implode("\n", $out));
         }
-        exec('rm -rf ' . escapeshellarg($plugin . '/node_modules') . ' ' . escapeshellarg($plugin . '/tests'));
         $keys = '';
         foreach (['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'] as $k) {
             $keys .= sprintf("define('%s', '%s');\n", $k, bin2hex(random_bytes(24)));

@@ -12,7 +12,9 @@ final class AdminHttpTest extends BM_WP_TestCase
         $s = BM_Relay_Admin::status();
         $this->assertTrue($s['relay']['ok'], $s['relay']['detail']);
         $this->assertTrue($s['configured']);
-        $this->assertSame(extension_loaded('bm_relay') ? 'extension' : 'fallback', strtok($s['implementation'], ' '));
+        $native = (new ReflectionFunction('bm_push'))->isInternal();
+        $this->assertSame(getenv('BM_EXT_SO') ? true : false, $native, 'the run uses the implementation it was asked for');
+        $this->assertSame($native ? 'extension' : 'fallback', strtok($s['implementation'], ' '));
         $this->assertSame('option', $s['secret_source']);
         $this->assertStringNotContainsString($this->h()->secret, (string) json_encode($s), 'the secret is never shown');
 

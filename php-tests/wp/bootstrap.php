@@ -41,7 +41,7 @@ require_once __DIR__ . '/TestCase.php';
 
 fwrite(STDERR, sprintf(
     "bm-relay WP suite: %s, WordPress %s at %s, relay %s\n",
-    extension_loaded('bm_relay') ? 'extension ' . phpversion('bm_relay') : 'pure-PHP fallback',
+    BM_Relay_Settings::native() ? 'extension ' . BM_Relay_Settings::native_version() : 'pure-PHP fallback',
     get_bloginfo('version'),
     $bm_h->url,
     $bm_h->running('relay') ? $bm_h->relay_url : 'not running'

@@ -69,8 +69,8 @@ final class BM_Relay_Admin
             }
         }
         return [
-            'implementation' => extension_loaded('bm_relay')
-                ? 'extension ' . (string) phpversion('bm_relay')
+            'implementation' => BM_Relay_Settings::native()
+                ? 'extension ' . (string) BM_Relay_Settings::native_version()
                 : 'fallback (pure PHP)',
             'configured' => BM_Relay_Settings::ready(),
             'config_error' => BM_Relay_Settings::$error,

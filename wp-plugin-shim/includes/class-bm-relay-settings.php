@@ -57,10 +57,29 @@ final class BM_Relay_Settings
         return get_option(self::SECRET_OPTION, '') !== '' ? 'option' : 'none';
     }
 
+    /**
+     * True when bm_push() comes from the native extension (internal
+     * function), false when the pure-PHP fallback defined it.
+     */
+    public static function native(): bool
+    {
+        return function_exists('bm_push') && (new ReflectionFunction('bm_push'))->isInternal();
+    }
+
+    /** The extension's version string, or null with the fallback. */
+    public static function native_version(): ?string
+    {
+        if (!self::native()) {
+            return null;
+        }
+        $ext = (new ReflectionFunction('bm_push'))->getExtension();
+        return $ext ? (string) $ext->getVersion() : '';
+    }
+
     /** A bm_relay.* INI value whichever implementation is active. */
     public static function ini(string $key): string
     {
-        $v = extension_loaded('bm_relay') ? ini_get('bm_relay.' . $key) : get_cfg_var('bm_relay.' . $key);
+        $v = self::native() ? ini_get('bm_relay.' . $key) : get_cfg_var('bm_relay.' . $key);
         return is_string($v) ? $v : '';
     }
 

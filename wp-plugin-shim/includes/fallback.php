@@ -34,7 +34,9 @@ if (!class_exists('BmRelayException', false)) {
 
 /**
  * Internal state and helpers of the fallback. Not part of the API: callers
- * use the bm_* functions, which the extension defines identically.
+ * use the bm_* functions, which the extension defines identically. Rules
+ * and messages follow the extension (`ext/src/values.rs`, `event.rs`,
+ * `config.rs`) so a caller sees the same exception for the same mistake.
  *
  * @internal
  */
@@ -46,19 +48,39 @@ final class BM_Relay_Fallback
     public const MAX_EPOCH = 4294967295;
     /** Largest decoded ciphertext (`c`) of an envelope, tag included. */
     public const MAX_CIPHERTEXT = 65536;
-    /** Events per push request and body bytes per request (protocol limits). */
-    public const MAX_BATCH_EVENTS = 1000;
+    /** Events per push request / per bm_push_many call, body bytes per request. */
+    public const MAX_EVENTS = 1000;
     public const MAX_BATCH_BYTES = 1048576;
     /** Recipients in one event's `to`, and ids in presence/disconnect. */
     public const MAX_RECIPIENTS = 10000;
-    /** Longest token lifetime accepted (30 days). */
-    public const MAX_TTL = 2592000;
+    /** Longest token lifetime accepted (10 years of 366 days). */
+    public const MAX_TTL = 316224000;
+    /** Longest event type, in bytes. */
+    public const MAX_TYPE_LEN = 128;
+    /** Timeouts are 0/1 … 600000 ms, queue 1 … 1000000 events. */
+    public const MAX_TIMEOUT_MS = 600000;
+    public const MAX_QUEUE = 1000000;
     /** HKDF salt of protocol v1. */
     public const SALT = 'bm-relay/v1';
+    /** Keys of an event array, in the extension's order (for messages). */
+    public const EVENT_KEYS = ['type', 'data', 'to', 'thread', 'epoch', 'live', 'id'];
 
-    /** @var array<string,mixed> per-request overrides from bm_configure() */
+    /** INI keys and defaults, identical to the extension's. */
+    public const KEYS = [
+        'url' => '',
+        'site' => '',
+        'secret_file' => '',
+        'secret' => '',
+        'mode' => 'async',
+        'timeout_ms' => '2000',
+        'connect_timeout_ms' => '500',
+        'queue_size' => '10000',
+        'flush_timeout_ms' => '500',
+    ];
+
+    /** @var list<array{0:string,1:string}> bm_configure() overrides of this request, in order */
     public static $overrides = [];
-    /** @var list<array{0:string,1:array}> queued [event json, wire event] pairs (async mode) */
+    /** @var list<string> queued wire events (async mode) */
     public static $queue = [];
     /** @var bool whether the shutdown flush is registered */
     public static $shutdown_registered = false;
@@ -66,188 +88,349 @@ final class BM_Relay_Fallback
     private static $curl = null;
     /** @var int pid that owns $curl (re-created after fork) */
     private static $curl_pid = 0;
-    /** @var array<string,int|float|null|string> counters for bm_stats() */
+    /** @var array{sent:int,failed:int,dropped:int,batches:int,last_error:?string,last_error_time:?int} */
     public static $stats = [
         'sent' => 0, 'failed' => 0, 'dropped' => 0, 'batches' => 0,
         'last_error' => null, 'last_error_time' => null,
     ];
-    /** @var list<float> recent push latencies in microseconds */
-    public static $latencies = [];
+    /** @var list<float> recent bm_push call costs, microseconds */
+    public static $push_latency = [];
+    /** @var list<float> recent relay round trips per batch, microseconds */
+    public static $relay_latency = [];
+    /** @var int failures not yet reported in the error log */
+    private static $unlogged = 0;
     /** @var int time of the last error_log line (at most one a minute) */
     private static $last_logged = 0;
-    /** @var array<string,string> derived keys cache, keyed by secret hash + label */
+    /** @var array<string,string> derived keys, keyed by secret hash + label */
     private static $key_cache = [];
 
-    /** INI defaults, identical to the extension's. */
-    private const DEFAULTS = [
-        'url' => '',
-        'site' => '',
-        'secret' => '',
-        'secret_file' => '',
-        'mode' => 'async',
-        'timeout_ms' => 2000,
-        'connect_timeout_ms' => 500,
-        'queue_size' => 10000,
-        'flush_timeout_ms' => 500,
-    ];
+    // ----- values (ext/src/values.rs) -----
+
+    /** PHP type name as the extension reports it. */
+    public static function type_name($z): string
+    {
+        if ($z === null) {
+            return 'null';
+        }
+        if (is_bool($z)) {
+            return 'bool';
+        }
+        if (is_int($z)) {
+            return 'int';
+        }
+        if (is_float($z)) {
+            return 'float';
+        }
+        if (is_string($z)) {
+            return 'string';
+        }
+        if (is_array($z)) {
+            return 'array';
+        }
+        return is_object($z) ? 'object' : 'resource';
+    }
+
+    /** A PHP int, or a string of canonical decimal digits ($wpdb returns those). */
+    public static function int_of($z, string $field, string $expected): int
+    {
+        if (is_int($z)) {
+            return $z;
+        }
+        if (is_string($z)) {
+            // Canonical decimal digits that fit an i64, like the extension.
+            if (preg_match('/^(0|[1-9][0-9]{0,18})$/D', $z)
+                && (strlen($z) < 19 || strcmp($z, '9223372036854775807') <= 0)) {
+                return (int) $z;
+            }
+            throw new BmRelayException("$field must be $expected, got a non-numeric string");
+        }
+        throw new BmRelayException("$field must be $expected, got " . self::type_name($z));
+    }
+
+    /** A user or thread id 1 … 2^53-1. */
+    public static function id($z, string $field): int
+    {
+        $expected = 'an integer 1..' . self::MAX_ID;
+        $v = self::int_of($z, $field, $expected);
+        if ($v < 1 || $v > self::MAX_ID) {
+            throw new BmRelayException("$field must be $expected, got $v");
+        }
+        return $v;
+    }
+
+    /** An epoch 0 … 2^32-1. */
+    public static function epoch($z, string $field): int
+    {
+        $expected = 'an integer 0..' . self::MAX_EPOCH;
+        $v = self::int_of($z, $field, $expected);
+        if ($v < 0 || $v > self::MAX_EPOCH) {
+            throw new BmRelayException("$field must be $expected, got $v");
+        }
+        return $v;
+    }
+
+    /** A token lifetime; null means 3600. */
+    public static function ttl($z, string $field): int
+    {
+        if ($z === null) {
+            return 3600;
+        }
+        $expected = 'an integer number of seconds 1..' . self::MAX_TTL;
+        $v = self::int_of($z, $field, $expected);
+        if ($v < 1 || $v > self::MAX_TTL) {
+            throw new BmRelayException("$field must be $expected, got $v");
+        }
+        return $v;
+    }
+
+    /**
+     * A list of user ids (`to`, presence, disconnect).
+     *
+     * @return list<int>
+     */
+    public static function ids($z, string $field, int $max = self::MAX_RECIPIENTS): array
+    {
+        if (!is_array($z)) {
+            throw new BmRelayException("$field must be an array of user ids, got " . self::type_name($z));
+        }
+        if (count($z) > $max) {
+            throw new BmRelayException("$field has " . count($z) . " user ids, over the limit of $max");
+        }
+        $out = [];
+        $i = 0;
+        foreach ($z as $v) {
+            $out[] = self::id($v, "{$field}[$i]");
+            $i++;
+        }
+        return $out;
+    }
+
+    // ----- settings (ext/src/config.rs) -----
+
+    /**
+     * The raw settings of this request: INI (get_cfg_var, as the extension
+     * is absent) or defaults, then the bm_configure() overrides in order.
+     *
+     * @param list<array{0:string,1:string}> $extra
+     * @return array<string,string>
+     */
+    public static function raw(array $extra = []): array
+    {
+        $raw = [];
+        foreach (self::KEYS as $key => $default) {
+            $v = get_cfg_var('bm_relay.' . $key);
+            $raw[$key] = is_string($v) ? $v : $default;
+        }
+        foreach (array_merge(self::$overrides, $extra) as [$key, $value]) {
+            if ($key === 'secret') {
+                $raw['secret_file'] = '';
+            } elseif ($key === 'secret_file') {
+                $raw['secret'] = '';
+            }
+            $raw[$key] = $value;
+        }
+        return $raw;
+    }
+
+    /** Checks the relay URL; returns it without a trailing slash. */
+    private static function check_url(string $text): string
+    {
+        $text = trim($text);
+        if ($text === '') {
+            return '';
+        }
+        $bad = static function (string $why): BmRelayException {
+            return new BmRelayException("bm_relay.url $why (expected http://host:port or https://host)");
+        };
+        $u = parse_url($text);
+        if ($u === false || !isset($u['scheme'])) {
+            throw $bad('is not a URL');
+        }
+        if ($u['scheme'] !== 'http' && $u['scheme'] !== 'https') {
+            throw $bad('must start with http:// or https://');
+        }
+        if (($u['host'] ?? '') === '') {
+            throw $bad('has no host');
+        }
+        if (isset($u['user']) || isset($u['pass'])) {
+            throw $bad('must not contain credentials');
+        }
+        if (isset($u['query']) || isset($u['fragment'])) {
+            throw $bad('must not have a query or fragment');
+        }
+        return rtrim($text, '/');
+    }
+
+    /** A site id check with the protocol's reasons; null when valid. */
+    private static function site_problem(string $s): ?string
+    {
+        if ($s === '' || strlen($s) > 64) {
+            return 'must be 1 to 64 characters';
+        }
+        if (!preg_match('/^[a-z0-9]/', $s)) {
+            return 'must start with a-z or 0-9';
+        }
+        if (!preg_match('/^[a-z0-9._-]+$/D', $s)) {
+            return 'may only hold a-z 0-9 . _ -';
+        }
+        return null;
+    }
+
+    /** Milliseconds setting min … 600000. */
+    private static function ms(array $raw, string $key, int $min): int
+    {
+        $t = trim($raw[$key]);
+        if (!preg_match('/^\d{1,7}$/D', $t) || (int) $t < $min || (int) $t > self::MAX_TIMEOUT_MS) {
+            throw new BmRelayException("bm_relay.$key must be an integer number of milliseconds $min..=" . self::MAX_TIMEOUT_MS);
+        }
+        return (int) $t;
+    }
+
+    /**
+     * Validated settings.
+     *
+     * @param array<string,string> $raw
+     * @return array{url:string,site:string,mode:string,timeout_ms:int,connect_timeout_ms:int,queue_size:int,flush_timeout_ms:int}
+     */
+    public static function settings(array $raw): array
+    {
+        $url = self::check_url($raw['url']);
+        $site = trim($raw['site']);
+        if ($site !== '' && ($why = self::site_problem($site)) !== null) {
+            throw new BmRelayException("bm_relay.site: site id is malformed: $why");
+        }
+        $mode = trim($raw['mode']);
+        if ($mode === '') {
+            $mode = 'async';
+        }
+        if ($mode !== 'async' && $mode !== 'sync') {
+            throw new BmRelayException("bm_relay.mode must be 'async' or 'sync'");
+        }
+        $q = trim($raw['queue_size']);
+        if (!preg_match('/^\d{1,7}$/D', $q) || (int) $q < 1 || (int) $q > self::MAX_QUEUE) {
+            throw new BmRelayException('bm_relay.queue_size must be an integer 1..=' . self::MAX_QUEUE);
+        }
+        return [
+            'url' => $url,
+            'site' => $site,
+            'mode' => $mode,
+            'timeout_ms' => self::ms($raw, 'timeout_ms', 1),
+            'connect_timeout_ms' => self::ms($raw, 'connect_timeout_ms', 1),
+            'queue_size' => (int) $q,
+            'flush_timeout_ms' => self::ms($raw, 'flush_timeout_ms', 0),
+        ];
+    }
+
+    /** The 32-byte site secret: secret_file (preferred) or secret. */
+    public static function load_secret(array $raw): string
+    {
+        $form = '32 bytes written as base64url without padding, 43 characters';
+        $file = trim($raw['secret_file']);
+        if ($file !== '') {
+            if (!is_file($file)) {
+                throw new BmRelayException("bm_relay.secret_file: cannot read '$file': no such file");
+            }
+            $text = @file_get_contents($file);
+            if ($text === false) {
+                throw new BmRelayException("bm_relay.secret_file: cannot read '$file': permission denied");
+            }
+            $key = self::b64u_decode(trim($text));
+            if ($key === null || strlen($key) !== 32) {
+                throw new BmRelayException("bm_relay.secret_file: '$file' does not hold a site secret ($form)");
+            }
+            return $key;
+        }
+        if (trim($raw['secret']) !== '') {
+            $key = self::b64u_decode(trim($raw['secret']));
+            if ($key === null || strlen($key) !== 32) {
+                throw new BmRelayException("bm_relay.secret is not a site secret ($form)");
+            }
+            return $key;
+        }
+        throw new BmRelayException('no site secret configured: set bm_relay.secret_file (preferred) or bm_relay.secret');
+    }
 
     /**
      * Validates bm_configure() options and stores them for this request.
-     *
-     * @param array<mixed> $opts
+     * A null value restores the INI value.
      */
-    public static function configure(array $opts): void
+    public static function configure($opts): void
     {
-        $clean = [];
+        if (!is_array($opts)) {
+            throw new BmRelayException('opts must be an array, got ' . self::type_name($opts));
+        }
+        $new = [];
+        $restore = [];
         foreach ($opts as $key => $value) {
-            if (!is_string($key) || !array_key_exists($key, self::DEFAULTS)) {
-                throw new BmRelayException(sprintf('bm_configure: unknown option `%s`', (string) $key));
+            if (is_int($key)) {
+                throw new BmRelayException("opts must have string keys, got the int key $key");
             }
-            $clean[$key] = self::validate_option($key, $value);
+            if (!array_key_exists($key, self::KEYS)) {
+                throw new BmRelayException("unknown setting '$key' (known: " . implode(', ', array_keys(self::KEYS)) . ')');
+            }
+            if ($value === null) {
+                $restore[] = $key;
+            } elseif (in_array($key, ['url', 'site', 'secret', 'secret_file', 'mode'], true)) {
+                if (!is_string($value)) {
+                    throw new BmRelayException("'$key' must be a string, got " . self::type_name($value));
+                }
+                $new[] = [$key, $value];
+            } else {
+                $new[] = [$key, (string) self::int_of($value, "'$key'", 'an integer')];
+            }
         }
-        // Setting one secret source replaces the other, so an override wins
-        // over whatever the INI says.
-        if (array_key_exists('secret', $clean) && !array_key_exists('secret_file', $clean)) {
-            $clean['secret_file'] = '';
+        foreach ($restore as $key) {
+            $v = get_cfg_var('bm_relay.' . $key);
+            $new[] = [$key, is_string($v) ? $v : self::KEYS[$key]];
         }
-        if (array_key_exists('secret_file', $clean) && !array_key_exists('secret', $clean)) {
-            $clean['secret'] = '';
+        $raw = self::raw($new);
+        self::settings($raw);
+        foreach ($new as [$key]) {
+            if ($key === 'secret' || $key === 'secret_file') {
+                self::load_secret($raw);
+                break;
+            }
         }
-        self::$overrides = array_merge(self::$overrides, $clean);
-    }
-
-    /**
-     * Checks one option's type and range; returns its normalised value.
-     *
-     * @param mixed $value
-     * @return mixed
-     */
-    private static function validate_option(string $key, $value)
-    {
-        switch ($key) {
-            case 'url':
-                if (!is_string($value)) {
-                    throw new BmRelayException('bm_relay.url must be a string');
-                }
-                $value = rtrim(trim($value), '/');
-                if ($value !== '' && !preg_match('#^https?://[^/\s]+(/[^\s]*)?$#', $value)) {
-                    throw new BmRelayException('bm_relay.url must be an http:// or https:// URL');
-                }
-                return $value;
-            case 'site':
-                if (!is_string($value)) {
-                    throw new BmRelayException('bm_relay.site must be a string');
-                }
-                if ($value !== '' && !self::valid_site($value)) {
-                    throw new BmRelayException('bm_relay.site must match ^[a-z0-9][a-z0-9._-]{0,63}$');
-                }
-                return $value;
-            case 'secret':
-                if (!is_string($value)) {
-                    throw new BmRelayException('bm_relay.secret must be a string');
-                }
-                $value = trim($value);
-                $raw = $value === '' ? '' : self::b64u_decode($value);
-                if ($value !== '' && ($raw === null || strlen($raw) !== 32)) {
-                    throw new BmRelayException('bm_relay.secret must be 32 bytes written as base64url without padding (43 characters)');
-                }
-                return $value;
-            case 'secret_file':
-                if (!is_string($value)) {
-                    throw new BmRelayException('bm_relay.secret_file must be a string');
-                }
-                return $value;
-            case 'mode':
-                if ($value !== 'async' && $value !== 'sync') {
-                    throw new BmRelayException('bm_relay.mode must be "async" or "sync"');
-                }
-                return $value;
-            default: // the four integer settings
-                $min = 1;
-                $max = $key === 'queue_size' ? 10000000 : 600000;
-                if (is_string($value) && preg_match('/^\d+$/', $value)) {
-                    $value = (int) $value;
-                }
-                if (!is_int($value) || $value < $min || $value > $max) {
-                    throw new BmRelayException(sprintf('bm_relay.%s must be an integer from %d to %d', $key, $min, $max));
-                }
-                return $value;
+        foreach ($new as $pair) {
+            self::$overrides[] = $pair;
         }
     }
 
-    /**
-     * The effective value of a setting: bm_configure() override, else the
-     * INI value from php.ini/conf.d (get_cfg_var, as the extension is absent),
-     * else the default.
-     *
-     * @return mixed
-     */
-    public static function setting(string $key)
+    /** Validated settings of this request. */
+    public static function current(): array
     {
-        if (array_key_exists($key, self::$overrides)) {
-            return self::$overrides[$key];
-        }
-        $ini = get_cfg_var('bm_relay.' . $key);
-        if ($ini !== false && $ini !== '') {
-            // A bad INI value is reported when it is used, naming the key.
-            return self::validate_option($key, $ini);
-        }
-        return self::DEFAULTS[$key];
-    }
-
-    /** True for a valid site id (protocol §2). */
-    public static function valid_site(string $site): bool
-    {
-        return (bool) preg_match('/^[a-z0-9][a-z0-9._-]{0,63}$/D', $site);
+        return self::settings(self::raw());
     }
 
     /** The configured site id; throws when unset. */
     public static function site(): string
     {
-        $site = (string) self::setting('site');
+        $site = self::current()['site'];
         if ($site === '') {
-            throw new BmRelayException('bm_relay.site is not set (php.ini or bm_configure)');
+            throw new BmRelayException('bm_relay.site is not set');
         }
         return $site;
     }
 
-    /** The configured relay base URL; throws when unset. */
+    /** The relay base URL; throws when unset. */
     public static function url(): string
     {
-        $url = (string) self::setting('url');
+        $url = self::current()['url'];
         if ($url === '') {
-            throw new BmRelayException('bm_relay.url is not set (php.ini or bm_configure)');
+            throw new BmRelayException('bm_relay.url is not set');
         }
         return $url;
     }
 
-    /** The 32-byte site secret, from the secret file (preferred) or the setting. */
+    /** The site secret of this request. */
     public static function secret(): string
     {
-        $file = (string) self::setting('secret_file');
-        if ($file !== '') {
-            $text = @file_get_contents($file);
-            if ($text === false) {
-                throw new BmRelayException('bm_relay.secret_file cannot be read');
-            }
-            $raw = self::b64u_decode(trim($text));
-            if ($raw === null || strlen($raw) !== 32) {
-                throw new BmRelayException('bm_relay.secret_file must hold 32 bytes written as base64url without padding (43 characters)');
-            }
-            return $raw;
-        }
-        $text = (string) self::setting('secret');
-        if ($text === '') {
-            throw new BmRelayException('bm_relay.secret is not set (set bm_relay.secret_file or bm_relay.secret, or call bm_configure)');
-        }
-        $raw = self::b64u_decode($text);
-        if ($raw === null || strlen($raw) !== 32) {
-            throw new BmRelayException('bm_relay.secret must be 32 bytes written as base64url without padding (43 characters)');
-        }
-        return $raw;
+        return self::load_secret(self::raw());
     }
 
-    /** HKDF-SHA256 with the protocol salt, 32 bytes (protocol §3). */
+    // ----- keys (protocol §3) -----
+
+    /** HKDF-SHA256 with the protocol salt, 32 bytes. */
     public static function hkdf(string $ikm, string $info): string
     {
         return hash_hkdf('sha256', $ikm, 32, $info, self::SALT);
@@ -277,13 +460,10 @@ final class BM_Relay_Fallback
             $key = self::hkdf($secret, 'relay');
         } else {
             $content = self::hkdf($secret, 'content');
-            if ($label[0] === 't') {
-                [, $t, $e] = explode('/', $label);
-                $key = self::hkdf($content, "thread/$t/$e");
-            } else {
-                [, $u] = explode('/', $label);
-                $key = self::hkdf($content, "user/$u");
-            }
+            $parts = explode('/', $label);
+            $key = $parts[0] === 't'
+                ? self::hkdf($content, "thread/{$parts[1]}/{$parts[2]}")
+                : self::hkdf($content, "user/{$parts[1]}");
         }
         if (count(self::$key_cache) > 1024) {
             self::$key_cache = [];
@@ -310,106 +490,119 @@ final class BM_Relay_Fallback
         return $raw;
     }
 
-    /**
-     * Checks that $value is an id 1 … 2^53-1, naming $field when not.
-     *
-     * @param mixed $value
-     */
-    public static function id($value, string $field): int
+    // ----- events (ext/src/event.rs) -----
+
+    /** `'key'` or `events[3]['key']`, as messages name a field. */
+    private static function field(string $prefix, string $key): string
     {
-        if (!is_int($value) || $value < 1 || $value > self::MAX_ID) {
-            throw new BmRelayException(sprintf('%s must be an integer from 1 to 9007199254740991', $field));
-        }
-        return $value;
+        return $prefix === '' ? "'$key'" : "{$prefix}['$key']";
     }
 
     /**
-     * Checks a list of ids (`to`, presence, disconnect).
+     * Validates an event array (same order of checks as the extension).
      *
-     * @param mixed $value
-     * @return list<int>
-     */
-    public static function ids($value, string $field): array
-    {
-        if (!is_array($value)) {
-            throw new BmRelayException(sprintf('%s must be an array of user ids', $field));
-        }
-        if (count($value) > self::MAX_RECIPIENTS) {
-            throw new BmRelayException(sprintf('%s has more than %d ids', $field, self::MAX_RECIPIENTS));
-        }
-        $out = [];
-        $i = 0;
-        foreach ($value as $v) {
-            $out[] = self::id($v, sprintf('%s[%d]', $field, $i));
-            $i++;
-        }
-        return $out;
-    }
-
-    /**
-     * Validates an event array and returns what sealing and sending need.
-     *
-     * @param mixed $event
      * @return array{id:string,kid:string,to:list<int>,thread:?int,plaintext:string}
      */
-    public static function parse_event($event, string $field = 'event'): array
+    public static function parse_event($event, string $prefix): array
     {
+        $what = $prefix === '' ? 'event' : $prefix;
         if (!is_array($event)) {
-            throw new BmRelayException(sprintf('%s must be an array', $field));
+            throw new BmRelayException("$what must be an array, got " . self::type_name($event));
         }
-        $known = ['type' => 1, 'data' => 1, 'to' => 1, 'thread' => 1, 'epoch' => 1, 'live' => 1, 'id' => 1];
-        foreach ($event as $k => $_) {
-            if (!isset($known[$k])) {
-                throw new BmRelayException(sprintf('%s: unknown field `%s`', $field, (string) $k));
+        $type = null;
+        $data = null;
+        $to = [];
+        $thread = null;
+        $epoch = 0;
+        $live = false;
+        $id = null;
+        foreach ($event as $key => $value) {
+            if (is_int($key)) {
+                throw new BmRelayException("$what must have string keys, got the int key $key");
+            }
+            $f = self::field($prefix, $key);
+            switch ($key) {
+                case 'type':
+                    if (!is_string($value)) {
+                        throw new BmRelayException("$f must be a string, got " . self::type_name($value));
+                    }
+                    if (!mb_check_encoding($value, 'UTF-8')) {
+                        throw new BmRelayException("$f must be valid UTF-8");
+                    }
+                    if ($value === '' || strlen($value) > self::MAX_TYPE_LEN) {
+                        throw new BmRelayException("$f must be 1.." . self::MAX_TYPE_LEN . ' bytes long, got ' . strlen($value));
+                    }
+                    $type = $value;
+                    break;
+                case 'data':
+                    $data = $value;
+                    break;
+                case 'to':
+                    $to = self::ids($value, $f);
+                    break;
+                case 'thread':
+                    if ($value !== null) {
+                        $thread = self::id($value, $f);
+                    }
+                    break;
+                case 'epoch':
+                    $epoch = self::epoch($value, $f);
+                    break;
+                case 'live':
+                    if (!is_bool($value)) {
+                        throw new BmRelayException("$f must be a bool, got " . self::type_name($value));
+                    }
+                    $live = $value;
+                    break;
+                case 'id':
+                    if ($value !== null) {
+                        if (!is_string($value)) {
+                            throw new BmRelayException("$f must be a string or null, got " . self::type_name($value));
+                        }
+                        if ($value === '' || strlen($value) > 64) {
+                            throw new BmRelayException("$f: event id is malformed: must be 1 to 64 characters");
+                        }
+                        if (!preg_match('/^[A-Za-z0-9_-]+$/D', $value)) {
+                            throw new BmRelayException("$f: event id is malformed: may only hold A-Z a-z 0-9 _ -");
+                        }
+                        $id = $value;
+                    }
+                    break;
+                default:
+                    throw new BmRelayException("$what has an unknown key '$key' (known: " . implode(', ', self::EVENT_KEYS) . ')');
             }
         }
-        $type = $event['type'] ?? null;
-        if (!is_string($type) || $type === '') {
-            throw new BmRelayException(sprintf('%s.type must be a non-empty string', $field));
-        }
-        $to = self::ids($event['to'] ?? [], $field . '.to');
-        $thread = $event['thread'] ?? null;
-        if ($thread !== null) {
-            $thread = self::id($thread, $field . '.thread');
-        }
-        $epoch = $event['epoch'] ?? 0;
-        if (!is_int($epoch) || $epoch < 0 || $epoch > self::MAX_EPOCH) {
-            throw new BmRelayException(sprintf('%s.epoch must be an integer from 0 to 4294967295', $field));
-        }
-        $live = $event['live'] ?? false;
-        if (!is_bool($live)) {
-            throw new BmRelayException(sprintf('%s.live must be a boolean', $field));
-        }
-        $id = $event['id'] ?? null;
-        if ($id === null) {
-            $id = self::b64u(random_bytes(16));
-        } elseif (!is_string($id) || !preg_match('/^[A-Za-z0-9_-]{1,64}$/D', $id)) {
-            throw new BmRelayException(sprintf('%s.id must match ^[A-Za-z0-9_-]{1,64}$', $field));
+        if ($type === null) {
+            throw new BmRelayException(self::field($prefix, 'type') . ' is required');
         }
         if ($thread !== null) {
+            if (!$to && !$live) {
+                throw new BmRelayException(self::field($prefix, 'to') . ' is empty and ' . self::field($prefix, 'live') . ' is false: the event would reach nobody');
+            }
             $kid = "t/$thread/$epoch";
         } else {
             if ($live) {
-                throw new BmRelayException(sprintf('%s.live needs %s.thread', $field, $field));
+                throw new BmRelayException(self::field($prefix, 'live') . ' needs ' . self::field($prefix, 'thread'));
             }
-            if (count(array_unique($to)) !== 1) {
-                throw new BmRelayException(sprintf('%s.to must name exactly one user when %s.thread is not set (the user key seals it)', $field, $field));
+            if ($epoch !== 0) {
+                throw new BmRelayException(self::field($prefix, 'epoch') . ' needs ' . self::field($prefix, 'thread'));
+            }
+            if (count($to) !== 1) {
+                throw new BmRelayException(self::field($prefix, 'to') . ' must hold exactly one user id when ' . self::field($prefix, 'thread')
+                    . " is not set (the event is sealed with that user's key), got " . count($to));
             }
             $kid = 'u/' . $to[0];
         }
-        try {
-            $plaintext = json_encode(
-                ['type' => $type, 'data' => $event['data'] ?? null],
-                JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE
-            );
-        } catch (JsonException $e) {
-            throw new BmRelayException(sprintf('%s.data is not JSON-encodable: %s', $field, $e->getMessage()));
+        $plaintext = json_encode(['type' => $type, 'data' => $data], JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+        if ($plaintext === false) {
+            throw new BmRelayException(self::field($prefix, 'data') . ' is not JSON-encodable: ' . json_last_error_msg());
         }
-        if (strlen($plaintext) + 16 > self::MAX_CIPHERTEXT) {
-            throw new BmRelayException(sprintf('%s is too large: %d bytes sealed, over the limit of %d', $field, strlen($plaintext) + 16, self::MAX_CIPHERTEXT));
+        $sealed = strlen($plaintext) + 16;
+        if ($sealed > self::MAX_CIPHERTEXT) {
+            throw new BmRelayException(self::field($prefix, 'data') . " is too large: the sealed event is $sealed bytes, over the limit of " . self::MAX_CIPHERTEXT);
         }
         return [
-            'id' => $id,
+            'id' => $id ?? self::b64u(random_bytes(16)),
             'kid' => $kid,
             'to' => $to,
             'thread' => $live ? $thread : null,
@@ -417,11 +610,7 @@ final class BM_Relay_Fallback
         ];
     }
 
-    /**
-     * Seals a parsed event: AES-256-GCM, fresh nonce, AAD `bm1|site|id|k`.
-     *
-     * @param array{id:string,kid:string,plaintext:string} $ev
-     */
+    /** Seals a parsed event: AES-256-GCM, fresh nonce, AAD `bm1|site|id|k`. */
     public static function seal(array $ev): string
     {
         $site = self::site();
@@ -441,55 +630,74 @@ final class BM_Relay_Fallback
     /**
      * Opens an envelope with the configured secret.
      *
-     * @return array{type:string,data:mixed}
+     * @return array{type:string,data:mixed,id:string,k:string}
      */
-    public static function open(string $json): array
+    public static function open($text): array
     {
-        if (strlen($json) > self::MAX_CIPHERTEXT * 2) {
-            throw new BmRelayException('envelope is too large');
+        if (!is_string($text)) {
+            throw new BmRelayException('envelope must be a string, got ' . self::type_name($text));
         }
-        $env = json_decode($json, true, 4);
-        if (!is_array($env) || array_keys($env) === [] || array_is_list($env)) {
-            throw new BmRelayException('envelope is malformed: not a JSON object');
+        $site = self::site();
+        self::secret();
+        $env = json_decode($text, true, 4);
+        if (!is_array($env) || ($env !== [] && array_is_list($env))) {
+            throw new BmRelayException('envelope: envelope is malformed: not a JSON object');
         }
-        $keys = array_keys($env);
-        sort($keys);
-        if ($keys !== ['c', 'id', 'k', 'n', 'v']) {
-            throw new BmRelayException('envelope is malformed: it must have exactly the fields v, id, k, n, c');
+        foreach (array_keys($env) as $k) {
+            if (!in_array($k, ['v', 'id', 'k', 'n', 'c'], true)) {
+                throw new BmRelayException("envelope: envelope is malformed: unknown field `$k`, expected one of `v`, `id`, `k`, `n`, `c`");
+            }
+        }
+        foreach (['v', 'id', 'k', 'n', 'c'] as $k) {
+            if (!array_key_exists($k, $env)) {
+                throw new BmRelayException("envelope: envelope is malformed: missing field `$k`");
+            }
+        }
+        if (!is_int($env['v'])) {
+            throw new BmRelayException('envelope: envelope is malformed: v must be an integer');
         }
         if ($env['v'] !== 1) {
-            throw new BmRelayException('envelope version is not supported (expected 1)');
+            throw new BmRelayException("envelope: envelope version {$env['v']} is not supported (expected 1)");
         }
         if (!is_string($env['id']) || !preg_match('/^[A-Za-z0-9_-]{1,64}$/D', $env['id'])) {
-            throw new BmRelayException('envelope is malformed: id must match ^[A-Za-z0-9_-]{1,64}$');
+            throw new BmRelayException('envelope: envelope is malformed: event id must match ^[A-Za-z0-9_-]{1,64}$');
         }
         if (!is_string($env['k']) || !self::valid_kid($env['k'])) {
-            throw new BmRelayException('envelope is malformed: k must be t/{thread}/{epoch} or u/{user}');
+            throw new BmRelayException('envelope: envelope is malformed: key id is malformed: expected t/{thread}/{epoch} or u/{user}');
         }
         $nonce = is_string($env['n']) ? self::b64u_decode($env['n']) : null;
         if ($nonce === null || strlen($nonce) !== 12) {
-            throw new BmRelayException('envelope nonce `n` must be 12 bytes of base64url');
+            throw new BmRelayException('envelope: envelope nonce `n` must be 12 bytes of base64url');
         }
         if (!is_string($env['c'])) {
-            throw new BmRelayException('envelope ciphertext `c` must be base64url of at least 16 bytes');
+            throw new BmRelayException('envelope: envelope ciphertext `c` must be base64url of at least 16 bytes');
         }
-        if (intdiv(strlen($env['c']) * 3, 4) > self::MAX_CIPHERTEXT) {
-            throw new BmRelayException(sprintf('envelope ciphertext is over the limit of %d bytes', self::MAX_CIPHERTEXT));
+        $len = intdiv(strlen($env['c']) * 3, 4);
+        if ($len > self::MAX_CIPHERTEXT) {
+            throw new BmRelayException("envelope: envelope ciphertext is $len bytes, over the limit of " . self::MAX_CIPHERTEXT);
         }
         $c = self::b64u_decode($env['c']);
         if ($c === null || strlen($c) < 16) {
-            throw new BmRelayException('envelope ciphertext `c` must be base64url of at least 16 bytes');
+            throw new BmRelayException('envelope: envelope ciphertext `c` must be base64url of at least 16 bytes');
         }
-        $aad = 'bm1|' . self::site() . '|' . $env['id'] . '|' . $env['k'];
+        $aad = 'bm1|' . $site . '|' . $env['id'] . '|' . $env['k'];
         $plain = openssl_decrypt(substr($c, 0, -16), 'aes-256-gcm', self::envelope_key($env['k']), OPENSSL_RAW_DATA, $nonce, substr($c, -16), $aad);
         if ($plain === false) {
-            throw new BmRelayException('envelope does not open (tampered, wrong site or wrong key)');
+            throw new BmRelayException('envelope: envelope does not open (tampered, wrong site or wrong key)');
         }
-        $payload = json_decode($plain, true, 512);
-        if (!is_array($payload) || !array_key_exists('type', $payload) || !is_string($payload['type'])) {
-            throw new BmRelayException('envelope payload is not a {"type","data"} JSON object');
+        if (!mb_check_encoding($plain, 'UTF-8')) {
+            throw new BmRelayException('envelope: payload is not UTF-8');
         }
-        return ['type' => $payload['type'], 'data' => $payload['data'] ?? null];
+        $payload = json_decode($plain, true);
+        if ($payload === null && json_last_error() !== JSON_ERROR_NONE) {
+            throw new BmRelayException('envelope payload is not valid JSON: ' . json_last_error_msg());
+        }
+        if (!is_array($payload) || !isset($payload['type']) || !is_string($payload['type']) || !array_key_exists('data', $payload)) {
+            throw new BmRelayException('envelope payload is not a {"type","data"} object');
+        }
+        $payload['id'] = $env['id'];
+        $payload['k'] = $env['k'];
+        return $payload;
     }
 
     /** True for a canonical key id `t/{t}/{e}` or `u/{u}` with ids in range. */
@@ -505,22 +713,9 @@ final class BM_Relay_Fallback
         return false;
     }
 
-    /**
-     * A JWT (HS256, relay key) with claims in the order site, sub, thread, iat, exp.
-     *
-     * @param mixed $user
-     * @param mixed $thread
-     * @param mixed $ttl
-     */
-    public static function token($user, $thread, $ttl): string
+    /** A JWT (HS256, relay key), claims in the order site, sub, thread, iat, exp. */
+    public static function token(int $user, ?int $thread, int $ttl): string
     {
-        $user = self::id($user, 'user_id');
-        if ($thread !== null) {
-            $thread = self::id($thread, 'thread_id');
-        }
-        if (!is_int($ttl) || $ttl < 1 || $ttl > self::MAX_TTL) {
-            throw new BmRelayException(sprintf('ttl must be an integer from 1 to %d seconds', self::MAX_TTL));
-        }
         $site = self::site();
         $key = self::relay_key();
         $iat = time();
@@ -534,6 +729,8 @@ final class BM_Relay_Fallback
         $body = self::b64u(json_encode($claims, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE));
         return $head . '.' . $body . '.' . self::b64u(hash_hmac('sha256', $head . '.' . $body, $key, true));
     }
+
+    // ----- the relay (ext/src/relay.rs) -----
 
     /** `v1=<hex>` signature of a server API request (protocol §5). */
     public static function signature(string $key, int $ts, string $site, string $method, string $path, string $body): string
@@ -555,20 +752,21 @@ final class BM_Relay_Fallback
     }
 
     /**
-     * Sends one signed POST to the relay and returns the decoded reply.
+     * One signed POST to the relay; the decoded reply, or a relay error
+     * (HTTP status as the code; 0 when unreachable).
      *
-     * @param int|null $timeout_ms overall bound (defaults to timeout_ms)
      * @return array<mixed>
      */
-    public static function post(string $path, string $body, ?int $timeout_ms = null): array
+    public static function post(string $what, string $path, string $body, ?int $timeout_ms = null): array
     {
+        $cfg = self::current();
         $url = self::url();
         $site = self::site();
         $key = self::relay_key();
         $ts = time();
         $ch = self::curl();
-        $timeout = $timeout_ms ?? (int) self::setting('timeout_ms');
-        $connect = min((int) self::setting('connect_timeout_ms'), $timeout);
+        $timeout = max(1, $timeout_ms ?? $cfg['timeout_ms']);
+        $connect = max(1, min($cfg['connect_timeout_ms'], $timeout));
         curl_setopt_array($ch, [
             CURLOPT_URL => $url . $path,
             CURLOPT_POST => true,
@@ -576,8 +774,8 @@ final class BM_Relay_Fallback
             CURLOPT_RETURNTRANSFER => true,
             CURLOPT_HEADER => false,
             CURLOPT_NOSIGNAL => true,
-            CURLOPT_CONNECTTIMEOUT_MS => max(1, $connect),
-            CURLOPT_TIMEOUT_MS => max(1, $timeout),
+            CURLOPT_CONNECTTIMEOUT_MS => $connect,
+            CURLOPT_TIMEOUT_MS => $timeout,
             CURLOPT_TCP_NODELAY => true,
             CURLOPT_FOLLOWLOCATION => false,
             CURLOPT_HTTPHEADER => [
@@ -588,50 +786,62 @@ final class BM_Relay_Fallback
                 'X-BM-Signature: ' . self::signature($key, $ts, $site, 'POST', $path, $body),
             ],
         ]);
+        $t0 = hrtime(true);
         $reply = curl_exec($ch);
         if ($reply === false) {
-            $msg = sprintf('relay unreachable at %s: %s', $url, curl_error($ch));
-            throw new BmRelayException($msg, 0);
+            $errno = curl_errno($ch);
+            $why = $errno === CURLE_OPERATION_TIMEDOUT && curl_getinfo($ch, CURLINFO_CONNECT_TIME) > 0
+                ? "no answer within timeout_ms=$timeout"
+                : ($errno === CURLE_OPERATION_TIMEDOUT
+                    ? "cannot connect (connect_timeout_ms=$connect): timed out"
+                    : "cannot connect (connect_timeout_ms=$connect): " . ($errno === CURLE_COULDNT_CONNECT ? 'Connection refused (os error 111)' : curl_error($ch)));
+            throw new BmRelayException("relay unreachable for $what at $url: $why", 0);
         }
+        self::sample(self::$relay_latency, (hrtime(true) - $t0) / 1000);
         $status = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
         $data = json_decode((string) $reply, true);
         if ($status !== 200) {
-            $code = is_array($data) && isset($data['error']['code']) && is_string($data['error']['code']) ? $data['error']['code'] : 'unknown';
-            $detail = is_array($data) && isset($data['error']['message']) && is_string($data['error']['message']) ? $data['error']['message'] : '';
-            throw new BmRelayException(sprintf('relay answered HTTP %d (%s)%s', $status, $code, $detail !== '' ? ': ' . $detail : ''), $status);
+            $detail = is_array($data) && isset($data['error']['code'], $data['error']['message'])
+                ? $data['error']['code'] . ': ' . $data['error']['message']
+                : substr((string) $reply, 0, 200);
+            throw new BmRelayException("relay refused $what: HTTP $status $detail", $status);
         }
         if (!is_array($data)) {
-            throw new BmRelayException(sprintf('relay answered HTTP 200 with a body that is not JSON'), $status);
+            throw new BmRelayException("relay answered $what with an unreadable body: not JSON", 200);
         }
         return $data;
     }
 
     /**
-     * Sends wire events in batches within the protocol limits; returns the
-     * relay's results in order.
+     * Sends wire events in request-sized batches; the relay's results in order.
      *
-     * @param list<array> $wire
+     * @param list<string> $wire
      * @return list<array{online:list<int>,sockets:int}>
      */
     public static function send(array $wire, ?int $timeout_ms = null): array
     {
         $results = [];
-        foreach (self::batches($wire) as $batch) {
+        $batches = self::batches($wire);
+        foreach ($batches as $n => $batch) {
             $body = '{"events":[' . implode(',', $batch) . ']}';
-            $t0 = hrtime(true);
+            self::$stats['batches']++;
             try {
-                $reply = self::post('/v1/push', $body, $timeout_ms);
+                $reply = self::post('push', '/v1/push', $body, $timeout_ms);
             } catch (BmRelayException $e) {
+                $lost = 0;
+                for ($i = $n; $i < count($batches); $i++) {
+                    $lost += count($batches[$i]);
+                }
+                self::fail($lost, $e->getMessage());
+                throw $e;
+            }
+            $res = $reply['results'] ?? null;
+            if (!is_array($res) || count($res) !== count($batch)) {
+                $e = new BmRelayException('relay answered ' . (is_array($res) ? count($res) : 0) . ' results for ' . count($batch) . ' events', 200);
                 self::fail(count($batch), $e->getMessage());
                 throw $e;
             }
-            self::$stats['batches']++;
             self::$stats['sent'] += count($batch);
-            self::latency((hrtime(true) - $t0) / 1000 / max(1, count($batch)));
-            $res = $reply['results'] ?? null;
-            if (!is_array($res) || count($res) !== count($batch)) {
-                throw new BmRelayException('relay answered with a results list that does not match the events sent');
-            }
             foreach ($res as $r) {
                 $results[] = [
                     'online' => array_values(array_map('intval', (array) ($r['online'] ?? []))),
@@ -643,7 +853,7 @@ final class BM_Relay_Fallback
     }
 
     /**
-     * Splits encoded wire events into request-sized batches.
+     * Splits encoded wire events into batches within the protocol limits.
      *
      * @param list<string> $wire
      * @return list<list<string>>
@@ -654,7 +864,7 @@ final class BM_Relay_Fallback
         $cur = [];
         $bytes = 12;
         foreach ($wire as $w) {
-            if ($cur && (count($cur) >= self::MAX_BATCH_EVENTS || $bytes + strlen($w) + 1 > self::MAX_BATCH_BYTES)) {
+            if ($cur && (count($cur) >= self::MAX_EVENTS || $bytes + strlen($w) + 1 > self::MAX_BATCH_BYTES)) {
                 $out[] = $cur;
                 $cur = [];
                 $bytes = 12;
@@ -678,62 +888,71 @@ final class BM_Relay_Fallback
         return $out . ',"e":' . $envelope . '}';
     }
 
-    /** Records a failure for bm_stats() and logs at most once a minute. */
+    /** Records a failure for bm_stats(). */
     public static function fail(int $events, string $message): void
     {
         self::$stats['failed'] += $events;
         self::$stats['last_error'] = $message;
         self::$stats['last_error_time'] = time();
-        if (time() - self::$last_logged >= 60) {
-            self::$last_logged = time();
-            error_log('bm_relay: ' . $message);
+        self::$unlogged += max(1, $events);
+    }
+
+    /** Logs undelivered events at most once a minute (or now, when forced). */
+    public static function maybe_log(bool $force = false): void
+    {
+        if (self::$unlogged === 0 || (!$force && time() - self::$last_logged < 60)) {
+            return;
+        }
+        self::$last_logged = time();
+        error_log(sprintf('bm_relay: %d event(s) or call(s) not delivered to the relay; last error: %s', self::$unlogged, (string) self::$stats['last_error']));
+        self::$unlogged = 0;
+    }
+
+    /** Keeps the last 1000 samples of a latency series. */
+    public static function sample(array &$series, float $us): void
+    {
+        $series[] = $us;
+        if (count($series) > 1000) {
+            array_shift($series);
         }
     }
 
-    /** Keeps the last 1000 per-event latencies for the percentiles. */
-    private static function latency(float $us): void
+    /** A percentile of a latency series, in microseconds. */
+    public static function percentile(array $series, float $p): int
     {
-        self::$latencies[] = $us;
-        if (count(self::$latencies) > 1000) {
-            array_shift(self::$latencies);
-        }
-    }
-
-    /** A percentile of the recorded latencies, in microseconds. */
-    public static function percentile(float $p): int
-    {
-        if (!self::$latencies) {
+        if (!$series) {
             return 0;
         }
-        $sorted = self::$latencies;
-        sort($sorted);
-        $i = (int) min(count($sorted) - 1, max(0, ceil($p * count($sorted)) - 1));
-        return (int) round($sorted[$i]);
+        sort($series);
+        $i = (int) min(count($series) - 1, max(0, ceil($p * count($series)) - 1));
+        return (int) round($series[$i]);
     }
 
     /**
      * Seals and either sends (sync) or queues (async) events.
      *
-     * @param list<mixed> $events
+     * @param list<array{0:mixed,1:string}> $items event and its field prefix
      * @return array|bool
      */
-    public static function push(array $events, bool $many)
+    public static function push(array $items, bool $many)
     {
+        $cfg = self::current();
         $wire = [];
-        foreach ($events as $i => $event) {
-            $ev = self::parse_event($event, $many ? "events[$i]" : 'event');
+        foreach ($items as [$event, $prefix]) {
+            $ev = self::parse_event($event, $prefix);
             $wire[] = self::wire($ev, self::seal($ev));
         }
-        if (self::setting('mode') === 'sync') {
-            if (!$wire) {
-                return [];
-            }
+        if (!$wire) {
+            return $cfg['mode'] === 'sync' ? [] : true;
+        }
+        self::url();
+        if ($cfg['mode'] === 'sync') {
             $res = self::send($wire);
             return $many ? $res : $res[0];
         }
-        if (count(self::$queue) + count($wire) > (int) self::setting('queue_size')) {
+        if (count(self::$queue) + count($wire) > $cfg['queue_size']) {
             self::$stats['dropped'] += count($wire);
-            self::$stats['last_error'] = 'queue full: event dropped (bm_relay.queue_size)';
+            self::$stats['last_error'] = sprintf('queue full (%d events): %d event(s) dropped', $cfg['queue_size'], count($wire));
             self::$stats['last_error_time'] = time();
             return false;
         }
@@ -747,21 +966,24 @@ final class BM_Relay_Fallback
         return true;
     }
 
-    /** Sends the queue within $timeout_ms; true when it is empty afterwards. */
-    public static function flush(?int $timeout_ms): bool
+    /**
+     * Sends the queue within $timeout_ms. Like the extension, true means the
+     * queue is settled (sent, or failed and counted in the stats); false
+     * means time ran out before the relay answered.
+     */
+    public static function flush(int $timeout_ms): bool
     {
         if (!self::$queue) {
             return true;
         }
-        $timeout = $timeout_ms ?? (int) self::setting('flush_timeout_ms');
         $queue = self::$queue;
         self::$queue = [];
         try {
-            self::send($queue, max(1, $timeout));
+            self::send($queue, max(1, $timeout_ms));
             return true;
         } catch (BmRelayException $e) {
-            // send() counted the failed batch; events after it are lost too.
-            return false;
+            // send() counted what was lost.
+            return strpos($e->getMessage(), 'no answer within') === false && strpos($e->getMessage(), 'timed out') === false;
         }
     }
 
@@ -769,177 +991,243 @@ final class BM_Relay_Fallback
     public static function shutdown(): void
     {
         self::$shutdown_registered = false;
-        if (!self::$queue) {
-            return;
+        if (self::$queue) {
+            if (function_exists('fastcgi_finish_request')) {
+                fastcgi_finish_request();
+            }
+            try {
+                self::flush(self::current()['flush_timeout_ms']);
+            } catch (Throwable $e) {
+                self::fail(count(self::$queue), $e->getMessage());
+                self::$queue = [];
+            }
         }
-        if (function_exists('fastcgi_finish_request')) {
-            fastcgi_finish_request();
-        }
+        self::maybe_log(true);
+    }
+
+    /**
+     * Runs an API function body; prefixes error messages with `name(): `.
+     *
+     * @return mixed
+     */
+    public static function api(string $name, callable $body)
+    {
         try {
-            self::flush(null);
-        } catch (Throwable $e) {
-            self::fail(count(self::$queue), $e->getMessage());
-            self::$queue = [];
+            return $body();
+        } catch (BmRelayException $e) {
+            throw new BmRelayException($name . '(): ' . $e->getMessage(), $e->getCode());
+        } finally {
+            self::maybe_log();
         }
     }
 }
 
 if (!function_exists('bm_push')) {
     /**
-     * Per-request override of the bm_relay.* settings (keys without the prefix).
-     *
-     * @param array<string,mixed> $opts
+     * Per-request override of the bm_relay.* settings (keys without the
+     * prefix); null restores the INI value. Validates everything.
      */
-    function bm_configure(array $opts): void
+    function bm_configure($opts): void
     {
-        BM_Relay_Fallback::configure($opts);
+        BM_Relay_Fallback::api('bm_configure', static function () use ($opts): void {
+            BM_Relay_Fallback::configure($opts);
+        });
     }
 
     /**
-     * Seals one event and sends (sync) or queues (async) it.
+     * Seals one event and sends (sync: the relay's result) or queues it
+     * (async: true, or false when the queue is full).
      *
-     * @param array<string,mixed> $event
      * @return array|bool
      */
-    function bm_push(array $event)
+    function bm_push($event)
     {
-        return BM_Relay_Fallback::push([$event], false);
-    }
-
-    /**
-     * Seals several events; sent in one request, in order.
-     *
-     * @param list<array<string,mixed>> $events
-     * @return array|bool
-     */
-    function bm_push_many(array $events)
-    {
-        return BM_Relay_Fallback::push(array_values($events), true);
-    }
-
-    /** Sends what the async queue holds, waiting at most $timeout_ms. */
-    function bm_flush(?int $timeout_ms = null): bool
-    {
-        if ($timeout_ms !== null && $timeout_ms < 0) {
-            throw new BmRelayException('timeout_ms must not be negative');
+        $t0 = hrtime(true);
+        try {
+            return BM_Relay_Fallback::api('bm_push', static fn() => BM_Relay_Fallback::push([[$event, '']], false));
+        } finally {
+            BM_Relay_Fallback::sample(BM_Relay_Fallback::$push_latency, (hrtime(true) - $t0) / 1000);
         }
-        return BM_Relay_Fallback::flush($timeout_ms);
     }
 
     /**
-     * The envelope JSON of an event, nothing sent.
+     * Seals several events, sent in order in one request.
      *
-     * @param array<string,mixed> $event
+     * @return array|bool
      */
-    function bm_seal(array $event): string
+    function bm_push_many($events)
     {
-        return BM_Relay_Fallback::seal(BM_Relay_Fallback::parse_event($event));
+        $t0 = hrtime(true);
+        try {
+            return BM_Relay_Fallback::api('bm_push_many', static function () use ($events) {
+                if (!is_array($events)) {
+                    throw new BmRelayException('events must be an array, got ' . BM_Relay_Fallback::type_name($events));
+                }
+                if (count($events) > BM_Relay_Fallback::MAX_EVENTS) {
+                    throw new BmRelayException('events has ' . count($events) . ' events, over the limit of ' . BM_Relay_Fallback::MAX_EVENTS . ' per call');
+                }
+                $items = [];
+                $i = 0;
+                foreach ($events as $e) {
+                    $items[] = [$e, "events[$i]"];
+                    $i++;
+                }
+                return BM_Relay_Fallback::push($items, true);
+            });
+        } finally {
+            BM_Relay_Fallback::sample(BM_Relay_Fallback::$push_latency, (hrtime(true) - $t0) / 1000);
+        }
+    }
+
+    /** Sends what the async queue holds, waiting at most $timeout_ms (default timeout_ms). */
+    function bm_flush($timeout_ms = null): bool
+    {
+        return BM_Relay_Fallback::api('bm_flush', static function () use ($timeout_ms): bool {
+            $cfg = BM_Relay_Fallback::current();
+            $wait = $cfg['timeout_ms'];
+            if ($timeout_ms !== null) {
+                $expected = 'an integer number of milliseconds 0..600000';
+                $wait = BM_Relay_Fallback::int_of($timeout_ms, 'timeout_ms', $expected);
+                if ($wait < 0 || $wait > 600000) {
+                    throw new BmRelayException("timeout_ms must be $expected, got $wait");
+                }
+            }
+            return BM_Relay_Fallback::flush($wait);
+        });
+    }
+
+    /** The envelope JSON of an event, nothing sent. */
+    function bm_seal($event): string
+    {
+        return BM_Relay_Fallback::api('bm_seal', static fn() => BM_Relay_Fallback::seal(BM_Relay_Fallback::parse_event($event, '')));
     }
 
     /**
      * Opens an envelope with the configured secret.
      *
-     * @return array{type:string,data:mixed}
+     * @return array{type:string,data:mixed,id:string,k:string}
      */
-    function bm_open(string $envelope): array
+    function bm_open($envelope): array
     {
-        return BM_Relay_Fallback::open($envelope);
+        return BM_Relay_Fallback::api('bm_open', static fn() => BM_Relay_Fallback::open($envelope));
     }
 
     /** Connection token for a user's browser. */
-    function bm_client_token(int $user_id, int $ttl = 3600): string
+    function bm_client_token($user_id, $ttl = null): string
     {
-        return BM_Relay_Fallback::token($user_id, null, $ttl);
+        return BM_Relay_Fallback::api('bm_client_token', static function () use ($user_id, $ttl): string {
+            $user = BM_Relay_Fallback::id($user_id, 'user_id');
+            return BM_Relay_Fallback::token($user, null, BM_Relay_Fallback::ttl($ttl, 'ttl'));
+        });
     }
 
     /** Thread token: proof that the user may subscribe to the thread. */
-    function bm_thread_token(int $user_id, int $thread_id, int $ttl = 3600): string
+    function bm_thread_token($user_id, $thread_id, $ttl = null): string
     {
-        return BM_Relay_Fallback::token($user_id, $thread_id, $ttl);
+        return BM_Relay_Fallback::api('bm_thread_token', static function () use ($user_id, $thread_id, $ttl): string {
+            $user = BM_Relay_Fallback::id($user_id, 'user_id');
+            $thread = BM_Relay_Fallback::id($thread_id, 'thread_id');
+            return BM_Relay_Fallback::token($user, $thread, BM_Relay_Fallback::ttl($ttl, 'ttl'));
+        });
     }
 
     /** b64u thread key of an epoch, for the browsers of the thread's members. */
-    function bm_thread_key(int $thread_id, int $epoch = 0): string
+    function bm_thread_key($thread_id, $epoch = null): string
     {
-        BM_Relay_Fallback::id($thread_id, 'thread_id');
-        if ($epoch < 0 || $epoch > BM_Relay_Fallback::MAX_EPOCH) {
-            throw new BmRelayException('epoch must be an integer from 0 to 4294967295');
-        }
-        return BM_Relay_Fallback::b64u(BM_Relay_Fallback::envelope_key("t/$thread_id/$epoch"));
+        return BM_Relay_Fallback::api('bm_thread_key', static function () use ($thread_id, $epoch): string {
+            $t = BM_Relay_Fallback::id($thread_id, 'thread_id');
+            $e = $epoch === null ? 0 : BM_Relay_Fallback::epoch($epoch, 'epoch');
+            return BM_Relay_Fallback::b64u(BM_Relay_Fallback::envelope_key("t/$t/$e"));
+        });
     }
 
     /** b64u user key, for that user's browsers. */
-    function bm_user_key(int $user_id): string
+    function bm_user_key($user_id): string
     {
-        BM_Relay_Fallback::id($user_id, 'user_id');
-        return BM_Relay_Fallback::b64u(BM_Relay_Fallback::envelope_key("u/$user_id"));
+        return BM_Relay_Fallback::api('bm_user_key', static function () use ($user_id): string {
+            $u = BM_Relay_Fallback::id($user_id, 'user_id');
+            return BM_Relay_Fallback::b64u(BM_Relay_Fallback::envelope_key("u/$u"));
+        });
     }
 
     /** b64u relay key, for configuring the relay (`--site SITE=KEY`). */
     function bm_relay_key(): string
     {
-        return BM_Relay_Fallback::b64u(BM_Relay_Fallback::relay_key());
+        return BM_Relay_Fallback::api('bm_relay_key', static fn() => BM_Relay_Fallback::b64u(BM_Relay_Fallback::relay_key()));
     }
 
     /**
      * Which of these users have at least one socket on the relay.
      *
-     * @param list<int> $user_ids
      * @return list<int>
      */
-    function bm_presence(array $user_ids): array
+    function bm_presence($user_ids): array
     {
-        $ids = BM_Relay_Fallback::ids(array_values($user_ids), 'user_ids');
-        $reply = BM_Relay_Fallback::post('/v1/presence', json_encode(['users' => $ids]));
-        return array_values(array_map('intval', (array) ($reply['online'] ?? [])));
+        return BM_Relay_Fallback::api('bm_presence', static function () use ($user_ids): array {
+            $ids = BM_Relay_Fallback::ids($user_ids, 'user_ids');
+            BM_Relay_Fallback::url();
+            BM_Relay_Fallback::secret();
+            try {
+                $reply = BM_Relay_Fallback::post('presence', '/v1/presence', '{"users":' . json_encode($ids) . '}');
+            } catch (BmRelayException $e) {
+                BM_Relay_Fallback::fail(1, $e->getMessage());
+                throw $e;
+            }
+            return array_values(array_map('intval', (array) ($reply['online'] ?? [])));
+        });
     }
 
     /**
-     * Closes the users' sockets, or with a thread drops only that subscription.
-     *
-     * @param list<int> $user_ids
-     * @return int sockets affected
+     * Closes the users' sockets, or with a thread drops only that
+     * subscription; returns the number of sockets affected.
      */
-    function bm_disconnect(array $user_ids, ?int $thread_id = null): int
+    function bm_disconnect($user_ids, $thread_id = null): int
     {
-        $ids = BM_Relay_Fallback::ids(array_values($user_ids), 'user_ids');
-        $body = ['users' => $ids];
-        if ($thread_id !== null) {
-            $body['thread'] = BM_Relay_Fallback::id($thread_id, 'thread_id');
-        }
-        $reply = BM_Relay_Fallback::post('/v1/disconnect', json_encode($body));
-        return (int) ($reply['closed'] ?? 0);
+        return BM_Relay_Fallback::api('bm_disconnect', static function () use ($user_ids, $thread_id): int {
+            $ids = BM_Relay_Fallback::ids($user_ids, 'user_ids');
+            $body = '{"users":' . json_encode($ids);
+            if ($thread_id !== null) {
+                $body .= ',"thread":' . BM_Relay_Fallback::id($thread_id, 'thread_id');
+            }
+            BM_Relay_Fallback::url();
+            BM_Relay_Fallback::secret();
+            try {
+                $reply = BM_Relay_Fallback::post('disconnect', '/v1/disconnect', $body . '}');
+            } catch (BmRelayException $e) {
+                BM_Relay_Fallback::fail(1, $e->getMessage());
+                throw $e;
+            }
+            return (int) ($reply['closed'] ?? 0);
+        });
     }
 
     /**
      * Counters of this process: queued, sent, failed, dropped, batches, last
-     * error, push latency percentiles, relay URL and site.
+     * error, bm_push cost and relay round-trip percentiles, URL, site, mode, pid.
      *
      * @return array<string,mixed>
      */
     function bm_stats(): array
     {
-        $s = BM_Relay_Fallback::$stats;
-        $safe = static function (string $key): string {
-            try {
-                return (string) BM_Relay_Fallback::setting($key);
-            } catch (BmRelayException $e) {
-                return '';
-            }
-        };
-        return [
-            'queued' => count(BM_Relay_Fallback::$queue),
-            'sent' => $s['sent'],
-            'failed' => $s['failed'],
-            'dropped' => $s['dropped'],
-            'batches' => $s['batches'],
-            'last_error' => $s['last_error'] === null ? null : ['message' => $s['last_error'], 'time' => $s['last_error_time']],
-            'latency_p50_us' => BM_Relay_Fallback::percentile(0.50),
-            'latency_p99_us' => BM_Relay_Fallback::percentile(0.99),
-            'url' => $safe('url'),
-            'site' => $safe('site'),
-            'mode' => $safe('mode'),
-            'implementation' => 'php',
-        ];
+        return BM_Relay_Fallback::api('bm_stats', static function (): array {
+            $s = BM_Relay_Fallback::$stats;
+            $raw = BM_Relay_Fallback::raw();
+            return [
+                'queued' => count(BM_Relay_Fallback::$queue),
+                'sent' => $s['sent'],
+                'failed' => $s['failed'],
+                'dropped' => $s['dropped'],
+                'batches' => $s['batches'],
+                'last_error' => $s['last_error'] === null ? null : ['message' => $s['last_error'], 'time' => $s['last_error_time']],
+                'latency_p50_us' => BM_Relay_Fallback::percentile(BM_Relay_Fallback::$push_latency, 0.50),
+                'latency_p99_us' => BM_Relay_Fallback::percentile(BM_Relay_Fallback::$push_latency, 0.99),
+                'relay_p50_us' => BM_Relay_Fallback::percentile(BM_Relay_Fallback::$relay_latency, 0.50),
+                'relay_p99_us' => BM_Relay_Fallback::percentile(BM_Relay_Fallback::$relay_latency, 0.99),
+                'url' => trim($raw['url']),
+                'site' => trim($raw['site']),
+                'mode' => trim($raw['mode']),
+                'pid' => getmypid(),
+            ];
+        });
     }
 }

@@ -1,0 +1,54 @@
+# WordPress plugin (wp-plugin-shim/) and the pure-PHP fallback of the
+# bm_relay API.
+#
+#   make test-wp        the WordPress suite (php-tests/wp): a private MariaDB,
+#                       Debian's WordPress in a temp dir, a real relay and real
+#                       subscribers; once with the extension, once with the
+#                       fallback
+#   make test-fallback  the shared API suite (php-tests/api, minus its
+#                       `ext-only` group) and the vector checks
+#                       (php-tests/wp/fallback) WITHOUT the extension
+
+TEST_TARGETS += test-wp test-fallback
+
+WP_EXT_SO   := $(CURDIR)/target/release/libbm_relay.so
+WP_RELAY    := $(CURDIR)/target/release/bm-relay
+WP_PHPUNIT  := /usr/bin/phpunit
+
+.PHONY: test-wp test-wp-ext test-wp-fallback test-fallback wp-deps wp-relay wp-ext
+
+wp-deps:
+	@bash scripts/install-deps.sh php wp
+
+wp-relay:
+	@$(WP_RELAY) serve --help >/dev/null 2>&1 || $(CARGO) build --release --locked -p bm-relay
+
+# The extension comes from the extension's own `make ext` when that target
+# exists; the run with it is skipped (loudly) only while it does not.
+wp-ext:
+	@if $(MAKE) -n ext >/dev/null 2>&1; then $(MAKE) --no-print-directory ext; fi
+
+test-wp: test-wp-ext test-wp-fallback ## WordPress plugin suite, with the extension and with the fallback
+
+test-wp-ext: wp-deps wp-relay wp-ext
+	@if php -n -d extension=$(WP_EXT_SO) -r 'exit(function_exists("bm_push") ? 0 : 1);' 2>/dev/null; then \
+	  echo "== WordPress suite with the extension ($(WP_EXT_SO))"; \
+	  BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml; \
+	elif $(MAKE) -n ext >/dev/null 2>&1; then \
+	  echo "test-wp: $(WP_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; \
+	else \
+	  echo "test-wp: no 'make ext' target yet: the run with the extension is SKIPPED"; \
+	fi
+
+test-wp-fallback: wp-deps wp-relay
+	@echo "== WordPress suite with the pure-PHP fallback"
+	@BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+
+test-fallback: wp-deps ## the PHP API suite and vectors without the extension (pure-PHP fallback)
+	@echo "== API vectors, pure-PHP fallback"
+	php $(WP_PHPUNIT) -c php-tests/wp/fallback/phpunit.xml
+	@if [ -f php-tests/api/phpunit.xml ]; then \
+	  echo "== php-tests/api without the extension (fallback), excluding group ext-only"; \
+	  $(MAKE) --no-print-directory wp-relay && \
+	  BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/api/phpunit.xml --exclude-group ext-only; \
+	else echo "test-fallback: php-tests/api does not exist yet"; fi
