@@ -21,7 +21,7 @@ wp-deps:
 	@bash scripts/install-deps.sh php wp
 
 wp-relay:
-	@$(WP_RELAY) serve --help >/dev/null 2>&1 || $(CARGO) build --release --locked -p bm-relay
+	@$(WP_RELAY) serve --help 2>/dev/null | grep -q -- --admin-listen || $(CARGO) build --release --locked -p bm-relay
 
 # The extension comes from the extension's own `make ext` when that target
 # exists; the run with it is skipped (loudly) only while it does not.

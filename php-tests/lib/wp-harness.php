@@ -90,7 +90,7 @@ final class BM_WP_Harness
             return false;
         }
         exec(escapeshellarg($bin) . ' serve --help 2>&1', $out, $rc);
-        return $rc === 0;
+        return $rc === 0 && strpos(implode("\n", $out), '--admin-listen') !== false;
     }
 
     /** PHP command prefix for children: same binary, same extension. */

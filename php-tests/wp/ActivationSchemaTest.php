@@ -56,4 +56,33 @@ final class ActivationSchemaTest extends BM_WP_TestCase
         $m3 = $this->ok($this->rest('POST', "/threads/{$thread['id']}/messages", 'alice', ['text' => 'three']), 201)['message']['id'];
         $this->assertSame((string) $m3, $this->rows("SELECT last_message_id FROM wp_bm_threads WHERE id = {$thread['id']}")[0]['last_message_id']);
     }
+
+    public function test_secret_from_constant_or_ini_file_wins_over_the_option(): void
+    {
+        $h = $this->h();
+        $other = rtrim(strtr(base64_encode(random_bytes(32)), '+/', '-_'), '=');
+        $expect = rtrim(strtr(base64_encode(hash_hkdf('sha256', base64_decode(strtr($other, '-_', '+/')), 32, 'relay', 'bm-relay/v1')), '+/', '-_'), '=');
+        $host = '127.0.0.1:' . $h->http_port;
+        $probe = dirname(__DIR__) . '/lib/wp-harness-probe.php';
+
+        $run = function (array $php_flags, string $constant) use ($h, $probe, $host): array {
+            $cmd = array_merge($h->php(), $php_flags, [$probe, $h->docroot, $host, $constant]);
+            $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+            $out = stream_get_contents($pipes[1]);
+            $err = stream_get_contents($pipes[2]);
+            $this->assertSame(0, proc_close($proc), $out . $err);
+            return json_decode((string) $out, true);
+        };
+        $default = $run([], '');
+        $this->assertSame(['source' => 'option', 'relay_key' => $h->relay_key], array_slice($default, 0, 2));
+
+        $constant = $run([], $other);
+        $this->assertSame(['source' => 'constant', 'relay_key' => $expect], array_slice($constant, 0, 2));
+
+        $file = $h->run . '/secret.b64';
+        file_put_contents($file, $other . "\n");
+        $ini = $run(['-d', 'bm_relay.secret_file=' . $file], '');
+        $this->assertSame(['source' => 'ini', 'relay_key' => $expect], array_slice($ini, 0, 2), 'the file (with its newline) is read by the implementation itself');
+        $this->assertSame((bool) getenv('BM_EXT_SO'), $ini['native']);
+    }
 }
