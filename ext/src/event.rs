@@ -1,0 +1,140 @@
+//! One `bm_push` event: the PHP array checked field by field, sealed with
+//! the right key, and turned into the JSON the push body carries.
+//!
+//! Key choice (protocol §3/§4): an event with `thread` is sealed with the
+//! thread key `t/{thread}/{epoch}`; one without is sealed with the user key
+//! of its single recipient (`u/{user}`, and so `to` must hold exactly that
+//! user). `live` adds the thread's current subscribers as recipients.
+
+use bm_proto::api::Limits;
+use bm_proto::envelope::{Envelope, TAG_LEN};
+use bm_proto::{Epoch, EventId, SiteId, ThreadId, UserId};
+use ext_php_rs::types::Zval;
+
+use crate::config::Keys;
+use crate::error::{BmError, BmResult};
+use crate::json;
+use crate::values;
+
+/// Longest event type, in bytes.
+pub const MAX_TYPE_LEN: usize = 128;
+
+/// The keys an event array may have.
+pub const EVENT_KEYS: [&str; 7] = ["type", "data", "to", "thread", "epoch", "live", "id"];
+
+/// A sealed event, ready to send or show.
+pub struct SealedEvent {
+    /// Users whose sockets get it.
+    pub to: Vec<UserId>,
+    /// The thread whose subscribers also get it (only when `live`).
+    pub live_thread: Option<ThreadId>,
+    /// The envelope.
+    pub envelope: Envelope,
+}
+
+/// Names a field of the event at `prefix` (`'to'` or `events[2]['to']`).
+fn field(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        format!("'{key}'")
+    } else {
+        format!("{prefix}['{key}']")
+    }
+}
+
+/// Checks an event array and seals it.
+pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Limits) -> BmResult<SealedEvent> {
+    let what = if prefix.is_empty() { "event" } else { prefix };
+    let arr = values::array_of(event, what)?;
+    let mut kind = None;
+    let mut data = None;
+    let mut to = Vec::new();
+    let mut thread = None;
+    let mut epoch = Epoch(0);
+    let mut live = false;
+    let mut id = None;
+    for (key, value) in values::string_keys(arr, what)? {
+        let f = field(prefix, &key);
+        let value = value.dereference();
+        match key.as_str() {
+            "type" => {
+                let Some(s) = value.zend_str() else {
+                    return Err(BmError::input(format!("{f} must be a string, got {}", values::type_name(value))));
+                };
+                let s = s.as_str().map_err(|_| BmError::input(format!("{f} must be valid UTF-8")))?;
+                if s.is_empty() || s.len() > MAX_TYPE_LEN {
+                    return Err(BmError::input(format!("{f} must be 1..{MAX_TYPE_LEN} bytes long, got {}", s.len())));
+                }
+                kind = Some(s.to_string());
+            }
+            "data" => data = Some(value),
+            "to" => to = values::user_ids(value, &f, limits.max_recipients)?,
+            "thread" => {
+                if !value.is_null() {
+                    thread = Some(values::thread_id(value, &f)?);
+                }
+            }
+            "epoch" => epoch = values::epoch(value, &f)?,
+            "live" => {
+                live = value
+                    .bool()
+                    .ok_or_else(|| BmError::input(format!("{f} must be a bool, got {}", values::type_name(value))))?;
+            }
+            "id" => {
+                if !value.is_null() {
+                    let Some(s) = value.str() else {
+                        return Err(BmError::input(format!("{f} must be a string or null, got {}", values::type_name(value))));
+                    };
+                    id = Some(EventId::new(s).map_err(|e| BmError::input(format!("{f}: {e}")))?);
+                }
+            }
+            _ => {
+                return Err(BmError::input(format!(
+                    "{what} has an unknown key '{key}' (known: {})",
+                    EVENT_KEYS.join(", ")
+                )))
+            }
+        }
+    }
+    let kind = kind.ok_or_else(|| BmError::input(format!("{} is required", field(prefix, "type"))))?;
+    let key = match thread {
+        Some(t) => {
+            if to.is_empty() && !live {
+                return Err(BmError::input(format!(
+                    "{} is empty and {} is false: the event would reach nobody",
+                    field(prefix, "to"),
+                    field(prefix, "live")
+                )));
+            }
+            keys.content.thread_key(t, epoch)
+        }
+        None => {
+            if live {
+                return Err(BmError::input(format!("{} needs {}", field(prefix, "live"), field(prefix, "thread"))));
+            }
+            if epoch.0 != 0 {
+                return Err(BmError::input(format!("{} needs {}", field(prefix, "epoch"), field(prefix, "thread"))));
+            }
+            if to.len() != 1 {
+                return Err(BmError::input(format!(
+                    "{} must hold exactly one user id when {} is not set (the event is sealed with that user's key), got {}",
+                    field(prefix, "to"),
+                    field(prefix, "thread"),
+                    to.len()
+                )));
+            }
+            keys.content.user_key(to[0])
+        }
+    };
+    let null = Zval::null();
+    let plaintext = json::encode_payload(&kind, data.unwrap_or(&null), &field(prefix, "data"))?;
+    let sealed_len = plaintext.len() + TAG_LEN;
+    if sealed_len > limits.max_ciphertext {
+        return Err(BmError::input(format!(
+            "{} is too large: the sealed event is {sealed_len} bytes, over the limit of {}",
+            field(prefix, "data"),
+            limits.max_ciphertext
+        )));
+    }
+    let envelope = Envelope::seal(site, &key, id.unwrap_or_else(EventId::random), &plaintext);
+    Ok(SealedEvent { to, live_thread: if live { thread } else { None }, envelope })
+}

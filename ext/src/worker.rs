@@ -1,0 +1,437 @@
+//! The per-process background sender: a tokio runtime, one keep-alive HTTP
+//! client per connect timeout, and the queue between PHP and them.
+//!
+//! Fork safety (see NOTES.md, "PHP-FPM and threads"): FPM's master runs MINIT
+//! and then forks; threads do not survive a fork, so a runtime made before it
+//! is dead in the children. The worker is therefore created lazily on first
+//! use and tagged with `std::process::id()`. When the pid differs (we are a
+//! forked child), the inherited worker is leaked — never dropped, since
+//! dropping would join threads that do not exist here or touch locks a dead
+//! thread may hold — and a fresh one is built. The inherited queue goes with
+//! it, so a child never re-sends its parent's events.
+//!
+//! Order: one sender task takes jobs from the front of one queue, so async
+//! events and sync calls reach the relay in the order PHP made them.
+//! Consecutive async events for the same target travel in one signed
+//! `/v1/push` (at most [`MAX_BATCH_EVENTS`] events / [`MAX_BATCH_BYTES`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::BmError;
+use crate::relay::{self, Endpoint, Target};
+
+/// Most events in one push request (the protocol's default relay limit).
+pub const MAX_BATCH_EVENTS: usize = 1000;
+/// Most body bytes in one batched push (under the relay's 1 MiB default).
+pub const MAX_BATCH_BYTES: usize = 900 * 1024;
+/// Samples kept for the latency percentiles.
+const LATENCY_SAMPLES: usize = 4096;
+
+/// One async event waiting to be sent.
+pub struct QueuedEvent {
+    /// Destination (events batch together only with the same one).
+    pub target: Arc<Target>,
+    /// `{"to":…,"thread":…,"e":…}`.
+    pub json: String,
+}
+
+/// A call whose caller waits for the answer (sync push, presence, disconnect).
+pub struct Call {
+    /// Destination.
+    pub target: Arc<Target>,
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// Request body.
+    pub body: String,
+    /// Events in it (for the stats; 0 for presence/disconnect).
+    pub events: u64,
+    /// Set by the caller when it stopped waiting: the call is then skipped.
+    pub abandoned: Arc<AtomicBool>,
+    /// Where the answer goes.
+    pub reply: mpsc::SyncSender<Result<String, BmError>>,
+}
+
+enum Job {
+    Event(QueuedEvent),
+    Call(Call),
+}
+
+/// Counters shown by `bm_stats()` and phpinfo().
+#[derive(Default)]
+pub struct Stats {
+    /// Events accepted by the relay.
+    pub sent: AtomicU64,
+    /// Events the relay refused or that could not reach it.
+    pub failed: AtomicU64,
+    /// Events refused because the queue was full, or left at shutdown.
+    pub dropped: AtomicU64,
+    /// Requests made to the relay.
+    pub batches: AtomicU64,
+    /// Failures not yet reported to the PHP error log.
+    pub unlogged_failures: AtomicU64,
+    /// Last failure: message and unix time.
+    pub last_error: Mutex<Option<(String, u64)>>,
+    /// Relay round-trip durations of batches (µs), newest last.
+    pub batch_latency: Mutex<VecDeque<u32>>,
+}
+
+impl Stats {
+    fn record_failure(&self, events: u64, err: &BmError) {
+        self.failed.fetch_add(events, Ordering::Relaxed);
+        self.unlogged_failures.fetch_add(events.max(1), Ordering::Relaxed);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        *lock(&self.last_error) = Some((err.message.clone(), now));
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves
+/// the data consistent, and a panic in one must not stop PHP's requests.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Pushes a sample into a bounded ring.
+pub fn record_sample(ring: &mut VecDeque<u32>, micros: u128) {
+    if ring.len() == LATENCY_SAMPLES {
+        ring.pop_front();
+    }
+    ring.push_back(u32::try_from(micros).unwrap_or(u32::MAX));
+}
+
+/// p50 and p99 of the samples, in µs (0 when there are none).
+pub fn percentiles(ring: &VecDeque<u32>) -> (u32, u32) {
+    if ring.is_empty() {
+        return (0, 0);
+    }
+    let mut v: Vec<u32> = ring.iter().copied().collect();
+    v.sort_unstable();
+    let at = |p: usize| v[((v.len() - 1) * p) / 100];
+    (at(50), at(99))
+}
+
+/// State shared by the PHP thread and the sender task.
+pub struct Shared {
+    queue: Mutex<VecDeque<Job>>,
+    wake: tokio::sync::Notify,
+    /// Async events queued or in flight.
+    pending: Mutex<u64>,
+    drained: Condvar,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Shared {
+    /// Async events queued or in flight now.
+    pub fn pending(&self) -> u64 {
+        *lock(&self.pending)
+    }
+
+    fn finish_events(&self, n: u64) {
+        let mut p = lock(&self.pending);
+        *p = p.saturating_sub(n);
+        if *p == 0 {
+            self.drained.notify_all();
+        }
+    }
+}
+
+/// The process's sender: runtime plus shared state, valid in process `pid`.
+pub struct Worker {
+    pid: u32,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Shared with the sender task.
+    pub shared: Arc<Shared>,
+    /// Durations of bm_push calls in this process (µs); PHP thread only.
+    pub push_latency: VecDeque<u32>,
+    /// When failures were last written to the PHP error log.
+    pub last_logged: Option<Instant>,
+}
+
+impl Worker {
+    fn start() -> Result<Worker, BmError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("bm-relay-sender")
+            .enable_all()
+            .build()
+            .map_err(|e| BmError::relay(format!("cannot start the background sender: {e}"), 0))?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            pending: Mutex::new(0),
+            drained: Condvar::new(),
+            stats: Stats::default(),
+        });
+        runtime.spawn(sender(shared.clone()));
+        Ok(Worker {
+            pid: std::process::id(),
+            runtime: Some(runtime),
+            shared,
+            push_latency: VecDeque::new(),
+            last_logged: None,
+        })
+    }
+
+    /// Queues async events if they all fit under `queue_size`; all or none.
+    /// Returns false (and counts them as dropped) when they do not fit.
+    pub fn enqueue(&self, events: Vec<QueuedEvent>, queue_size: usize) -> bool {
+        let n = events.len() as u64;
+        {
+            let mut p = lock(&self.shared.pending);
+            if *p + n > queue_size as u64 {
+                drop(p);
+                self.shared.stats.dropped.fetch_add(n, Ordering::Relaxed);
+                let err = BmError::input(format!("queue full ({queue_size} events): {n} event(s) dropped"));
+                *lock(&self.shared.stats.last_error) = Some((err.message, unix_now()));
+                self.shared.stats.unlogged_failures.fetch_add(n, Ordering::Relaxed);
+                return false;
+            }
+            *p += n;
+        }
+        lock(&self.shared.queue).extend(events.into_iter().map(Job::Event));
+        self.shared.wake.notify_one();
+        true
+    }
+
+    /// Sends a call after everything queued before it, waiting at most
+    /// `wait` for the answer.
+    pub fn call(&self, target: Arc<Target>, endpoint: Endpoint, body: String, events: u64, wait: Duration) -> Result<String, BmError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        lock(&self.shared.queue).push_back(Job::Call(Call {
+            target: target.clone(),
+            endpoint,
+            body,
+            events,
+            abandoned: abandoned.clone(),
+            reply: tx,
+        }));
+        self.shared.wake.notify_one();
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(_) => {
+                abandoned.store(true, Ordering::SeqCst);
+                let err = BmError::relay(
+                    format!("relay unreachable for {} at {}: no answer within timeout_ms={}", endpoint.what(), target.base_url, wait.as_millis()),
+                    0,
+                );
+                self.shared.stats.record_failure(events, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Waits until every queued async event was sent or failed, at most
+    /// `timeout`. True when the queue is empty.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut p = lock(&self.shared.pending);
+        while *p > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            p = self
+                .shared
+                .drained
+                .wait_timeout(p, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Stops the runtime (module shutdown): what is still queued is counted
+    /// as dropped. Threads must be gone before PHP unloads the library.
+    pub fn stop(&mut self) -> u64 {
+        let left = {
+            let mut q = lock(&self.shared.queue);
+            let n = q.iter().filter(|j| matches!(j, Job::Event(_))).count() as u64;
+            q.clear();
+            n
+        };
+        if left > 0 {
+            self.shared.stats.dropped.fetch_add(left, Ordering::Relaxed);
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_millis(500));
+        }
+        left
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The process's worker slot. Touched only from the PHP thread.
+static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
+
+/// Runs `f` with this process's worker, creating it on first use and
+/// replacing (leaking) one inherited through fork.
+pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, BmError> {
+    let mut slot = lock(&WORKER);
+    let pid = std::process::id();
+    if slot.as_ref().is_some_and(|w| w.pid != pid) {
+        if let Some(inherited) = slot.take() {
+            // Its threads do not exist in this process: never drop it.
+            std::mem::forget(inherited);
+        }
+    }
+    if slot.is_none() {
+        *slot = Some(Worker::start()?);
+    }
+    match slot.as_mut() {
+        Some(w) => Ok(f(w)),
+        None => Err(BmError::relay("background sender unavailable", 0)),
+    }
+}
+
+/// Runs `f` with this process's worker only if it exists (and is ours).
+pub fn with_existing<R>(f: impl FnOnce(&mut Worker) -> R) -> Option<R> {
+    let mut slot = lock(&WORKER);
+    match slot.as_mut() {
+        Some(w) if w.pid == std::process::id() => Some(f(w)),
+        _ => None,
+    }
+}
+
+/// What the sender does next.
+enum Next {
+    /// A run of async events for one target, sent as one push.
+    Batch(Arc<Target>, Vec<String>),
+    /// A call someone waits for.
+    Call(Call),
+}
+
+/// Takes the next job, or a run of same-target events as one batch.
+fn take(shared: &Shared) -> Option<Next> {
+    let mut q = lock(&shared.queue);
+    match q.pop_front()? {
+        Job::Call(c) => Some(Next::Call(c)),
+        Job::Event(first) => {
+            let target = first.target;
+            let mut bytes = first.json.len();
+            let mut batch = vec![first.json];
+            while batch.len() < MAX_BATCH_EVENTS {
+                match q.front() {
+                    Some(Job::Event(next))
+                        if (Arc::ptr_eq(&next.target, &target) || next.target.same_destination(&target))
+                            && bytes + next.json.len() < MAX_BATCH_BYTES => {}
+                    _ => break,
+                }
+                if let Some(Job::Event(next)) = q.pop_front() {
+                    bytes += next.json.len() + 1;
+                    batch.push(next.json);
+                }
+            }
+            Some(Next::Batch(target, batch))
+        }
+    }
+}
+
+/// The sender task: one at a time, in queue order.
+async fn sender(shared: Arc<Shared>) {
+    let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
+    loop {
+        let Some(job) = take(&shared) else {
+            shared.wake.notified().await;
+            continue;
+        };
+        let target = match &job {
+            Next::Batch(t, _) => t.clone(),
+            Next::Call(c) => c.target.clone(),
+        };
+        let client = match clients.get(&target.connect_timeout) {
+            Some(c) => Ok(c.clone()),
+            None => relay::build_client(target.connect_timeout).inspect(|c| {
+                clients.insert(target.connect_timeout, c.clone());
+            }),
+        };
+        match job {
+            Next::Batch(target, batch) => {
+                let n = batch.len() as u64;
+                let result = match &client {
+                    Ok(client) => send_batch(&shared, client, &target, &batch).await,
+                    Err(e) => Err(BmError::relay(e.clone(), 0)),
+                };
+                match result {
+                    Ok(()) => {
+                        shared.stats.sent.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => shared.stats.record_failure(n, &e),
+                }
+                shared.finish_events(n);
+            }
+            Next::Call(call) => {
+                if call.abandoned.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let started = Instant::now();
+                let result = match &client {
+                    Ok(client) => relay::send(client, &call.target, call.endpoint, call.body).await,
+                    Err(e) => Err(BmError::relay(e.clone(), 0)),
+                };
+                shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+                record_sample(&mut lock(&shared.stats.batch_latency), started.elapsed().as_micros());
+                if call.abandoned.load(Ordering::SeqCst) {
+                    continue; // the caller already counted it as failed
+                }
+                match &result {
+                    Ok(_) => {
+                        shared.stats.sent.fetch_add(call.events, Ordering::Relaxed);
+                    }
+                    Err(e) => shared.stats.record_failure(call.events, e),
+                }
+                let _ = call.reply.try_send(result);
+            }
+        }
+    }
+}
+
+/// Sends one batch; a transport failure (not a relay refusal, not a
+/// timeout) is retried once, which covers a keep-alive connection the relay
+/// closed while idle (a restart). A duplicate that this could cause carries
+/// the same event ids, which clients drop.
+async fn send_batch(shared: &Shared, client: &reqwest::Client, target: &Target, batch: &[String]) -> Result<(), BmError> {
+    let body = relay::push_body(batch.iter().map(String::as_str));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        let r = relay::send(client, target, Endpoint::Push, body.clone()).await;
+        shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+        record_sample(&mut lock(&shared.stats.batch_latency), started.elapsed().as_micros());
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_math() {
+        let mut ring = VecDeque::new();
+        assert_eq!(percentiles(&ring), (0, 0));
+        for i in 1..=100u128 {
+            record_sample(&mut ring, i);
+        }
+        assert_eq!(percentiles(&ring), (50, 99));
+        for _ in 0..LATENCY_SAMPLES {
+            record_sample(&mut ring, 7);
+        }
+        assert_eq!(ring.len(), LATENCY_SAMPLES);
+        assert_eq!(percentiles(&ring), (7, 7));
+    }
+}
