@@ -114,5 +114,55 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame($this->uid('bob'), json_decode($body, true)['user']);
         [$code] = $curl('GET', $h->url . '/wp-json/bm/v1/threads', null, ['X-WP-Nonce: 0123456789']);
         $this->assertSame(403, $code, 'a forged nonce is refused');
+
+        // Async mode in a real server: the event is queued during the request
+        // and sent at request end (RSHUTDOWN / shutdown function).
+        update_option('bm_relay_mode', 'async');
+        try {
+            [$code, $body] = $curl('POST', $h->url . "/wp-json/bm/v1/threads/{$t['id']}/messages", '{"text":"async over http"}', array_merge($json, ['X-WP-Nonce: ' . $nonce]));
+            $this->assertSame(201, $code, $body);
+            $this->assertFalse(json_decode($body, true)['pushed']);
+            $this->assertSame('async over http', $bob->expect('message.new', 5, 2)['payload']['data']['text']);
+        } finally {
+            update_option('bm_relay_mode', 'sync');
+        }
+    }
+
+    public function test_settings_page_and_test_event_button_over_http(): void
+    {
+        $h = $this->h();
+        $jar = $h->run . '/cookies-admin-' . bin2hex(random_bytes(4));
+        $curl = static function (string $method, string $url, ?string $body = null) use ($jar): array {
+            $ch = curl_init($url);
+            curl_setopt_array($ch, [
+                CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_COOKIEJAR => $jar,
+                CURLOPT_COOKIEFILE => $jar, CURLOPT_TIMEOUT => 20, CURLOPT_HEADER => true,
+            ]);
+            if ($body !== null) {
+                curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
+            }
+            $out = (string) curl_exec($ch);
+            $code = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
+            curl_close($ch);
+            return [$code, $out];
+        };
+        $curl('GET', $h->url . '/wp-login.php');
+        [$code] = $curl('POST', $h->url . '/wp-login.php', http_build_query(['log' => 'admin', 'pwd' => $h->password, 'testcookie' => 1, 'redirect_to' => $h->url . '/wp-admin/']));
+        $this->assertSame(302, $code);
+        [$code, $page] = $curl('GET', $h->url . '/wp-admin/options-general.php?page=bm-relay');
+        $this->assertSame(200, $code);
+        $this->assertStringContainsString('id="bm-relay-status"', $page);
+        $this->assertStringContainsString('HTTP 200', $page, 'relay /healthz shown');
+        $this->assertStringNotContainsString($h->secret, $page);
+        $this->assertSame(1, preg_match('/name="_wpnonce" value="([0-9a-f]+)"/', $page, $m));
+
+        $admin = $this->sub('admin');
+        [$code, $resp] = $curl('POST', $h->url . '/wp-admin/admin-post.php', http_build_query(['action' => 'bm_relay_test_event', '_wpnonce' => $m[1], '_wp_http_referer' => '/wp-admin/options-general.php?page=bm-relay']));
+        $this->assertSame(302, $code, $resp);
+        $this->assertSame('u/' . $this->uid('admin'), $admin->expect('test')['k']);
+        [, $page] = $curl('GET', $h->url . '/wp-admin/options-general.php?page=bm-relay');
+        $this->assertStringContainsString('1 of your browser sockets received it', $page);
+        [$code] = $curl('POST', $h->url . '/wp-admin/admin-post.php', http_build_query(['action' => 'bm_relay_test_event', '_wpnonce' => 'bad']));
+        $this->assertNotSame(302, $code, 'a forged nonce is refused');
     }
 }

@@ -22,10 +22,38 @@ abstract class BM_WP_TestCase extends TestCase
         return $this->h()->users[$name];
     }
 
+    /** Size of the WordPress debug log when the test started. */
+    private int $log_at = 0;
+
     protected function setUp(): void
     {
         BM_Relay_Push::$last_error = null;
         BM_Relay_Settings::apply();
+        clearstatcache();
+        $log = $this->h()->run . '/wp-debug.log';
+        $this->log_at = is_file($log) ? (int) filesize($log) : 0;
+    }
+
+    /**
+     * PHP notices, warnings and errors the plugin caused during the test
+     * (WordPress logs them to wp-debug.log, in this process and in php -S).
+     *
+     * @return list<string>
+     */
+    private function plugin_log_lines(): array
+    {
+        clearstatcache();
+        $log = $this->h()->run . '/wp-debug.log';
+        if (!is_file($log) || filesize($log) <= $this->log_at) {
+            return [];
+        }
+        $new = (string) file_get_contents($log, false, null, $this->log_at);
+        return array_values(array_filter(explode("\n", $new), static fn($l) => strpos($l, 'plugins/bm-relay/') !== false));
+    }
+
+    protected function assertPostConditions(): void
+    {
+        $this->assertSame([], $this->plugin_log_lines(), 'the plugin logged PHP notices or errors');
     }
 
     protected function tearDown(): void
