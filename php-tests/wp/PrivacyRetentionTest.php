@@ -40,6 +40,24 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         $this->assertSame([], $this->rows("SELECT * FROM wp_bm_participants WHERE user_id = {$this->uid('dave')}"));
         $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$theirs['id']}"), 'other people\'s messages stay');
         $this->assertSame($mine['id'], $carol->expect('message.delete')['payload']['data']['id'], 'open pages drop the erased message');
+        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch'], 'the erased user\'s key is retired');
+        $this->assertSame(bm_thread_key($t['id'], 1), $carol->expect('thread.key')['payload']['data']['keys']['key']);
+    }
+
+    public function test_a_deleted_account_leaves_its_threads_and_they_are_rekeyed(): void
+    {
+        require_once ABSPATH . 'wp-admin/includes/user.php';
+        $eve = wp_insert_user(['user_login' => 'eve' . wp_rand(), 'user_pass' => 'x-' . wp_rand(), 'user_email' => 'eve' . wp_rand() . '@example.test', 'role' => 'subscriber']);
+        $this->assertIsInt($eve);
+        $t = $this->thread('alice', ['bob'], 'Eve joins');
+        $this->ok($this->rest('POST', "/threads/{$t['id']}/participants", 'alice', ['user_id' => $eve]));
+        $bob = $this->sub('bob');
+        $this->assertTrue(wp_delete_user($eve));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_participants WHERE user_id = $eve"));
+        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch']);
+        $ev = $bob->expect('thread.key');
+        $this->assertSame($eve, $ev['payload']['data']['removed']);
+        $this->assertSame(bm_thread_key($t['id'], 1), $ev['payload']['data']['keys']['key']);
     }
 
     public function test_retention_deletes_old_messages_and_pushes_message_delete(): void

@@ -16,9 +16,14 @@ final class BM_Relay_Privacy
     /** Items per page of the export/erase loop. */
     private const PAGE = 100;
 
-    /** Hooks the exporter and the eraser in. */
+    /** Hooks the exporter and the eraser in, and the clean-up of deleted users. */
     public static function register(): void
     {
+        // A deleted account leaves its threads (messages stay, like posts
+        // of a deleted author; the eraser removes them on request).
+        add_action('deleted_user', static function ($user_id): void {
+            BM_Relay_Push::remove_everywhere((int) $user_id);
+        });
         add_filter('wp_privacy_personal_data_exporters', static function (array $exporters): array {
             $exporters['bm-relay'] = [
                 'exporter_friendly_name' => __('Chat messages (bm-relay)', 'bm-relay'),
@@ -117,7 +122,9 @@ final class BM_Relay_Privacy
         $done = count($rows) < self::PAGE;
         if ($done) {
             $removed = (bool) $wpdb->query($wpdb->prepare("DELETE FROM {$t['meta']} WHERE user_id = %d", $user->ID)) || $removed;
-            $removed = (bool) $wpdb->query($wpdb->prepare("DELETE FROM {$t['participants']} WHERE user_id = %d", $user->ID)) || $removed;
+            // Leaving every thread bumps its epoch: the erased user's keys
+            // open nothing sent afterwards.
+            $removed = BM_Relay_Push::remove_everywhere((int) $user->ID) > 0 || $removed;
         }
         return ['items_removed' => $removed, 'items_retained' => false, 'messages' => [], 'done' => $done];
     }

@@ -103,6 +103,47 @@ final class BM_Relay_Push
         }
     }
 
+    /**
+     * After a member left or was removed (the epoch is already bumped):
+     * revoke their relay subscription, tell them, and give every remaining
+     * member the new key, each sealed with their own user key.
+     */
+    public static function member_removed(int $thread_id, int $user): void
+    {
+        $thread = BM_Relay_Store::thread($thread_id);
+        if (!$thread) {
+            return;
+        }
+        try {
+            bm_disconnect([$user], $thread_id);
+        } catch (BmRelayException $e) {
+            self::$last_error = $e->getMessage();
+        }
+        self::user_event($user, 'thread.removed', ['thread' => $thread_id]);
+        foreach (BM_Relay_Store::members($thread_id) as $member) {
+            $keys = self::thread_keys($member, $thread);
+            if ($keys !== null) {
+                self::user_event($member, 'thread.key', ['keys' => $keys, 'removed' => $user]);
+            }
+        }
+    }
+
+    /**
+     * Removes a user from all their threads (account deleted or erased):
+     * every thread's epoch is bumped and its members re-keyed.
+     */
+    public static function remove_everywhere(int $user): int
+    {
+        $n = 0;
+        foreach (BM_Relay_Store::thread_ids_of($user) as $thread_id) {
+            if (BM_Relay_Store::remove_member($thread_id, $user) !== null) {
+                self::member_removed($thread_id, $user);
+                $n++;
+            }
+        }
+        return $n;
+    }
+
     /** Lifetime of tokens handed to browsers, filterable. */
     public static function token_ttl(): int
     {

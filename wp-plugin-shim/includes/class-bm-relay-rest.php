@@ -404,19 +404,7 @@ final class BM_Relay_REST
         if ($epoch === null) {
             return new WP_Error('bm_relay_not_member', __('That user is not a member of this thread.', 'bm-relay'), ['status' => 404]);
         }
-        $thread = BM_Relay_Store::thread((int) $thread->id);
-        try {
-            bm_disconnect([$user], (int) $thread->id);
-        } catch (BmRelayException $e) {
-            BM_Relay_Push::$last_error = $e->getMessage();
-        }
-        BM_Relay_Push::user_event($user, 'thread.removed', ['thread' => (int) $thread->id]);
-        foreach (BM_Relay_Store::members((int) $thread->id) as $member) {
-            $keys = BM_Relay_Push::thread_keys($member, $thread);
-            if ($keys !== null) {
-                BM_Relay_Push::user_event($member, 'thread.key', ['keys' => $keys, 'removed' => $user]);
-            }
-        }
+        BM_Relay_Push::member_removed((int) $thread->id, $user);
         $body = ['thread' => (int) $thread->id, 'removed' => $user, 'epoch' => $epoch];
         return new WP_REST_Response($body);
     }

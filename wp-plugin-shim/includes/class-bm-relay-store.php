@@ -105,6 +105,21 @@ final class BM_Relay_Store
         return array_map('intval', $ids);
     }
 
+    /**
+     * Ids of the threads a user belongs to.
+     *
+     * @return list<int>
+     */
+    public static function thread_ids_of(int $user): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return array_map('intval', $wpdb->get_col($wpdb->prepare(
+            "SELECT thread_id FROM {$t['participants']} WHERE user_id = %d ORDER BY thread_id",
+            $user
+        )));
+    }
+
     /** Adds a member (no-op when already one); returns true when added. */
     public static function add_member(int $thread, int $user, int $epoch): bool
     {
