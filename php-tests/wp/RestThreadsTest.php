@@ -14,7 +14,7 @@ final class RestThreadsTest extends BM_WP_TestCase
             ['POST', "/threads/{$t['id']}/participants"], ['DELETE', "/threads/{$t['id']}/participants/{$this->uid('bob')}"],
             ['GET', "/threads/{$t['id']}/messages"], ['POST', "/threads/{$t['id']}/messages"],
             ['POST', "/threads/{$t['id']}/read"], ['PATCH', '/messages/1'], ['DELETE', '/messages/1'],
-            ['POST', '/messages/1/reactions'], ['POST', '/token'],
+            ['POST', '/messages/1/reactions'], ['POST', '/token'], ['GET', "/threads/{$t['id']}/presence"], ['GET', '/users'],
         ];
         wp_set_current_user($this->uid('bob'));
         $bobs_nonce = wp_create_nonce('wp_rest');
@@ -196,5 +196,35 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->assertCount(3, $parts);
         $this->assertSame('{"alg":"HS256","typ":"JWT"}', base64_decode(strtr($parts[0], '-_', '+/')));
         return json_decode(base64_decode(strtr($parts[1], '-_', '+/')), true);
+    }
+
+    public function test_presence_of_thread_members_comes_from_the_relay(): void
+    {
+        $t = $this->thread('alice', ['bob', 'carol']);
+        // Subscribers of earlier tests are closing; the relay notices within moments.
+        $online = fn() => $this->ok($this->rest('GET', "/threads/{$t['id']}/presence", 'alice'))['online'];
+        $deadline = microtime(true) + 3;
+        while ($online() !== [] && microtime(true) < $deadline) {
+            usleep(50000);
+        }
+        $this->assertSame([], $online(), 'nobody connected');
+        $bob = $this->sub('bob');
+        $this->assertSame([$this->uid('bob')], $online());
+        $bob->close();
+        $this->err($this->rest('GET', "/threads/{$t['id']}/presence", 'dave'), 403, 'bm_relay_not_member');
+        $this->err($this->rest('GET', '/threads/x1/presence', 'alice'), 404, 'rest_no_route');
+    }
+
+    public function test_user_search_gives_names_and_avatars_only(): void
+    {
+        $r = $this->ok($this->rest('GET', '/users', 'alice', [], ['search' => 'car']));
+        $this->assertSame([['id', 'name', 'avatar']], array_map('array_keys', $r['users']));
+        $this->assertSame($this->uid('carol'), $r['users'][0]['id']);
+        $this->assertSame('Carol', $r['users'][0]['name']);
+        $this->assertSame([], $this->ok($this->rest('GET', '/users', 'alice', [], ['search' => 'Alice']))['users'], 'not yourself');
+        $this->assertStringNotContainsString('@example.test', json_encode($this->ok($this->rest('GET', '/users', 'bob', [], ['search' => 'ca']))));
+        foreach ([[], ['search' => 'a'], ['search' => str_repeat('a', 61)], ['search' => ['x']]] as $q) {
+            $this->err($this->rest('GET', '/users', 'alice', [], $q), 400, 'bm_relay_invalid_param');
+        }
     }
 }

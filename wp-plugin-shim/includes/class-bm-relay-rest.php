@@ -57,6 +57,12 @@ final class BM_Relay_REST
         register_rest_route(self::NS, "/messages/$id/reactions", [
             ['methods' => 'POST', 'callback' => [self::class, 'react'], 'permission_callback' => $check],
         ]);
+        register_rest_route(self::NS, "/threads/$id/presence", [
+            ['methods' => 'GET', 'callback' => [self::class, 'presence'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, '/users', [
+            ['methods' => 'GET', 'callback' => [self::class, 'search_users'], 'permission_callback' => $check],
+        ]);
         register_rest_route(self::NS, '/token', [
             ['methods' => 'POST', 'callback' => [self::class, 'token'], 'permission_callback' => $check],
         ]);
@@ -614,6 +620,52 @@ final class BM_Relay_REST
             'unread' => $state['unread'],
             'pushed' => $res !== null,
         ]);
+    }
+
+    /**
+     * GET /threads/{id}/presence — which members have a socket on the relay
+     * now (`bm_presence`); 503 when the relay cannot be asked.
+     */
+    public static function presence(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id']);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$thread] = $found;
+        try {
+            $online = bm_presence(BM_Relay_Store::members((int) $thread->id));
+        } catch (BmRelayException $e) {
+            return new WP_Error('bm_relay_unavailable', __('The relay cannot be reached right now.', 'bm-relay'), ['status' => 503]);
+        }
+        return new WP_REST_Response(['thread' => (int) $thread->id, 'online' => array_values(array_map('intval', $online))]);
+    }
+
+    /**
+     * GET /users?search=text — people to start a thread with: id, display
+     * name and avatar only (never e-mail or login), at most 20, filterable
+     * with `bm_relay_user_search_args`.
+     */
+    public static function search_users(WP_REST_Request $request)
+    {
+        $search = $request->get_param('search');
+        if (!is_string($search) || wp_check_invalid_utf8($search) !== $search) {
+            return self::bad('search', __('must be a string', 'bm-relay'));
+        }
+        $search = trim($search);
+        if (mb_strlen($search, 'UTF-8') < 2 || mb_strlen($search, 'UTF-8') > 60) {
+            return self::bad('search', __('must be 2 to 60 characters', 'bm-relay'));
+        }
+        $args = apply_filters('bm_relay_user_search_args', [
+            'search' => '*' . $search . '*',
+            'search_columns' => ['display_name', 'user_nicename'],
+            'number' => 20,
+            'orderby' => 'display_name',
+            'fields' => 'ID',
+            'exclude' => [get_current_user_id()],
+        ], $search);
+        $ids = (new WP_User_Query($args))->get_results();
+        return new WP_REST_Response(['users' => array_map(static fn($id) => self::person((int) $id), $ids)]);
     }
 
     /**
