@@ -92,6 +92,8 @@ export const CLOSE = Object.freeze({
   POLICY: 1008,
 });
 
+/** ms a connection must hold before the backoff starts over. */
+const STABLE_AFTER = 5000;
 /** Close code the client uses for a socket it gives up on (ping or ready timeout). */
 const CLIENT_TIMEOUT = 4000;
 const WS_OPEN = 1;
@@ -166,7 +168,7 @@ export class BmClient {
     /** @private attempts since the last `ready`, for the backoff exponent */
     this._attempt = 0;
     /** @private */
-    this._timers = { reconnect: null, refresh: null, ping: null, poll: null, ready: null };
+    this._timers = { reconnect: null, refresh: null, ping: null, poll: null, ready: null, stable: null };
     /** @private @type {Map<string, Promise<CryptoKey|null>>} */
     this._keys = new Map();
     /** @private */
@@ -396,7 +398,7 @@ export class BmClient {
   _attemptFailed(reason) {
     this._failures++;
     this._setState('disconnected', { reason });
-    this._scheduleReconnect(true);
+    this._scheduleReconnect();
     if (this._failures >= this.o.fallbackAfter) this._startPolling();
   }
 
@@ -442,17 +444,17 @@ export class BmClient {
         // Never again with this token: the next attempt must get a new one,
         // and if it cannot, the client closes.
         this._tokenRefused = true;
-        this._scheduleReconnect(!wasConnected);
         break;
       case CLOSE.TOKEN_EXPIRED:
         this._token = null;
-        this._scheduleReconnect(!wasConnected);
         break;
       default:
-        // 1001 going away, 4008 slow consumer, 4013, 4029, 1008, network
-        // loss: reconnect with backoff and full jitter, then catch up.
-        this._scheduleReconnect(true);
+      // 1001 going away, 4008 slow consumer, 4013, 4029, 1008, network
+      // loss: the same token will do.
     }
+    // Always with backoff and full jitter (after a connection that held,
+    // the backoff has started over: the first delay is within `base`).
+    this._scheduleReconnect();
     if (this._failures >= this.o.fallbackAfter) this._startPolling();
   }
 
@@ -460,10 +462,10 @@ export class BmClient {
    * @private exponential backoff with full jitter: uniform in
    * [0, min(cap, base * 2^attempt)].
    */
-  _scheduleReconnect(countAttempt) {
+  _scheduleReconnect() {
     if (this._stopped || this._state === 'closed') return;
     const ceiling = Math.min(this.o.backoffCap, this.o.backoffBase * 2 ** Math.min(this._attempt, 30));
-    if (countAttempt) this._attempt++;
+    this._attempt++;
     const delay = Math.random() * ceiling;
     this._clearTimer('reconnect');
     this._timers.reconnect = setTimeout(() => this._reconnectNow(), delay);
@@ -571,7 +573,13 @@ export class BmClient {
     this._user = f.user;
     this._exp = f.exp;
     this._failures = 0;
-    this._attempt = 0;
+    // The backoff starts over only once the connection has held for a
+    // while: a relay that accepts and then drops every socket (4008, 4029)
+    // must not be hammered at the base delay.
+    this._timers.stable = setTimeout(() => {
+      this._timers.stable = null;
+      this._attempt = 0;
+    }, STABLE_AFTER);
     const reconnect = this._everConnected;
     this._everConnected = true;
     this._stopPolling();
