@@ -380,12 +380,15 @@ final class BM_WP_Subscriber
     private string $buf = '';
     /** @var list<array<string,mixed>> every frame seen so far */
     public array $frames = [];
+    /** The user this subscriber is connected as. */
+    public int $user;
 
     /**
      * @param list<int> $threads threads to subscribe to (thread tokens minted here)
      */
     public function __construct(BM_WP_Harness $h, int $user, array $threads = [], float $timeout = 20)
     {
+        $this->user = $user;
         $cmd = [$h->relay_bin(), 'listen', '--url', $h->ws_url, '--token', bm_client_token($user, 600)];
         foreach ($threads as $t) {
             $cmd[] = '--thread';

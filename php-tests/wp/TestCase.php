@@ -58,10 +58,25 @@ abstract class BM_WP_TestCase extends TestCase
 
     protected function tearDown(): void
     {
+        $users = [];
         foreach ($this->subs as $s) {
             $s->close();
+            $users[] = $s->user;
         }
         $this->subs = [];
+        // Let the relay notice the closed sockets before the next test
+        // counts who is online (bounded).
+        $deadline = microtime(true) + 3;
+        while ($users && microtime(true) < $deadline) {
+            try {
+                if (bm_presence(array_values(array_unique($users))) === []) {
+                    break;
+                }
+            } catch (BmRelayException $e) {
+                break;
+            }
+            usleep(20000);
+        }
         wp_set_current_user(0);
     }
 
