@@ -424,3 +424,49 @@ test('relay shutting down (SIGTERM) closes with 1001; the client reconnects to t
   await page.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
   await page.close();
 });
+
+test('after the epoch bump a removed member cannot open new thread events; members fetch the new key', async () => {
+  wp.reset();
+  const bob = await pageFor(2, { subscribe: true });
+  const carol = await pageFor(3, { subscribe: true });
+  const before = seal(SITE.site, SITE.keyFor(`t/${THREAD}/0`), `t/${THREAD}/0`, 'message.new', { n: 1 });
+  await push([{ to: [], thread: THREAD, e: before }]);
+  await carol.waitForSelector(`li[data-id="${before.id}"]`, { timeout: 3000 });
+  // WordPress removes Carol and moves the thread to epoch 1 (the relay has
+  // not been told: her socket is still subscribed, the worst case).
+  wp.members[THREAD] = [1, 2];
+  try {
+    const next = seal(SITE.site, SITE.keyFor(`t/${THREAD}/1`), `t/${THREAD}/1`, 'message.new', { n: 2 });
+    await push([{ to: [], thread: THREAD, e: next }]);
+    await bob.waitForSelector(`li[data-id="${next.id}"]`, { timeout: 3000 });
+    await carol.waitForFunction(() => window.bmLog.dropped.length > 0, null, { timeout: 3000 });
+    assert.deepEqual((await logOf(carol)).dropped, [{ id: next.id, kid: `t/${THREAD}/1`, reason: 'no_key', source: 'ws' }]);
+    assert.equal(await carol.locator(`li[data-id="${next.id}"]`).count(), 0);
+    // And she can no longer subscribe again (after a reconnect, say).
+    await carol.evaluate((t) => window.client.unsubscribe(t), THREAD);
+    const err = await carol.evaluate((t) => window.client.subscribe(t).then(() => null, (e) => e.code), THREAD);
+    assert.equal(err, 'token_refused');
+  } finally {
+    wp.members[THREAD] = [1, 2, 3];
+  }
+  await bob.close();
+  await carol.close();
+});
+
+test('unsubscribe stops a thread\'s hints and pushes for that page only', async () => {
+  wp.reset();
+  const alice = await pageFor(1, { subscribe: true });
+  const bob = await pageFor(2, { subscribe: true });
+  await alice.evaluate((t) => window.client.unsubscribe(t), THREAD);
+  assert.deepEqual(await alice.evaluate(() => window.client.threads), []);
+  await bob.evaluate((t) => window.client.publish(t, 'typing', { on: true }), THREAD);
+  const e = seal(SITE.site, SITE.keyFor(`t/${THREAD}/0`), `t/${THREAD}/0`, 'message.new', { text: 'thread only' });
+  await push([{ to: [], thread: THREAD, e }]);
+  await bob.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
+  await sleep(300);
+  const log = await logOf(alice);
+  assert.deepEqual(log.hints, []);
+  assert.deepEqual(log.events, []);
+  await alice.close();
+  await bob.close();
+});
