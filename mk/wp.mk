@@ -50,5 +50,5 @@ test-fallback: wp-deps ## the PHP API suite and vectors without the extension (p
 	@if [ -f php-tests/api/phpunit.xml ]; then \
 	  echo "== php-tests/api without the extension (fallback), excluding group ext-only"; \
 	  $(MAKE) --no-print-directory wp-relay && \
-	  BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/api/phpunit.xml --exclude-group ext-only; \
+	  BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/api/phpunit.xml --exclude-group ext-only --do-not-cache-result; \
 	else echo "test-fallback: php-tests/api does not exist yet"; fi

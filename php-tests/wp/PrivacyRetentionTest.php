@@ -138,4 +138,17 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
             BM_Relay_Settings::apply();
         }
     }
+
+    public function test_fallback_pushes_over_one_keep_alive_connection(): void
+    {
+        if ((new ReflectionFunction('bm_push'))->isInternal()) {
+            $this->markTestSkipped('the extension has its own keep-alive client (tested in php-tests/api)');
+        }
+        $t = $this->thread('bob', ['carol'], 'Keep-alive');
+        $before = BM_Relay_Fallback::$connects;
+        for ($i = 0; $i < 5; $i++) {
+            $this->assertTrue($this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => "k$i"]), 201)['pushed']);
+        }
+        $this->assertLessThanOrEqual(1, BM_Relay_Fallback::$connects - $before, 'five pushes, at most one new TCP connection');
+    }
 }

@@ -88,6 +88,8 @@ final class BM_Relay_Fallback
     private static $curl = null;
     /** @var int pid that owns $curl (re-created after fork) */
     private static $curl_pid = 0;
+    /** @var int TCP connections this process opened to the relay (keep-alive check) */
+    public static $connects = 0;
     /** @var array{sent:int,failed:int,dropped:int,batches:int,last_error:?string,last_error_time:?int} */
     public static $stats = [
         'sent' => 0, 'failed' => 0, 'dropped' => 0, 'batches' => 0,
@@ -798,6 +800,7 @@ final class BM_Relay_Fallback
             throw new BmRelayException("relay unreachable for $what at $url: $why", 0);
         }
         self::sample(self::$relay_latency, (hrtime(true) - $t0) / 1000);
+        self::$connects += (int) curl_getinfo($ch, CURLINFO_NUM_CONNECTS);
         $status = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
         $data = json_decode((string) $reply, true);
         if ($status !== 200) {
