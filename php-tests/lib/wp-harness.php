@@ -349,6 +349,23 @@ PHP;
         return $code;
     }
 
+    /**
+     * A browser-like HTTP session logged in as $user (cookie login through
+     * wp-login.php); ->nonce() gives the REST nonce a page would get.
+     */
+    public function login(string $user): BM_WP_HttpSession
+    {
+        $s = new BM_WP_HttpSession($this->url, $this->run . '/cookies-' . $user . '-' . bin2hex(random_bytes(4)));
+        $s->request('GET', '/wp-login.php');
+        [$code, , $body] = $s->request('POST', '/wp-login.php', http_build_query([
+            'log' => $user, 'pwd' => $this->password, 'testcookie' => 1, 'redirect_to' => $this->url . '/wp-admin/',
+        ]), ['Content-Type: application/x-www-form-urlencoded']);
+        if ($code !== 302) {
+            throw new RuntimeException("login as $user failed: HTTP $code " . substr($body, 0, 300));
+        }
+        return $s;
+    }
+
     /** Stops every server and removes the run directory. */
     public function stop(): void
     {
@@ -362,6 +379,78 @@ PHP;
         if (!getenv('BM_WP_KEEP') && is_dir($this->run)) {
             exec('rm -rf ' . escapeshellarg($this->run));
         }
+    }
+}
+
+/**
+ * An HTTP session with a cookie jar against the harness site (what a
+ * browser does, minus the browser).
+ */
+final class BM_WP_HttpSession
+{
+    private string $base;
+    private string $jar;
+
+    public function __construct(string $base, string $jar)
+    {
+        $this->base = $base;
+        $this->jar = $jar;
+    }
+
+    /**
+     * One request; $path is relative to the site URL.
+     *
+     * @param list<string> $headers
+     * @return array{0:int,1:array<string,string>,2:string} status, headers (lower-case names), body
+     */
+    public function request(string $method, string $path, ?string $body = null, array $headers = []): array
+    {
+        $ch = curl_init($this->base . $path);
+        $head = [];
+        curl_setopt_array($ch, [
+            CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_COOKIEJAR => $this->jar,
+            CURLOPT_COOKIEFILE => $this->jar, CURLOPT_TIMEOUT => 20, CURLOPT_CONNECTTIMEOUT => 5, CURLOPT_HTTPHEADER => $headers,
+            CURLOPT_HEADERFUNCTION => static function ($ch, string $line) use (&$head): int {
+                if (strpos($line, ':') !== false) {
+                    [$k, $v] = explode(':', $line, 2);
+                    $head[strtolower(trim($k))] = trim($v);
+                }
+                return strlen($line);
+            },
+        ]);
+        if ($body !== null) {
+            curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
+        }
+        $out = (string) curl_exec($ch);
+        $code = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
+        curl_close($ch);
+        return [$code, $head, $out];
+    }
+
+    /** The `wp_rest` nonce for this session's user (admin-ajax rest-nonce). */
+    public function nonce(): string
+    {
+        [$code, , $nonce] = $this->request('GET', '/wp-admin/admin-ajax.php?action=rest-nonce');
+        if ($code !== 200 || !preg_match('/^[0-9a-f]{10}$/D', $nonce)) {
+            throw new RuntimeException("no REST nonce: HTTP $code $nonce");
+        }
+        return $nonce;
+    }
+
+    /**
+     * A JSON REST call to bm/v1 with the nonce (false: without one).
+     *
+     * @param string|false|null $nonce
+     * @return array{0:int,1:mixed}
+     */
+    public function rest(string $method, string $route, ?array $body = null, $nonce = null): array
+    {
+        $headers = ['Content-Type: application/json'];
+        if ($nonce !== false) {
+            $headers[] = 'X-WP-Nonce: ' . ($nonce ?? $this->nonce());
+        }
+        [$code, , $out] = $this->request($method, '/wp-json/bm/v1' . $route, $body === null ? null : (string) json_encode($body), $headers);
+        return [$code, json_decode($out, true)];
     }
 }
 

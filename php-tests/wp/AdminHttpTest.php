@@ -40,6 +40,7 @@ final class AdminHttpTest extends BM_WP_TestCase
 
     public function test_settings_page_renders_for_admins(): void
     {
+        require_once ABSPATH . 'wp-admin/includes/template.php'; // loaded in wp-admin
         wp_set_current_user($this->uid('admin'));
         ob_start();
         BM_Relay_Admin::render();
@@ -73,56 +74,37 @@ final class AdminHttpTest extends BM_WP_TestCase
     {
         $h = $this->h();
         $t = $this->thread('alice', ['bob'], 'HTTP');
-        $jar = $h->run . '/cookies-' . bin2hex(random_bytes(4));
-        $curl = static function (string $method, string $url, ?string $body = null, array $headers = []) use ($jar): array {
-            $ch = curl_init($url);
-            curl_setopt_array($ch, [
-                CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_COOKIEJAR => $jar,
-                CURLOPT_COOKIEFILE => $jar, CURLOPT_TIMEOUT => 20, CURLOPT_HTTPHEADER => $headers,
-            ]);
-            if ($body !== null) {
-                curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
-            }
-            $out = (string) curl_exec($ch);
-            $code = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
-            curl_close($ch);
-            return [$code, $out];
-        };
-        // Browser-like login: test cookie, then the form.
-        $curl('GET', $h->url . '/wp-login.php');
-        [$code] = $curl('POST', $h->url . '/wp-login.php', http_build_query(['log' => 'bob', 'pwd' => $h->password, 'testcookie' => 1, 'redirect_to' => $h->url . '/wp-admin/']), ['Cookie: wordpress_test_cookie=WP%20Cookie%20check']);
-        $this->assertSame(302, $code, 'login redirects');
-        [$code, $nonce] = $curl('GET', $h->url . '/wp-admin/admin-ajax.php?action=rest-nonce');
-        $this->assertSame(200, $code);
-        $this->assertMatchesRegularExpression('/^[0-9a-f]{10}$/', $nonce);
+        $bob = $h->login('bob');
+        $nonce = $bob->nonce();
+        $alice = $this->sub('alice', [$t['id']]);
 
-        $bob = $this->sub('alice', [$t['id']]);
-        $json = ['Content-Type: application/json'];
-        [$code, $body] = $curl('POST', $h->url . "/wp-json/bm/v1/threads/{$t['id']}/messages", '{"text":"over http"}', $json);
         // WordPress treats a cookie without a nonce as logged out (CSRF guard).
-        $this->assertSame(401, $code, 'cookie without nonce: ' . $body);
-        [$code, $body] = $curl('POST', $h->url . "/wp-json/bm/v1/threads/{$t['id']}/messages", '{"text":"over http"}', array_merge($json, ['X-WP-Nonce: ' . $nonce]));
-        $this->assertSame(201, $code, $body);
-        $msg = json_decode($body, true)['message'];
+        [$code, $body] = $bob->rest('POST', "/threads/{$t['id']}/messages", ['text' => 'over http'], false);
+        $this->assertSame(401, $code, json_encode($body));
+        [$code, $body] = $bob->rest('POST', "/threads/{$t['id']}/messages", ['text' => 'over http'], $nonce);
+        $this->assertSame(201, $code, json_encode($body));
+        $msg = $body['message'];
         $this->assertSame($this->uid('bob'), $msg['sender']);
-        $this->assertSame('over http', $bob->expect('message.new')['payload']['data']['text']);
-        [$code, $body] = $curl('GET', $h->url . "/wp-json/bm/v1/threads/{$t['id']}/messages?after=0", null, ['X-WP-Nonce: ' . $nonce]);
+        $this->assertSame('over http', $alice->expect('message.new')['payload']['data']['text']);
+        [$code, $body] = $bob->rest('GET', "/threads/{$t['id']}/messages?after=0", null, $nonce);
         $this->assertSame(200, $code);
-        $this->assertSame([$msg['id']], array_column(json_decode($body, true)['messages'], 'id'));
-        [$code, $body] = $curl('POST', $h->url . '/wp-json/bm/v1/token', '', ['X-WP-Nonce: ' . $nonce]);
-        $this->assertSame(200, $code, $body);
-        $this->assertSame($this->uid('bob'), json_decode($body, true)['user']);
-        [$code] = $curl('GET', $h->url . '/wp-json/bm/v1/threads', null, ['X-WP-Nonce: 0123456789']);
+        $this->assertSame([$msg['id']], array_column($body['messages'], 'id'));
+        [$code, $body] = $bob->rest('POST', '/token', null, $nonce);
+        $this->assertSame(200, $code, json_encode($body));
+        $this->assertSame($this->uid('bob'), $body['user']);
+        [$code] = $bob->rest('GET', '/threads', null, '0123456789');
         $this->assertSame(403, $code, 'a forged nonce is refused');
+        [$code] = $h->login('carol')->rest('GET', "/threads/{$t['id']}/messages");
+        $this->assertSame(403, $code, 'another logged-in user is not a member');
 
         // Async mode in a real server: the event is queued during the request
         // and sent at request end (RSHUTDOWN / shutdown function).
         update_option('bm_relay_mode', 'async');
         try {
-            [$code, $body] = $curl('POST', $h->url . "/wp-json/bm/v1/threads/{$t['id']}/messages", '{"text":"async over http"}', array_merge($json, ['X-WP-Nonce: ' . $nonce]));
-            $this->assertSame(201, $code, $body);
-            $this->assertFalse(json_decode($body, true)['pushed']);
-            $this->assertSame('async over http', $bob->expect('message.new', 5, 2)['payload']['data']['text']);
+            [$code, $body] = $bob->rest('POST', "/threads/{$t['id']}/messages", ['text' => 'async over http'], $nonce);
+            $this->assertSame(201, $code, json_encode($body));
+            $this->assertFalse($body['pushed']);
+            $this->assertSame('async over http', $alice->expect('message.new', 5, 2)['payload']['data']['text']);
         } finally {
             update_option('bm_relay_mode', 'sync');
         }
@@ -131,38 +113,25 @@ final class AdminHttpTest extends BM_WP_TestCase
     public function test_settings_page_and_test_event_button_over_http(): void
     {
         $h = $this->h();
-        $jar = $h->run . '/cookies-admin-' . bin2hex(random_bytes(4));
-        $curl = static function (string $method, string $url, ?string $body = null) use ($jar): array {
-            $ch = curl_init($url);
-            curl_setopt_array($ch, [
-                CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_COOKIEJAR => $jar,
-                CURLOPT_COOKIEFILE => $jar, CURLOPT_TIMEOUT => 20, CURLOPT_HEADER => true,
-            ]);
-            if ($body !== null) {
-                curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
-            }
-            $out = (string) curl_exec($ch);
-            $code = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
-            curl_close($ch);
-            return [$code, $out];
-        };
-        $curl('GET', $h->url . '/wp-login.php');
-        [$code] = $curl('POST', $h->url . '/wp-login.php', http_build_query(['log' => 'admin', 'pwd' => $h->password, 'testcookie' => 1, 'redirect_to' => $h->url . '/wp-admin/']));
-        $this->assertSame(302, $code);
-        [$code, $page] = $curl('GET', $h->url . '/wp-admin/options-general.php?page=bm-relay');
+        $admin = $h->login('admin');
+        [$code, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
         $this->assertSame(200, $code);
         $this->assertStringContainsString('id="bm-relay-status"', $page);
         $this->assertStringContainsString('HTTP 200', $page, 'relay /healthz shown');
         $this->assertStringNotContainsString($h->secret, $page);
         $this->assertSame(1, preg_match('/name="_wpnonce" value="([0-9a-f]+)"/', $page, $m));
 
-        $admin = $this->sub('admin');
-        [$code, $resp] = $curl('POST', $h->url . '/wp-admin/admin-post.php', http_build_query(['action' => 'bm_relay_test_event', '_wpnonce' => $m[1], '_wp_http_referer' => '/wp-admin/options-general.php?page=bm-relay']));
-        $this->assertSame(302, $code, $resp);
-        $this->assertSame('u/' . $this->uid('admin'), $admin->expect('test')['k']);
-        [, $page] = $curl('GET', $h->url . '/wp-admin/options-general.php?page=bm-relay');
+        $socket = $this->sub('admin');
+        $form = ['Content-Type: application/x-www-form-urlencoded'];
+        [$code, $head] = $admin->request('POST', '/wp-admin/admin-post.php', http_build_query(['action' => 'bm_relay_test_event', '_wpnonce' => $m[1], '_wp_http_referer' => '/wp-admin/options-general.php?page=bm-relay']), $form);
+        $this->assertSame(302, $code);
+        $this->assertStringContainsString('page=bm-relay', $head['location'] ?? '');
+        $this->assertSame('u/' . $this->uid('admin'), $socket->expect('test')['k']);
+        [, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
         $this->assertStringContainsString('1 of your browser sockets received it', $page);
-        [$code] = $curl('POST', $h->url . '/wp-admin/admin-post.php', http_build_query(['action' => 'bm_relay_test_event', '_wpnonce' => 'bad']));
+        [$code] = $admin->request('POST', '/wp-admin/admin-post.php', http_build_query(['action' => 'bm_relay_test_event', '_wpnonce' => 'bad']), $form);
         $this->assertNotSame(302, $code, 'a forged nonce is refused');
+        [$code] = $h->login('bob')->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+        $this->assertSame(403, $code, 'not for subscribers');
     }
 }
