@@ -35,9 +35,8 @@ test-rust: ## Rust unit, vector, property and integration tests
 lint: ## clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-demo: deps build ## run the whole system on loopback (see README)
-	@echo "make demo: the relay is not built yet (issue 3); nothing to run."
-	@echo "It will start a relay with a generated site and a subscriber that shows a push arriving."
+demo: deps build ## run the whole system on loopback (see README); Ctrl-C stops it
+	@if [ -f scripts/demo.sh ]; then bash scripts/demo.sh; else bash scripts/demo-relay.sh; fi
 
 clean: ## remove build output and run state
 	$(CARGO) clean
