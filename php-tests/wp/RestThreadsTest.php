@@ -45,6 +45,7 @@ final class RestThreadsTest extends BM_WP_TestCase
     {
         $bob = $this->sub('bob');
         $carol = $this->sub('carol');
+        $alice = $this->sub('alice');
         $t = $this->thread('alice', ['bob', 'carol', 'bob'], 'Lunch');
         $this->assertSame('Lunch', $t['subject']);
         $this->assertSame([$this->uid('alice'), $this->uid('bob'), $this->uid('carol')], array_column($t['participants'], 'id'));
@@ -64,6 +65,7 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->assertSame($t['id'], $this->claims($ev['payload']['data']['keys']['token'])['thread']);
         $this->assertSame((string) $this->uid('bob'), $this->claims($ev['payload']['data']['keys']['token'])['sub']);
         $this->assertSame('u/' . $this->uid('carol'), $carol->expect('thread.added')['k']);
+        $this->assertSame('u/' . $this->uid('alice'), $alice->expect('thread.added')['k'], 'the creator\'s other tabs learn of it');
         $this->assertCount(1, $bob->settle(0.2), 'bob gets only his own thread.added');
     }
 

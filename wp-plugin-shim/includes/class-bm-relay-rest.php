@@ -286,8 +286,9 @@ final class BM_Relay_REST
 
     /**
      * POST /threads — {participants:int[], subject?:string, text?:string}.
-     * The creator is a member; every other member gets `thread.added`
-     * sealed with their user key, carrying the thread key.
+     * The creator is a member; every member (the creator's other tabs too)
+     * gets `thread.added` sealed with their own user key, carrying the
+     * thread key.
      */
     public static function create_thread(WP_REST_Request $request)
     {
@@ -333,11 +334,11 @@ final class BM_Relay_REST
             BM_Relay_Store::insert_message($id, $me, $text);
         }
         $thread = BM_Relay_Store::thread($id);
-        foreach ($members as $user) {
+        // Everyone, the creator included: their other tabs learn of it too.
+        foreach (array_merge([$me], $members) as $user) {
             self::announce_thread($user, $thread);
         }
-        $response = new WP_REST_Response(['thread' => self::format_thread($thread, $me)], 201);
-        return $response;
+        return new WP_REST_Response(['thread' => self::format_thread($thread, $me)], 201);
     }
 
     /** Sends `thread.added` (thread, key and thread token) to one member. */
