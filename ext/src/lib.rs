@@ -43,7 +43,7 @@ use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use ext_php_rs::zend::ModuleEntry;
-use ext_php_rs::{info_table_end, info_table_row, info_table_start};
+use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
 
 use crate::config::{Mode, Resolved};
 use crate::error::{BmError, BmRelayException, BmResult};
@@ -566,6 +566,16 @@ extern "C" fn module_info(_module: *mut ModuleEntry) {
         info_table_row!("site secret", secret);
         info_table_row!("queue size", raw.get("queue_size"));
         info_table_row!("queued / sent / failed / dropped", format!("{pending} / {sent} / {failed} / {dropped}"));
+        info_table_end!();
+        // The directives, as a C extension's DISPLAY_INI_ENTRIES would show
+        // them, but with the inline secret redacted.
+        info_table_start!();
+        info_table_header!("Directive", "Value");
+        for (key, _) in config::KEYS {
+            let value = raw.get(key).trim();
+            let shown = if key == "secret" && !value.is_empty() { "<redacted>" } else { value };
+            info_table_row!(format!("bm_relay.{key}"), shown);
+        }
         info_table_end!();
     }));
 }

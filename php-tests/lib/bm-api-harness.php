@@ -80,8 +80,8 @@ final class BM_Test
      */
     public static function php_cmd(array $ini = []): array
     {
-        $cmd = [PHP_BINARY, '-n'];
-        foreach (self::base_ini() + $ini as $k => $v) {
+        $cmd = [PHP_BINARY];
+        foreach (array_merge(self::base_ini(), $ini) as $k => $v) {
             $cmd[] = '-d';
             $cmd[] = "$k=$v";
         }
@@ -455,12 +455,12 @@ final class BM_Test_Fpm
         }
         file_put_contents("{$this->dir}/fpm.conf", $conf);
         $php_ini = '';
-        foreach (BM_Test::base_ini() + $ini as $k => $v) {
+        foreach (array_merge(BM_Test::base_ini(), $ini) as $k => $v) {
             $php_ini .= "$k = \"$v\"\n";
         }
         $php_ini .= "error_log = {$this->dir}/php-errors.log\n";
         file_put_contents("{$this->dir}/php.ini", $php_ini);
-        $cmd = [$bin, '-n', '-F', '-y', "{$this->dir}/fpm.conf", '-c', "{$this->dir}/php.ini"];
+        $cmd = [$bin, '-F', '-y', "{$this->dir}/fpm.conf", '-c', "{$this->dir}/php.ini"];
         if (posix_getuid() === 0) {
             $cmd[] = '-R';
         }
