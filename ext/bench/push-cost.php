@@ -1,0 +1,147 @@
+<?php
+/**
+ * `make bench-php`: per-event cost, inside a PHP process, of
+ *
+ *   1. bm_push() async   (seal + enqueue; a background sender batches)
+ *   2. bm_push() sync    (seal + signed POST to a local relay, wait for its answer)
+ *   3. the baseline of the same event sealed with openssl_encrypt
+ *      (AES-256-GCM, the same envelope) and signed with hash_hmac, sent with
+ *      WordPress's wp_remote_post() — `blocking => false` as Better Messages
+ *      does, and blocking
+ *
+ * against a real relay on loopback. WordPress's HTTP API is loaded from
+ * Debian's /usr/share/wordpress without a database (only the files the
+ * HTTP API needs; options answered by pre_option_* filters).
+ * Prints p50/p99 in microseconds and the ratios. Not a test: no pass/fail
+ * beyond the relay accepting every event.
+ */
+
+require dirname(__DIR__, 2) . '/php-tests/lib/bm-api-harness.php';
+
+$N = (int) (getenv('BM_BENCH_N') ?: 2000);
+$WARM = 200;
+
+if (!extension_loaded('bm_relay')) {
+    fwrite(STDERR, "bench-php: run with php -d extension=…/bm_relay.so\n");
+    exit(2);
+}
+
+// --- WordPress's HTTP API without a database --------------------------------
+define('ABSPATH', '/usr/share/wordpress/');
+define('WPINC', 'wp-includes');
+function get_bloginfo($show = '', $filter = 'raw')
+{
+    return $show === 'version' ? $GLOBALS['wp_version'] : 'http://127.0.0.1';
+}
+foreach (['version.php', 'load.php', 'compat.php', 'class-wp-error.php', 'plugin.php', 'functions.php',
+    'formatting.php', 'http.php', 'class-requests.php', 'class-wp-http.php', 'class-wp-http-response.php',
+    'class-wp-http-requests-response.php', 'class-wp-http-requests-hooks.php', 'class-wp-http-proxy.php',
+    'class-wp-http-cookie.php', 'class-wp-http-encoding.php'] as $f) {
+    require_once ABSPATH . WPINC . '/' . $f;
+    if ($f === 'class-requests.php') {
+        Requests::register_autoloader();
+        Requests::set_certificate_path(ABSPATH . WPINC . '/certificates/ca-bundle.crt');
+    }
+}
+// Options come from filters, never from the (absent) database.
+foreach (['siteurl' => 'http://127.0.0.1', 'home' => 'http://127.0.0.1', 'blog_charset' => 'UTF-8'] as $opt => $val) {
+    add_filter("pre_option_$opt", fn() => $val);
+}
+if (!function_exists('wp_remote_post')) {
+    fwrite(STDERR, "bench-php: could not load WordPress's HTTP API\n");
+    exit(1);
+}
+
+// --- a relay and a site -------------------------------------------------------
+$site = 'bench.example';
+$secret = BM_Test::new_secret();
+$relay = (new BM_Test_Relay([$site => $secret]))->start();
+bm_configure(['url' => $relay->url, 'site' => $site, 'secret' => $secret, 'mode' => 'async', 'queue_size' => 100000]);
+
+$event = ['type' => 'message.new', 'thread' => 12, 'to' => [1, 2],
+    'data' => ['id' => 77, 'thread' => 12, 'sender' => 1, 'text' => 'Hello, world — a short chat message of typical length.', 'time' => 1764000000]];
+
+function pct(array $t, float $p): float
+{
+    sort($t);
+    return $t[(int) floor((count($t) - 1) * $p / 100)];
+}
+
+/** Times $fn $n times (after $warm untimed runs); returns microsecond samples. */
+function measure(callable $fn, int $n, int $warm, ?callable $between = null): array
+{
+    for ($i = 0; $i < $warm; $i++) {
+        $fn($i);
+    }
+    $between && $between();
+    $t = [];
+    for ($i = 0; $i < $n; $i++) {
+        $a = hrtime(true);
+        $fn($i);
+        $t[] = (hrtime(true) - $a) / 1000;
+        if ($between && $i % 100 === 99) {
+            $between();
+        }
+    }
+    $between && $between();
+    return $t;
+}
+
+// The baseline: the same envelope with PHP's openssl + hash_hmac, posted with wp_remote_post.
+$b64u = fn(string $b) => rtrim(strtr(base64_encode($b), '+/', '-_'), '=');
+$hkdf = fn(string $ikm, string $info) => hash_hkdf('sha256', $ikm, 32, $info, 'bm-relay/v1');
+$raw_secret = base64_decode(strtr($secret, '-_', '+/'));
+$relay_key = $hkdf($raw_secret, 'relay');
+$thread_key = $hkdf($hkdf($raw_secret, 'content'), 'thread/12/0');
+$baseline = function (bool $blocking) use ($event, $site, $relay, $b64u, $relay_key, $thread_key) {
+    $id = $b64u(random_bytes(16));
+    $k = 't/12/0';
+    $nonce = random_bytes(12);
+    $plain = json_encode(['type' => $event['type'], 'data' => $event['data']], JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+    $c = openssl_encrypt($plain, 'aes-256-gcm', $thread_key, OPENSSL_RAW_DATA, $nonce, $tag, "bm1|$site|$id|$k");
+    $env = json_encode(['v' => 1, 'id' => $id, 'k' => $k, 'n' => $b64u($nonce), 'c' => $b64u($c . $tag)]);
+    $body = '{"events":[{"to":[1,2],"e":' . $env . '}]}';
+    $ts = time();
+    $sig = 'v1=' . hash_hmac('sha256', "$ts\n$site\nPOST /v1/push\n$body", $relay_key);
+    return wp_remote_post($relay->url . '/v1/push', ['blocking' => $blocking, 'timeout' => 2, 'body' => $body,
+        'headers' => ['Content-Type' => 'application/json', 'X-BM-Site' => $site, 'X-BM-Timestamp' => (string) $ts, 'X-BM-Signature' => $sig]]);
+};
+// One blocking baseline call must be accepted, or the comparison is void.
+$r = $baseline(true);
+if (is_wp_error($r) || wp_remote_retrieve_response_code($r) !== 200) {
+    fwrite(STDERR, 'bench-php: the relay refused the baseline push: ' . (is_wp_error($r) ? $r->get_error_message() : wp_remote_retrieve_body($r)) . "\n");
+    exit(1);
+}
+
+$results = [];
+$before = bm_stats();
+$results['bm_push async'] = measure(fn() => bm_push($event), $N, $WARM, fn() => bm_flush(5000));
+bm_configure(['mode' => 'sync']);
+$results['bm_push sync'] = measure(fn() => bm_push($event), $N, $WARM);
+$results['openssl + wp_remote_post (blocking=false)'] = measure(fn() => $baseline(false), $N, $WARM);
+$results['openssl + wp_remote_post (blocking)'] = measure(fn() => $baseline(true), $N, $WARM);
+$after = bm_stats();
+$relay->stop();
+
+$pushed = 2 * ($N + $WARM);
+printf("bm_relay %s, PHP %s, %d events per case (after %d warm-up), relay on loopback\n", phpversion('bm_relay'), PHP_VERSION, $N, $WARM);
+printf("extension: %d sent, %d failed, %d dropped, %d requests\n\n", $after['sent'] - $before['sent'], $after['failed'] - $before['failed'],
+    $after['dropped'] - $before['dropped'], $after['batches'] - $before['batches']);
+printf("%-44s %10s %10s\n", 'per event (µs)', 'p50', 'p99');
+foreach ($results as $name => $t) {
+    printf("%-44s %10.1f %10.1f\n", $name, pct($t, 50), pct($t, 99));
+}
+$a = $results['bm_push async'];
+$s = $results['bm_push sync'];
+$nb = $results['openssl + wp_remote_post (blocking=false)'];
+$bl = $results['openssl + wp_remote_post (blocking)'];
+printf("\nratios (baseline / bm_push, p50):\n");
+printf("  wp_remote_post blocking=false / bm_push async: %8.1f×\n", pct($nb, 50) / pct($a, 50));
+printf("  wp_remote_post blocking       / bm_push async: %8.1f×\n", pct($bl, 50) / pct($a, 50));
+printf("  wp_remote_post blocking       / bm_push sync:  %8.1f×\n", pct($bl, 50) / pct($s, 50));
+printf("targets: async p99 < 20 µs: %s; sync p50 < 150 µs: %s; async ≥ 20× cheaper than wp_remote_post(blocking=false): %s\n",
+    pct($a, 99) < 20 ? 'met' : 'NOT met', pct($s, 50) < 150 ? 'met' : 'NOT met', pct($nb, 50) / pct($a, 50) >= 20 ? 'met' : 'NOT met');
+if ($after['failed'] - $before['failed'] > 0 || $after['sent'] - $before['sent'] < $pushed) {
+    fwrite(STDERR, "bench-php: not every event reached the relay\n");
+    exit(1);
+}
