@@ -1,0 +1,404 @@
+//! Test harness: spawns the real `bm-relay serve` on free 127.0.0.1 ports,
+//! in its own process group (killed and reaped on drop), and talks to it
+//! over real sockets: a hyper HTTP/1.1 client for the server API and
+//! tokio-tungstenite for WebSockets. Secrets are generated per relay.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bm_proto::token::Claims;
+use bm_proto::{signing, Envelope, Epoch, EventId, Payload, SiteId, SiteSecret, ThreadId, UserId};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The site every test relay serves.
+pub const SITE: &str = "test.local";
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn u(n: u64) -> UserId {
+    UserId::new(n).unwrap()
+}
+
+pub fn t(n: u64) -> ThreadId {
+    ThreadId::new(n).unwrap()
+}
+
+/// A site: its id and secret.
+#[derive(Clone)]
+pub struct Site {
+    pub id: SiteId,
+    pub secret: SiteSecret,
+}
+
+impl Site {
+    pub fn new(id: &str) -> Site {
+        Site { id: SiteId::new(id).unwrap(), secret: SiteSecret::generate() }
+    }
+
+    pub fn relay_key_b64(&self) -> String {
+        self.secret.relay_key().to_b64()
+    }
+
+    pub fn token(&self, user: u64) -> String {
+        Claims::connection(self.id.clone(), u(user), now(), 3600).mint(&self.secret.relay_key())
+    }
+
+    pub fn token_ttl(&self, user: u64, ttl: u64) -> String {
+        Claims::connection(self.id.clone(), u(user), now(), ttl).mint(&self.secret.relay_key())
+    }
+
+    pub fn thread_token(&self, user: u64, thread: u64) -> String {
+        Claims::thread(self.id.clone(), u(user), t(thread), now(), 3600).mint(&self.secret.relay_key())
+    }
+
+    /// An envelope sealed with the thread key (epoch 0).
+    pub fn thread_env(&self, thread: u64, data: Value) -> Envelope {
+        let key = self.secret.content_key().thread_key(t(thread), Epoch(0));
+        Envelope::seal_payload(&self.id, &key, EventId::random(), &Payload { kind: "test".into(), data })
+    }
+
+    /// An envelope sealed with a user key.
+    pub fn user_env(&self, user: u64, data: Value) -> Envelope {
+        let key = self.secret.content_key().user_key(u(user));
+        Envelope::seal_payload(&self.id, &key, EventId::random(), &Payload { kind: "test".into(), data })
+    }
+
+    /// Opens an envelope (as a browser would) and returns its data.
+    pub fn open(&self, env: &Value) -> Value {
+        let env = Envelope::parse(&env.to_string(), usize::MAX / 2).unwrap();
+        let key = self.secret.content_key().key_for(env.k);
+        env.open_payload(&self.id, &key, usize::MAX / 2).unwrap().data
+    }
+}
+
+/// A running relay process; killed (whole process group) and reaped on drop.
+pub struct Relay {
+    pub child: Child,
+    pub port: u16,
+    pub admin: u16,
+    pub site: Site,
+    pub config_path: std::path::PathBuf,
+    pub stderr: Arc<Mutex<String>>,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop (holds the test's config file).
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("bm-relay-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Short timers so the suite runs quickly; a test adds its own keys.
+pub const FAST: &str = "auth_timeout_secs = 1.0\nshutdown_deadline_secs = 3.0\n";
+
+pub fn config_text(port: u16, admin: u16, sites: &[&Site], limits: &str) -> String {
+    let mut s = format!("listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[sites]\n");
+    for site in sites {
+        s.push_str(&format!("\"{}\" = \"{}\"\n", site.id, site.relay_key_b64()));
+    }
+    s.push_str("[limits]\n");
+    s.push_str(limits);
+    s
+}
+
+impl Relay {
+    /// Starts a relay for one fresh site with `limits` lines added to [limits].
+    pub async fn start(limits: &str) -> Relay {
+        let site = Site::new(SITE);
+        Relay::start_with(site.clone(), &[&site], limits).await
+    }
+
+    pub async fn start_with(main: Site, sites: &[&Site], limits: &str) -> Relay {
+        let dir = TempDir::new();
+        let port = free_port();
+        let admin = free_port();
+        let config_path = dir.0.join("relay.toml");
+        std::fs::write(&config_path, config_text(port, admin, sites, &format!("{FAST}{limits}"))).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bm-relay"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .env_remove("BM_RELAY_SITES")
+            .env_remove("BM_RELAY_LISTEN")
+            .env_remove("BM_RELAY_ADMIN_LISTEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("bm-relay starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let relay = Relay { child, port, admin, site: main, config_path, stderr, _dir: dir };
+        relay.wait_healthy().await;
+        relay
+    }
+
+    pub async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok((200, _)) = http_get(self.admin, "/healthz").await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "relay not healthy; stderr:\n{}", self.stderr.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.port)
+    }
+
+    /// A signed POST of `body` to `path` for the relay's main site.
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        signed_post(self.port, &self.site, path, body, now()).await
+    }
+
+    /// `POST /v1/push` with `events` (a JSON array).
+    pub async fn push(&self, events: Value) -> (u16, Value) {
+        self.post("/v1/push", &serde_json::json!({ "events": events }).to_string()).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").await.unwrap().1
+    }
+
+    /// Value of one metrics line (exact name with labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Connects a WebSocket and authenticates as `user`; returns after `ready`.
+    pub async fn client(&self, user: u64) -> Client {
+        let mut c = Client::connect(&self.ws_url()).await;
+        c.send(serde_json::json!({"op":"auth","token": self.site.token(user)})).await;
+        let ready = c.recv().await;
+        assert_eq!(ready["op"], "ready", "{ready}");
+        assert_eq!(ready["user"], user);
+        c
+    }
+
+    /// A client subscribed to `thread`.
+    pub async fn subscriber(&self, user: u64, thread: u64) -> Client {
+        let mut c = self.client(user).await;
+        c.sub(&self.site, user, thread).await;
+        c
+    }
+
+    /// The relay's stderr so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(-self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn signed_post(port: u16, site: &Site, path: &str, body: &str, ts: u64) -> (u16, Value) {
+    let sig = signing::sign(&site.secret.relay_key(), ts, &site.id, "POST", path, body.as_bytes());
+    raw_post(port, path, &[("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)], body).await
+}
+
+/// A keep-alive HTTP/1.1 connection to the relay.
+pub struct Http {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Http {
+    pub async fn connect(port: u16) -> Http {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        Http { sender }
+    }
+
+    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
+        let mut req = hyper::Request::builder().method(method).uri(path).header("host", "127.0.0.1");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.sender.send_request(req)).await.unwrap().unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub async fn signed_post(&mut self, site: &Site, path: &str, body: &str) -> (u16, Value) {
+        let ts = now();
+        let sig = signing::sign(&site.secret.relay_key(), ts, &site.id, "POST", path, body.as_bytes());
+        let (s, b) = self
+            .request("POST", path, &[("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)], body)
+            .await;
+        (s, serde_json::from_str(&b).unwrap_or(Value::String(b)))
+    }
+}
+
+pub async fn raw_post(port: u16, path: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
+    let (s, b) = Http::connect(port).await.request("POST", path, headers, body).await;
+    (s, serde_json::from_str(&b).unwrap_or(Value::String(b)))
+}
+
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, String), ()> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(|_| ())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| ())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path).header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap();
+    let resp = sender.send_request(req).await.map_err(|_| ())?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.map_err(|_| ())?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// What a client saw: a frame, or the close.
+#[derive(Debug)]
+pub enum Seen {
+    Frame(Value),
+    Close(u16, String),
+    Ended,
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Client { ws }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.ws.send(Message::Text(s.into())).await.expect("send");
+    }
+
+    /// Next frame or close, within `within`; `None` on timeout.
+    pub async fn next_within(&mut self, within: Duration) -> Option<Seen> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(m) => m,
+            };
+            return Some(match m {
+                Some(Ok(Message::Text(t))) => Seen::Frame(serde_json::from_str(&t).expect("relay frames are JSON")),
+                Some(Ok(Message::Close(c))) => {
+                    let (code, reason) = c.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new()));
+                    Seen::Close(code, reason)
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => Seen::Ended,
+            });
+        }
+    }
+
+    /// The next frame (panics on close or after 5 s).
+    pub async fn recv(&mut self) -> Value {
+        match self.next_within(Duration::from_secs(5)).await {
+            Some(Seen::Frame(v)) => v,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// Asserts nothing arrives for `d`.
+    pub async fn silent_for(&mut self, d: Duration) {
+        if let Some(seen) = self.next_within(d).await {
+            panic!("expected silence, got {seen:?}");
+        }
+    }
+
+    /// Skips frames until the relay closes; returns the close code and reason.
+    pub async fn closed(&mut self, within: Duration) -> (u16, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left).await {
+                Some(Seen::Close(c, r)) => return (c, r),
+                Some(Seen::Frame(_)) => continue,
+                Some(Seen::Ended) => panic!("connection ended without a close frame"),
+                None => panic!("no close within {within:?}"),
+            }
+        }
+    }
+
+    pub async fn sub(&mut self, site: &Site, user: u64, thread: u64) {
+        self.send(serde_json::json!({"op":"sub","thread":thread,"token":site.thread_token(user, thread),"ref":thread})).await;
+        let ok = self.recv().await;
+        assert_eq!(ok, serde_json::json!({"op":"ok","ref":thread}));
+    }
+}

@@ -1,0 +1,210 @@
+//! Delivery: multi-tab users, `to` ∪ `thread`, ordering, client `pub`,
+//! disconnect and revocation, presence, site isolation, push validation.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn ev_envelope(frame: &Value) -> &Value {
+    assert_eq!(frame["op"], "ev", "{frame}");
+    &frame["e"]
+}
+
+#[tokio::test]
+async fn multi_tab_user_gets_one_copy_per_socket() {
+    let r = Relay::start("").await;
+    let mut tabs = vec![r.client(2).await, r.client(2).await, r.client(2).await];
+    let mut other = r.client(3).await;
+    let env = r.site.user_env(2, json!({"n": 1}));
+    let (status, body) = r.push(json!([{ "to": [2], "e": env }])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"results":[{"online":[2],"sockets":3}]}));
+    for tab in &mut tabs {
+        let f = tab.recv().await;
+        // Forwarded byte for byte: it parses back to the same envelope and opens.
+        assert_eq!(ev_envelope(&f), &serde_json::to_value(&env).unwrap());
+        assert!(f.get("from").is_none() && f.get("thread").is_none(), "{f}");
+        assert_eq!(r.site.open(&f["e"]), json!({"n": 1}));
+        tab.silent_for(QUIET).await;
+    }
+    other.silent_for(Duration::from_millis(50)).await;
+    // Nobody online: the result says so.
+    let (_, body) = r.push(json!([{ "to": [9], "e": r.site.user_env(9, json!(0)) }])).await;
+    assert_eq!(body, json!({"results":[{"online":[],"sockets":0}]}));
+}
+
+#[tokio::test]
+async fn to_and_thread_union_without_duplicates() {
+    let r = Relay::start("").await;
+    let mut a1 = r.subscriber(2, 7).await; // in `to` and subscribed
+    let mut a2 = r.client(2).await; // in `to`, not subscribed
+    let mut b = r.subscriber(3, 7).await; // in `to` and subscribed
+    let mut c = r.subscriber(4, 7).await; // subscribed only
+    let mut d = r.client(5).await; // neither
+    let mut e = r.subscriber(6, 8).await; // another thread
+    let env = r.site.thread_env(7, json!("hello"));
+    let (status, body) = r.push(json!([{ "to": [2, 3, 3], "thread": 7, "e": env }])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"results":[{"online":[2,3],"sockets":4}]}));
+    for cl in [&mut a1, &mut a2, &mut b, &mut c] {
+        let f = cl.recv().await;
+        assert_eq!(r.site.open(ev_envelope(&f)), json!("hello"));
+        cl.silent_for(QUIET).await;
+    }
+    d.silent_for(Duration::from_millis(50)).await;
+    e.silent_for(Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn events_arrive_in_order_within_and_across_requests() {
+    let r = Relay::start("").await;
+    let mut c = r.client(2).await;
+    let mut http = Http::connect(r.port).await;
+    let mut sent = Vec::new();
+    for batch in 0..3 {
+        let events: Vec<Value> = (0..5)
+            .map(|i| {
+                let env = r.site.user_env(2, json!(batch * 5 + i));
+                sent.push(batch * 5 + i);
+                json!({"to":[2],"e":env})
+            })
+            .collect();
+        let (s, _) = http.signed_post(&r.site, "/v1/push", &json!({ "events": events }).to_string()).await;
+        assert_eq!(s, 200);
+    }
+    for want in sent {
+        let f = c.recv().await;
+        assert_eq!(r.site.open(&f["e"]), json!(want));
+    }
+}
+
+#[tokio::test]
+async fn thread_pub_reaches_others_but_not_the_sender() {
+    let r = Relay::start("").await;
+    let mut sender = r.subscriber(2, 7).await;
+    let mut sender_tab = r.subscriber(2, 7).await;
+    let mut peer = r.subscriber(3, 7).await;
+    let mut outsider = r.subscriber(4, 8).await;
+    let env = r.site.thread_env(7, json!({"typing": true}));
+    sender.send(json!({"op":"pub","thread":7,"e":env,"ref":5})).await;
+    assert_eq!(sender.recv().await, json!({"op":"ok","ref":5}));
+    for cl in [&mut sender_tab, &mut peer] {
+        let f = cl.recv().await;
+        assert_eq!(f["thread"], 7);
+        assert_eq!(f["from"], 2, "from is set by the relay from the token");
+        assert_eq!(r.site.open(&f["e"]), json!({"typing": true}));
+    }
+    sender.silent_for(QUIET).await;
+    outsider.silent_for(Duration::from_millis(50)).await;
+
+    // Not subscribed: refused.
+    outsider.send(json!({"op":"pub","thread":7,"e":env,"ref":1})).await;
+    let f = outsider.recv().await;
+    assert_eq!((f["code"].as_str(), f["ref"].as_i64()), (Some("not_subscribed"), Some(1)), "{f}");
+    // Sealed with a user key, or another thread's key: bad_envelope.
+    for bad in [r.site.user_env(2, json!(1)), r.site.thread_env(8, json!(1))] {
+        sender.send(json!({"op":"pub","thread":7,"e":bad,"ref":2})).await;
+        let f = sender.recv().await;
+        assert_eq!(f["code"], "bad_envelope", "{f}");
+    }
+    sender.send(json!({"op":"pub","thread":7,"e":{"v":1},"ref":3})).await;
+    assert_eq!(sender.recv().await["code"], "bad_envelope");
+    // Over 16 KiB of ciphertext: too_large.
+    let big = r.site.thread_env(7, json!("x".repeat(17 * 1024)));
+    sender.send(json!({"op":"pub","thread":7,"e":big,"ref":4})).await;
+    assert_eq!(sender.recv().await["code"], "too_large");
+    peer.silent_for(QUIET).await;
+}
+
+#[tokio::test]
+async fn disconnect_closes_sockets_and_revokes_threads() {
+    let r = Relay::start("").await;
+    let mut a = r.subscriber(2, 7).await;
+    let mut b1 = r.subscriber(3, 7).await;
+    let mut b2 = r.client(3).await;
+    let (s, body) = r.post("/v1/disconnect", r#"{"users":[3]}"#).await;
+    assert_eq!((s, body), (200, json!({"closed": 2})));
+    assert_eq!(b1.closed(Duration::from_secs(3)).await.0, 4003);
+    assert_eq!(b2.closed(Duration::from_secs(3)).await.0, 4003);
+
+    // Revoke user 2's subscription to thread 7: told, then no more events.
+    let (s, body) = r.post("/v1/disconnect", r#"{"users":[2],"thread":7}"#).await;
+    assert_eq!((s, body), (200, json!({"closed": 1})));
+    assert_eq!(a.recv().await, json!({"op":"unsub","thread":7}));
+    let (_, body) = r.push(json!([{ "to": [], "thread": 7, "e": r.site.thread_env(7, json!(1)) }])).await;
+    assert_eq!(body["results"][0]["sockets"], 0);
+    a.silent_for(QUIET).await;
+    a.send(json!({"op":"pub","thread":7,"e":r.site.thread_env(7, json!(1)),"ref":1})).await;
+    assert_eq!(a.recv().await["code"], "not_subscribed");
+    // The socket itself stays up.
+    a.send(json!({"op":"ping","ref":9})).await;
+    assert_eq!(a.recv().await, json!({"op":"pong","ref":9}));
+}
+
+#[tokio::test]
+async fn presence_reports_users_with_sockets() {
+    let r = Relay::start("").await;
+    let _a = r.client(2).await;
+    let b = r.client(3).await;
+    let (s, body) = r.post("/v1/presence", r#"{"users":[2,3,9]}"#).await;
+    assert_eq!((s, body), (200, json!({"online":[2,3]})));
+    drop(b);
+    let mut online = Value::Null;
+    for _ in 0..50 {
+        online = r.post("/v1/presence", r#"{"users":[2,3,9]}"#).await.1;
+        if online == json!({"online":[2]}) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(online, json!({"online":[2]}));
+}
+
+#[tokio::test]
+async fn sites_are_isolated() {
+    let a = Site::new("a.example");
+    let b = Site::new("b.example");
+    let r = Relay::start_with(a.clone(), &[&a, &b], "").await;
+    let mut on_a = r.client(2).await;
+    let mut on_b = Client::connect(&r.ws_url()).await;
+    on_b.send(json!({"op":"auth","token": b.token(2)})).await;
+    assert_eq!(on_b.recv().await["op"], "ready");
+    let (_, body) = r.push(json!([{ "to": [2], "e": a.user_env(2, json!("for a")) }])).await;
+    assert_eq!(body["results"][0]["sockets"], 1);
+    assert_eq!(a.open(&on_a.recv().await["e"]), json!("for a"));
+    on_b.silent_for(QUIET).await;
+    // A thread token of site b does not subscribe a socket of site a.
+    on_a.send(json!({"op":"sub","thread":7,"token": b.thread_token(2, 7),"ref":1})).await;
+    let f = on_a.recv().await;
+    assert_eq!(f["code"], "forbidden", "{f}");
+}
+
+#[tokio::test]
+async fn malformed_pushes_are_refused_whole() {
+    let r = Relay::start("max_events = 3\n").await;
+    let mut c = r.subscriber(2, 7).await;
+    let good = json!({"to":[2],"thread":7,"e": r.site.thread_env(7, json!(1))});
+    let cases = [
+        // Thread-key envelope routed to another thread.
+        (json!([good, {"to":[2],"thread":8,"e": r.site.thread_env(7, json!(1))}]), 400, "malformed"),
+        // User key to someone else.
+        (json!([{"to":[3],"e": r.site.user_env(2, json!(1))}]), 400, "malformed"),
+        (json!([{"to":[2],"e": r.site.thread_env(7, json!(1)), "extra": 1}]), 400, "malformed"),
+        (json!([{"to":[0],"e": r.site.thread_env(7, json!(1))}]), 400, "malformed"),
+        (json!([good, good, good, good]), 413, "too_large"),
+    ];
+    for (events, status, code) in cases {
+        let (s, body) = r.push(events).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    // Nothing of a refused request was delivered, not even its valid first event.
+    c.silent_for(QUIET).await;
+    let (s, _) = r.post("/v1/push", "{not json").await;
+    assert_eq!(s, 400);
+    let (s, _) = r.post("/v1/push", "{\"events\":[]}").await;
+    assert_eq!(s, 200);
+}

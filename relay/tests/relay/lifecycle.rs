@@ -1,0 +1,147 @@
+//! Process lifecycle: SIGHUP reload, graceful shutdown, refusing a bad
+//! config at start, and zero retention (no disk writes over thousands of
+//! events).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn sighup_reloads_sites_and_limits_without_dropping_sockets() {
+    let a = Site::new(SITE);
+    let b = Site::new("b.example");
+    let c = Site::new("c.example");
+    let r = Relay::start_with(a.clone(), &[&a, &b], "").await;
+    let mut on_a = r.client(2).await;
+    let mut on_b = Client::connect(&r.ws_url()).await;
+    on_b.send(json!({"op":"auth","token": b.token(2)})).await;
+    assert_eq!(on_b.recv().await["op"], "ready");
+
+    // Remove b, add c, tighten a limit.
+    std::fs::write(&r.config_path, config_text(r.port, r.admin, &[&a, &c], &format!("{FAST}max_events = 2\n"))).unwrap();
+    r.signal(libc::SIGHUP);
+    let (code, _) = on_b.closed(Duration::from_secs(5)).await;
+    assert_eq!(code, 4003, "a removed site's sockets are closed with 4003");
+    let (s, body) = signed_post(r.port, &c, "/v1/push", &json!({"events":[]}).to_string(), now()).await;
+    assert_eq!(s, 200, "the added site is served: {body}");
+    let (s, body) = signed_post(r.port, &b, "/v1/push", &json!({"events":[]}).to_string(), now()).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (401, Some("unknown_site")));
+    let three: Vec<_> = (0..3).map(|_| json!({"to":[2],"e": a.user_env(2, json!(1))})).collect();
+    assert_eq!(r.push(json!(three)).await.0, 413, "the new limit is in force");
+    // a's socket survived and still receives.
+    let (s, _) = r.push(json!([{"to":[2],"e": a.user_env(2, json!("still here"))}])).await;
+    assert_eq!(s, 200);
+    assert_eq!(a.open(&on_a.recv().await["e"]), json!("still here"));
+
+    // A broken file is refused; the running configuration stays.
+    std::fs::write(&r.config_path, "listen = 5\n[sites\n").unwrap();
+    r.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, _) = r.push(json!([{"to":[2],"e": a.user_env(2, json!("after bad reload"))}])).await;
+    assert_eq!(s, 200);
+    assert_eq!(a.open(&on_a.recv().await["e"]), json!("after bad reload"));
+    assert!(r.log().contains("reload refused"), "{}", r.log());
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_1001_and_answers_503() {
+    let mut r = Relay::start("").await;
+    let mut c = r.client(2).await;
+    let mut http = Http::connect(r.port).await;
+    assert_eq!(http.signed_post(&r.site, "/v1/push", "{\"events\":[]}").await.0, 200);
+    r.signal(libc::SIGTERM);
+    let (code, _) = c.closed(Duration::from_secs(5)).await;
+    assert_eq!(code, 1001);
+    let (s, body) = http.signed_post(&r.site, "/v1/push", "{\"events\":[]}").await;
+    assert_eq!((s, body["error"]["code"].as_str()), (503, Some("shutting_down")), "{body}");
+    assert_eq!(r.wait_exit(Duration::from_secs(5)).await, Some(0), "exits 0 within the deadline");
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn shutdown_deadline_bounds_the_wait() {
+    // A client that never answers the close still lets the relay exit by the deadline.
+    let mut r = Relay::start("").await;
+    let _c = r.client(2).await; // never read again
+    let started = std::time::Instant::now();
+    r.signal(libc::SIGINT);
+    assert_eq!(r.wait_exit(Duration::from_secs(8)).await, Some(0));
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+}
+
+#[test]
+fn bad_config_is_refused_with_line_and_key() {
+    let dir = TempDir::new();
+    let path = dir.0.join("bad.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:1\"\n[limits]\nmax_events = 10\nidle_timeout_secs = -1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bm-relay"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4, key limits.idle_timeout_secs"), "{err}");
+    // A site key that is not a key: refused without echoing it.
+    std::fs::write(&path, "[sites]\n\"x.example\" = \"this-is-not-a-key\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bm-relay")).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("line 2") && !err.contains("this-is-not-a-key"), "{err}");
+    // Flags: a bad --site.
+    let out = Command::new(env!("CARGO_BIN_EXE_bm-relay")).args(["serve", "--site", "nokey"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn write_bytes(pid: i32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/<pid>/io is readable");
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .expect("write_bytes line")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn no_disk_writes_during_thousands_of_events() {
+    let r = Relay::start("").await;
+    let mut user = r.client(2).await;
+    let mut member = r.subscriber(3, 7).await;
+    let before = write_bytes(r.pid());
+    let mut http = Http::connect(r.port).await;
+    let rounds = 5;
+    for _ in 0..rounds {
+        let events: Vec<_> = (0..1000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    json!({"to":[2],"e": r.site.user_env(2, json!({"secret text": i}))})
+                } else {
+                    json!({"to":[],"thread":7,"e": r.site.thread_env(7, json!({"secret text": i}))})
+                }
+            })
+            .collect();
+        let (s, _) = http.signed_post(&r.site, "/v1/push", &json!({ "events": events }).to_string()).await;
+        assert_eq!(s, 200);
+    }
+    for _ in 0..rounds * 500 {
+        assert_eq!(user.recv().await["op"], "ev");
+        assert_eq!(member.recv().await["op"], "ev");
+    }
+    for i in 0..20 {
+        member.send(json!({"op":"pub","thread":7,"e": r.site.thread_env(7, json!(i)),"ref":i})).await;
+        assert_eq!(member.recv().await["op"], "ok");
+    }
+    drop(user);
+    drop(member);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = write_bytes(r.pid());
+    assert_eq!(after - before, 0, "the relay wrote {} bytes to storage", after - before);
+    assert_eq!(r.metric("bm_relay_events_pushed_total").await, (rounds * 1000) as f64);
+    let log = r.log();
+    assert!(!log.contains("secret text") && !log.contains(&r.site.token(2)[..20]), "no payloads or tokens in logs");
+}
