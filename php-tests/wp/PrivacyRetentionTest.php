@@ -151,4 +151,44 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         }
         $this->assertLessThanOrEqual(1, BM_Relay_Fallback::$connects - $before, 'five pushes, at most one new TCP connection');
     }
+
+    public function test_without_relay_settings_messages_are_stored_and_token_says_unconfigured(): void
+    {
+        $t = $this->thread('carol', ['dave'], 'Unconfigured');
+        $url = get_option('bm_relay_url');
+        $secret = get_option('bm_relay_secret');
+        update_option('bm_relay_url', '');
+        bm_configure(['url' => null]);
+        BM_Relay_Settings::apply();
+        try {
+            $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'no relay url']), 201);
+            $this->assertFalse($r['pushed']);
+            $this->assertStringContainsString('bm_relay.url is not set', (string) BM_Relay_Push::$last_error);
+            $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$r['message']['id']}"));
+
+            // No secret anywhere (a fresh request over HTTP; this process keeps
+            // its configured secret): keys are withheld, /token explains,
+            // messages are still stored.
+            delete_option('bm_relay_secret');
+            $this->assertSame('none', BM_Relay_Settings::secret_source());
+            $http = $this->h()->login('carol');
+            $nonce = $http->nonce();
+            [$code, $body] = $http->rest('POST', '/token', null, $nonce);
+            $this->assertSame(503, $code, json_encode($body));
+            $this->assertSame('bm_relay_unconfigured', $body['code']);
+            [$code, $body] = $http->rest('GET', "/threads/{$t['id']}", null, $nonce);
+            $this->assertSame(200, $code);
+            $this->assertNull($body['thread']['keys']);
+            [$code, $body] = $http->rest('POST', "/threads/{$t['id']}/messages", ['text' => 'still stored'], $nonce);
+            $this->assertSame(201, $code, json_encode($body));
+            $this->assertFalse($body['pushed']);
+            $this->assertSame('still stored', $this->rows("SELECT content FROM wp_bm_messages WHERE id = {$body['message']['id']}")[0]['content']);
+        } finally {
+            update_option('bm_relay_url', $url);
+            add_option('bm_relay_secret', $secret, '', false);
+            BM_Relay_Settings::apply();
+        }
+        $this->assertSame($this->h()->relay_key, bm_relay_key());
+        $this->assertTrue($this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'configured again']), 201)['pushed']);
+    }
 }
