@@ -1,11 +1,12 @@
 <?php
 /**
- * The `[bm_chat]` shortcode: the registration point of the chat page.
+ * The `[bm_chat]` shortcode: the chat page.
  *
- * It prints a mount element with the configuration the browser client needs
- * (REST root, nonce) and enqueues the client script when it is present
- * (assets/bm-chat.js, written with the browser client). The page itself is
- * built by that client.
+ * It prints a mount element with the configuration the browser needs (REST
+ * root, nonce, user, translated strings) and loads the chat page
+ * (assets/bm-chat.js, an ES module importing bm-client.js) and its styles.
+ * WordPress 6.1 has no script-module API, so the script tag gets
+ * `type="module"` through the `script_loader_tag` filter.
  *
  * @package bm-relay
  */
@@ -17,10 +18,100 @@ defined('ABSPATH') || exit;
  */
 final class BM_Relay_Shortcode
 {
+    /** Script and style handle of the chat page. */
+    public const HANDLE = 'bm-relay-chat';
+
     /** Hooks the shortcode in. */
     public static function register(): void
     {
         add_shortcode('bm_chat', [self::class, 'render']);
+        add_filter('script_loader_tag', [self::class, 'module_tag'], 10, 3);
+    }
+
+    /**
+     * Marks the chat script as an ES module (it imports ./bm-client.js).
+     * Modules are deferred and strict by nature; nothing else changes.
+     *
+     * @param string $tag    the `<script>` markup WordPress built
+     * @param string $handle script handle
+     * @param string $src    script URL
+     */
+    public static function module_tag($tag, $handle, $src): string
+    {
+        if ($handle !== self::HANDLE) {
+            return (string) $tag;
+        }
+        return sprintf('<script type="module" src="%s" id="%s-js"></script>' . "\n", esc_url((string) $src), esc_attr(self::HANDLE));
+    }
+
+    /**
+     * The page's strings, translatable with the plugin's text domain (the
+     * script has English defaults for anything missing).
+     *
+     * @return array<string,string>
+     */
+    public static function strings(): array
+    {
+        return [
+            'title' => __('Messages', 'bm-relay'),
+            'conversations' => __('Conversations', 'bm-relay'),
+            'newConversation' => __('New conversation', 'bm-relay'),
+            'searchPeople' => __('Search people', 'bm-relay'),
+            'searchHint' => __('Type at least two letters of a name.', 'bm-relay'),
+            'noPeople' => __('Nobody found.', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'add' => __('Add %s', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'removeChosen' => __('Remove %s', 'bm-relay'),
+            'subject' => __('Subject (optional)', 'bm-relay'),
+            'firstMessage' => __('First message (optional)', 'bm-relay'),
+            'create' => __('Start conversation', 'bm-relay'),
+            'cancel' => __('Cancel', 'bm-relay'),
+            'noThreads' => __('No conversations yet.', 'bm-relay'),
+            'pickThread' => __('Choose a conversation, or start a new one.', 'bm-relay'),
+            /* translators: %d: number of unread messages */
+            'unread' => __('%d unread', 'bm-relay'),
+            'online' => __('online', 'bm-relay'),
+            'offline' => __('offline', 'bm-relay'),
+            'back' => __('Back to conversations', 'bm-relay'),
+            'loadEarlier' => __('Load earlier messages', 'bm-relay'),
+            'message' => __('Message', 'bm-relay'),
+            'send' => __('Send', 'bm-relay'),
+            'sending' => __('Sending…', 'bm-relay'),
+            'sent' => __('Sent', 'bm-relay'),
+            'delivered' => __('Delivered', 'bm-relay'),
+            'read' => __('Read', 'bm-relay'),
+            'failed' => __('Not sent', 'bm-relay'),
+            'retry' => __('Retry', 'bm-relay'),
+            'edit' => __('Edit', 'bm-relay'),
+            'save' => __('Save', 'bm-relay'),
+            'del' => __('Delete', 'bm-relay'),
+            'confirmDelete' => __('Delete this message?', 'bm-relay'),
+            'deleted' => __('Message deleted', 'bm-relay'),
+            'edited' => __('edited', 'bm-relay'),
+            /* translators: %s: an emoji */
+            'react' => __('React with %s', 'bm-relay'),
+            'reactions' => __('Reactions', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'typing' => __('%s is typing…', 'bm-relay'),
+            'typingMany' => __('Several people are typing…', 'bm-relay'),
+            /* translators: 1: a person's name, 2: the message text */
+            'newMessageFrom' => __('New message from %s: %s', 'bm-relay'),
+            'connecting' => __('Connecting…', 'bm-relay'),
+            'connected' => __('Connected', 'bm-relay'),
+            'offlinePolling' => __('Offline — checking for messages every few seconds', 'bm-relay'),
+            'offline' => __('Offline — reconnecting', 'bm-relay'),
+            'closed' => __('Disconnected — reload the page', 'bm-relay'),
+            'noRelay' => __('Live updates are not available — checking for messages every few seconds', 'bm-relay'),
+            /* translators: %s: conversation title */
+            'removed' => __('You are no longer a member of “%s”.', 'bm-relay'),
+            /* translators: %s: error message */
+            'error' => __('Something went wrong: %s', 'bm-relay'),
+            'you' => __('You', 'bm-relay'),
+            'someone' => __('Someone', 'bm-relay'),
+            /* translators: %s: list of names */
+            'members' => __('Members: %s', 'bm-relay'),
+        ];
     }
 
     /**
@@ -37,14 +128,25 @@ final class BM_Relay_Shortcode
             'rest' => esc_url_raw(rest_url(BM_Relay_REST::NS . '/')),
             'nonce' => wp_create_nonce('wp_rest'),
             'user' => get_current_user_id(),
+            'strings' => self::strings(),
         ];
         $script = BM_RELAY_DIR . 'assets/bm-chat.js';
         if (file_exists($script)) {
-            wp_enqueue_script('bm-relay-chat', plugins_url('assets/bm-chat.js', BM_RELAY_FILE), [], BM_RELAY_VERSION, true);
+            // Cache-busting by file time: the module's imports carry no
+            // version, so the page script's own URL changes with each edit.
+            $ver = BM_RELAY_VERSION . '.' . (string) filemtime($script);
+            wp_enqueue_script(self::HANDLE, plugins_url('assets/bm-chat.js', BM_RELAY_FILE), [], $ver, true);
+            if (file_exists(BM_RELAY_DIR . 'assets/bm-chat.css')) {
+                wp_enqueue_style(self::HANDLE, plugins_url('assets/bm-chat.css', BM_RELAY_FILE), [], $ver);
+            }
         }
-        /** Lets the chat client add its own assets and markup. */
+        /** Lets the site add its own assets and markup. */
         do_action('bm_relay_chat_shortcode', $config, $atts);
-        $html = sprintf('<div id="bm-chat" class="bm-chat" data-config="%s"></div>', esc_attr((string) wp_json_encode($config)));
+        $html = sprintf(
+            '<div id="bm-chat" class="bm-chat" data-config="%s"><noscript>%s</noscript></div>',
+            esc_attr((string) wp_json_encode($config)),
+            esc_html__('The chat needs JavaScript.', 'bm-relay')
+        );
         return (string) apply_filters('bm_relay_chat_html', $html, $config, $atts);
     }
 }

@@ -1,0 +1,152 @@
+// The end-to-end test's site: runs site.php (a private MariaDB, Debian's
+// WordPress with the plugin, the relay, `php -S`, the [bm_chat] page) as a
+// child in its own process group and talks to it over stdin/stdout (one
+// command, one JSON line back). Closing its stdin stops every server; the
+// process group is killed if this test process dies first.
+//
+// Also: one Chromium per person (tests/js/harness.js's launcher), logged in
+// through wp-login.php.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { launchBrowser } from '../js/harness.js';
+
+export { cleanup, relayPost, sleep, until } from '../js/harness.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The repository root. */
+export const ROOT = path.resolve(HERE, '../../..');
+/** Screenshots go here (run/ is git-ignored). */
+export const ARTIFACTS = process.env.BM_E2E_ARTIFACTS || path.join(ROOT, 'run/e2e-artifacts');
+
+/** Process groups to kill if the test process exits before cleaning up. */
+const groups = new Set();
+process.on('exit', () => {
+  for (const pid of groups) {
+    try {
+      // TERM, not KILL: site.php then stops its own servers (each in its
+      // own group) and removes its temp directory.
+      process.kill(-pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/**
+ * Starts the site; resolves with its description ({url, chat_url, users,
+ * password, relay_port, site, relay_key, impl, …}) plus `command(line)`
+ * and `stop()`.
+ * @param {{ext?: string|null, timeout?: number}} opts ext: the extension .so to load into PHP
+ */
+export async function startSite({ ext = null, timeout = 120000 } = {}) {
+  const env = { ...process.env };
+  delete env.BM_EXT_SO;
+  if (ext) env.BM_EXT_SO = ext;
+  const child = spawn('php', [path.join(HERE, 'site.php')], {
+    cwd: ROOT,
+    env,
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  groups.add(child.pid);
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-6000);
+  });
+  const exited = new Promise((r) =>
+    child.on('exit', (code, signal) => {
+      groups.delete(child.pid);
+      r({ code, signal });
+    }),
+  );
+  let dead = false;
+  exited.then(() => (dead = true));
+  const lines = [];
+  const waiters = [];
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
+    const w = waiters.shift();
+    if (w) w(line);
+    else lines.push(line);
+  });
+  const nextLine = (ms, what) =>
+    new Promise((resolve, reject) => {
+      if (lines.length) return resolve(lines.shift());
+      const timer = setTimeout(() => reject(new Error(`site: no answer to ${what} within ${ms} ms\n${stderr}`)), ms);
+      exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`site.php exited (${code ?? signal}) during ${what}:\n${stderr}`));
+      });
+      waiters.push((l) => {
+        clearTimeout(timer);
+        resolve(l);
+      });
+    });
+  const stop = async () => {
+    if (dead) return;
+    child.stdin.end();
+    const t = setTimeout(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }, 30000);
+    await exited;
+    clearTimeout(t);
+  };
+  let info;
+  try {
+    info = JSON.parse(await nextLine(timeout, 'start'));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  /** Sends one command; resolves with its JSON answer (throws on {error}). */
+  let queue = Promise.resolve();
+  const command = (line, ms = 60000) => {
+    const p = queue.then(async () => {
+      child.stdin.write(line + '\n');
+      const out = JSON.parse(await nextLine(ms, line));
+      if (out.error) throw new Error(`site: ${line}: ${out.error}`);
+      return out;
+    });
+    queue = p.catch(() => {});
+    return p;
+  };
+  return { ...info, command, stop, stderr: () => stderr };
+}
+
+/**
+ * A person: their own Chromium (the client tests' launcher: Debian's
+ * binary, headless, a fresh profile, closed by `cleanup()`), logged in
+ * through wp-login.php, on the chat page. Page errors are collected in
+ * `page.errors`.
+ */
+export async function person(site, login, { viewport = { width: 1100, height: 800 } } = {}) {
+  const context = await launchBrowser();
+  const page = context.pages()[0] || (await context.newPage());
+  await page.setViewportSize(viewport);
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.errors.push(m.text());
+  });
+  await page.goto(`${site.url}/wp-login.php?redirect_to=${encodeURIComponent(site.chat_url)}`);
+  await page.fill('#user_login', login);
+  await page.fill('#user_pass', site.password);
+  await Promise.all([page.waitForNavigation(), page.click('#wp-submit')]);
+  if (page.url().includes('wp-login.php')) throw new Error(`login as ${login} failed: ${page.url()}`);
+  await page.goto(site.chat_url);
+  await page.locator('#bm-chat .bmc').waitFor({ timeout: 10000 });
+  return { login, id: site.users[login], context, page };
+}
+
+/** Saves a screenshot of a page under run/e2e-artifacts/. */
+export async function shot(page, name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
