@@ -572,6 +572,8 @@ export class BmChat {
   async send(text, retryOf) {
     const t = this.threads.get(this.current);
     if (!t || !text.trim()) return;
+    // The next keystroke announces typing again at once.
+    this.typingSentAt = 0;
     const clientId = 'c' + Math.random().toString(36).slice(2) + Date.now().toString(36);
     t.pending ??= new Map();
     const pending = { clientId, text, node: null, thread: t.id };

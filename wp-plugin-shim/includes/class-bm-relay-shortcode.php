@@ -26,6 +26,22 @@ final class BM_Relay_Shortcode
     {
         add_shortcode('bm_chat', [self::class, 'render']);
         add_filter('script_loader_tag', [self::class, 'module_tag'], 10, 3);
+        add_action('template_redirect', [self::class, 'native_emoji']);
+    }
+
+    /**
+     * On a page holding [bm_chat], leaves emoji to the browser: WordPress's
+     * emoji script rewrites every text node the chat adds (messages,
+     * reactions) into images from a CDN, which breaks the page's text and
+     * does not load on a private or offline site.
+     */
+    public static function native_emoji(): void
+    {
+        $post = get_queried_object();
+        if ($post instanceof WP_Post && has_shortcode($post->post_content, 'bm_chat')) {
+            remove_action('wp_head', 'print_emoji_detection_script', 7);
+            remove_action('wp_print_styles', 'print_emoji_styles');
+        }
     }
 
     /**

@@ -1,0 +1,30 @@
+# End-to-end test of the chat page (wp-plugin-shim/tests/e2e) and the demo.
+#
+#   make test-e2e   the [bm_chat] page in Debian's headless Chromium
+#                   (playwright-core) against a real site on loopback:
+#                   private MariaDB, Debian's WordPress with the plugin,
+#                   php -S with the built extension (then the pure-PHP
+#                   fallback), the real relay; screenshots in run/e2e-artifacts/
+#   make demo       (top-level Makefile) runs scripts/demo.sh
+
+TEST_TARGETS += test-e2e
+
+E2E_EXT_SO := $(CURDIR)/target/release/libbm_relay.so
+E2E_RELAY  := $(CURDIR)/target/release/bm-relay
+
+.PHONY: test-e2e e2e-deps
+
+e2e-deps:
+	@bash scripts/install-deps.sh php wp browser
+	@$(E2E_RELAY) serve --help 2>/dev/null | grep -q -- --admin-listen || $(CARGO) build --release --locked -p bm-relay
+	@if grep -qs '^ext:' mk/*.mk; then $(MAKE) --no-print-directory ext; \
+	elif [ ! -f $(E2E_EXT_SO) ]; then $(CARGO) build --release --locked -p bm-relay-ext; fi
+	@php -n -d extension=$(E2E_EXT_SO) -r 'exit(function_exists("bm_push") && (new ReflectionFunction("bm_push"))->isInternal() ? 0 : 1);' \
+	  || { echo "test-e2e: $(E2E_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; }
+	@cd wp-plugin-shim && { [ -d node_modules/playwright-core ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; }
+
+test-e2e: e2e-deps ## chat page end to end: two people in Chromium, WordPress, MariaDB, PHP (extension and fallback), relay
+	@mkdir -p run/e2e-artifacts
+	cd wp-plugin-shim && BM_EXT_SO=$(E2E_EXT_SO) BM_RELAY_BIN=$(E2E_RELAY) \
+	  node --test --test-concurrency=1 --test-timeout=240000 tests/e2e/
+	@echo "test-e2e: screenshots in run/e2e-artifacts/"

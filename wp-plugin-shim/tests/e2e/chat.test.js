@@ -1,0 +1,291 @@
+// End to end: the [bm_chat] page in Debian's headless Chromium against a
+// real site on loopback — a private MariaDB, Debian's WordPress with the
+// plugin, `php -S` (4 workers) loading the built extension (and later the
+// pure-PHP fallback), and the real relay. Alice, Bob and Carol each have
+// their own browser, logged in through wp-login.php. Every check reads
+// what a person sees on the page. Screenshots go to run/e2e-artifacts/.
+//
+// The tests run in order and share the site (starting it takes ~10 s).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { ROOT, cleanup, person, relayPost, shot, sleep, startSite, until } from './site.js';
+
+const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/libbm_relay.so');
+
+/** @type {any} */ let site;
+/** @type {any} */ let alice;
+/** @type {any} */ let bob;
+/** @type {any} */ let carol;
+/** the Alice–Bob thread */
+let lunch = 0;
+
+// ---- what a person sees ---------------------------------------------------
+
+/** Texts of the stored messages shown in the open conversation, in order. */
+const texts = (p) => p.page.$$eval('#bm-chat .bmc-messages > li.bmc-msg:not(.bmc-pending) > .bmc-text', (els) => els.map((e) => e.textContent));
+/** The visible connection state (data-state of the status line). */
+const conn = (p) => p.page.getAttribute('#bm-chat .bmc-conn', 'data-state');
+/** The list item of a stored message with exactly this text. */
+const msg = (p, text) => p.page.locator('#bm-chat .bmc-messages > li.bmc-msg:not(.bmc-pending)').filter({ has: p.page.locator('.bmc-text', { hasText: new RegExp(`^${escapeRe(text)}$`) }) });
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Waits until the page shows `connected`. */
+async function connected(p, timeout = 15000) {
+  await until(async () => (await conn(p)) === 'connected', timeout, `${p.login}'s page to show connected`);
+}
+
+/** Types a message and presses Enter; resolves once WordPress stored it (the page shows it with a status mark). */
+async function send(p, text) {
+  const input = p.page.getByLabel('Message', { exact: true });
+  await input.fill(text);
+  await input.press('Enter');
+  await msg(p, text).last().locator('.bmc-mark').waitFor({ timeout: 10000 });
+}
+
+/** Opens a conversation from the list by its title. */
+async function open(p, title) {
+  await p.page.locator('#bm-chat .bmc-thread', { hasText: title }).click();
+  await p.page.locator('#bm-chat .bmc-conv-title', { hasText: title }).waitFor({ timeout: 5000 });
+}
+
+/** Page errors other than network noise (the relay being down, avatars of an offline machine). */
+const realErrors = (p) => p.page.errors.filter((e) => !/Failed to load resource|WebSocket connection to .* failed/.test(e));
+
+before(async () => {
+  assert.ok(fs.existsSync(EXT), `${EXT} is missing: run \`make ext\``);
+  site = await startSite({ ext: EXT });
+  assert.equal(site.impl, 'extension', 'php -S runs the bm_relay extension');
+  [alice, bob] = await Promise.all([person(site, 'alice'), person(site, 'bob')]);
+});
+
+after(async () => {
+  for (const p of [alice, bob, carol]) {
+    if (p) await shot(p.page, `final-${p.login}`).catch(() => {});
+  }
+  await cleanup();
+  if (site) await site.stop();
+});
+
+test('Alice finds Bob by name and starts a conversation; it appears on his page', async () => {
+  await Promise.all([connected(alice), connected(bob)]);
+  const a = alice.page;
+  await a.getByRole('button', { name: 'New conversation' }).click();
+  await a.getByLabel('Search people').fill('bo');
+  await a.getByRole('button', { name: 'Add Bob' }).click();
+  await a.getByLabel('Subject (optional)').fill('Lunch');
+  await a.getByRole('button', { name: 'Start conversation' }).click();
+  await a.locator('#bm-chat .bmc-conv-title', { hasText: 'Lunch' }).waitFor({ timeout: 5000 });
+  lunch = await a.evaluate(() => window.bmChat.current);
+  assert.ok(lunch > 0);
+  // Pushed to Bob (thread.added, sealed with his user key): no reload.
+  await bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).waitFor({ timeout: 5000 });
+  await open(bob, 'Lunch');
+  await shot(a, '01-alice-new-thread');
+});
+
+test('Alice sends; Bob sees it, decrypted, within 1 s — as text, not HTML', async () => {
+  const text = 'Hello Bob <b>not bold</b> 👋';
+  const input = alice.page.getByLabel('Message', { exact: true });
+  await input.fill(text);
+  const t0 = Date.now();
+  await input.press('Enter');
+  await msg(bob, text).waitFor({ timeout: 1000 });
+  const elapsed = Date.now() - t0;
+  assert.ok(elapsed < 1000, `shown after ${elapsed} ms`);
+  assert.equal(await bob.page.locator('#bm-chat .bmc-messages b').count(), 0, 'no markup from message text');
+  assert.equal(await msg(bob, text).locator('.bmc-author').textContent(), 'Alice');
+  assert.ok((await bob.page.evaluate(() => window.bmChat.client.stats.delivered)) >= 1, 'it came through the relay socket');
+  await shot(bob.page, '02-bob-received');
+});
+
+test('Bob sees that Alice is typing (a relay hint, never stored)', async () => {
+  await alice.page.getByLabel('Message', { exact: true }).pressSequentially('Are you', { delay: 30 });
+  await bob.page.locator('#bm-chat .bmc-typing', { hasText: 'Alice is typing…' }).waitFor({ timeout: 3000 });
+  await shot(bob.page, '03-bob-sees-typing');
+  await alice.page.getByLabel('Message', { exact: true }).fill('');
+  // It goes away by itself, and nothing was stored.
+  await bob.page.locator('#bm-chat .bmc-typing', { hasText: 'Alice is typing…' }).waitFor({ state: 'detached', timeout: 8000 });
+  assert.ok(!(await texts(bob)).includes('Are you'));
+});
+
+test('the read mark reaches Alice', async () => {
+  // Bob has the conversation open: his page marks it read; Alice's page
+  // shows "Read" on her message.
+  const mark = msg(alice, 'Hello Bob <b>not bold</b> 👋').locator('.bmc-mark');
+  await until(async () => (await mark.getAttribute('data-status')) === 'read', 5000, 'the read mark');
+  assert.equal(await mark.textContent(), 'Read');
+  assert.equal(await bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).locator('.bmc-unread').count(), 0, 'no unread badge for Bob');
+  await shot(alice.page, '04-alice-read-mark');
+});
+
+test('reactions, edit and delete reach the other page', async () => {
+  await send(alice, 'typo here');
+  await msg(bob, 'typo here').waitFor({ timeout: 2000 });
+  await msg(bob, 'typo here').getByRole('button', { name: 'React with 👍' }).click();
+  await msg(alice, 'typo here').locator('.bmc-reaction', { hasText: '👍 1' }).waitFor({ timeout: 3000 });
+
+  await msg(alice, 'typo here').getByRole('button', { name: 'Edit' }).click();
+  await alice.page.locator('#bm-chat .bmc-editform textarea').fill('no typo here');
+  await alice.page.locator('#bm-chat .bmc-editform').getByRole('button', { name: 'Save' }).click();
+  await msg(bob, 'no typo here').locator('.bmc-edited').waitFor({ timeout: 3000 });
+  assert.equal(await msg(bob, 'no typo here').locator('.bmc-reaction').textContent(), '👍 1', 'the reaction survives the edit');
+
+  alice.page.once('dialog', (d) => d.accept());
+  await msg(alice, 'no typo here').getByRole('button', { name: 'Delete' }).click();
+  await until(async () => !(await texts(bob)).includes('no typo here'), 3000, 'the deletion on Bob’s page');
+  assert.ok((await texts(bob)).includes('Message deleted'));
+  await shot(bob.page, '05-bob-reaction-edit-delete');
+});
+
+test('Bob’s socket is killed; Alice sends three; Bob reconnects and shows all three once, in order', async () => {
+  // The relay itself closes Bob's sockets (POST /v1/disconnect, close code
+  // 4003), and Bob's page cannot get a new token from WordPress until
+  // Alice has sent — so the three can only reach him by the catch-up
+  // after his reconnect.
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const held = '**/wp-json/bm/v1/token';
+  await bob.page.route(held, async (route) => {
+    await gate;
+    await route.continue().catch(() => {});
+  });
+  const relayKey = Buffer.from(site.relay_key, 'base64url');
+  const r = await relayPost(site.relay_port, site.site, relayKey, '/v1/disconnect', { users: [bob.id] });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.ok(r.body.closed >= 1, 'Bob had a socket');
+  await until(async () => (await conn(bob)) !== 'connected', 5000, 'Bob’s page to show it lost the connection');
+
+  for (const t of ['one', 'two', 'three']) await send(alice, t);
+  await sleep(300);
+  assert.ok(!(await texts(bob)).includes('one'), 'nothing reached Bob while he was cut off');
+  await shot(bob.page, '06-bob-cut-off');
+
+  release();
+  await until(async () => (await texts(bob)).includes('three'), 10000, 'the three messages on Bob’s page');
+  await connected(bob);
+  await bob.page.unroute(held);
+  const shown = await texts(bob);
+  for (const t of ['one', 'two', 'three']) assert.equal(shown.filter((x) => x === t).length, 1, `"${t}" shown once: ${JSON.stringify(shown)}`);
+  assert.deepEqual(shown.slice(-3), ['one', 'two', 'three']);
+  await sleep(500);
+  assert.deepEqual((await texts(bob)).slice(-3), ['one', 'two', 'three'], 'still once each after the dust settles');
+  await shot(bob.page, '07-bob-caught-up');
+});
+
+test('relay stopped: Alice’s message is stored; relay restarted: Bob gets it by catch-up', async () => {
+  await site.command('stop-relay');
+  await Promise.all(
+    [alice, bob].map((p) => until(async () => (await conn(p)) !== 'connected', 10000, `${p.login}'s page to show offline`)),
+  );
+  await send(alice, 'sent while the relay was down');
+  // Stored by WordPress: the request succeeded, it is not "Not sent".
+  const mark = msg(alice, 'sent while the relay was down').locator('.bmc-mark');
+  assert.equal(await mark.getAttribute('data-status'), 'sent');
+  await shot(alice.page, '08-alice-relay-down');
+
+  await site.command('start-relay');
+  await until(async () => (await texts(bob)).includes('sent while the relay was down'), 20000, 'the message on Bob’s page');
+  assert.equal((await texts(bob)).filter((x) => x === 'sent while the relay was down').length, 1);
+  await Promise.all([connected(alice, 40000), connected(bob, 40000)]);
+  await shot(bob.page, '09-bob-after-restart');
+});
+
+test('a removed member can no longer subscribe nor open new messages', async () => {
+  carol = await person(site, 'carol');
+  await connected(carol);
+  const trio = await alice.page.evaluate(([b, c]) => window.bmChat.createThread([{ id: b }, { id: c }], 'Trio', '').then(() => window.bmChat.current), [bob.id, carol.id]);
+  await carol.page.locator('#bm-chat .bmc-thread', { hasText: 'Trio' }).waitFor({ timeout: 5000 });
+  await open(carol, 'Trio');
+  await open(bob, 'Trio');
+  await send(alice, 'before removal');
+  await msg(carol, 'before removal').waitFor({ timeout: 2000 });
+  // What Carol holds before she is removed: the thread token and key of epoch 0.
+  const old = await carol.page.evaluate((t) => ({ ...window.bmChat.bundleCache.threads.get(t) }), trio);
+  assert.equal(old.kid, `t/${trio}/0`);
+
+  const removed = await alice.page.evaluate(([t, c]) => window.bmChat.rest('DELETE', `/threads/${t}/participants/${c}`), [trio, carol.id]);
+  assert.equal(removed.epoch, 1);
+  // Carol's page: the conversation is gone, and she is told.
+  await carol.page.locator('#bm-chat .bmc-thread', { hasText: 'Trio' }).waitFor({ state: 'detached', timeout: 5000 });
+  await carol.page.locator('#bm-chat .bmc-notice', { hasText: 'You are no longer a member of “Trio”.' }).waitFor({ timeout: 3000 });
+
+  // WordPress gives her no thread token and no messages.
+  const wp = await carol.page.evaluate(async (t) => {
+    const b = await window.bmChat.bundle(true);
+    const status = await window.bmChat.rest('GET', `/threads/${t}/messages`).then(() => 200, (e) => e.status);
+    const sub = await window.bmChat.client.subscribe(t).then(() => 'subscribed', (e) => e.code);
+    return { hasToken: b.threads.has(t), status, sub };
+  }, trio);
+  assert.deepEqual(wp, { hasToken: false, status: 403, sub: 'token_refused' });
+
+  // Even with the old thread token and key she kept, what is sent now does
+  // not open for her (it is sealed with the epoch-1 key).
+  const resub = await carol.page.evaluate(
+    ([t, keys]) => {
+      const chat = window.bmChat;
+      chat.bundleCache.threads.set(t, keys);
+      chat.bundleCache.freshFor = 3600e3;
+      chat.threads.set(t, { id: t, subject: 'Trio (kept)', participants: [], messages: new Map(), online: new Set(), readBy: new Map(), deliveredTo: new Map(), typing: new Map(), unread: 0 });
+      return chat.client.subscribe(t).then(() => 'subscribed', (e) => e.code);
+    },
+    [trio, old],
+  );
+  const dropped0 = await carol.page.evaluate(() => window.bmChat.client.stats.dropped);
+  await send(alice, 'after removal');
+  await msg(bob, 'after removal').waitFor({ timeout: 2000 });
+  await sleep(2500);
+  const seen = await carol.page.evaluate((t) => [...window.bmChat.threads.get(t).messages.values()].map((m) => m.text), trio);
+  assert.ok(!seen.includes('after removal'), `Carol's page holds no new message: ${JSON.stringify(seen)}`);
+  assert.ok(!(await carol.page.content()).includes('after removal'));
+  if (resub === 'subscribed') {
+    // The relay routed it to her old subscription; her page could not open it.
+    assert.ok((await carol.page.evaluate(() => window.bmChat.client.stats.dropped)) > dropped0, 'the new event was dropped as unopenable');
+  }
+  await shot(carol.page, '10-carol-removed');
+});
+
+test('the same main flow with the pure-PHP fallback (extension unloaded)', async () => {
+  const r = await site.command('http fallback');
+  assert.equal(r.impl, 'fallback');
+  await Promise.all([alice.page.reload(), bob.page.reload()]);
+  await Promise.all([connected(alice), connected(bob)]);
+  await open(alice, 'Lunch');
+  await open(bob, 'Lunch');
+
+  const text = 'through the fallback';
+  const input = alice.page.getByLabel('Message', { exact: true });
+  await input.fill(text);
+  const t0 = Date.now();
+  await input.press('Enter');
+  await msg(bob, text).waitFor({ timeout: 1000 });
+  assert.ok(Date.now() - t0 < 1000, `shown after ${Date.now() - t0} ms`);
+
+  await bob.page.getByLabel('Message', { exact: true }).pressSequentially('ok', { delay: 30 });
+  await alice.page.locator('#bm-chat .bmc-typing', { hasText: 'Bob is typing…' }).waitFor({ timeout: 3000 });
+  await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+  await msg(alice, 'ok').waitFor({ timeout: 2000 });
+
+  const mark = msg(alice, text).locator('.bmc-mark');
+  await until(async () => (await mark.getAttribute('data-status')) === 'read', 5000, 'the read mark');
+  const shown = await texts(bob);
+  assert.equal(shown.filter((x) => x === text).length, 1);
+  await shot(alice.page, '11-alice-fallback');
+});
+
+test('readable at phone width (360 px) and no script errors on any page', async () => {
+  await bob.page.setViewportSize({ width: 360, height: 740 });
+  await bob.page.reload();
+  await connected(bob);
+  // One pane at a time: the list first, the conversation after a tap.
+  await open(bob, 'Lunch');
+  assert.ok(await bob.page.getByRole('button', { name: 'Back to conversations' }).isVisible());
+  const overflow = await bob.page.evaluate(() => document.querySelector('#bm-chat .bmc').scrollWidth - document.querySelector('#bm-chat .bmc').clientWidth);
+  assert.ok(overflow <= 0, `the chat is ${overflow}px wider than the screen`);
+  const box = await bob.page.locator('#bm-chat .bmc-input').boundingBox();
+  assert.ok(box && box.x >= 0 && box.x + box.width <= 360, 'the composer fits');
+  await shot(bob.page, '12-bob-phone');
+  for (const p of [alice, bob, carol]) assert.deepEqual(realErrors(p), [], `${p.login}'s page`);
+});
