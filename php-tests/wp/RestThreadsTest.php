@@ -117,6 +117,24 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->assertSame(bm_thread_key($t1['id'], $first['epoch']), $first['keys']['key']);
 
         $this->assertNotContains($t1['id'], array_column($this->ok($this->rest('GET', '/threads', 'bob'))['threads'], 'id'));
+
+        // The list costs a fixed number of queries, not a few per thread.
+        for ($i = 0; $i < 12; $i++) {
+            $x = $this->thread('dave', ['alice'], "bulk $i");
+            $this->ok($this->rest('POST', "/threads/{$x['id']}/messages", 'alice', ['text' => "bulk $i"]), 201);
+        }
+        global $wpdb;
+        wp_set_current_user($this->uid('dave'));
+        $req = new WP_REST_Request('GET', '/bm/v1/threads');
+        $req->set_header('X-WP-Nonce', wp_create_nonce('wp_rest'));
+        $req->set_query_params(['per_page' => '2']);
+        $q0 = $wpdb->num_queries;
+        $this->assertCount(2, rest_do_request($req)->get_data()['threads']);
+        $two = $wpdb->num_queries - $q0;
+        $req->set_query_params(['per_page' => '14']);
+        $q0 = $wpdb->num_queries;
+        $this->assertCount(14, rest_do_request($req)->get_data()['threads']);
+        $this->assertSame($two, $wpdb->num_queries - $q0, 'queries for 14 threads = queries for 2');
         $this->err($this->rest('GET', "/threads/{$t1['id']}", 'bob'), 403, 'bm_relay_not_member');
         $this->ok($this->rest('GET', "/threads/{$t1['id']}", 'dave'));
         $this->err($this->rest('GET', '/threads/99999999', 'dave'), 404, 'bm_relay_no_thread');

@@ -226,27 +226,50 @@ final class BM_Relay_REST
      */
     public static function format_thread(object $thread, int $user): array
     {
-        $me = isset($thread->unread_count) ? $thread : BM_Relay_Store::membership((int) $thread->id, $user);
-        $last = null;
-        if ((int) $thread->last_message_id > 0) {
-            $row = BM_Relay_Store::message((int) $thread->last_message_id);
-            if ($row) {
-                $last = BM_Relay_Store::format_message($row, BM_Relay_Store::reactions([(int) $row->id])[(int) $row->id] ?? []);
-            }
+        return self::format_threads([$thread], $user)[0];
+    }
+
+    /**
+     * Several threads at once, with a fixed number of queries whatever
+     * their count (members, last messages, their reactions, user profiles).
+     *
+     * @param list<object> $threads
+     * @return list<array<string,mixed>>
+     */
+    public static function format_threads(array $threads, int $user): array
+    {
+        if (!$threads) {
+            return [];
         }
-        return [
-            'id' => (int) $thread->id,
-            'subject' => (string) $thread->subject,
-            'created_by' => (int) $thread->created_by,
-            'created' => BM_Relay_Store::ts($thread->created_at),
-            'updated' => BM_Relay_Store::ts($thread->updated_at),
-            'participants' => array_map([self::class, 'person'], BM_Relay_Store::members((int) $thread->id)),
-            'unread' => $me ? (int) $me->unread_count : 0,
-            'last_read_id' => $me ? (int) $me->last_read_id : 0,
-            'last_message' => $last,
-            'epoch' => (int) $thread->epoch,
-            'keys' => BM_Relay_Push::thread_keys($user, $thread),
-        ];
+        $ids = array_map(static fn($t) => (int) $t->id, $threads);
+        $members = BM_Relay_Store::members_of($ids);
+        $last_ids = array_values(array_filter(array_map(static fn($t) => (int) $t->last_message_id, $threads)));
+        $last_rows = BM_Relay_Store::messages_by_id($last_ids);
+        $reactions = BM_Relay_Store::reactions($last_ids);
+        $people = array_values(array_unique(array_merge([], ...array_values($members))));
+        if ($people) {
+            cache_users($people);
+        }
+        $out = [];
+        foreach ($threads as $thread) {
+            $tid = (int) $thread->id;
+            $me = isset($thread->unread_count) ? $thread : BM_Relay_Store::membership($tid, $user);
+            $row = $last_rows[(int) $thread->last_message_id] ?? null;
+            $out[] = [
+                'id' => $tid,
+                'subject' => (string) $thread->subject,
+                'created_by' => (int) $thread->created_by,
+                'created' => BM_Relay_Store::ts($thread->created_at),
+                'updated' => BM_Relay_Store::ts($thread->updated_at),
+                'participants' => array_map([self::class, 'person'], $members[$tid] ?? []),
+                'unread' => $me ? (int) $me->unread_count : 0,
+                'last_read_id' => $me ? (int) $me->last_read_id : 0,
+                'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
+                'epoch' => (int) $thread->epoch,
+                'keys' => BM_Relay_Push::thread_keys($user, $thread),
+            ];
+        }
+        return $out;
     }
 
     /** GET /threads — the current user's threads, newest activity first. */
@@ -267,11 +290,7 @@ final class BM_Relay_REST
         }
         $user = get_current_user_id();
         $rows = BM_Relay_Store::threads_for($user, $per, ($page - 1) * $per);
-        $threads = [];
-        foreach ($rows as $row) {
-            $threads[] = self::format_thread($row, $user);
-        }
-        return new WP_REST_Response(['threads' => $threads, 'page' => $page, 'per_page' => $per]);
+        return new WP_REST_Response(['threads' => self::format_threads($rows, $user), 'page' => $page, 'per_page' => $per]);
     }
 
     /** GET /threads/{id} — one thread (member only). */

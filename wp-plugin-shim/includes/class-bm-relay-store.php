@@ -120,6 +120,52 @@ final class BM_Relay_Store
         )));
     }
 
+    /**
+     * Members of several threads: thread id → user ids, ascending.
+     *
+     * @param list<int> $threads
+     * @return array<int,list<int>>
+     */
+    public static function members_of(array $threads): array
+    {
+        global $wpdb;
+        if (!$threads) {
+            return [];
+        }
+        $t = BM_Relay_Schema::tables();
+        $in = implode(',', array_fill(0, count($threads), '%d'));
+        $rows = $wpdb->get_results($wpdb->prepare(
+            "SELECT thread_id, user_id FROM {$t['participants']} WHERE thread_id IN ($in) ORDER BY thread_id, user_id",
+            ...$threads
+        ));
+        $out = [];
+        foreach ($rows as $r) {
+            $out[(int) $r->thread_id][] = (int) $r->user_id;
+        }
+        return $out;
+    }
+
+    /**
+     * Message rows by id.
+     *
+     * @param list<int> $ids
+     * @return array<int,object>
+     */
+    public static function messages_by_id(array $ids): array
+    {
+        global $wpdb;
+        if (!$ids) {
+            return [];
+        }
+        $t = BM_Relay_Schema::tables();
+        $in = implode(',', array_fill(0, count($ids), '%d'));
+        $out = [];
+        foreach ($wpdb->get_results($wpdb->prepare("SELECT * FROM {$t['messages']} WHERE id IN ($in)", ...$ids)) as $row) {
+            $out[(int) $row->id] = $row;
+        }
+        return $out;
+    }
+
     /** Adds a member (no-op when already one); returns true when added. */
     public static function add_member(int $thread, int $user, int $epoch): bool
     {
