@@ -94,6 +94,13 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame($this->uid('bob'), $body['user']);
         [$code] = $bob->rest('GET', '/threads', null, '0123456789');
         $this->assertSame(403, $code, 'a forged nonce is refused');
+        $count = $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n'];
+        [$code, , $out] = $bob->request('POST', "/wp-json/bm/v1/threads/{$t['id']}/messages", '{"text": "broken', ['Content-Type: application/json', 'X-WP-Nonce: ' . $nonce]);
+        $this->assertSame(400, $code, $out);
+        $this->assertSame('rest_invalid_json', json_decode($out, true)['code']);
+        [$code, , $out] = $bob->request('POST', "/wp-json/bm/v1/threads/{$t['id']}/messages", '["text"]', ['Content-Type: application/json', 'X-WP-Nonce: ' . $nonce]);
+        $this->assertSame(400, $code, $out);
+        $this->assertSame($count, $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n'], 'nothing stored from malformed bodies');
         [$code] = $h->login('carol')->rest('GET', "/threads/{$t['id']}/messages");
         $this->assertSame(403, $code, 'another logged-in user is not a member');
 
