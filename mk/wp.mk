@@ -49,3 +49,14 @@ test-fallback: wp-deps ## the PHP API suite and vectors without the extension (p
 	  $(MAKE) --no-print-directory wp-relay && \
 	  BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/api/phpunit.xml --exclude-group ext-only --do-not-cache-result; \
 	else echo "test-fallback: php-tests/api does not exist yet"; fi
+
+# Translation template of the plugin (text domain bm-relay), from the
+# WordPress i18n functions in its PHP files.
+.PHONY: wp-pot
+wp-pot: ## regenerate wp-plugin-shim/languages/bm-relay.pot (xgettext)
+	@mkdir -p wp-plugin-shim/languages
+	cd wp-plugin-shim && xgettext --language=PHP --from-code=UTF-8 --add-comments=translators \
+	  --keyword=__ --keyword=_e --keyword=esc_html__ --keyword=esc_html_e --keyword=esc_attr__ \
+	  --keyword=_x:1,2c --keyword=_n:1,2 --package-name=bm-relay --msgid-bugs-address= \
+	  --sort-by-file -o languages/bm-relay.pot bm-relay.php includes/*.php
+	sed -i 's/charset=CHARSET/charset=UTF-8/' wp-plugin-shim/languages/bm-relay.pot
