@@ -580,6 +580,7 @@ final class BM_WP_Subscriber
         proc_close($this->proc);
     }
 
+    /** A subscriber never outlives its test: stopped when dropped. */
     public function __destruct()
     {
         $this->close();
