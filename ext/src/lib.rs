@@ -140,7 +140,7 @@ fn deliver(res: &Resolved, sealed: Vec<event::SealedEvent>, many: bool) -> BmRes
             let n = jsons.len() as u64;
             let body = relay::push_body(jsons.iter().map(String::as_str));
             let wait = res.settings.timeout;
-            let text = worker::with_worker(|w| w.call(target.clone(), Endpoint::Push, body, n, wait))??;
+            let text = worker::with_worker(|w| w.call(&target, Endpoint::Push, body, n, wait))??;
             let reply: PushResponse = serde_json::from_str(&text)
                 .map_err(|e| BmError::relay(format!("relay answered push with an unreadable body: {e}"), 200))?;
             if reply.results.len() != sealed.len() {
@@ -358,7 +358,7 @@ fn users_call<T: serde::de::DeserializeOwned>(endpoint: Endpoint, body: String) 
     let res = request::resolved()?;
     let target = res.target()?;
     let wait = res.settings.timeout;
-    let text = worker::with_worker(|w| w.call(target.clone(), endpoint, body, 0, wait))??;
+    let text = worker::with_worker(|w| w.call(&target, endpoint, body, 0, wait))??;
     serde_json::from_str(&text).map_err(|e| {
         BmError::relay(format!("relay answered {} with an unreadable body: {e}", endpoint.what()), 200)
     })

@@ -10,14 +10,19 @@
 //! thread may hold — and a fresh one is built. The inherited queue goes with
 //! it, so a child never re-sends its parent's events.
 //!
-//! Order: one sender task takes jobs from the front of one queue, so async
-//! events and sync calls reach the relay in the order PHP made them.
-//! Consecutive async events for the same target travel in one signed
-//! `/v1/push` (at most [`MAX_BATCH_EVENTS`] events / [`MAX_BATCH_BYTES`]).
+//! Order: one sender task takes events from the front of one queue, and
+//! consecutive events for the same target travel in one signed `/v1/push`
+//! (at most [`MAX_BATCH_EVENTS`] events / [`MAX_BATCH_BYTES`]), so they reach
+//! the relay in the order PHP queued them.
+//!
+//! Calls PHP waits for (sync pushes, presence, disconnect) do not cross
+//! threads: they run on the PHP thread itself, in a current-thread runtime
+//! with its own keep-alive client, after waiting for what this process
+//! queued before them. That saves two thread wake-ups per call.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::BmError;
@@ -36,27 +41,6 @@ pub struct QueuedEvent {
     pub target: Arc<Target>,
     /// `{"to":…,"thread":…,"e":…}`.
     pub json: String,
-}
-
-/// A call whose caller waits for the answer (sync push, presence, disconnect).
-pub struct Call {
-    /// Destination.
-    pub target: Arc<Target>,
-    /// Which endpoint.
-    pub endpoint: Endpoint,
-    /// Request body.
-    pub body: String,
-    /// Events in it (for the stats; 0 for presence/disconnect).
-    pub events: u64,
-    /// Set by the caller when it stopped waiting: the call is then skipped.
-    pub abandoned: Arc<AtomicBool>,
-    /// Where the answer goes.
-    pub reply: mpsc::SyncSender<Result<String, BmError>>,
-}
-
-enum Job {
-    Event(QueuedEvent),
-    Call(Call),
 }
 
 /// Counters shown by `bm_stats()` and phpinfo().
@@ -114,7 +98,7 @@ pub fn percentiles(ring: &VecDeque<u32>) -> (u32, u32) {
 
 /// State shared by the PHP thread and the sender task.
 pub struct Shared {
-    queue: Mutex<VecDeque<Job>>,
+    queue: Mutex<VecDeque<QueuedEvent>>,
     wake: tokio::sync::Notify,
     /// Async events queued or in flight.
     pending: Mutex<u64>,
@@ -142,6 +126,8 @@ impl Shared {
 pub struct Worker {
     pid: u32,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The PHP thread's own runtime and clients for calls it waits for.
+    local: Option<Local>,
     /// Shared with the sender task.
     pub shared: Arc<Shared>,
     /// Durations of bm_push calls in this process (µs); PHP thread only.
@@ -170,6 +156,7 @@ impl Worker {
         Ok(Worker {
             pid: std::process::id(),
             runtime: Some(runtime),
+            local: None,
             shared,
             push_latency: VecDeque::new(),
             last_logged: None,
@@ -192,37 +179,58 @@ impl Worker {
             }
             *p += n;
         }
-        lock(&self.shared.queue).extend(events.into_iter().map(Job::Event));
+        lock(&self.shared.queue).extend(events);
         self.shared.wake.notify_one();
         true
     }
 
-    /// Sends a call after everything queued before it, waiting at most
-    /// `wait` for the answer.
-    pub fn call(&self, target: Arc<Target>, endpoint: Endpoint, body: String, events: u64, wait: Duration) -> Result<String, BmError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let abandoned = Arc::new(AtomicBool::new(false));
-        lock(&self.shared.queue).push_back(Job::Call(Call {
-            target: target.clone(),
-            endpoint,
-            body,
-            events,
-            abandoned: abandoned.clone(),
-            reply: tx,
-        }));
-        self.shared.wake.notify_one();
-        match rx.recv_timeout(wait) {
-            Ok(r) => r,
-            Err(_) => {
-                abandoned.store(true, Ordering::SeqCst);
-                let err = BmError::relay(
-                    format!("relay unreachable for {} at {}: no answer within timeout_ms={}", endpoint.what(), target.base_url, wait.as_millis()),
-                    0,
-                );
-                self.shared.stats.record_failure(events, &err);
-                Err(err)
+    /// Sends a call PHP waits for, on this thread, after everything this
+    /// process queued before it; the whole call (waiting for the queue
+    /// included) takes at most `wait`. A failure before any HTTP answer
+    /// (a keep-alive connection the relay closed) is retried once while time
+    /// remains; a duplicate push carries the same event ids.
+    pub fn call(&mut self, target: &Target, endpoint: Endpoint, body: String, events: u64, wait: Duration) -> Result<String, BmError> {
+        let started = Instant::now();
+        let deadline = started + wait;
+        let timeout_error = || {
+            BmError::relay(
+                format!("relay unreachable for {} at {}: no answer within timeout_ms={}", endpoint.what(), target.base_url, wait.as_millis()),
+                0,
+            )
+        };
+        let result = if self.shared.pending() > 0 && !self.flush(wait) {
+            Err(timeout_error())
+        } else {
+            let local = match self.local.take() {
+                Some(l) => l,
+                None => Local::new()?,
+            };
+            let local = self.local.insert(local);
+            let client = local.client(target.connect_timeout)?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let sent_at = Instant::now();
+                let r = local.runtime.block_on(async {
+                    tokio::time::timeout(remaining, relay::send(&client, target, endpoint, body.clone())).await
+                });
+                self.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+                record_sample(&mut lock(&self.shared.stats.batch_latency), sent_at.elapsed().as_micros());
+                match r {
+                    Err(_elapsed) => break Err(timeout_error()),
+                    Ok(Err(e)) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") && Instant::now() < deadline => continue,
+                    Ok(r) => break r,
+                }
             }
+        };
+        match &result {
+            Ok(_) => {
+                self.shared.stats.sent.fetch_add(events, Ordering::Relaxed);
+            }
+            Err(e) => self.shared.stats.record_failure(events, e),
         }
+        result
     }
 
     /// Waits until every queued async event was sent or failed, at most
@@ -250,7 +258,7 @@ impl Worker {
     pub fn stop(&mut self) -> u64 {
         let left = {
             let mut q = lock(&self.shared.queue);
-            let n = q.iter().filter(|j| matches!(j, Job::Event(_))).count() as u64;
+            let n = q.len() as u64;
             q.clear();
             n
         };
@@ -260,7 +268,39 @@ impl Worker {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_millis(500));
         }
+        if let Some(local) = self.local.take() {
+            local.runtime.shutdown_timeout(Duration::from_millis(500));
+        }
         left
+    }
+}
+
+/// The PHP thread's runtime for calls it waits for: current-thread, so the
+/// request, its I/O and the answer all happen on the calling thread.
+struct Local {
+    runtime: tokio::runtime::Runtime,
+    clients: HashMap<Duration, reqwest::Client>,
+}
+
+impl Local {
+    fn new() -> Result<Local, BmError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .build()
+            .map_err(|e| BmError::relay(format!("cannot start the call runtime: {e}"), 0))?;
+        Ok(Local { runtime, clients: HashMap::new() })
+    }
+
+    fn client(&mut self, connect_timeout: Duration) -> Result<reqwest::Client, BmError> {
+        if let Some(c) = self.clients.get(&connect_timeout) {
+            return Ok(c.clone());
+        }
+        // The client's pool must belong to this runtime: build it inside it.
+        let _guard = self.runtime.enter();
+        let c = relay::build_client(connect_timeout).map_err(|e| BmError::relay(e, 0))?;
+        self.clients.insert(connect_timeout, c.clone());
+        Ok(c)
     }
 }
 
@@ -300,51 +340,35 @@ pub fn with_existing<R>(f: impl FnOnce(&mut Worker) -> R) -> Option<R> {
     }
 }
 
-/// What the sender does next.
-enum Next {
-    /// A run of async events for one target, sent as one push.
-    Batch(Arc<Target>, Vec<String>),
-    /// A call someone waits for.
-    Call(Call),
-}
-
-/// Takes the next job, or a run of same-target events as one batch.
-fn take(shared: &Shared) -> Option<Next> {
+/// Takes a run of same-target events from the front of the queue, as one batch.
+fn take(shared: &Shared) -> Option<(Arc<Target>, Vec<String>)> {
     let mut q = lock(&shared.queue);
-    match q.pop_front()? {
-        Job::Call(c) => Some(Next::Call(c)),
-        Job::Event(first) => {
-            let target = first.target;
-            let mut bytes = first.json.len();
-            let mut batch = vec![first.json];
-            while batch.len() < MAX_BATCH_EVENTS {
-                match q.front() {
-                    Some(Job::Event(next))
-                        if (Arc::ptr_eq(&next.target, &target) || next.target.same_destination(&target))
-                            && bytes + next.json.len() < MAX_BATCH_BYTES => {}
-                    _ => break,
-                }
-                if let Some(Job::Event(next)) = q.pop_front() {
-                    bytes += next.json.len() + 1;
-                    batch.push(next.json);
-                }
-            }
-            Some(Next::Batch(target, batch))
+    let first = q.pop_front()?;
+    let target = first.target;
+    let mut bytes = first.json.len();
+    let mut batch = vec![first.json];
+    while batch.len() < MAX_BATCH_EVENTS {
+        match q.front() {
+            Some(next)
+                if (Arc::ptr_eq(&next.target, &target) || next.target.same_destination(&target))
+                    && bytes + next.json.len() < MAX_BATCH_BYTES => {}
+            _ => break,
+        }
+        if let Some(next) = q.pop_front() {
+            bytes += next.json.len() + 1;
+            batch.push(next.json);
         }
     }
+    Some((target, batch))
 }
 
-/// The sender task: one at a time, in queue order.
+/// The sender task: one batch at a time, in queue order.
 async fn sender(shared: Arc<Shared>) {
     let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
     loop {
-        let Some(job) = take(&shared) else {
+        let Some((target, batch)) = take(&shared) else {
             shared.wake.notified().await;
             continue;
-        };
-        let target = match &job {
-            Next::Batch(t, _) => t.clone(),
-            Next::Call(c) => c.target.clone(),
         };
         let client = match clients.get(&target.connect_timeout) {
             Some(c) => Ok(c.clone()),
@@ -352,44 +376,18 @@ async fn sender(shared: Arc<Shared>) {
                 clients.insert(target.connect_timeout, c.clone());
             }),
         };
-        match job {
-            Next::Batch(target, batch) => {
-                let n = batch.len() as u64;
-                let result = match &client {
-                    Ok(client) => send_batch(&shared, client, &target, &batch).await,
-                    Err(e) => Err(BmError::relay(e.clone(), 0)),
-                };
-                match result {
-                    Ok(()) => {
-                        shared.stats.sent.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(e) => shared.stats.record_failure(n, &e),
-                }
-                shared.finish_events(n);
+        let n = batch.len() as u64;
+        let result = match &client {
+            Ok(client) => send_batch(&shared, client, &target, &batch).await,
+            Err(e) => Err(BmError::relay(e.clone(), 0)),
+        };
+        match result {
+            Ok(()) => {
+                shared.stats.sent.fetch_add(n, Ordering::Relaxed);
             }
-            Next::Call(call) => {
-                if call.abandoned.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let started = Instant::now();
-                let result = match &client {
-                    Ok(client) => relay::send(client, &call.target, call.endpoint, call.body).await,
-                    Err(e) => Err(BmError::relay(e.clone(), 0)),
-                };
-                shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-                record_sample(&mut lock(&shared.stats.batch_latency), started.elapsed().as_micros());
-                if call.abandoned.load(Ordering::SeqCst) {
-                    continue; // the caller already counted it as failed
-                }
-                match &result {
-                    Ok(_) => {
-                        shared.stats.sent.fetch_add(call.events, Ordering::Relaxed);
-                    }
-                    Err(e) => shared.stats.record_failure(call.events, e),
-                }
-                let _ = call.reply.try_send(result);
-            }
+            Err(e) => shared.stats.record_failure(n, &e),
         }
+        shared.finish_events(n);
     }
 }
 
