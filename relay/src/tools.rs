@@ -67,9 +67,10 @@ pub fn keygen(site: &str, json: bool, relay_url: &str) -> Result<String, ToolErr
          relay_key   = {key}\n\
          \n\
          ; --- php.ini (WordPress side) ---\n\
-         bm_relay.site = \"{site}\"\n\
-         bm_relay.secret = \"{secret}\"\n\
          bm_relay.url = \"{relay_url}\"\n\
+         bm_relay.site = \"{site}\"\n\
+         ; preferred: the secret in a file only PHP can read (bm_relay.secret_file = /etc/bm-relay/{site}.secret)\n\
+         bm_relay.secret = \"{secret}\"\n\
          \n\
          # --- relay TOML (add to the [sites] table) ---\n\
          [sites]\n\
@@ -212,7 +213,7 @@ struct OpenedEv<'a> {
     thread: Option<ThreadId>,
     from: Option<UserId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<serde_json::Value>,
+    payload: Option<Payload>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -234,7 +235,7 @@ pub fn opened_line(frame: &ServerFrame, site: &SiteId, secret: &SiteSecret) -> S
             line.k = Some(env.k.to_string());
             let key = secret.content_key().key_for(env.k);
             match env.open_payload(site, &key, usize::MAX / 2) {
-                Ok(p) => line.payload = Some(serde_json::json!({"type": p.kind, "data": p.data})),
+                Ok(p) => line.payload = Some(p),
                 Err(err) => line.error = Some(err.to_string()),
             }
         }

@@ -38,6 +38,13 @@ fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<Value> {
     rx
 }
 
+/// Starts `bm-relay listen` with `args`; returns it and its stdout lines.
+fn spawn_listen(args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<Value>) {
+    let mut p = Proc(bin().arg("listen").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let rx = lines_of(&mut p.0);
+    (p, rx)
+}
+
 fn next_line(rx: &std::sync::mpsc::Receiver<Value>) -> Value {
     rx.recv_timeout(Duration::from_secs(10)).expect("listen printed a line")
 }
@@ -56,17 +63,11 @@ fn push_cmd(r: &Relay, args: &[&str]) -> Value {
 async fn listen_opens_what_push_sends() {
     let r = Relay::start("").await;
     let secret = r.site.secret.to_b64();
-    let mut listen = Proc(
-        bin()
-            .args(["listen", "--url", &r.ws_url(), "--token", &r.site.token(2)])
-            .args(["--thread", "7", "--thread-token", &r.site.thread_token(2, 7)])
-            .args(["--secret", &secret, "--site", SITE, "--count", "2", "--timeout", "20"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let rx = lines_of(&mut listen.0);
+    let (tok, ttok) = (r.site.token(2), r.site.thread_token(2, 7));
+    let (mut listen, rx) = spawn_listen(&[
+        "--url", &r.ws_url(), "--token", &tok, "--thread", "7", "--thread-token", &ttok,
+        "--secret", &secret, "--site", SITE, "--count", "2", "--timeout", "20",
+    ]);
     assert_eq!(next_line(&rx)["op"], "ready");
     assert_eq!(next_line(&rx), json!({"op":"ok","ref":1}));
     let reply = push_cmd(&r, &["--to", "2", "--type", "message.new", "--data", "{\"text\":\"hi\"}"]);
@@ -89,15 +90,7 @@ async fn listen_opens_what_push_sends() {
 #[tokio::test]
 async fn listen_prints_raw_frames_and_the_close() {
     let r = Relay::start("").await;
-    let mut listen = Proc(
-        bin()
-            .args(["listen", "--url", &r.ws_url(), "--token", &r.site.token(5)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let rx = lines_of(&mut listen.0);
+    let (mut listen, rx) = spawn_listen(&["--url", &r.ws_url(), "--token", &r.site.token(5)]);
     assert_eq!(next_line(&rx)["op"], "ready");
     let env = r.site.user_env(5, json!("sealed"));
     r.push(json!([{"to":[5],"e": env}])).await;
@@ -108,16 +101,10 @@ async fn listen_prints_raw_frames_and_the_close() {
     assert_eq!(listen.0.wait().unwrap().code(), Some(0));
     // A wrong envelope key (another site's secret): an error line, not a crash.
     let other = Site::new(SITE);
-    let mut listen = Proc(
-        bin()
-            .args(["listen", "--url", &r.ws_url(), "--token", &r.site.token(6), "--count", "1", "--timeout", "20"])
-            .args(["--secret", &other.secret.to_b64(), "--site", SITE])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let rx = lines_of(&mut listen.0);
+    let (tok, other_secret) = (r.site.token(6), other.secret.to_b64());
+    let (mut listen, rx) = spawn_listen(&[
+        "--url", &r.ws_url(), "--token", &tok, "--count", "1", "--timeout", "20", "--secret", &other_secret, "--site", SITE,
+    ]);
     assert_eq!(next_line(&rx)["op"], "ready");
     r.push(json!([{"to":[6],"e": r.site.user_env(6, json!(1))}])).await;
     let ev = next_line(&rx);

@@ -235,8 +235,13 @@ impl Relay {
 
     /// Connects a WebSocket and authenticates as `user`; returns after `ready`.
     pub async fn client(&self, user: u64) -> Client {
+        self.client_of(&self.site, user).await
+    }
+
+    /// Like [`Relay::client`], for a user of another configured site.
+    pub async fn client_of(&self, site: &Site, user: u64) -> Client {
         let mut c = Client::connect(&self.ws_url()).await;
-        c.send(serde_json::json!({"op":"auth","token": self.site.token(user)})).await;
+        c.send(serde_json::json!({"op":"auth","token": site.token(user)})).await;
         let ready = c.recv().await;
         assert_eq!(ready["op"], "ready", "{ready}");
         assert_eq!(ready["user"], user);

@@ -170,9 +170,7 @@ async fn sites_are_isolated() {
     let b = Site::new("b.example");
     let r = Relay::start_with(a.clone(), &[&a, &b], "").await;
     let mut on_a = r.client(2).await;
-    let mut on_b = Client::connect(&r.ws_url()).await;
-    on_b.send(json!({"op":"auth","token": b.token(2)})).await;
-    assert_eq!(on_b.recv().await["op"], "ready");
+    let mut on_b = r.client_of(&b, 2).await;
     let (_, body) = r.push(json!([{ "to": [2], "e": a.user_env(2, json!("for a")) }])).await;
     assert_eq!(body["results"][0]["sockets"], 1);
     assert_eq!(a.open(&on_a.recv().await["e"]), json!("for a"));

@@ -16,9 +16,7 @@ async fn sighup_reloads_sites_and_limits_without_dropping_sockets() {
     let c = Site::new("c.example");
     let r = Relay::start_with(a.clone(), &[&a, &b], "").await;
     let mut on_a = r.client(2).await;
-    let mut on_b = Client::connect(&r.ws_url()).await;
-    on_b.send(json!({"op":"auth","token": b.token(2)})).await;
-    assert_eq!(on_b.recv().await["op"], "ready");
+    let mut on_b = r.client_of(&b, 2).await;
 
     // Remove b, add c, tighten a limit.
     std::fs::write(&r.config_path, config_text(r.port, r.admin, &[&a, &c], &format!("{FAST}max_events = 2\n"))).unwrap();

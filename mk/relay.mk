@@ -1,0 +1,21 @@
+# The relay (relay/, binary bm-relay). Its unit and integration tests run
+# under `cargo test --workspace` (test-rust); these targets are extras.
+#
+#   make relay        release build: target/release/bm-relay
+#   make test-relay   only the relay's tests (unit + integration, real sockets)
+#   make bench-relay  criterion benchmark of the fan-out path (not in make test)
+#   make demo-relay   keygen, relay, listen, push on loopback (also via make demo)
+
+.PHONY: relay test-relay bench-relay demo-relay
+
+relay: ## build the relay (target/release/bm-relay)
+	$(CARGO) build --release --locked -p bm-relay
+
+test-relay: ## relay unit and integration tests only
+	$(CARGO) test --locked -p bm-relay
+
+bench-relay: ## criterion benchmark of the relay's fan-out path
+	$(CARGO) bench --locked -p bm-relay --bench fanout
+
+demo-relay: relay ## the relay alone: a generated site, a push reaching `bm-relay listen`
+	bash scripts/demo-relay.sh
