@@ -4,14 +4,15 @@
 #   make test-wp        the WordPress suite (php-tests/wp): a private MariaDB,
 #                       Debian's WordPress in a temp dir, a real relay and real
 #                       subscribers; once with the extension
-#                       (target/release/libbm_relay.so), once with the fallback
+#                       (target/release/bm_relay.so from `make ext`), once with
+#                       the fallback
 #   make test-fallback  the shared API suite (php-tests/api, minus its
 #                       `ext-only` group) and the vector checks
 #                       (php-tests/wp/fallback) WITHOUT the extension
 
 TEST_TARGETS += test-wp test-fallback
 
-WP_EXT_SO   := $(CURDIR)/target/release/libbm_relay.so
+WP_EXT_SO   := $(CURDIR)/target/release/bm_relay.so
 WP_RELAY    := $(CURDIR)/target/release/bm-relay
 WP_PHPUNIT  := /usr/bin/phpunit
 
@@ -27,7 +28,7 @@ wp-relay:
 # (ext/ is also a directory, so only a rule in mk/*.mk counts), else cargo.
 wp-ext:
 	@if grep -qs '^ext:' mk/*.mk; then $(MAKE) --no-print-directory ext; \
-	elif [ ! -f $(WP_EXT_SO) ]; then $(CARGO) build --release --locked -p bm-relay-ext; fi
+	else $(CARGO) build --release --locked -p bm-relay-ext && cp -f target/release/libbm_relay.so $(WP_EXT_SO); fi
 
 test-wp: test-wp-ext test-wp-fallback ## WordPress plugin suite, with the extension and with the fallback
 
