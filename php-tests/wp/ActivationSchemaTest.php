@@ -85,4 +85,34 @@ final class ActivationSchemaTest extends BM_WP_TestCase
         $this->assertSame(['source' => 'ini', 'relay_key' => $expect], array_slice($ini, 0, 2), 'the file (with its newline) is read by the implementation itself');
         $this->assertSame((bool) getenv('BM_EXT_SO'), $ini['native']);
     }
+
+    public function test_uninstall_removes_tables_options_and_cron_then_reinstall_works(): void
+    {
+        $options = [];
+        foreach (array_merge(array_keys(BM_Relay_Settings::DEFAULTS), ['bm_relay_secret']) as $name) {
+            $options[$name] = get_option($name);
+        }
+        $t = $this->thread('alice', ['bob'], 'Before uninstall');
+        deactivate_plugins('bm-relay/bm-relay.php');
+        uninstall_plugin('bm-relay/bm-relay.php');
+
+        $this->assertSame([], $this->rows("SHOW TABLES LIKE 'wp_bm_%'"));
+        $this->assertSame([], $this->rows("SELECT option_name FROM wp_options WHERE option_name LIKE 'bm\\_relay\\_%'"));
+        $this->assertFalse(wp_next_scheduled(BM_Relay_Retention::HOOK));
+
+        // Put the site back as the other tests expect it (same secret, so the
+        // running relay's key still matches).
+        foreach ($options as $name => $value) {
+            if ($value !== false) {
+                update_option($name, $value, $name !== 'bm_relay_secret');
+            }
+        }
+        delete_option(BM_Relay_Schema::OPTION);
+        $this->assertNull(activate_plugin('bm-relay/bm-relay.php'));
+        BM_Relay_Settings::apply();
+        $this->assertCount(4, $this->rows("SHOW TABLES LIKE 'wp_bm_%'"));
+        $this->assertSame($this->h()->relay_key, bm_relay_key());
+        $this->err($this->rest('GET', "/threads/{$t['id']}", 'alice'), 404, 'bm_relay_no_thread');
+        $this->thread('alice', ['bob'], 'After reinstall');
+    }
 }
