@@ -431,6 +431,18 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_parses_and_states_the_defaults() {
+        let text = include_str!("../deploy/relay.toml");
+        let sample = text.replace("# \"example.com\"", "\"example.com\"");
+        let c = load_text(&sample).unwrap();
+        assert_eq!(c.limits, Limits::default(), "deploy/relay.toml must show every default");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(c.sites.len(), 1);
+        assert_eq!(c.log.format.as_deref(), Some("text"));
+    }
+
+    #[test]
     fn overrides_win() {
         let o = Overrides {
             listen: Some("127.0.0.1:1234".into()),

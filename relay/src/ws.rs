@@ -206,9 +206,17 @@ where
             };
         }
     };
-    match tokio::time::timeout_at(deadline, wait).await {
-        Ok(r) => r,
-        Err(_) => Err(Some((None, req(close::UNAUTHORIZED, "auth timeout")))),
+    // A shutdown does not wait for sockets that have not authenticated yet.
+    let mut stop = app.shutdown_signal();
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, wait) => match r {
+            Ok(r) => r,
+            Err(_) => Err(Some((None, req(close::UNAUTHORIZED, "auth timeout")))),
+        },
+        _ = stopping => Err(Some((None, req(close::GOING_AWAY, "relay shutting down")))),
     }
 }
 
