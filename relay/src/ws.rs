@@ -131,7 +131,10 @@ where
     let auth = authenticate(&app, &mut rx).await;
     let (claims, r#ref) = match auth {
         Ok(ok) => ok,
-        Err(None) => return,
+        Err(None) => {
+            answer_close(&mut tx).await;
+            return;
+        }
         Err(Some((error, why))) => {
             if let Some(text) = error {
                 let _ = timeout(CLOSE_LINGER, tx.feed(Message::Text(text.into()))).await;
@@ -155,9 +158,9 @@ where
         pub_bucket: Bucket::new(limits.pub_burst),
         frame_bucket: Bucket::new(limits.frame_burst),
     };
-    let why = s.main_loop(&mut tx, &mut rx).await;
-    if let Some(why) = why {
-        finish(&app, &mut tx, &mut rx, why).await;
+    match s.main_loop(&mut tx, &mut rx).await {
+        Some(why) => finish(&app, &mut tx, &mut rx, why).await,
+        None => answer_close(&mut tx).await,
     }
 }
 
@@ -229,6 +232,16 @@ fn error_close(e: WsError) -> AuthFailure {
         WsError::Protocol(_) | WsError::Utf8(_) => Some((None, req(close::POLICY, "protocol error"))),
         _ => None,
     }
+}
+
+/// The client closed (or the connection broke): flush tungstenite's reply
+/// to the client's close frame, so the client sees a clean close. Fails
+/// fast on a broken connection.
+async fn answer_close<S>(tx: &mut Tx<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = timeout(CLOSE_LINGER, tx.close()).await;
 }
 
 /// Sends the close frame, then waits briefly for the client's answer so the

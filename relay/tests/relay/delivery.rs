@@ -206,3 +206,25 @@ async fn malformed_pushes_are_refused_whole() {
     let (s, _) = r.post("/v1/push", "{\"events\":[]}").await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn a_client_close_is_answered_and_the_socket_forgotten() {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let r = Relay::start("").await;
+    let mut c = r.client(2).await;
+    c.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
+    match c.next_within(Duration::from_secs(3)).await {
+        Some(Seen::Close(1000, _)) => {}
+        other => panic!("expected the relay's close reply, got {other:?}"),
+    }
+    let mut online = Value::Null;
+    for _ in 0..50 {
+        online = r.post("/v1/presence", r#"{"users":[2]}"#).await.1;
+        if online == json!({"online":[]}) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(online, json!({"online":[]}));
+    assert_eq!(r.metric("bm_relay_connections").await, 0.0);
+}
