@@ -505,12 +505,11 @@ pub fn bm_stats() -> PhpResult<ZBox<ZendHashTable>> {
 /// `flush_timeout_ms`), report failures, forget per-request settings.
 extern "C" fn request_shutdown(_type: i32, _module_number: i32) -> i32 {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let wait = request::resolved().map(|r| r.settings.flush_timeout).unwrap_or(Duration::from_millis(500));
-        worker::with_existing(|w| {
-            if w.shared.pending() > 0 {
-                w.flush(wait);
-            }
-        });
+        // Only a process that queued something pays for more than a check.
+        if worker::with_existing(|w| w.shared.pending() > 0).unwrap_or(false) {
+            let wait = request::resolved().map(|r| r.settings.flush_timeout).unwrap_or(Duration::from_millis(500));
+            worker::with_existing(|w| w.flush(wait));
+        }
         maybe_log_failures(false);
         request::reset();
     }));
@@ -582,9 +581,49 @@ extern "C" fn module_info(_module: *mut ModuleEntry) {
 
 fn startup(_ty: i32, module_number: i32) -> i32 {
     ini::register(module_number);
+    pin_library();
     0
 }
 
+/// Keeps this library mapped until the process exits.
+///
+/// PHP unloads shared extensions (dlclose) right after MSHUTDOWN. The
+/// sender's threads are stopped there, but a thread that is still returning
+/// (thread-local destructors) would then run unmapped code. Re-opening
+/// ourselves with RTLD_NODELETE makes the unload a no-op, as for a
+/// statically built extension.
+fn pin_library() {
+    use std::os::raw::{c_char, c_int, c_void};
+    /// glibc's `Dl_info`.
+    #[repr(C)]
+    struct DlInfo {
+        dli_fname: *const c_char,
+        dli_fbase: *mut c_void,
+        dli_sname: *const c_char,
+        dli_saddr: *mut c_void,
+    }
+    extern "C" {
+        fn dladdr(addr: *const c_void, info: *mut DlInfo) -> c_int;
+        fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+    }
+    // glibc values (dlfcn.h).
+    const RTLD_NOW: c_int = 0x2;
+    const RTLD_NOLOAD: c_int = 0x4;
+    const RTLD_NODELETE: c_int = 0x1000;
+    let mut info = DlInfo {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: dladdr only reads the loader's tables for an address inside
+    // this library; dlopen with RTLD_NOLOAD never loads anything new.
+    unsafe {
+        if dladdr(pin_library as *const c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+            dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+        }
+    }
+}
 
 /// The module: functions, the exception class, INI, lifecycle hooks.
 #[php_module]

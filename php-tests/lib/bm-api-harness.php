@@ -505,18 +505,6 @@ final class BM_Test_Fpm
         return [$code, $pos === false ? $out : substr($out, $pos + 4)];
     }
 
-    /** PIDs of the pool's workers now. */
-    public function worker_pids(): array
-    {
-        $out = (string) shell_exec('pgrep -P ' . (int) $this->master_pid());
-        return array_values(array_filter(array_map('intval', preg_split('/\s+/', trim($out)))));
-    }
-
-    private function master_pid(): int
-    {
-        return (int) @file_get_contents("{$this->dir}/fpm.pid") ?: $this->proc->pid;
-    }
-
     public function log(): string
     {
         return (string) @file_get_contents("{$this->dir}/fpm.log") . (string) @file_get_contents("{$this->dir}/php-errors.log");
