@@ -9,7 +9,7 @@
 
 TEST_TARGETS += test-e2e
 
-E2E_EXT_SO := $(CURDIR)/target/release/libbm_relay.so
+E2E_EXT_SO := $(CURDIR)/target/release/bm_relay.so
 E2E_RELAY  := $(CURDIR)/target/release/bm-relay
 
 .PHONY: test-e2e e2e-deps
@@ -18,7 +18,7 @@ e2e-deps:
 	@bash scripts/install-deps.sh php wp browser
 	@$(E2E_RELAY) serve --help 2>/dev/null | grep -q -- --admin-listen || $(CARGO) build --release --locked -p bm-relay
 	@if grep -qs '^ext:' mk/*.mk; then $(MAKE) --no-print-directory ext; \
-	elif [ ! -f $(E2E_EXT_SO) ]; then $(CARGO) build --release --locked -p bm-relay-ext; fi
+	elif [ ! -f $(E2E_EXT_SO) ]; then $(CARGO) build --release --locked -p bm-relay-ext && cp -f target/release/libbm_relay.so $(E2E_EXT_SO); fi
 	@php -n -d extension=$(E2E_EXT_SO) -r 'exit(function_exists("bm_push") && (new ReflectionFunction("bm_push"))->isInternal() ? 0 : 1);' \
 	  || { echo "test-e2e: $(E2E_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; }
 	@cd wp-plugin-shim && { [ -d node_modules/playwright-core ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; }

@@ -493,6 +493,11 @@ export class BmChat {
     }
     const same = known && JSON.stringify(known) === JSON.stringify(m);
     t.messages.set(m.id, m);
+    if (known && !same && t.lastMessage && t.lastMessage.id === m.id) {
+      // The list's preview follows edits and deletions of the last message.
+      t.lastMessage = m;
+      this.renderThreadList();
+    }
     if (!known) {
       if (m.sender !== this.me) t.online.add(m.sender);
       if (!t.lastMessage || m.id >= t.lastMessage.id) t.lastMessage = m;

@@ -145,8 +145,11 @@ export async function person(site, login, { viewport = { width: 1100, height: 80
   return { login, id: site.users[login], context, page };
 }
 
-/** Saves a screenshot of a page under run/e2e-artifacts/. */
+/** Saves a screenshot of the chat on a page under run/e2e-artifacts/ (the whole page when there is no chat). */
 export async function shot(page, name) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  const chat = page.locator('#bm-chat');
+  if (await chat.count()) await chat.screenshot({ path: file });
+  else await page.screenshot({ path: file, fullPage: true });
 }

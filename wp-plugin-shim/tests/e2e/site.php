@@ -12,6 +12,10 @@
  *   start-relay         start it again
  *   http ext|fallback   restart `php -S` with / without the extension
  *   impl                which bm_relay implementation the web server runs
+ *   smoke               check the site without a browser: /chat/ answers
+ *                       with the chat page, and a message Alice posts over
+ *                       REST reaches a WebSocket subscriber connected as Bob
+ *                       with the tokens WordPress gave him (see smoke())
  *
  * End of stdin, SIGTERM, SIGINT or SIGHUP stop every server (each in its
  * own process group, waited for) and remove the temp directory.
@@ -53,6 +57,111 @@ function repair_links(string $docroot, string $origin): void
     }
 }
 
+/**
+ * The demo's self-check (DEMO_SMOKE=1), as a person would do it minus the
+ * browser: Bob's cookie login gets the chat page (with the module tag);
+ * Bob's `POST /token` gives a connection token and, once Alice has started
+ * a thread with him, a thread token; `bm-relay listen` connects with them
+ * as Bob's browser would; Alice posts over REST; the listener opens the
+ * pushed `message.new` with the site secret and it carries Alice's text,
+ * and WordPress reports Bob's socket as a delivery.
+ *
+ * @return array<string,mixed> what was checked, with timings (ms)
+ */
+function smoke(BM_WP_Harness $h): array
+{
+    $t0 = microtime(true);
+    $ms = static fn(): int => (int) round((microtime(true) - $t0) * 1000);
+    $alice = $h->login('alice');
+    $bob = $h->login('bob');
+    [$code, , $page] = $bob->request('GET', '/chat/');
+    if ($code !== 200 || strpos($page, 'id="bm-chat"') === false || !preg_match('#<script type="module" src="([^"]+/assets/bm-chat\.js[^"]*)"#', $page, $m)) {
+        throw new RuntimeException("the chat page did not answer as expected (HTTP $code)");
+    }
+    [$code] = $bob->request('GET', substr(html_entity_decode($m[1]), strlen($h->url)));
+    if ($code !== 200) {
+        throw new RuntimeException("bm-chat.js: HTTP $code");
+    }
+    [$code, $body] = $alice->rest('POST', '/threads', ['participants' => [$h->users['bob']], 'subject' => 'Smoke test']);
+    if ($code !== 201) {
+        throw new RuntimeException("creating a thread: HTTP $code " . json_encode($body));
+    }
+    $thread = (int) $body['thread']['id'];
+    [$code, $tok] = $bob->rest('POST', '/token');
+    $keys = array_values(array_filter($tok['threads'] ?? [], static fn($k) => (int) $k['thread'] === $thread));
+    if ($code !== 200 || !$keys) {
+        throw new RuntimeException("Bob's token bundle: HTTP $code");
+    }
+    $cmd = [$h->relay_bin(), 'listen', '--url', $tok['url'], '--token', $tok['token'], '--thread', (string) $thread,
+        '--thread-token', $keys[0]['token'], '--secret', '-', '--site', $tok['site'], '--count', '1', '--timeout', '15'];
+    $proc = proc_open(array_merge(['setsid'], $cmd), [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['file', $h->run . '/smoke-listen.log', 'a']], $pipes);
+    if (!is_resource($proc)) {
+        throw new RuntimeException('cannot start bm-relay listen');
+    }
+    $pid = proc_get_status($proc)['pid'];
+    try {
+        fwrite($pipes[0], $h->secret . "\n");
+        fclose($pipes[0]);
+        stream_set_blocking($pipes[1], false);
+        $buf = '';
+        $frames = [];
+        $read = static function (float $secs, callable $done) use (&$buf, &$frames, $pipes): bool {
+            $deadline = microtime(true) + $secs;
+            while (microtime(true) < $deadline) {
+                while (($chunk = fread($pipes[1], 65536)) !== false && $chunk !== '') {
+                    $buf .= $chunk;
+                }
+                while (($nl = strpos($buf, "\n")) !== false) {
+                    $frames[] = json_decode(substr($buf, 0, $nl), true);
+                    $buf = substr($buf, $nl + 1);
+                }
+                if ($done($frames)) {
+                    return true;
+                }
+                usleep(10000);
+            }
+            return false;
+        };
+        $ops = static fn(array $f, string $op): int => count(array_filter($f, static fn($x) => is_array($x) && ($x['op'] ?? '') === $op));
+        if (!$read(10, static fn($f) => $ops($f, 'ready') >= 1 && $ops($f, 'ok') >= 1)) {
+            throw new RuntimeException('Bob\'s subscriber did not get ready with the tokens WordPress gave: ' . json_encode($frames));
+        }
+        $subscribed = $ms();
+        $text = 'Hello Bob, from the smoke test ' . bin2hex(random_bytes(3));
+        $sent = microtime(true);
+        [$code, $body] = $alice->rest('POST', "/threads/$thread/messages", ['text' => $text]);
+        if ($code !== 201) {
+            throw new RuntimeException("sending: HTTP $code " . json_encode($body));
+        }
+        $got = null;
+        $read(10, static function ($f) use (&$got): bool {
+            foreach ($f as $x) {
+                if (is_array($x) && ($x['op'] ?? '') === 'ev' && ($x['payload']['type'] ?? '') === 'message.new') {
+                    $got = $x['payload']['data'];
+                    return true;
+                }
+            }
+            return false;
+        });
+        $latency = (int) round((microtime(true) - $sent) * 1000);
+        if (!is_array($got) || ($got['text'] ?? null) !== $text || (int) ($got['sender'] ?? 0) !== $h->users['alice']) {
+            throw new RuntimeException('Bob did not get Alice\'s message through the relay: ' . json_encode($frames));
+        }
+        if (!in_array($h->users['bob'], $body['delivered_to'] ?? [], true)) {
+            throw new RuntimeException('WordPress did not record the delivery to Bob: ' . json_encode($body));
+        }
+    } finally {
+        @posix_kill(-$pid, SIGTERM);
+        $deadline = microtime(true) + 3;
+        while (proc_get_status($proc)['running'] && microtime(true) < $deadline) {
+            usleep(10000);
+        }
+        @posix_kill(-$pid, SIGKILL);
+        proc_close($proc);
+    }
+    return ['ok' => 'smoke', 'thread' => $thread, 'subscribed_ms' => $subscribed, 'send_to_receive_ms' => $latency, 'total_ms' => $ms()];
+}
+
 $h = new BM_WP_Harness(['http' => true, 'relay' => true]);
 foreach (['BM_HTTP_PORT' => 'http_port', 'BM_RELAY_PORT' => 'relay_port', 'BM_ADMIN_PORT' => 'admin_port'] as $env => $prop) {
     $v = getenv($env);
@@ -80,13 +189,30 @@ foreach (['http' => $h->http_port, 'relay' => $h->relay_port, 'relay admin' => $
     fclose($probe);
 }
 
+// A private temp dir for the servers (mariadb-install-db and mariadbd put
+// temp tables in $TMPDIR; concurrent installs sharing /tmp have collided).
+$tmp = sys_get_temp_dir() . '/bm-site-tmp-' . getmypid() . '-' . bin2hex(random_bytes(3));
+if (!mkdir($tmp, 0700)) {
+    fwrite(STDERR, "site.php: cannot create $tmp\n");
+    exit(1);
+}
+putenv("TMPDIR=$tmp");
+
 $ext = (string) getenv('BM_EXT_SO');
-$stop = static function () use ($h): void {
+$stop = static function () use ($h, $tmp): void {
     $h->stop();
+    exec('rm -rf ' . escapeshellarg($tmp));
 };
 pcntl_async_signals(true);
+$stopping = false;
 foreach ([SIGTERM, SIGINT, SIGHUP] as $sig) {
-    pcntl_signal($sig, static function () use ($stop): void {
+    pcntl_signal($sig, static function () use ($stop, &$stopping): void {
+        // Ctrl-C reaches both this process and the shell that started it,
+        // which may send TERM as well: stop once, and finish stopping.
+        if ($stopping) {
+            return;
+        }
+        $stopping = true;
         $stop();
         exit(0);
     });
@@ -106,6 +232,7 @@ try {
     file_put_contents($h->docroot . '/bm-e2e-impl.php', "<?php\nheader('Content-Type: text/plain');\necho function_exists('bm_push') && (new ReflectionFunction('bm_push'))->isInternal() ? 'extension' : 'fallback';\n");
 } catch (Throwable $e) {
     fwrite(STDERR, 'site.php: ' . $e->getMessage() . "\n");
+    $stopping = true;
     $stop();
     exit(1);
 }
@@ -156,6 +283,9 @@ while (($line = fgets(STDIN)) !== false) {
                 $h->start_http();
                 say(['ok' => $cmd, 'impl' => $impl()]);
                 break;
+            case 'smoke':
+                say(smoke($h));
+                break;
             case 'impl':
                 say(['ok' => $cmd, 'impl' => $impl()]);
                 break;
@@ -168,4 +298,5 @@ while (($line = fgets(STDIN)) !== false) {
         say(['error' => $e->getMessage()]);
     }
 }
+$stopping = true;
 $stop();
