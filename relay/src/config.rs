@@ -130,7 +130,7 @@ impl Default for Limits {
             max_frame_bytes: 32 * 1024,
             max_subscriptions: 256,
             shutdown_deadline_secs: 10.0,
-            ws_read_buffer: 4 * 1024,
+            ws_read_buffer: 2 * 1024,
             ws_write_buffer: 8 * 1024,
         }
     }

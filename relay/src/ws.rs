@@ -104,9 +104,13 @@ fn deadline_after(secs: f64) -> Instant {
     Instant::now() + Limits::dur(secs)
 }
 
-/// Instant at which a unix-seconds `exp` falls.
+/// Longest a token can keep a socket open (a far-future `exp` must not
+/// overflow the clock arithmetic).
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Instant at which a unix-seconds `exp` falls (capped at ten years).
 fn instant_of_unix(exp: u64) -> Instant {
-    Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+    Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now())).min(MAX_TOKEN_LIFE)
 }
 
 fn close_frame(req: CloseRequest) -> Message {
@@ -462,5 +466,24 @@ impl Session<'_> {
         m.pubs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         m.deliveries.fetch_add(d.sockets, std::sync::atomic::Ordering::Relaxed);
         self.reply(frames::ok(r#ref));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn far_future_expiry_does_not_overflow() {
+        let far = instant_of_unix(u64::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(365 * 24 * 3600));
+        assert!(instant_of_unix(0) <= Instant::now());
+    }
+
+    #[tokio::test]
+    async fn bucket_allows_burst_then_rate() {
+        let mut b = Bucket::new(3.0);
+        assert!((0..3).all(|_| b.take(1.0, 3.0)));
+        assert!(!b.take(1.0, 3.0));
     }
 }

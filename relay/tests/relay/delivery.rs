@@ -228,3 +228,32 @@ async fn a_client_close_is_answered_and_the_socket_forgotten() {
     assert_eq!(online, json!({"online":[]}));
     assert_eq!(r.metric("bm_relay_connections").await, 0.0);
 }
+
+#[tokio::test]
+async fn pushes_work_over_h2c() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let r = Relay::start("").await;
+    let mut c = r.client(2).await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let body = json!({"events":[{"to":[2],"e": r.site.user_env(2, json!(i))}]}).to_string();
+        let ts = now();
+        let sig = bm_proto::signing::sign(&r.site.secret.relay_key(), ts, &r.site.id, "POST", "/v1/push", body.as_bytes());
+        let req = hyper::Request::post(format!("http://127.0.0.1:{}/v1/push", r.port))
+            .header("X-BM-Site", SITE)
+            .header("X-BM-Timestamp", ts.to_string())
+            .header("X-BM-Signature", sig)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.version(), hyper::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        let reply: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(reply, json!({"results":[{"online":[2],"sockets":1}]}));
+        assert_eq!(r.site.open(&c.recv().await["e"]), json!(i));
+    }
+}
