@@ -417,6 +417,195 @@ async fn send_batch(shared: &Shared, client: &reqwest::Client, target: &Target, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    use bm_proto::{RelayKey, SiteId};
+
+    fn target(url: &str, site: &str) -> Arc<Target> {
+        Arc::new(Target {
+            base_url: url.to_string(),
+            site: SiteId::new(site).unwrap(),
+            relay_key: RelayKey::from_bytes([7; 32]),
+            timeout: Duration::from_millis(2000),
+            connect_timeout: Duration::from_millis(500),
+        })
+    }
+
+    /// What the stub relay saw: (path, X-BM-Site, body) per request.
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    /// A loopback HTTP/1.1 keep-alive server standing in for the relay: it
+    /// records each request and answers 200 with one result per pushed
+    /// event. One thread per connection; `stop` ends and joins it.
+    struct RelayStub {
+        url: String,
+        seen: Seen,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        accept: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl RelayStub {
+        fn start() -> RelayStub {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let seen: Seen = Arc::default();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (seen2, stop2) = (seen.clone(), stop.clone());
+            let accept = std::thread::spawn(move || {
+                while !stop2.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let seen = seen2.clone();
+                            std::thread::spawn(move || serve(stream, seen));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+            RelayStub { url, seen, stop, accept: Some(accept) }
+        }
+
+        fn stop(mut self) -> Vec<(String, String, String)> {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(a) = self.accept.take() {
+                a.join().unwrap();
+            }
+            lock(&self.seen).clone()
+        }
+    }
+
+    fn serve(stream: std::net::TcpStream, seen: Seen) {
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (mut len, mut site) = (0usize, String::new());
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    return;
+                }
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    match k.to_ascii_lowercase().as_str() {
+                        "content-length" => len = v.trim().parse().unwrap(),
+                        "x-bm-site" => site = v.trim().to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            let body = String::from_utf8(body).unwrap();
+            let n = body.matches("\"e\":").count();
+            let results = vec![r#"{"online":[1],"sockets":1}"#; n].join(",");
+            let reply = format!(r#"{{"results":[{results}]}}"#);
+            lock(&seen).push((path, site, body));
+            if write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}", reply.len()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn ev(t: &Arc<Target>, i: usize) -> QueuedEvent {
+        QueuedEvent { target: t.clone(), json: format!(r#"{{"to":[1],"e":{{"i":{i}}}}}"#) }
+    }
+
+    #[test]
+    fn batches_group_consecutive_events_of_one_target_only() {
+        let shared = Shared {
+            queue: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            pending: Mutex::new(0),
+            drained: Condvar::new(),
+            stats: Stats::default(),
+        };
+        let a = target("http://127.0.0.1:1", "a.example");
+        let a2 = target("http://127.0.0.1:1", "a.example"); // same destination, other Arc
+        let b = target("http://127.0.0.1:1", "b.example");
+        lock(&shared.queue).extend([ev(&a, 0), ev(&a2, 1), ev(&b, 2), ev(&a, 3)]);
+        let sizes: Vec<(String, usize)> = std::iter::from_fn(|| take(&shared))
+            .map(|(t, batch)| (t.site.to_string(), batch.len()))
+            .collect();
+        assert_eq!(sizes, [("a.example".into(), 2), ("b.example".into(), 1), ("a.example".into(), 1)]);
+        lock(&shared.queue).extend((0..MAX_BATCH_EVENTS + 5).map(|i| ev(&a, i)));
+        assert_eq!(take(&shared).unwrap().1.len(), MAX_BATCH_EVENTS);
+        assert_eq!(take(&shared).unwrap().1.len(), 5);
+        assert!(take(&shared).is_none());
+    }
+
+    #[test]
+    fn the_relay_sees_every_event_once_in_order_with_calls_after_what_was_queued() {
+        let stub = RelayStub::start();
+        let t = target(&stub.url, "seq.example");
+        let mut w = Worker::start().unwrap();
+        for round in 0..4 {
+            assert!(w.enqueue((0..25).map(|i| ev(&t, round * 25 + i)).collect(), 10_000));
+        }
+        // A call waits for what was queued before it.
+        let reply = w.call(&t, Endpoint::Disconnect, r#"{"users":[1]}"#.into(), 0, Duration::from_secs(5)).unwrap();
+        assert!(reply.starts_with(r#"{"results":"#));
+        assert_eq!(w.shared.pending(), 0);
+        w.call(&t, Endpoint::Push, r#"{"events":[{"to":[1],"e":{"i":100}}]}"#.into(), 1, Duration::from_secs(5)).unwrap();
+        assert!(w.enqueue(vec![ev(&t, 101)], 10_000));
+        assert!(w.flush(Duration::from_secs(5)));
+        let stats = &w.shared.stats;
+        assert_eq!(stats.sent.load(Ordering::Relaxed), 102);
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+        w.stop();
+        let seen = stub.stop();
+        assert!(seen.len() < 100, "events were batched: {} requests", seen.len());
+        assert!(seen.iter().all(|(_, site, _)| site == "seq.example"));
+        let disconnect_at = seen.iter().position(|(p, _, _)| p == "/v1/disconnect").unwrap();
+        let all: String = seen.iter().map(|(_, _, b)| b.as_str()).collect();
+        let order: Vec<usize> = all
+            .match_indices(r#""i":"#)
+            .map(|(at, _)| all[at + 4..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap())
+            .collect();
+        assert_eq!(order, (0..=101).collect::<Vec<_>>(), "every event once, in order");
+        let before: String = seen[..disconnect_at].iter().map(|(_, _, b)| b.as_str()).collect();
+        assert_eq!(before.matches(r#""i":"#).count(), 100, "the call came after the 100 queued events");
+    }
+
+    #[test]
+    fn a_relay_that_is_down_fails_calls_and_batches_and_counts_them() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let t = target(&format!("http://127.0.0.1:{port}"), "down.example");
+        let mut w = Worker::start().unwrap();
+        assert!(w.enqueue((0..3).map(|i| ev(&t, i)).collect(), 10_000));
+        assert!(w.flush(Duration::from_secs(5)));
+        let err = w.call(&t, Endpoint::Push, r#"{"events":[]}"#.into(), 2, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.code, 0);
+        assert!(err.message.starts_with("relay unreachable for push at http://127.0.0.1:"), "{}", err.message);
+        let stats = &w.shared.stats;
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 5);
+        assert_eq!(stats.sent.load(Ordering::Relaxed), 0);
+        assert!(lock(&stats.last_error).as_ref().unwrap().0.contains("relay unreachable"));
+        w.stop();
+    }
+
+    #[test]
+    fn a_full_queue_refuses_all_and_counts_them_dropped() {
+        let t = target("http://127.0.0.1:9", "full.example");
+        let mut w = Worker::start().unwrap();
+        *lock(&w.shared.pending) = 9; // as if 9 were in flight
+        assert!(!w.enqueue((0..2).map(|i| ev(&t, i)).collect(), 10));
+        assert_eq!(w.shared.stats.dropped.load(Ordering::Relaxed), 2);
+        assert!(lock(&w.shared.queue).is_empty(), "none of them queued");
+        *lock(&w.shared.pending) = 0;
+        w.stop();
+    }
 
     #[test]
     fn percentile_math() {
