@@ -13,6 +13,8 @@ declare -A GROUPS_=(
   [wp]="mariadb-server mariadb-client wordpress wordpress-theme-twentytwentyone nginx-light"
   [broker]="nats-server"
   [browser]="chromium"
+  # benchmarks only (mk/bench.mk installs it; not part of `make deps`)
+  [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
 )
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser)

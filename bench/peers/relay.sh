@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# bm-relay peer for bm-bench.
+#   relay.sh install   build target/release/bm-relay (cargo, the workspace's own)
+#   relay.sh start     exec the relay on 127.0.0.1:$BENCH_PORT (admin on +1)
+#   relay.sh version   print its version
+# Environment (set by bm-bench): BENCH_PORT, BENCH_RUN, BENCH_RELAY_KEY,
+# BENCH_SITE, BM_RELAY (the binary).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+bin="${BM_RELAY:-$root/target/release/bm-relay}"
+case "${1:-}" in
+  install)
+    [ -x "$bin" ] || (cd "$root" && cargo build --release --locked -p bm-relay)
+    ;;
+  start)
+    : "${BENCH_PORT:?}" "${BENCH_RELAY_KEY:?}" "${BENCH_SITE:?}"
+    ulimit -n "$(ulimit -Hn)"
+    # Defaults for everything (ping 25 s, 1 MiB queue per socket, no history:
+    # the relay has none). Only warnings are logged: no per-connection lines.
+    export RUST_LOG=warn
+    # the relay key goes through the environment, not the command line
+    export BM_RELAY_SITES="$BENCH_SITE=$BENCH_RELAY_KEY"
+    exec "$bin" serve --listen "127.0.0.1:$BENCH_PORT" --admin-listen "127.0.0.1:$((BENCH_PORT + 1))"
+    ;;
+  version)
+    "$bin" --version
+    ;;
+  *) echo "usage: $0 install|start|version" >&2; exit 2 ;;
+esac

@@ -1,0 +1,226 @@
+//! `bm-bench`: the load generator that compares bm-relay with Centrifugo,
+//! Nchan and socket.io on one machine (issue 7). See `bm-bench --help`.
+//!
+//! The generator runs on one thread pinned to one core; each server is
+//! started by its script in `bench/peers/` pinned to the other core, so the
+//! two never compete, and the server's own CPU-seconds and memory are read
+//! from `/proc`.
+
+mod adapters;
+mod clients;
+mod http;
+mod procstat;
+mod report;
+mod scenarios;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use clap::{Parser, Subcommand};
+
+use adapters::{Ctx, Kind};
+use report::{Machine, RunResult, ServerResult};
+use scenarios::Plan;
+
+/// Load generator: bm-relay against Centrifugo v6, Nchan and socket.io 4.
+///
+/// `run` starts each server (bench/peers/<name>.sh), runs the scenarios
+/// against it and stops it; progress goes to stderr, `--json` prints the
+/// result on stdout. `report` turns a result file into bench/RESULTS.md
+/// and gnuplot plots.
+#[derive(Parser)]
+#[command(name = "bm-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Idle,
+    Broadcast,
+    Chat,
+    Churn,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run scenarios against servers (each started and stopped here).
+    Run {
+        /// Servers to measure, in order (bm-relay should come first: ratios are against it).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = Kind::ALL.to_vec())]
+        servers: Vec<Kind>,
+        /// Scenarios to run.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Scenario::Idle, Scenario::Broadcast, Scenario::Chat, Scenario::Churn])]
+        scenarios: Vec<Scenario>,
+        /// Small sizes (the QUICK=1 smoke mode, about 2 minutes for all four servers).
+        #[arg(long)]
+        quick: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Also write the JSON result to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Directory of the peers' scripts.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
+        peers: PathBuf,
+        /// Scratch directory for server configs and logs.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../run/bench"))]
+        run_dir: PathBuf,
+        /// The bm-relay binary.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/bm-relay"))]
+        relay_bin: PathBuf,
+        /// Core the servers are pinned to.
+        #[arg(long, default_value_t = 0)]
+        server_cpu: usize,
+        /// Core the load generator is pinned to.
+        #[arg(long, default_value_t = 1)]
+        loadgen_cpu: usize,
+        /// Override: chat rates (deliveries/s), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        chat_rates: Option<Vec<f64>>,
+        /// Override: idle connection counts, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        idle_steps: Option<Vec<u64>>,
+    },
+    /// Write RESULTS.md and plots from a `run --out` file.
+    Report {
+        /// The JSON result.
+        #[arg(long)]
+        input: PathBuf,
+        /// Markdown file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Directory for the plots (PNG through gnuplot, if installed).
+        #[arg(long)]
+        plots: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().cmd {
+        Cmd::Report { input, output, plots } => match report::write(&input, &output, &plots) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bm-bench report: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Run { servers, scenarios, quick, json, out, peers, run_dir, relay_bin, server_cpu, loadgen_cpu, chat_rates, idle_steps } => {
+            let mut plan = if quick { Plan::quick() } else { Plan::full() };
+            if let Some(r) = chat_rates {
+                plan.chat_rates = r;
+            }
+            if let Some(s) = idle_steps {
+                plan.idle_steps = s;
+            }
+            let nofile = procstat::raise_nofile();
+            let biggest = plan.idle_steps.iter().copied().max().unwrap_or(0).max(plan.broadcast_clients).max(plan.chat_users);
+            if biggest + 200 > nofile {
+                eprintln!("bm-bench: {biggest} clients need more than this process's open-file limit ({nofile}); lower the sizes");
+                return ExitCode::from(2);
+            }
+            if let Err(e) = procstat::pin_self(loadgen_cpu) {
+                eprintln!("bm-bench: cannot pin to CPU {loadgen_cpu}: {e} (continuing unpinned)");
+            }
+            let secret = bm_proto::SiteSecret::generate();
+            let env = server::Env {
+                peers,
+                run_dir: run_dir.clone(),
+                server_cpu,
+                relay_key: secret.relay_key().to_b64(),
+                relay_bin,
+            };
+            let _ = std::fs::create_dir_all(&run_dir);
+            let mut result = RunResult {
+                mode: if quick { "quick".into() } else { "full".into() },
+                started_unix: adapters::unix_now(),
+                finished_unix: 0,
+                machine: Machine::read(nofile),
+                plan: plan.clone(),
+                loadgen: format!(
+                    "1 process, 1 thread pinned to CPU {loadgen_cpu}; open-file limit {nofile}, so up to {biggest} clients fit in one process (no split needed); clients spread over {} source addresses 127.0.0.2–127.0.0.{}",
+                    plan.sources,
+                    1 + plan.sources
+                ),
+                servers: Vec::new(),
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("bm-bench: no runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            for kind in servers {
+                let version = env.version(kind);
+                eprintln!("== {} ({version})", kind.label());
+                let mut sr = ServerResult { kind, version, idle: None, broadcast: None, chat: None, churn: None, errors: Vec::new() };
+                for &sc in &scenarios {
+                    let name = match sc {
+                        Scenario::Idle => "idle",
+                        Scenario::Broadcast => "broadcast",
+                        Scenario::Chat => "chat",
+                        Scenario::Churn => "churn",
+                    };
+                    let log = run_dir.join(format!("{}-{name}.log", kind.name()));
+                    let mut srv = match env.start(kind, &log) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("  {e}");
+                            sr.errors.push(format!("{name}: {e}"));
+                            continue;
+                        }
+                    };
+                    eprintln!("- {name} (server pid {} on CPU {server_cpu})", srv.pid);
+                    let ctx = match Ctx::new(kind, secret.clone()) {
+                        Ok(c) => Rc::new(c),
+                        Err(e) => {
+                            sr.errors.push(format!("{name}: {e}"));
+                            continue;
+                        }
+                    };
+                    let pid = srv.pid;
+                    let p = plan.clone();
+                    match sc {
+                        Scenario::Idle => sr.idle = Some(local.block_on(&rt, scenarios::idle(ctx, pid, &p))),
+                        Scenario::Broadcast => sr.broadcast = Some(local.block_on(&rt, scenarios::broadcast(ctx, pid, &p))),
+                        Scenario::Chat => sr.chat = Some(local.block_on(&rt, scenarios::chat(ctx, pid, &p))),
+                        Scenario::Churn => sr.churn = Some(local.block_on(&rt, scenarios::churn(ctx, pid, &p))),
+                    }
+                    srv.stop();
+                    // let the closed sockets of this scenario leave the kernel's tables
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                result.servers.push(sr);
+            }
+            result.finished_unix = adapters::unix_now();
+            let text = match serde_json::to_string_pretty(&result) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("bm-bench: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            if let Some(path) = out {
+                if let Err(e) = std::fs::write(&path, &text) {
+                    eprintln!("bm-bench: cannot write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
+            if json {
+                println!("{text}");
+            }
+            let failed = result.servers.iter().any(|s| !s.errors.is_empty());
+            if failed {
+                eprintln!("bm-bench: some scenarios could not run (see errors in the result)");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

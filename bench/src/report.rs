@@ -1,0 +1,378 @@
+//! The result of a run (JSON) and its rendering as `bench/RESULTS.md` plus
+//! gnuplot plots (latency against load, memory against connections).
+//!
+//! Every table has a ratio column against bm-relay measured in the same
+//! run, written so that > 1 always means "bm-relay is better by this
+//! factor" and the reader never has to remember which way a column points.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::Kind;
+use crate::scenarios::{Broadcast, Chat, Churn, IdleRow, Plan};
+
+/// The machine the run was taken on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// Memory, MiB.
+    pub mem_mib: u64,
+    /// `uname -sr`.
+    pub kernel: String,
+    /// Open-file limit of the load generator.
+    pub nofile: u64,
+    /// Load average at the start (other work on the machine shows here).
+    pub loadavg: String,
+}
+
+impl Machine {
+    /// Reads /proc.
+    pub fn read(nofile: u64) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+        Machine {
+            cpu,
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            mem_mib: mem_kib / 1024,
+            kernel: format!("Linux {kernel}"),
+            nofile,
+            loadavg: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned(),
+        }
+    }
+}
+
+/// One server's results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerResult {
+    /// Which server.
+    pub kind: Kind,
+    /// Its version line.
+    pub version: String,
+    /// Idle memory rows.
+    pub idle: Option<Vec<IdleRow>>,
+    /// Broadcast.
+    pub broadcast: Option<Broadcast>,
+    /// Chat.
+    pub chat: Option<Chat>,
+    /// Churn.
+    pub churn: Option<Churn>,
+    /// Scenarios that could not run, and why.
+    pub errors: Vec<String>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// `full` or `quick`.
+    pub mode: String,
+    /// Start, unix seconds.
+    pub started_unix: u64,
+    /// End, unix seconds.
+    pub finished_unix: u64,
+    /// The machine.
+    pub machine: Machine,
+    /// Sizes used.
+    pub plan: Plan,
+    /// How the clients were held (processes, source addresses).
+    pub loadgen: String,
+    /// Per server, bm-relay first.
+    pub servers: Vec<ServerResult>,
+}
+
+fn utc(unix: u64) -> String {
+    // civil-from-days (Howard Hinnant), enough for a timestamp line
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// `relay / other` for "lower is better" values, as a factor for bm-relay.
+fn ratio_lower_better(relay: f64, other: f64) -> String {
+    if relay > 0.0 && other > 0.0 {
+        format!("{:.2}×", other / relay)
+    } else {
+        "–".into()
+    }
+}
+
+/// `relay / other` for "higher is better" values.
+fn ratio_higher_better(relay: f64, other: f64) -> String {
+    if relay > 0.0 && other > 0.0 {
+        format!("{:.2}×", relay / other)
+    } else {
+        "–".into()
+    }
+}
+
+fn kib(b: f64) -> String {
+    format!("{:.1}", b / 1024.0)
+}
+
+/// Renders the markdown.
+pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str) -> String {
+    let mut s = String::new();
+    let relay = r.servers.iter().find(|x| x.kind == Kind::Relay);
+    let _ = writeln!(s, "# Benchmarks: bm-relay against Centrifugo, Nchan and socket.io\n");
+    let _ = writeln!(s, "Written by `make bench` (`bm-bench run` then `bm-bench report`); do not edit by hand.\n");
+    if r.mode == "quick" {
+        let _ = writeln!(
+            s,
+            "> **QUICK run** (`QUICK=1`: small sizes, short steps). These are smoke-test figures, not the\n> comparison the issue asks for; run `make bench` for the full sizes.\n"
+        );
+    }
+    let _ = writeln!(s, "Run: {} → {} ({} mode).\n", utc(r.started_unix), utc(r.finished_unix), r.mode);
+    let _ = writeln!(s, "## Machine\n");
+    let m = &r.machine;
+    let _ = writeln!(s, "- CPU: {} × {} ({} MiB RAM), {}", m.cpus, m.cpu, m.mem_mib, m.kernel);
+    let _ = writeln!(s, "- load average at start: `{}` (the machine is shared; figures are from one run, side by side)", m.loadavg);
+    let _ = writeln!(s, "- server pinned to one core, load generator to the other (taskset / sched_setaffinity)");
+    let _ = writeln!(s, "- load generator: {}", r.loadgen);
+    let _ = writeln!(s, "- server CPU from `/proc/<pid>/stat` (utime+stime of the server's process tree), RSS from `/proc/<pid>/status`, kernel socket memory from `/proc/net/sockstat`\n");
+    let _ = writeln!(s, "## Versions and configurations\n");
+    let _ = writeln!(s, "| server | version |\n|---|---|");
+    for x in &r.servers {
+        let _ = writeln!(s, "| {} | {} |", x.kind.label(), x.version.replace('|', "/"));
+    }
+    let _ = writeln!(s, "\n{peers_doc}\n");
+
+    // idle
+    let _ = writeln!(s, "## 1. Idle connections: memory\n");
+    let _ = writeln!(s, "Server RSS growth per connection, (RSS at N − RSS before any client) / N. Kernel TCP memory is machine-wide (both ends of each loopback connection). Ratio: other's bytes per connection / bm-relay's.\n");
+    let _ = writeln!(s, "| server | connections | failed | server RSS MiB | RSS KiB/conn | kernel TCP MiB | kernel KiB/conn | ratio vs bm-relay |\n|---|---|---|---|---|---|---|---|");
+    for x in &r.servers {
+        for row in x.idle.iter().flatten() {
+            let base = relay.and_then(|rl| rl.idle.as_ref()).and_then(|v| v.iter().find(|q| q.connections.abs_diff(row.connections) * 50 < row.connections.max(1)));
+            let ratio = base.map(|b| ratio_lower_better(b.rss_per_conn, row.rss_per_conn)).unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {} | {:.1} | {} | {} |",
+                x.kind.label(),
+                row.connections,
+                row.failed,
+                row.rss_bytes as f64 / 1048576.0,
+                kib(row.rss_per_conn),
+                row.sock_mem_bytes as f64 / 1048576.0,
+                kib(row.sock_mem_per_conn),
+                ratio
+            );
+        }
+    }
+    let _ = writeln!(s, "\n![memory against connections]({plots_rel}/idle-memory.png)\n");
+
+    // broadcast
+    let _ = writeln!(s, "## 2. Broadcast: one event to every connection, repeated\n");
+    let _ = writeln!(s, "Each round addresses every user by id (per-user routing: bm-relay `to` list, Centrifugo `broadcast` to every personal channel, Nchan multiplexed publish of ≤ 200 channels per request, socket.io `to(rooms)`), and waits for the last delivery before the next. Latency: publish call → frame received. Ratio: other's CPU-s per million deliveries / bm-relay's.\n");
+    let _ = writeln!(s, "| server | clients | delivered / expected | requests/round | deliveries/s | server CPU-s per 1M | p50 ms | p99 ms | errors | ratio vs bm-relay |\n|---|---|---|---|---|---|---|---|---|---|");
+    let rb = relay.and_then(|x| x.broadcast.as_ref());
+    for x in &r.servers {
+        if let Some(b) = &x.broadcast {
+            let ratio = rb.map(|q| ratio_lower_better(q.cpu_s_per_million, b.cpu_s_per_million)).unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} / {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                x.kind.label(),
+                b.clients,
+                b.delivered,
+                b.expected,
+                b.requests_per_round,
+                b.deliveries_per_sec,
+                b.cpu_s_per_million,
+                b.latency.p50_ms,
+                b.latency.p99_ms,
+                b.publish_errors,
+                ratio
+            );
+        }
+    }
+
+    // chat
+    let _ = writeln!(s, "\n## 3. Chat: open-loop Poisson pushes at rising rates\n");
+    if let Some(c) = r.servers.iter().find_map(|x| x.chat.as_ref()) {
+        let _ = writeln!(
+            s,
+            "{} users, one connection each, in {} threads of 2–10 members (mean {:.2}). Each push goes to one random thread's members (one publish call per push). Pushes are scheduled by a Poisson process; latency runs from the *scheduled* time to the frame (queueing counts). A step is held when p99 < 50 ms, ≥ 99.9 % delivered and no publish failed; the run stops at the first step not held. Each step lasts {} s.\n",
+            c.users, c.threads, c.mean_members, r.plan.chat_step_secs
+        );
+    }
+    let _ = writeln!(s, "| server | highest rate held (deliveries/s) | CPU µs/delivery at {:.0}/s | ratio (rate) | ratio (CPU) |\n|---|---|---|---|---|", r.plan.chat_fixed_rate);
+    let rc = relay.and_then(|x| x.chat.as_ref());
+    for x in &r.servers {
+        if let Some(c) = &x.chat {
+            let r1 = rc.map(|q| ratio_higher_better(q.max_held_rate, c.max_held_rate)).unwrap_or_else(|| "–".into());
+            let r2 = rc
+                .and_then(|q| Some(ratio_lower_better(q.cpu_us_per_delivery_at_fixed?, c.cpu_us_per_delivery_at_fixed?)))
+                .unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {} | {} | {} |",
+                x.kind.label(),
+                c.max_held_rate,
+                c.cpu_us_per_delivery_at_fixed.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into()),
+                r1,
+                r2
+            );
+        }
+    }
+    let _ = writeln!(s, "\nEvery step:\n");
+    let _ = writeln!(s, "| server | offered/s | achieved/s | delivered / expected | p50 ms | p99 ms | max ms | CPU µs/delivery | errors | held |\n|---|---|---|---|---|---|---|---|---|---|");
+    for x in &r.servers {
+        for st in x.chat.iter().flat_map(|c| c.steps.iter()) {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.0} | {} / {} | {:.2} | {:.2} | {:.1} | {:.2} | {} | {} |",
+                x.kind.label(),
+                st.target_rate,
+                st.achieved_rate,
+                st.delivered,
+                st.expected,
+                st.latency.p50_ms,
+                st.latency.p99_ms,
+                st.latency.max_ms,
+                st.cpu_us_per_delivery,
+                st.publish_errors,
+                if st.held { "yes" } else { "**no**" }
+            );
+        }
+    }
+    let _ = writeln!(s, "\n![chat latency against load]({plots_rel}/chat-latency.png)\n");
+
+    // churn
+    let _ = writeln!(s, "## 4. Churn: connect + authenticate + disconnect\n");
+    let _ = writeln!(s, "Closed-loop: a fixed number of loops each open a WebSocket from a rotating source address, authenticate (Nchan has no authentication step), wait for the server's acceptance, and drop the connection. Ratio: bm-relay's cycles/s / other's.\n");
+    let _ = writeln!(s, "| server | loops | cycles/s | failed | server CPU ms/cycle | ratio vs bm-relay |\n|---|---|---|---|---|---|");
+    let rch = relay.and_then(|x| x.churn.as_ref());
+    for x in &r.servers {
+        if let Some(c) = &x.churn {
+            let ratio = rch.map(|q| ratio_higher_better(q.per_sec, c.per_sec)).unwrap_or_else(|| "–".into());
+            let _ = writeln!(s, "| {} | {} | {:.0} | {} | {:.3} | {} |", x.kind.label(), c.concurrency, c.per_sec, c.failed, c.cpu_ms_per_cycle, ratio);
+        }
+    }
+    let errs: Vec<String> = r.servers.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {}: {e}", x.kind.label()))).collect();
+    if !errs.is_empty() {
+        let _ = writeln!(s, "\n## Scenarios that could not run\n\n{}", errs.join("\n"));
+    }
+    s
+}
+
+fn gnuplot_data(r: &RunResult, dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    std::fs::create_dir_all(dir)?;
+    let mut mem = String::new();
+    let mut lat = String::new();
+    for x in &r.servers {
+        let name = x.kind.label();
+        if let Some(rows) = &x.idle {
+            let _ = writeln!(mem, "# {name}");
+            for row in rows {
+                let _ = writeln!(mem, "{} {:.3}", row.connections, row.rss_per_conn / 1024.0);
+            }
+            let _ = writeln!(mem, "\n");
+        }
+        if let Some(c) = &x.chat {
+            let _ = writeln!(lat, "# {name}");
+            for st in &c.steps {
+                let _ = writeln!(lat, "{} {:.3} {:.3}", st.achieved_rate, st.latency.p50_ms.max(0.01), st.latency.p99_ms.max(0.01));
+            }
+            let _ = writeln!(lat, "\n");
+        }
+    }
+    std::fs::write(dir.join("idle-memory.dat"), &mem)?;
+    std::fs::write(dir.join("chat-latency.dat"), &lat)?;
+    let names: Vec<&str> = r.servers.iter().map(|x| x.kind.label()).collect();
+    let mem_plot = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("'idle-memory.dat' index {i} using 1:2 with linespoints lw 2 title '{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lat_plot = names
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            [
+                format!("'chat-latency.dat' index {i} using 1:3 with linespoints lw 2 lc {} title '{n} p99'", i + 1),
+                format!("'chat-latency.dat' index {i} using 1:2 with linespoints dt 2 lc {} title '{n} p50'", i + 1),
+            ]
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(vec![
+        (
+            "idle-memory.gp".into(),
+            format!(
+                "set terminal pngcairo size 900,560\nset output 'idle-memory.png'\nset title 'Server RSS per idle connection'\nset xlabel 'connections'\nset ylabel 'KiB per connection'\nset grid\nset key top right\nset yrange [0:*]\nplot {mem_plot}\n"
+            ),
+        ),
+        (
+            "chat-latency.gp".into(),
+            format!(
+                "set terminal pngcairo size 900,560\nset output 'chat-latency.png'\nset title 'Chat: latency against delivered load'\nset xlabel 'deliveries per second'\nset ylabel 'latency (ms)'\nset logscale y\nset grid\nset key top left\nplot {lat_plot}\n"
+            ),
+        ),
+    ])
+}
+
+/// Reads a result file, writes the markdown and the plots.
+pub fn write(input: &Path, output: &Path, plots: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    let r: RunResult = serde_json::from_str(&text).map_err(|e| format!("{} is not a bm-bench result: {e}", input.display()))?;
+    let scripts = gnuplot_data(&r, plots).map_err(|e| format!("plots: {e}"))?;
+    let mut made_png = true;
+    for (name, body) in &scripts {
+        std::fs::write(plots.join(name), body).map_err(|e| format!("plots: {e}"))?;
+        let ok = std::process::Command::new("gnuplot").arg(name).current_dir(plots).status().map(|s| s.success()).unwrap_or(false);
+        made_png &= ok;
+    }
+    if !made_png {
+        eprintln!("bm-bench report: gnuplot is missing or failed; data and scripts are in {}", plots.display());
+    }
+    let rel = match (output.parent(), plots.strip_prefix(output.parent().unwrap_or(Path::new("")))) {
+        (Some(_), Ok(p)) => p.display().to_string(),
+        _ => plots.display().to_string(),
+    };
+    let peers_doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/CONFIGS.md")).unwrap_or_default();
+    std::fs::write(output, markdown(&r, &rel, peers_doc.trim())).map_err(|e| format!("cannot write {}: {e}", output.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_of_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_764_000_000), "2025-11-24 16:00:00 UTC");
+    }
+
+    #[test]
+    fn ratios_point_towards_bm_relay() {
+        assert_eq!(ratio_lower_better(2.0, 6.0), "3.00×");
+        assert_eq!(ratio_higher_better(6.0, 2.0), "3.00×");
+        assert_eq!(ratio_higher_better(0.0, 2.0), "–");
+    }
+}
