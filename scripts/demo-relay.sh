@@ -38,12 +38,18 @@ echo "site secret (WordPress only): ${SECRET:0:6}…   relay key (the relay's on
 
 say "2. the relay: bm-relay serve --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN --site $SITE=<relay key>"
 "$BIN" serve --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN" --site "$SITE=$RELAY_KEY" &
-pids+=($!)
-for _ in $(seq 100); do
+relay=$!
+pids+=($relay)
+for _ in $(seq 200); do
   curl -fsS "http://127.0.0.1:$ADMIN/healthz" >/dev/null 2>&1 && break
+  if ! kill -0 "$relay" 2>/dev/null || ! [ -d "/proc/$relay" ] || grep -q '^State:.*Z' "/proc/$relay/status" 2>/dev/null; then
+    echo "demo-relay: the relay did not start (port $PORT or $ADMIN in use? set BM_DEMO_PORT)" >&2
+    exit 1
+  fi
   sleep 0.05
 done
-curl -fsS "http://127.0.0.1:$ADMIN/healthz"; echo
+curl -fsS "http://127.0.0.1:$ADMIN/healthz" || { echo "demo-relay: the relay is not healthy" >&2; exit 1; }
+echo
 
 say "3. a subscriber: bm-relay listen as user 2, watching thread 7 (it holds the secret, so it opens envelopes)"
 TOKEN=$("$BIN" token --secret - --site "$SITE" --user 2 <<<"$SECRET")

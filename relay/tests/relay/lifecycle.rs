@@ -143,3 +143,50 @@ async fn no_disk_writes_during_thousands_of_events() {
     let log = r.log();
     assert!(!log.contains("secret text") && !log.contains(&r.site.token(2)[..20]), "no payloads or tokens in logs");
 }
+
+#[tokio::test]
+async fn environment_configures_a_relay_without_a_file() {
+    let site = Site::new("env.example");
+    let (port, admin) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_bm-relay"))
+        .arg("serve")
+        .env("BM_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BM_RELAY_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .env("BM_RELAY_SITES", format!("other.example={},{}={}", site.relay_key_b64(), site.id, site.relay_key_b64()))
+        .env("RUST_LOG", "info")
+        .env_remove("BM_RELAY_CONFIG")
+        .args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut guard = Kill(child);
+    let mut healthy = None;
+    for _ in 0..300 {
+        if let Ok((200, body)) = http_get(admin, "/healthz").await {
+            healthy = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body: serde_json::Value = serde_json::from_str(&healthy.expect("healthy")).unwrap();
+    assert_eq!(body["sites"], 2);
+    let (s, _) = signed_post(port, &site, "/v1/push", "{\"events\":[]}", now()).await;
+    assert_eq!(s, 200);
+    // JSON logs: every stderr line is one JSON object.
+    guard.0.kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut guard.0.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.lines().count() >= 1);
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
