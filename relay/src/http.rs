@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -33,6 +33,9 @@ use tokio_tungstenite::WebSocketStream;
 use crate::conn::Frame;
 use crate::metrics::RequestResult;
 use crate::state::{unix_now, App};
+
+/// Time allowed for a request's headers to arrive.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Every response body of the relay: small and complete.
 pub type Body = Full<Bytes>;
@@ -76,9 +79,11 @@ pub async fn serve_client(listener: TcpListener, app: Arc<App>) {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(client_request(req, app).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // A client gets 30 s to send a request's headers (slowloris).
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            builder.http2().timer(TokioTimer::new());
+            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
         });
     }
     tracing::info!("client listener closed");

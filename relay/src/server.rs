@@ -8,7 +8,8 @@
 //!   Listen addresses are not changed by a reload.
 //! - SIGTERM / SIGINT start a graceful shutdown: stop accepting, answer
 //!   server API requests with 503, close every socket with 1001, and exit
-//!   once they are gone or `shutdown_deadline_secs` has passed.
+//!   once they are gone or `shutdown_deadline_secs` has passed. A second
+//!   SIGTERM/SIGINT exits at once.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -68,7 +69,12 @@ pub async fn serve(config: Config, overrides: Overrides) -> Result<(), ServeErro
             _ = int.recv() => break,
         }
     }
-    shutdown(&app).await;
+    tokio::select! {
+        _ = shutdown(&app) => {}
+        // A second SIGTERM/SIGINT ends the wait at once.
+        _ = term.recv() => tracing::warn!("second signal: exiting without waiting for sockets"),
+        _ = int.recv() => tracing::warn!("second signal: exiting without waiting for sockets"),
+    }
     Ok(())
 }
 

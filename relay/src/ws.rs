@@ -42,7 +42,7 @@ type Tx<S> = SplitSink<WebSocketStream<S>, Message>;
 type Rx<S> = SplitStream<WebSocketStream<S>>;
 
 /// How long the relay waits for its close frame to be written and answered.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 /// The tungstenite configuration for client sockets: small buffers (an idle
 /// socket must cost little) and the client frame limit.
