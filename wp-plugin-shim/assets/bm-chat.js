@@ -243,7 +243,13 @@ export class BmChat {
       },
       getKey: async (kid) => {
         let cache = await this.bundle();
-        if (!cache.keys.has(kid) && Date.now() - cache.at > 2000) cache = await this.bundle(true);
+        if (!cache.keys.has(kid)) {
+          // A key we do not hold yet (a new thread, a new epoch): wait for
+          // the bundle being fetched, or fetch one — at most once a second,
+          // so envelopes with unknown key ids cannot make us hammer WordPress.
+          if (this.bundlePromise) cache = await this.bundlePromise;
+          else if (Date.now() - cache.at > 1000) cache = await this.bundle(true);
+        }
         return cache.keys.get(kid) ?? null;
       },
       threadKeyId: async (t) => {
@@ -265,6 +271,12 @@ export class BmChat {
       this.onClientState(client.state);
     });
     client.on('event', (ev) => this.onEvent(ev));
+    client.on('dropped', ({ kid, reason }) => {
+      // An event of one of our threads we could not open (its key arrived
+      // later than the event): WordPress has it, read it from there.
+      const m = /^t\/(\d+)\//.exec(kid || '');
+      if (reason === 'no_key' && m && this.threads.has(Number(m[1]))) this.resync(Number(m[1]));
+    });
     client.on('hint', (h) => this.onHint(h));
     client.on('unsub', ({ thread, reason }) => {
       if (reason === 'revoked' || reason === 'forbidden') this.verifyMembership(thread);
@@ -310,6 +322,23 @@ export class BmChat {
       const from = !ids.length ? 0 : reconnect ? Math.min(...ids) - 1 : Math.max(...ids);
       await this.fetchAfter(t, from);
     }
+  }
+
+  /** Catch-up of one thread soon (debounced): the list, and its messages when it is open. */
+  resync(id) {
+    clearTimeout(this.resyncTimer);
+    this.resyncTimer = setTimeout(async () => {
+      try {
+        await this.loadThreads();
+        const t = this.threads.get(id);
+        if (t && t.loaded && this.current === id) {
+          const ids = [...t.messages.keys()];
+          await this.fetchAfter(t, ids.length ? Math.max(...ids) : 0);
+        }
+      } catch (e) {
+        this.showError(e);
+      }
+    }, 500);
   }
 
   /** GET messages after `after` until has_more is false (bounded). */

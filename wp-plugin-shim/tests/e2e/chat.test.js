@@ -98,6 +98,10 @@ test('Alice sends; Bob sees it, decrypted, within 1 s — as text, not HTML', as
   assert.equal(await bob.page.locator('#bm-chat .bmc-messages b').count(), 0, 'no markup from message text');
   assert.equal(await msg(bob, text).locator('.bmc-author').textContent(), 'Alice');
   assert.ok((await bob.page.evaluate(() => window.bmChat.client.stats.delivered)) >= 1, 'it came through the relay socket');
+  // Alice is online: the dot by the conversation and the member line say so.
+  const dot = bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).locator('.bmc-dot');
+  await until(async () => (await dot.getAttribute('data-online')) === 'true', 5000, 'the online dot');
+  await bob.page.locator('#bm-chat .bmc-members', { hasText: 'Alice (online)' }).waitFor({ timeout: 2000 });
   await shot(bob.page, '02-bob-received');
 });
 
@@ -193,7 +197,7 @@ test('relay stopped: Alice’s message is stored; relay restarted: Bob gets it b
   await shot(bob.page, '09-bob-after-restart');
 });
 
-test('a removed member can no longer subscribe nor open new messages', async () => {
+test('a removed member can no longer subscribe nor open new messages', async (t) => {
   carol = await person(site, 'carol');
   await connected(carol);
   const trio = await alice.page.evaluate(([b, c]) => window.bmChat.createThread([{ id: b }, { id: c }], 'Trio', '').then(() => window.bmChat.current), [bob.id, carol.id]);
@@ -237,9 +241,13 @@ test('a removed member can no longer subscribe nor open new messages', async () 
   await send(alice, 'after removal');
   await msg(bob, 'after removal').waitFor({ timeout: 2000 });
   await sleep(2500);
-  const seen = await carol.page.evaluate((t) => [...window.bmChat.threads.get(t).messages.values()].map((m) => m.text), trio);
+  const seen = await carol.page.evaluate((t) => {
+    const th = window.bmChat.threads.get(t);
+    return th ? [...th.messages.values()].map((m) => m.text) : [];
+  }, trio);
   assert.ok(!seen.includes('after removal'), `Carol's page holds no new message: ${JSON.stringify(seen)}`);
   assert.ok(!(await carol.page.content()).includes('after removal'));
+  t.diagnostic(`the relay ${resub === 'subscribed' ? 'accepted' : `refused (${resub})`} Carol's old thread token`);
   if (resub === 'subscribed') {
     // The relay routed it to her old subscription; her page could not open it.
     assert.ok((await carol.page.evaluate(() => window.bmChat.client.stats.dropped)) > dropped0, 'the new event was dropped as unopenable');
@@ -273,6 +281,19 @@ test('the same main flow with the pure-PHP fallback (extension unloaded)', async
   const shown = await texts(bob);
   assert.equal(shown.filter((x) => x === text).length, 1);
   await shot(alice.page, '11-alice-fallback');
+
+  // A message in the conversation Bob does not have open: an unread badge,
+  // gone once he opens it (and reads it).
+  await open(alice, 'Trio');
+  await send(alice, 'unread check');
+  const badge = bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Trio' }).locator('.bmc-unread');
+  await until(async () => (await badge.count()) === 1 && (await badge.textContent()) === '1', 3000, 'the unread badge');
+  assert.equal(await badge.getAttribute('aria-label'), '1 unread');
+  await shot(bob.page, '12-bob-unread');
+  await open(bob, 'Trio');
+  await msg(bob, 'unread check').waitFor({ timeout: 2000 });
+  await until(async () => (await badge.count()) === 0, 3000, 'the badge to go');
+  await until(async () => (await msg(alice, 'unread check').locator('.bmc-mark').getAttribute('data-status')) === 'read', 5000, 'the read mark');
 });
 
 test('readable at phone width (360 px) and no script errors on any page', async () => {
@@ -286,6 +307,6 @@ test('readable at phone width (360 px) and no script errors on any page', async 
   assert.ok(overflow <= 0, `the chat is ${overflow}px wider than the screen`);
   const box = await bob.page.locator('#bm-chat .bmc-input').boundingBox();
   assert.ok(box && box.x >= 0 && box.x + box.width <= 360, 'the composer fits');
-  await shot(bob.page, '12-bob-phone');
+  await shot(bob.page, '13-bob-phone');
   for (const p of [alice, bob, carol]) assert.deepEqual(realErrors(p), [], `${p.login}'s page`);
 });
