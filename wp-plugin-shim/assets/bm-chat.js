@@ -50,7 +50,7 @@ const DEFAULT_STRINGS = {
   reactions: 'Reactions',
   typing: '%s is typing…',
   typingMany: 'Several people are typing…',
-  newMessageFrom: 'New message from %s: %s',
+  newMessageFrom: 'New message from %1$s: %2$s',
   connecting: 'Connecting…',
   connected: 'Connected',
   offlinePolling: 'Offline — checking for messages every few seconds',
@@ -75,10 +75,10 @@ const NO_RELAY_POLL_MS = 5000;
 /** Largest thread id we accept (JSON-safe ids, as the plugin). */
 const MAX_ID = Number.MAX_SAFE_INTEGER;
 
-/** sprintf for `%s` / `%d`, in order. */
+/** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
 function fmt(s, ...args) {
   let i = 0;
-  return String(s).replace(/%[sd]/g, () => String(args[i++] ?? ''));
+  return String(s).replace(/%(?:(\d+)\$)?[sd]/g, (_, n) => String((n ? args[Number(n) - 1] : args[i++]) ?? ''));
 }
 
 /**

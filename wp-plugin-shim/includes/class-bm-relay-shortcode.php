@@ -112,7 +112,7 @@ final class BM_Relay_Shortcode
             'typing' => __('%s is typing…', 'bm-relay'),
             'typingMany' => __('Several people are typing…', 'bm-relay'),
             /* translators: 1: a person's name, 2: the message text */
-            'newMessageFrom' => __('New message from %s: %s', 'bm-relay'),
+            'newMessageFrom' => __('New message from %1$s: %2$s', 'bm-relay'),
             'connecting' => __('Connecting…', 'bm-relay'),
             'connected' => __('Connected', 'bm-relay'),
             'offlinePolling' => __('Offline — checking for messages every few seconds', 'bm-relay'),

@@ -165,6 +165,7 @@ test('Bob’s socket is killed; Alice sends three; Bob reconnects and shows all 
   for (const t of ['one', 'two', 'three']) await send(alice, t);
   await sleep(300);
   assert.ok(!(await texts(bob)).includes('one'), 'nothing reached Bob while he was cut off');
+  assert.equal(await msg(alice, 'one').locator('.bmc-mark').getAttribute('data-status'), 'sent', 'not "Delivered": Bob had no socket');
   await shot(bob.page, '06-bob-cut-off');
 
   release();
@@ -289,6 +290,8 @@ test('the same main flow with the pure-PHP fallback (extension unloaded)', async
   const badge = bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Trio' }).locator('.bmc-unread');
   await until(async () => (await badge.count()) === 1 && (await badge.textContent()) === '1', 3000, 'the unread badge');
   assert.equal(await badge.getAttribute('aria-label'), '1 unread');
+  // Bob's page got it but he has not read it: Alice sees "Delivered".
+  assert.equal(await msg(alice, 'unread check').locator('.bmc-mark').textContent(), 'Delivered');
   await shot(bob.page, '12-bob-unread');
   await open(bob, 'Trio');
   await msg(bob, 'unread check').waitFor({ timeout: 2000 });

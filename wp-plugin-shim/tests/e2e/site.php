@@ -64,7 +64,7 @@ function repair_links(string $docroot, string $origin): void
  * a thread with him, a thread token; `bm-relay listen` connects with them
  * as Bob's browser would; Alice posts over REST; the listener opens the
  * pushed `message.new` with the site secret and it carries Alice's text,
- * and WordPress reports Bob's socket as a delivery.
+ * and WordPress reports Bob's socket as a delivery (and as presence).
  *
  * @return array<string,mixed> what was checked, with timings (ms)
  */
@@ -127,6 +127,10 @@ function smoke(BM_WP_Harness $h): array
             throw new RuntimeException('Bob\'s subscriber did not get ready with the tokens WordPress gave: ' . json_encode($frames));
         }
         $subscribed = $ms();
+        [$code, $pres] = $alice->rest('GET', "/threads/$thread/presence");
+        if ($code !== 200 || !in_array($h->users['bob'], $pres['online'] ?? [], true)) {
+            throw new RuntimeException("presence does not show Bob online: HTTP $code " . json_encode($pres));
+        }
         $text = 'Hello Bob, from the smoke test ' . bin2hex(random_bytes(3));
         $sent = microtime(true);
         [$code, $body] = $alice->rest('POST', "/threads/$thread/messages", ['text' => $text]);
