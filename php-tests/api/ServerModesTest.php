@@ -114,14 +114,14 @@ final class ServerModesTest extends RelayTestCase
         $t0 = microtime(true);
         try {
             for ($seq = 1; $seq <= $n; $seq++) {
-                [$code, $body] = $fpm->request(self::PUSH, ['seq' => $seq, 'to' => 14], 15.0);
-                $this->assertSame(0, $code, "request $seq: $body " . $fpm->log());
+                [$code, $body] = $fpm->request(self::PUSH, ['seq' => $seq, 'to' => 14], 30.0);
+                $this->assertSame(0, $code, "request $seq: $body\n" . implode("\n", array_filter(explode("\n", $fpm->log()), fn($l) => !str_contains($l, 'NOTICE'))));
                 $r = json_decode($body, true);
                 $this->assertIsArray($r, "request $seq: $body");
                 $this->assertTrue($r['ok']);
                 $pids[$r['pid']] = true;
             }
-            $this->assertLessThan(60.0, microtime(true) - $t0, 'no request hung');
+            $this->assertLessThan(120.0, microtime(true) - $t0, 'no request hung');
             $events = $l->wait_events($n, 15.0);
             $seqs = self::seqs($events);
             sort($seqs);

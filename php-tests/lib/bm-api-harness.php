@@ -498,11 +498,18 @@ final class BM_Test_Fpm
         ];
         $p = new BM_Test_Proc(['cgi-fcgi', '-bind', '-connect', "127.0.0.1:{$this->port}"], $env);
         $p->close_stdin();
+        $t0 = microtime(true);
         $code = $p->wait($timeout);
         $out = $p->stdout();
+        $err = $p->stderr();
         $p->stop();
         $pos = strpos($out, "\r\n\r\n");
-        return [$code, $pos === false ? $out : substr($out, $pos + 4)];
+        $body = $pos === false ? $out : substr($out, $pos + 4);
+        if ($code !== 0) {
+            // Say why, for the assertion message: exit code, time, cgi-fcgi's stderr.
+            $body .= sprintf("\n[cgi-fcgi exit %d after %.2f s%s]", $code, microtime(true) - $t0, $err === '' ? '' : ': ' . trim($err));
+        }
+        return [$code, $body];
     }
 
     public function log(): string
