@@ -112,7 +112,7 @@ pub struct Broadcast {
     pub clients: u64,
     /// Rounds published.
     pub rounds: u32,
-    /// Publish requests per round (Nchan multiplexes at most 200 channels).
+    /// Publish requests per round (Nchan takes about 1 KiB of channel ids per request).
     pub requests_per_round: usize,
     /// Deliveries expected.
     pub expected: u64,
