@@ -13,7 +13,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, relayPost, shot, sleep, startSite, until } from './site.js';
 
-const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/libbm_relay.so');
+const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
+/** Browser tokens live this long (s), so the suite sees pages refresh them. */
+const TOKEN_TTL = 20;
 
 /** @type {any} */ let site;
 /** @type {any} */ let alice;
@@ -56,7 +58,7 @@ const realErrors = (p) => p.page.errors.filter((e) => !/Failed to load resource|
 
 before(async () => {
   assert.ok(fs.existsSync(EXT), `${EXT} is missing: run \`make ext\``);
-  site = await startSite({ ext: EXT });
+  site = await startSite({ ext: EXT, tokenTtl: TOKEN_TTL });
   assert.equal(site.impl, 'extension', 'php -S runs the bm_relay extension');
   [alice, bob] = await Promise.all([person(site, 'alice'), person(site, 'bob')]);
 });
@@ -104,6 +106,32 @@ test('Alice sends; Bob sees it, decrypted, within 1 s — as text, not HTML', as
   await until(async () => (await dot.getAttribute('data-online')) === 'true', 5000, 'the online dot');
   await bob.page.locator('#bm-chat .bmc-members', { hasText: 'Alice (online)' }).waitFor({ timeout: 2000 });
   await shot(bob.page, '02-bob-received');
+});
+
+test('the connection outlives its token: the page refreshes it through POST /token', async (t) => {
+  // Tokens live TOKEN_TTL s; the page's socket, opened with the first one,
+  // stays up past its expiry with no reconnect, and messages still flow.
+  const a = alice.page;
+  const start = await a.evaluate(() => ({ exp: window.bmChat.bundleCache.raw.exp, reconnects: window.bmChat.client.stats.reconnects }));
+  const tokenCalls = [];
+  const onRequest = (r) => {
+    if (r.method() === 'POST' && r.url().endsWith('/wp-json/bm/v1/token')) tokenCalls.push(Date.now());
+  };
+  a.on('request', onRequest);
+  const states = [];
+  const wait = (start.exp + 2) * 1000 - Date.now();
+  assert.ok(wait < (TOKEN_TTL + 3) * 1000, `token expires in ${wait} ms`);
+  for (const end = Date.now() + wait; Date.now() < end; ) {
+    states.push(await conn(alice));
+    await sleep(250);
+  }
+  a.off('request', onRequest);
+  t.diagnostic(`watched ${wait} ms, until 2 s after the newest token had expired; ${tokenCalls.length} POST /token meanwhile`);
+  assert.ok(tokenCalls.length >= 1, 'the page asked WordPress for a new token');
+  assert.deepEqual([...new Set(states)], ['connected'], 'never left connected');
+  assert.equal(await a.evaluate(() => window.bmChat.client.stats.reconnects), start.reconnects, 'no reconnect');
+  await send(bob, 'still here');
+  await msg(alice, 'still here').waitFor({ timeout: 1000 });
 });
 
 test('Bob sees that Alice is typing (a relay hint, never stored)', async () => {

@@ -40,12 +40,14 @@ process.on('exit', () => {
  * Starts the site; resolves with its description ({url, chat_url, users,
  * password, relay_port, site, relay_key, impl, …}) plus `command(line)`
  * and `stop()`.
- * @param {{ext?: string|null, timeout?: number}} opts ext: the extension .so to load into PHP
+ * @param {{ext?: string|null, tokenTtl?: number|null, timeout?: number}} opts ext: the extension .so
+ *   to load into PHP; tokenTtl: lifetime (s) of the tokens WordPress gives browsers
  */
-export async function startSite({ ext = null, timeout = 120000 } = {}) {
+export async function startSite({ ext = null, tokenTtl = null, timeout = 120000 } = {}) {
   const env = { ...process.env };
   delete env.BM_EXT_SO;
   if (ext) env.BM_EXT_SO = ext;
+  if (tokenTtl) env.BM_TOKEN_TTL = String(tokenTtl);
   const child = spawn('php', [path.join(HERE, 'site.php')], {
     cwd: ROOT,
     env,

@@ -22,7 +22,9 @@
  *
  * Environment: BM_EXT_SO, BM_RELAY_BIN, BM_WP_KEEP (as the harness);
  * BM_HTTP_PORT, BM_RELAY_PORT, BM_ADMIN_PORT fix the ports (default: free
- * ones); BM_SITE_PASSWORD sets the users' password.
+ * ones); BM_SITE_PASSWORD sets the users' password; BM_TOKEN_TTL sets the
+ * lifetime of the tokens WordPress gives browsers (filter
+ * bm_relay_token_ttl, through a must-use plugin).
  */
 
 declare(strict_types=1);
@@ -232,6 +234,15 @@ try {
     $err = stream_get_contents($pipes[2]);
     if (proc_close($proc) !== 0) {
         throw new RuntimeException("creating the chat page failed:\n$out\n$err");
+    }
+    $ttl = getenv('BM_TOKEN_TTL');
+    if ($ttl !== false && $ttl !== '') {
+        // Short-lived browser tokens, so a test sees the page refresh them.
+        if (!preg_match('/^[1-9][0-9]{0,5}$/D', $ttl)) {
+            throw new RuntimeException('BM_TOKEN_TTL must be a number of seconds');
+        }
+        @mkdir($h->docroot . '/wp-content/mu-plugins', 0755);
+        file_put_contents($h->docroot . '/wp-content/mu-plugins/bm-token-ttl.php', "<?php\nadd_filter('bm_relay_token_ttl', static fn() => $ttl);\n");
     }
     file_put_contents($h->docroot . '/bm-e2e-impl.php', "<?php\nheader('Content-Type: text/plain');\necho function_exists('bm_push') && (new ReflectionFunction('bm_push'))->isInternal() ? 'extension' : 'fallback';\n");
 } catch (Throwable $e) {
