@@ -15,6 +15,7 @@
 //! | [`json`] | `json_encode` / `json_decode` through PHP itself |
 //! | [`event`] | checking and sealing one event |
 //! | [`relay`] | signed HTTP requests and the relay's replies |
+//! | [`direct`] | blocking keep-alive HTTP/1.1 for sync calls to an http relay |
 //! | [`worker`] | fork-safe runtime, queue, batching sender, stats |
 //!
 //! The PHP API is documented in `docs/PHP-API.md`; IDE stubs are in
@@ -23,6 +24,7 @@
 #![cfg_attr(windows, feature(abi_vectorcall))]
 
 pub mod config;
+pub mod direct;
 pub mod error;
 pub mod event;
 pub mod ini;

@@ -126,8 +126,10 @@ impl Shared {
 pub struct Worker {
     pid: u32,
     runtime: Option<tokio::runtime::Runtime>,
-    /// The PHP thread's own runtime and clients for calls it waits for.
+    /// The PHP thread's own runtime and clients for calls it waits for (https).
     local: Option<Local>,
+    /// The PHP thread's keep-alive connection for calls to an http relay.
+    direct: Option<crate::direct::Conn>,
     /// Shared with the sender task.
     pub shared: Arc<Shared>,
     /// Durations of bm_push calls in this process (µs); PHP thread only.
@@ -157,6 +159,7 @@ impl Worker {
             pid: std::process::id(),
             runtime: Some(runtime),
             local: None,
+            direct: None,
             shared,
             push_latency: VecDeque::new(),
             last_logged: None,
@@ -201,6 +204,20 @@ impl Worker {
         let result = if self.shared.pending() > 0 && !self.flush(wait) {
             Err(timeout_error())
         } else {
+            if let Some(url) = crate::direct::HttpUrl::parse(&target.base_url) {
+                // Plain http: a direct blocking exchange on this thread.
+                let sent_at = Instant::now();
+                let r = crate::direct::send(&mut self.direct, &url, target, endpoint, &body, deadline);
+                self.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+                record_sample(&mut lock(&self.shared.stats.batch_latency), sent_at.elapsed().as_micros());
+                match &r {
+                    Ok(_) => {
+                        self.shared.stats.sent.fetch_add(events, Ordering::Relaxed);
+                    }
+                    Err(e) => self.shared.stats.record_failure(events, e),
+                }
+                return r;
+            }
             let local = match self.local.take() {
                 Some(l) => l,
                 None => Local::new()?,

@@ -179,7 +179,12 @@ final class BM_Test_Proc
         $this->pipes = $pipes;
         stream_set_blocking($pipes[1], false);
         stream_set_blocking($pipes[2], false);
-        $this->pid = (int) proc_get_status($proc)['pid'];
+        $st = proc_get_status($proc);
+        $this->pid = (int) $st['pid'];
+        if (!$st['running']) {
+            // proc_get_status() reports the exit code only once: keep it.
+            $this->code = (int) $st['exitcode'];
+        }
         self::$live[] = $this;
         static $registered = false;
         if (!$registered) {

@@ -1,0 +1,264 @@
+//! A minimal blocking HTTP/1.1 client for the calls PHP waits for on a
+//! plain `http://` relay: one keep-alive TCP connection per process, used
+//! from the PHP thread only.
+//!
+//! Why not reqwest here too: a sync push is a request/response on loopback
+//! or a LAN, where reqwest's per-request machinery (futures, tower layers,
+//! header maps) costs about as much as the relay's own work. Writing one
+//! request and reading one `Content-Length` (or chunked) reply directly
+//! halves that overhead. `https://` relays keep using reqwest (rustls).
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
+
+use crate::error::BmError;
+use crate::relay::{self, Endpoint, Target};
+
+/// Largest reply accepted (the relay's answers are small JSON documents).
+const MAX_REPLY: usize = 4 * 1024 * 1024;
+
+/// `http://host:port/prefix` split up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Host as written (name or IP; IPv6 without brackets).
+    pub host: String,
+    /// Port (default 80).
+    pub port: u16,
+    /// Path prefix without trailing slash ("" for none).
+    pub prefix: String,
+}
+
+impl HttpUrl {
+    /// Parses an `http://` base URL; None for anything else (https).
+    pub fn parse(base: &str) -> Option<HttpUrl> {
+        let url = reqwest::Url::parse(base).ok()?;
+        if url.scheme() != "http" {
+            return None;
+        }
+        let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
+        Some(HttpUrl { host, port: url.port().unwrap_or(80), prefix: url.path().trim_end_matches('/').to_string() })
+    }
+
+    fn host_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The process's connection to one relay address.
+pub struct Conn {
+    url: HttpUrl,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// True when the peer has not closed the idle connection (and sent nothing).
+    fn still_open(&self) -> bool {
+        let s = self.reader.get_ref();
+        if !self.reader.buffer().is_empty() || s.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let open = matches!(s.peek(&mut byte), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+        s.set_nonblocking(false).is_ok() && open
+    }
+}
+
+enum Failure {
+    /// Nothing came back on a reused connection: safe to retry on a new one.
+    Stale(io::Error),
+    /// Connecting failed.
+    Connect(io::Error),
+    /// Deadline passed.
+    Timeout,
+    /// Anything else on the wire.
+    Io(io::Error),
+}
+
+fn remaining(deadline: Instant) -> Result<Duration, Failure> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(Failure::Timeout)
+    } else {
+        Ok(left)
+    }
+}
+
+fn io_failure(e: io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
+        _ => Failure::Io(e),
+    }
+}
+
+fn connect(url: &HttpUrl, connect_timeout: Duration, deadline: Instant) -> Result<Conn, Failure> {
+    let addrs = (url.host.as_str(), url.port).to_socket_addrs().map_err(Failure::Connect)?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+    for addr in addrs {
+        let bound = connect_timeout.min(remaining(deadline)?);
+        match TcpStream::connect_timeout(&addr, bound) {
+            Ok(s) => {
+                s.set_nodelay(true).map_err(Failure::Connect)?;
+                return Ok(Conn { url: url.clone(), reader: BufReader::with_capacity(16 * 1024, s) });
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
+                last = io::Error::new(io::ErrorKind::TimedOut, "connection timed out");
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(Failure::Connect(last))
+}
+
+/// Reads one reply: status and body. `fresh` is false on a reused connection.
+fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) -> Result<(u16, String, bool), Failure> {
+    let stale_or = |e: io::Error, got_any: bool| if reused && !got_any { Failure::Stale(e) } else { io_failure(e) };
+    {
+        let s = conn.reader.get_mut();
+        s.set_write_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+        s.write_all(request).map_err(|e| stale_or(e, false))?;
+    }
+    let mut line = String::new();
+    conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+    match conn.reader.read_line(&mut line) {
+        Ok(0) => return Err(stale_or(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a reply"), false)),
+        Ok(_) => {}
+        Err(e) => return Err(stale_or(e, false)),
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure::Io(io::Error::new(io::ErrorKind::InvalidData, "not an HTTP reply")))?;
+    let (mut length, mut chunked, mut close) = (None, false, line.starts_with("HTTP/1.0"));
+    loop {
+        line.clear();
+        conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+        if conn.reader.read_line(&mut line).map_err(io_failure)? == 0 {
+            return Err(Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "reply headers cut short")));
+        }
+        let h = line.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let v = v.trim();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = v.parse::<usize>().ok(),
+                "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+                "connection" => close = v.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+            conn.reader.read_line(&mut line).map_err(io_failure)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| Failure::Io(io::Error::new(io::ErrorKind::InvalidData, "bad chunk size")))?;
+            if body.len() + size > MAX_REPLY {
+                return Err(Failure::Io(io::Error::new(io::ErrorKind::InvalidData, "reply too large")));
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            conn.reader.read_exact(&mut body[start..]).map_err(io_failure)?;
+            line.clear();
+            conn.reader.read_line(&mut line).map_err(io_failure)?; // CRLF after the chunk (or trailers end)
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(n) = length {
+        if n > MAX_REPLY {
+            return Err(Failure::Io(io::Error::new(io::ErrorKind::InvalidData, "reply too large")));
+        }
+        body.resize(n, 0);
+        conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+        conn.reader.read_exact(&mut body).map_err(io_failure)?;
+    } else {
+        // No length: the body runs to the end of the connection.
+        (&mut conn.reader).take(MAX_REPLY as u64).read_to_end(&mut body).map_err(io_failure)?;
+        close = true;
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned(), close))
+}
+
+/// Sends one signed request over the process's connection (opening or
+/// re-opening it as needed) and returns the 200 body, or an error worded
+/// like the async path's (`relay unreachable …`, `relay refused …`).
+pub fn send(slot: &mut Option<Conn>, url: &HttpUrl, target: &Target, endpoint: Endpoint, body: &str, deadline: Instant) -> Result<String, BmError> {
+    let path = format!("{}{}", url.prefix, endpoint.path());
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let sig = signing::sign(&target.relay_key, ts, &target.site, "POST", endpoint.path(), body.as_bytes());
+    let mut request = Vec::with_capacity(body.len() + 320);
+    write!(
+        request,
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: bm_relay.so/{}\r\nContent-Type: application/json\r\n{HEADER_SITE}: {}\r\n{HEADER_TIMESTAMP}: {ts}\r\n{HEADER_SIGNATURE}: {sig}\r\nContent-Length: {}\r\n\r\n",
+        url.host_header(),
+        env!("CARGO_PKG_VERSION"),
+        target.site,
+        body.len()
+    )
+    .map_err(|e| BmError::relay(e.to_string(), 0))?;
+    request.extend_from_slice(body.as_bytes());
+
+    let unreachable = |why: String| BmError::relay(format!("relay unreachable for {} at {}: {why}", endpoint.what(), target.base_url), 0);
+    let timeout = || unreachable(format!("no answer within timeout_ms={}", target.timeout.as_millis()));
+    if slot.as_ref().is_some_and(|c| c.url != *url || !c.still_open()) {
+        *slot = None;
+    }
+    for attempt in 0..2 {
+        let reused = slot.is_some();
+        let mut conn = match slot.take() {
+            Some(c) => c,
+            None => match connect(url, target.connect_timeout, deadline) {
+                Ok(c) => c,
+                Err(Failure::Timeout) => return Err(timeout()),
+                Err(Failure::Connect(e)) | Err(Failure::Io(e)) | Err(Failure::Stale(e)) => {
+                    return Err(unreachable(format!("cannot connect (connect_timeout_ms={}): {e}", target.connect_timeout.as_millis())))
+                }
+            },
+        };
+        match exchange(&mut conn, &request, deadline, reused) {
+            Ok((status, text, close)) => {
+                if !close {
+                    *slot = Some(conn);
+                }
+                return if status == 200 { Ok(text) } else { Err(relay::relay_error(endpoint, status, &text)) };
+            }
+            Err(Failure::Stale(_)) if attempt == 0 => continue,
+            Err(Failure::Timeout) => return Err(timeout()),
+            Err(Failure::Stale(e)) | Err(Failure::Io(e)) | Err(Failure::Connect(e)) => return Err(unreachable(e.to_string())),
+        }
+    }
+    Err(timeout())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            HttpUrl::parse("http://127.0.0.1:8787"),
+            Some(HttpUrl { host: "127.0.0.1".into(), port: 8787, prefix: String::new() })
+        );
+        assert_eq!(
+            HttpUrl::parse("http://relay.example/base"),
+            Some(HttpUrl { host: "relay.example".into(), port: 80, prefix: "/base".into() })
+        );
+        let v6 = HttpUrl::parse("http://[::1]:9000").unwrap();
+        assert_eq!((v6.host.as_str(), v6.host_header().as_str()), ("::1", "[::1]:9000"));
+        assert_eq!(HttpUrl::parse("https://relay.example"), None);
+    }
+}
