@@ -67,7 +67,7 @@ enum Cmd {
     /// Sealed with the thread key when --thread is given, else with the user
     /// key of the single --to.
     Push {
-        /// Relay base URL, e.g. http://127.0.0.1:8787.
+        /// Relay base URL (plain http://), e.g. http://127.0.0.1:8787.
         #[arg(long)]
         url: String,
         /// Site id.
@@ -97,7 +97,7 @@ enum Cmd {
     /// their payload. Exit codes: 0 on a relay close or after --count
     /// events, 3 on --timeout, 1 on errors.
     Listen {
-        /// WebSocket URL, e.g. ws://127.0.0.1:8787/v1/ws.
+        /// WebSocket URL (plain ws://; TLS belongs to the proxy), e.g. ws://127.0.0.1:8787/v1/ws.
         #[arg(long)]
         url: String,
         /// Connection token.
