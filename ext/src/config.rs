@@ -183,6 +183,34 @@ pub struct Keys {
     pub relay: RelayKey,
     /// Root of thread and user keys.
     pub content: ContentKey,
+    /// Thread and user keys derived so far in this request: a request that
+    /// pushes many events to one thread derives its key (two HKDF steps)
+    /// once. Bounded; zeroized when dropped at request end.
+    derived: std::sync::Mutex<std::collections::HashMap<bm_proto::KeyId, bm_proto::EnvelopeKey>>,
+}
+
+/// Most derived keys kept per request.
+const MAX_CACHED_KEYS: usize = 256;
+
+impl Keys {
+    /// Derives the relay and content keys of a site secret.
+    pub fn new(secret: &SiteSecret) -> Keys {
+        Keys { relay: secret.relay_key(), content: secret.content_key(), derived: Default::default() }
+    }
+
+    /// The thread or user key named `id`, derived once per request.
+    pub fn envelope_key(&self, id: bm_proto::KeyId) -> bm_proto::EnvelopeKey {
+        let mut cache = crate::worker::lock(&self.derived);
+        if let Some(k) = cache.get(&id) {
+            return k.clone();
+        }
+        if cache.len() >= MAX_CACHED_KEYS {
+            cache.clear();
+        }
+        let k = self.content.key_for(id);
+        cache.insert(id, k.clone());
+        k
+    }
 }
 
 /// Where a secret came from, for phpinfo() (never the secret itself).
@@ -270,7 +298,7 @@ impl Resolved {
         self.keys
             .get_or_init(|| {
                 let secret = load_secret(&self.raw)?;
-                Ok(Arc::new(Keys { relay: secret.relay_key(), content: secret.content_key() }))
+                Ok(Arc::new(Keys::new(&secret)))
             })
             .clone()
     }
@@ -336,6 +364,21 @@ mod tests {
         assert!(load_secret(&r).unwrap_err().message.contains("no such file"));
         r.set("secret", "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0".into()).unwrap();
         assert!(load_secret(&r).is_ok());
+    }
+
+    #[test]
+    fn derived_keys_are_cached_and_equal_to_fresh_ones() {
+        let secret = SiteSecret::from_b64("IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0").unwrap();
+        let keys = Keys::new(&secret);
+        let id = bm_proto::KeyId::parse("t/12/0").unwrap();
+        let first = keys.envelope_key(id);
+        assert_eq!(first.to_b64(), "eKY9wpcq_JUS95SW3tXcNPPi1DtIoKkO1pDlkB8gZtI");
+        assert_eq!(keys.envelope_key(id), first);
+        for t in 1..=300 {
+            keys.envelope_key(bm_proto::KeyId::parse(&format!("t/{t}/1")).unwrap());
+        }
+        assert!(crate::worker::lock(&keys.derived).len() <= MAX_CACHED_KEYS);
+        assert_eq!(keys.envelope_key(id).to_b64(), first.to_b64());
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
                     field(prefix, "live")
                 )));
             }
-            keys.content.thread_key(t, epoch)
+            keys.envelope_key(bm_proto::KeyId::Thread { thread: t, epoch })
         }
         None => {
             if live {
@@ -122,7 +122,7 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
                     to.len()
                 )));
             }
-            keys.content.user_key(to[0])
+            keys.envelope_key(bm_proto::KeyId::User(to[0]))
         }
     };
     let null = Zval::null();
