@@ -246,6 +246,94 @@ pub fn send(slot: &mut Option<Conn>, url: &HttpUrl, target: &Target, endpoint: E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use bm_proto::{RelayKey, SiteId};
+
+    /// Serves one connection: for each canned reply, reads one request
+    /// (headers + Content-Length body) and writes the reply.
+    fn one_connection(replies: Vec<&'static str>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut out = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            let mut heads = Vec::new();
+            for reply in replies {
+                let mut head = String::new();
+                let mut len = 0;
+                loop {
+                    let mut l = String::new();
+                    r.read_line(&mut l).unwrap();
+                    if l.trim_end().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    head.push_str(&l);
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                heads.push(head);
+                out.write_all(reply.as_bytes()).unwrap();
+            }
+            heads
+        });
+        (url, h)
+    }
+
+    fn target(url: &str) -> Arc<Target> {
+        Arc::new(Target {
+            base_url: url.into(),
+            site: SiteId::new("direct.example").unwrap(),
+            relay_key: RelayKey::from_bytes([3; 32]),
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(500),
+        })
+    }
+
+    #[test]
+    fn content_length_chunked_and_errors_on_one_keep_alive_connection() {
+        let (url, server) = one_connection(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{\"online\":[]}",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"clo\r\n7\r\nsed\":3}\r\n0\r\n\r\n",
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 52\r\n\r\n{\"error\":{\"code\":\"bad_signature\",\"message\":\"wrong\"}}",
+        ]);
+        let t = target(&url);
+        let u = HttpUrl::parse(&url).unwrap();
+        let mut slot = None;
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        assert_eq!(send(&mut slot, &u, &t, Endpoint::Presence, "{}", deadline()).unwrap(), r#"{"online":[]}"#);
+        assert!(slot.is_some(), "kept alive");
+        assert_eq!(send(&mut slot, &u, &t, Endpoint::Disconnect, "{}", deadline()).unwrap(), r#"{"closed":3}"#);
+        let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline()).unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (401, "relay refused push: HTTP 401 bad_signature: wrong"));
+        let heads = server.join().unwrap();
+        assert!(heads[0].starts_with("POST /v1/presence HTTP/1.1\r\n"));
+        assert!(heads[2].starts_with("POST /v1/push HTTP/1.1\r\n"));
+        assert!(heads.iter().all(|h| h.contains("X-BM-Site: direct.example") && h.contains("X-BM-Signature: v1=")));
+        // The server closed the connection: the next call notices and reconnects (and fails: nobody listens).
+        let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline()).unwrap_err();
+        assert_eq!(err.code, 0);
+        assert!(err.message.starts_with(&format!("relay unreachable for push at {url}: cannot connect")), "{}", err.message);
+    }
+
+    #[test]
+    fn a_silent_relay_times_out_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap(); // accepts (backlog), never answers
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let t = target(&url);
+        let started = Instant::now();
+        let err = send(&mut None, &HttpUrl::parse(&url).unwrap(), &t, Endpoint::Push, "{}", Instant::now() + Duration::from_millis(200))
+            .unwrap_err();
+        assert!(err.message.contains("no answer within timeout_ms=2000"), "{}", err.message);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(listener);
+    }
 
     #[test]
     fn urls() {
