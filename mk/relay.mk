@@ -5,8 +5,12 @@
 #   make test-relay   only the relay's tests (unit + integration, real sockets)
 #   make bench-relay  criterion benchmark of the fan-out path (not in make test)
 #   make demo-relay   keygen, relay, listen, push on loopback (also via make demo)
+#   make test-relay-deploy  the deployment files checked by the real tools
+#                     (bm-relay serve, nginx -t, systemd-analyze verify); in make test
 
-.PHONY: relay test-relay bench-relay demo-relay
+TEST_TARGETS += test-relay-deploy
+
+.PHONY: relay test-relay bench-relay demo-relay test-relay-deploy
 
 relay: ## build the relay (target/release/bm-relay)
 	$(CARGO) build --release --locked -p bm-relay
@@ -19,3 +23,6 @@ bench-relay: ## criterion benchmark of the relay's fan-out path
 
 demo-relay: relay ## the relay alone: a generated site, a push reaching `bm-relay listen`
 	bash scripts/demo-relay.sh
+
+test-relay-deploy: relay ## relay/deploy: sample TOML starts a relay, nginx -t, systemd-analyze verify
+	bash relay/deploy/check.sh
