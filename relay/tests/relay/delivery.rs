@@ -257,3 +257,26 @@ async fn pushes_work_over_h2c() {
         assert_eq!(r.site.open(&c.recv().await["e"]), json!(i));
     }
 }
+
+#[tokio::test]
+async fn unsub_and_the_subscription_limit() {
+    let r = Relay::start("max_subscriptions = 2\n").await;
+    let mut c = r.client(2).await;
+    let mut peer = r.subscriber(3, 1).await;
+    c.sub(&r.site, 2, 1).await;
+    c.sub(&r.site, 2, 2).await;
+    c.send(json!({"op":"sub","thread":3,"token": r.site.thread_token(2, 3),"ref":3})).await;
+    assert_eq!(c.recv().await["code"], "too_many_subscriptions");
+    // Subscribing again to a watched thread is fine and takes no slot.
+    c.sub(&r.site, 2, 1).await;
+    c.send(json!({"op":"unsub","thread":1,"ref":4})).await;
+    assert_eq!(c.recv().await, json!({"op":"ok","ref":4}));
+    c.send(json!({"op":"unsub","thread":1,"ref":5})).await;
+    assert_eq!(c.recv().await["code"], "not_subscribed");
+    c.sub(&r.site, 2, 3).await;
+    // After unsub, thread 1's events no longer reach it.
+    peer.send(json!({"op":"pub","thread":1,"e": r.site.thread_env(1, json!(1)),"ref":1})).await;
+    assert_eq!(peer.recv().await["op"], "ok");
+    c.silent_for(QUIET).await;
+    assert_eq!(r.metric("bm_relay_subscriptions").await, 3.0);
+}
