@@ -5,6 +5,13 @@
 //! forward deliveries to other nodes without touching the socket or HTTP
 //! code. [`LocalRouter`] is the single-node table.
 //!
+//! The methods are synchronous on purpose: they run inside a push handler
+//! or a socket task without awaiting, so no lock is ever held across an
+//! `.await`. A broker implementation would queue what other nodes must see
+//! (deliveries, pubs, disconnects) to an async publisher, apply what it
+//! receives from them through the same local calls, and answer `presence`
+//! from a per-node presence view it keeps up to date in memory.
+//!
 //! The table is sharded: per site, 16 user shards and 16 thread shards,
 //! each a `std::sync::Mutex<HashMap>`. Every operation locks one shard at a
 //! time, briefly, and never across an `.await` (nothing here is async), so
