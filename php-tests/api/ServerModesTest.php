@@ -99,7 +99,8 @@ final class ServerModesTest extends RelayTestCase
             $this->assertSame([$stats['pid'], $stats['pid'], $stats['pid']], $pids, 'one worker served all');
             $this->assertSame(6, $stats['sent'], 'counters of the process, not of one request');
             $this->assertSame(0, $stats['failed']);
-            $this->assertLessThanOrEqual(3, $stats['batches']);
+            $this->assertGreaterThanOrEqual(1, $stats['batches']);
+            $this->assertLessThanOrEqual(6, $stats['batches'], 'at most one request per event');
         } finally {
             $fpm->stop();
         }

@@ -262,6 +262,14 @@ final class BM_Test_Proc
         return (int) $this->code;
     }
 
+    /** Sends a signal to the process group. */
+    public function signal(int $signal): void
+    {
+        if ($this->running()) {
+            posix_kill(-$this->pid, $signal);
+        }
+    }
+
     /** SIGTERM to the group, then SIGKILL after 3 s; closes and reaps. */
     public function stop(int $signal = SIGTERM): void
     {
@@ -351,6 +359,18 @@ final class BM_Test_Relay
     public function running(): bool
     {
         return $this->proc?->running() ?? false;
+    }
+
+    /** SIGSTOP: the relay holds connections but answers nothing until resume(). */
+    public function pause(): void
+    {
+        $this->proc?->signal(SIGSTOP);
+    }
+
+    /** SIGCONT after pause(). */
+    public function resume(): void
+    {
+        $this->proc?->signal(SIGCONT);
     }
 }
 
