@@ -143,11 +143,21 @@ struct ServeArgs {
     log_format: Option<String>,
 }
 
+/// Libraries that would print frame contents (tokens, envelopes) at debug
+/// or trace level; capped whatever `RUST_LOG` asks, so no filter setting can
+/// make the relay log a payload or a token.
+const LIBRARY_CAPS: [&str; 5] = ["tungstenite=off", "tokio_tungstenite=off", "h2=info", "hyper=info", "hyper_util=info"];
+
 fn init_logging(format: Option<&str>, filter: Option<&str>) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    for cap in LIBRARY_CAPS {
+        if let Ok(d) = cap.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

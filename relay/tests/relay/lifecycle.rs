@@ -190,3 +190,50 @@ async fn environment_configures_a_relay_without_a_file() {
         assert!(v.get("level").is_some(), "{line}");
     }
 }
+
+#[tokio::test]
+async fn trace_logging_never_shows_tokens_or_payloads() {
+    // The harness starts relays with RUST_LOG=info; restart this one at trace.
+    let site = Site::new(SITE);
+    let dir = TempDir::new();
+    let (port, admin) = (free_port(), free_port());
+    let path = dir.0.join("relay.toml");
+    std::fs::write(&path, config_text(port, admin, &[&site], FAST)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bm-relay"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut healthy = false;
+    for _ in 0..300 {
+        if let Ok((200, _)) = http_get(admin, "/healthz").await {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = site.token(2);
+    let env = site.user_env(2, json!("private words"));
+    if healthy {
+        let mut c = Client::connect(&format!("ws://127.0.0.1:{port}/v1/ws")).await;
+        c.send(json!({"op":"auth","token": token})).await;
+        assert_eq!(c.recv().await["op"], "ready");
+        let (s, _) = signed_post(port, &site, "/v1/push", &json!({"events":[{"to":[2],"e": env}]}).to_string(), now()).await;
+        assert_eq!(s, 200);
+        assert_eq!(c.recv().await["op"], "ev");
+        c.send(json!({"op":"refresh","token": token, "ref": 1})).await;
+        assert_eq!(c.recv().await["op"], "ok");
+    }
+    let _ = child.kill();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let _ = child.wait();
+    assert!(healthy, "relay did not start:\n{log}");
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "trace logging is on");
+    for secret in [&token[token.len() - 20..], &env.c[..20], &env.n, &site.relay_key_b64()] {
+        assert!(!log.contains(secret), "the log shows {secret}:\n{log}");
+    }
+}
