@@ -138,6 +138,9 @@ async fn no_disk_writes_during_thousands_of_events() {
     drop(member);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = write_bytes(r.pid());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", r.pid())).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert_eq!(core.split_whitespace().nth(5), Some("0"), "no core dumps, not even by raising the soft limit: {core}");
     assert_eq!(after - before, 0, "the relay wrote {} bytes to storage", after - before);
     assert_eq!(r.metric("bm_relay_events_pushed_total").await, (rounds * 1000) as f64);
     let log = r.log();
