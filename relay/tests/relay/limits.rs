@@ -17,6 +17,7 @@ async fn pub_rate_limit_then_frame_flood_closes_4029() {
     let mut sender = r.subscriber(2, 7).await;
     let mut peer = r.subscriber(3, 7).await;
     let env = r.site.thread_env(7, json!("typing"));
+    let started = std::time::Instant::now();
     for i in 0..25 {
         sender.send(json!({"op":"pub","thread":7,"e":env,"ref":i})).await;
     }
@@ -29,8 +30,10 @@ async fn pub_rate_limit_then_frame_flood_closes_4029() {
             _ => panic!("unexpected {f}"),
         }
     }
-    // Burst 20 at 10/s: 20 (or 21 if a token refilled meanwhile) pass.
-    assert!((20..=21).contains(&ok), "ok={ok} limited={limited}");
+    // Burst 20 at 10/s: 20 pass, plus what refilled while the frames were
+    // handled (at most 10 per second elapsed).
+    let refill = (started.elapsed().as_secs_f64() * 10.0).ceil() as usize;
+    assert!(ok >= 20 && ok <= 20 + refill, "ok={ok} limited={limited} refill={refill}");
     assert_eq!(ok + limited, 25);
     for _ in 0..ok {
         assert_eq!(peer.recv().await["from"], 2);
