@@ -392,12 +392,14 @@ mod tests {
     const KEY: &str = "RHkXN1j46b1htCzTf4hIHU46rUWuuv5-qaMce_K-KFs";
 
     fn load_text(text: &str) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("bm-relay-cfg-{}-{}", std::process::id(), line_of(text, text.len())));
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bm-relay-cfg-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("c{}.toml", text.len()));
         std::fs::write(&path, text).unwrap();
         let r = Config::from_file(&path);
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir_all(&dir);
         r
     }
 
