@@ -144,8 +144,8 @@ impl Relay {
         let admin = free_port();
         let config_path = dir.0.join("relay.toml");
         std::fs::write(&config_path, config_text(port, admin, sites, &format!("{FAST}{limits}"))).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bm-relay"))
-            .arg("serve")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bm-relay"));
+        cmd.arg("serve")
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
@@ -154,9 +154,17 @@ impl Relay {
             .env_remove("BM_RELAY_ADMIN_LISTEN")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("bm-relay starts");
+            .process_group(0);
+        // If the test process dies without running Drop (killed by a
+        // timeout, say), the kernel kills the relay too.
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("bm-relay starts");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
