@@ -899,6 +899,12 @@ export class BmChat {
       first,
       el('div', { class: 'bmc-row' }, createBtn, el('button', { type: 'button', onclick: () => this.toggleNewForm(false) }, t.cancel)),
     );
+    form.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') {
+        ev.preventDefault();
+        this.toggleNewForm(false);
+      }
+    });
     form.focusFirst = () => search.focus();
     return form;
   }
