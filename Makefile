@@ -16,6 +16,11 @@ TEST_TARGETS := test-rust
 
 -include mk/*.mk
 
+# Fast, self-contained suites first; the end-to-end test, which needs all
+# the others' parts, last. Targets not named here run after these.
+TEST_ORDER := test-rust test-relay-deploy test-client test-ext test-fallback test-wp test-e2e
+TESTS = $(filter $(TEST_TARGETS),$(TEST_ORDER)) $(filter-out $(TEST_ORDER),$(TEST_TARGETS))
+
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
@@ -27,7 +32,7 @@ build: ## build the Rust workspace (release)
 
 test: deps build ## run every test suite (what CI runs)
 	$(MAKE) lint
-	@set -e; for t in $(TEST_TARGETS); do echo "== make $$t"; $(MAKE) --no-print-directory $$t; done
+	@set -e; for t in $(TESTS); do echo "== make $$t"; $(MAKE) --no-print-directory $$t; done
 
 test-rust: ## Rust unit, vector, property and integration tests
 	$(CARGO) test --workspace --locked
