@@ -117,6 +117,7 @@ fn admin_request(req: Request<Incoming>, app: &App) -> Response<Body> {
                 "version": env!("CARGO_PKG_VERSION"),
                 "sites": cfg.sites.len(),
                 "connections": app.metrics.ws_open.load(Relaxed),
+                "pid": std::process::id(),
             });
             json(if down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, body.to_string())
         }

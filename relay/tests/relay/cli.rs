@@ -40,7 +40,7 @@ fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<Value> {
 
 /// Starts `bm-relay listen` with `args`; returns it and its stdout lines.
 fn spawn_listen(args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<Value>) {
-    let mut p = Proc(bin().arg("listen").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let mut p = Proc(die_with_parent(&mut bin()).arg("listen").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
     let rx = lines_of(&mut p.0);
     (p, rx)
 }

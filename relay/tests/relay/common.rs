@@ -28,8 +28,36 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
+/// If the test process dies without running Drop (killed by a timeout,
+/// say), the kernel kills this child too.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
+/// A port that is free now, from 20000–32767: below the kernel's ephemeral
+/// range, so no `bind(0)` elsewhere (other suites on this machine) can take
+/// it between this probe and the relay's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
+    loop {
+        // xorshift over a shared state: distinct ports within this process.
+        let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ seed;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20000 + (x % 12768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn u(n: u64) -> UserId {
@@ -139,6 +167,20 @@ impl Relay {
     }
 
     pub async fn start_with(main: Site, sites: &[&Site], limits: &str) -> Relay {
+        // A port taken by someone else between probe and bind makes the
+        // relay exit at once: try again with other ports.
+        for attempt in 1..=5 {
+            let relay = Relay::spawn(main.clone(), sites, limits);
+            match relay.wait_healthy().await {
+                Ok(()) => return relay,
+                Err(log) if attempt < 5 && log.contains("cannot listen") => continue,
+                Err(log) => panic!("relay did not become healthy; stderr:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(main: Site, sites: &[&Site], limits: &str) -> Relay {
         let dir = TempDir::new();
         let port = free_port();
         let admin = free_port();
@@ -155,15 +197,7 @@ impl Relay {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0);
-        // If the test process dies without running Drop (killed by a
-        // timeout, say), the kernel kills the relay too.
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().expect("bm-relay starts");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
@@ -177,18 +211,29 @@ impl Relay {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let relay = Relay { child, port, admin, site: main, config_path, stderr, _dir: dir };
-        relay.wait_healthy().await;
-        relay
+        Relay { child, port, admin, site: main, config_path, stderr, _dir: dir }
     }
 
-    pub async fn wait_healthy(&self) {
+    /// Waits until *this* relay (its pid in `/healthz`) answers; `Err` with
+    /// its stderr if it exits or takes over 15 s.
+    pub async fn wait_healthy(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
+        let pid = self.child.id();
         loop {
-            if let Ok((200, _)) = http_get(self.admin, "/healthz").await {
-                return;
+            if let Ok((200, body)) = http_get(self.admin, "/healthz").await {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if v["pid"] == pid {
+                    return Ok(());
+                }
             }
-            assert!(Instant::now() < deadline, "relay not healthy; stderr:\n{}", self.stderr.lock().unwrap());
+            let exited = unsafe { libc::kill(pid as i32, 0) } != 0 || {
+                // A zombie still answers kill(0): look at its state.
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+            };
+            if exited || Instant::now() > deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await; // let the stderr reader catch up
+                return Err(self.log());
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

@@ -151,7 +151,7 @@ async fn no_disk_writes_during_thousands_of_events() {
 async fn environment_configures_a_relay_without_a_file() {
     let site = Site::new("env.example");
     let (port, admin) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_bm-relay"))
+    let child = die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_bm-relay")))
         .arg("serve")
         .env("BM_RELAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("BM_RELAY_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
@@ -202,7 +202,7 @@ async fn trace_logging_never_shows_tokens_or_payloads() {
     let (port, admin) = (free_port(), free_port());
     let path = dir.0.join("relay.toml");
     std::fs::write(&path, config_text(port, admin, &[&site], FAST)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bm-relay"))
+    let mut child = die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_bm-relay")))
         .args(["serve", "--config"])
         .arg(&path)
         .env("RUST_LOG", "trace")
