@@ -15,7 +15,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 
 # 1. The sample config, with one site enabled and free ports, starts a relay.
-port=$((20000 + RANDOM % 20000))
+port=$((20000 + RANDOM % 12000))   # below the ephemeral range
 admin=$((port + 1))
 sed -e 's/^# "example.com"/"example.com"/' \
     -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" \
