@@ -16,9 +16,11 @@
 //! the relay in the order PHP queued them.
 //!
 //! Calls PHP waits for (sync pushes, presence, disconnect) do not cross
-//! threads: they run on the PHP thread itself, in a current-thread runtime
-//! with its own keep-alive client, after waiting for what this process
-//! queued before them. That saves two thread wake-ups per call.
+//! threads: they run on the PHP thread itself, after waiting for what this
+//! process queued before them — over one keep-alive connection with the
+//! blocking client of [`crate::direct`] for an `http://` relay, or in a
+//! current-thread runtime with its own reqwest client for `https://`. That
+//! saves two thread wake-ups per call.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
