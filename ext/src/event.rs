@@ -138,3 +138,64 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
     let envelope = Envelope::seal(site, &key, id.unwrap_or_else(EventId::random), &plaintext);
     Ok(SealedEvent { to, live_thread: if live { thread } else { None }, envelope })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bm_proto::envelope::DEFAULT_MAX_CIPHERTEXT;
+    use bm_proto::SiteSecret;
+    use ext_php_rs::embed::Embed;
+
+    fn fixture() -> (SiteId, Keys, Limits) {
+        let secret = SiteSecret::from_b64("IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0").unwrap();
+        (SiteId::new("example.com").unwrap(), Keys::new(&secret), Limits::default())
+    }
+
+    /// Seals the PHP array literal `php`; Err carries the message.
+    fn seal_php(php: &str, prefix: &str) -> Result<(SealedEvent, Vec<u8>), String> {
+        let (site, keys, limits) = fixture();
+        let ev = Embed::eval(php).map_err(|e| format!("eval: {e:?}"))?;
+        let sealed = seal(&ev, prefix, &site, &keys, &limits).map_err(|e| e.message)?;
+        let plain = sealed.envelope.open(&site, &keys.content.key_for(sealed.envelope.k), DEFAULT_MAX_CIPHERTEXT).unwrap();
+        Ok((sealed, plain))
+    }
+
+    #[test]
+    fn sealing_in_a_real_php_engine() {
+        Embed::run(|| {
+            // Thread key, live routing, ids from strings, json_encode's bytes.
+            let (s, plain) = seal_php(
+                r#"['type' => 'message.new', 'data' => ['t' => "é/\u{1F600}", 'n' => 1.0, 'f' => 0.1, 'e' => []], 'to' => [1, '2'], 'thread' => 12, 'epoch' => 3, 'live' => true, 'id' => 'abc']"#,
+                "",
+            )
+            .unwrap();
+            assert_eq!(s.to.iter().map(|u| u.get()).collect::<Vec<_>>(), [1, 2]);
+            assert_eq!(s.live_thread.map(ThreadId::get), Some(12));
+            assert_eq!((s.envelope.k.to_string(), s.envelope.id.as_str()), ("t/12/3".to_string(), "abc"));
+            assert_eq!(String::from_utf8(plain).unwrap(), r#"{"type":"message.new","data":{"t":"é/😀","n":1,"f":0.1,"e":[]}}"#);
+            // User key; data defaults to null; not live → no thread routing.
+            let (s, plain) = seal_php("['type' => 'typing', 'to' => [7]]", "").unwrap();
+            assert_eq!((s.envelope.k.to_string(), s.live_thread), ("u/7".to_string(), None));
+            assert_eq!(plain, br#"{"type":"typing","data":null}"#);
+            assert_eq!(s.envelope.id.as_str().len(), 22, "a random id");
+
+            let cases = [
+                ("['to' => [1]]", "", "'type' is required"),
+                ("['type' => 'x', 'to' => [1, 2]]", "", "'to' must hold exactly one user id when 'thread' is not set (the event is sealed with that user's key), got 2"),
+                ("['type' => 'x', 'thread' => 3]", "", "'to' is empty and 'live' is false: the event would reach nobody"),
+                ("['type' => 'x', 'to' => [1], 'live' => true]", "", "'live' needs 'thread'"),
+                ("['type' => 'x', 'to' => [1], 'data' => NAN]", "", "'data' is not JSON-encodable: Inf and NaN cannot be JSON encoded"),
+                ("['type' => 'x', 'to' => [1], 'data' => str_repeat('a', 70000)]", "", "'data' is too large: the sealed event is 70038 bytes, over the limit of 65536"),
+                ("['type' => 'x', 'to' => [0]]", "events[4]", "events[4]['to'][0] must be an integer 1..9007199254740991, got 0"),
+                ("['type' => 'x', 'to' => [1], 'oops' => 1]", "events[1]", "events[1] has an unknown key 'oops' (known: type, data, to, thread, epoch, live, id)"),
+                ("'not an array'", "", "event must be an array, got string"),
+            ];
+            for (php, prefix, want) in cases {
+                match seal_php(php, prefix) {
+                    Ok(_) => panic!("{php} was accepted"),
+                    Err(msg) => assert_eq!(msg, want, "{php}"),
+                }
+            }
+        });
+    }
+}
