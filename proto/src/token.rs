@@ -61,6 +61,11 @@ pub enum TokenError {
     /// A thread token where a connection token belongs, or the reverse.
     #[error("expected a {expected} token")]
     WrongKind { expected: &'static str },
+    /// Issued before the server revoked its holder's access (never returned
+    /// by [`verify`] itself: a verifier that remembers revocations, such as
+    /// the relay, adds this check).
+    #[error("token was issued before access was revoked; fetch a new one")]
+    Revoked,
 }
 
 /// Token claims, in the order they are serialized.

@@ -100,6 +100,9 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Our choice: thread subscriptions per socket.
     pub max_subscriptions: usize,
+    /// Our choice: longest token lifetime (`exp - iat`) accepted, seconds;
+    /// also how long a `/v1/disconnect` revocation is remembered.
+    pub max_token_ttl_secs: u64,
     /// How long a graceful shutdown waits for sockets to close.
     pub shutdown_deadline_secs: f64,
     /// Bytes of tungstenite's eagerly allocated read buffer per socket.
@@ -129,6 +132,7 @@ impl Default for Limits {
             outbound_queue_bytes: 1024 * 1024,
             max_frame_bytes: 32 * 1024,
             max_subscriptions: 256,
+            max_token_ttl_secs: 86_400,
             shutdown_deadline_secs: 10.0,
             ws_read_buffer: 2 * 1024,
             ws_write_buffer: 8 * 1024,
@@ -178,6 +182,7 @@ impl Limits {
             ("outbound_queue_bytes", self.outbound_queue_bytes),
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_subscriptions", self.max_subscriptions),
+            ("max_token_ttl_secs", self.max_token_ttl_secs as usize),
             ("ws_read_buffer", self.ws_read_buffer),
         ];
         for (key, v) in positive_u {

@@ -249,6 +249,7 @@ async fn server_api(req: Request<Incoming>, app: &App, endpoint: usize) -> Resul
         }
         _ => {
             let d: DisconnectRequest = api::parse_users_body(text, &api_limits)?;
+            app.revoke(&site, &d.users, d.thread);
             let unsub = d.thread.map(|t| Frame::from(frames::unsub(t)));
             let closed = app.router.disconnect(&site, &d.users, d.thread, unsub.as_ref(), max_queue);
             Ok(serde_json::json!({ "closed": closed }).to_string())

@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod metrics;
+pub mod revocations;
 pub mod router;
 pub mod server;
 pub mod state;

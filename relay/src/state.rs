@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::revocations::Revocations;
 use crate::router::Fanout;
 
 /// Shared relay state: the current configuration (swapped whole on SIGHUP),
@@ -20,6 +21,8 @@ pub struct App {
     pub router: Arc<dyn Fanout>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// What `/v1/disconnect` revoked (see [`Revocations`]).
+    pub revocations: Revocations,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
 }
@@ -37,6 +40,7 @@ impl App {
             config: RwLock::new(Arc::new(config)),
             router,
             metrics: Metrics::default(),
+            revocations: Revocations::default(),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
         })
@@ -52,10 +56,25 @@ impl App {
         std::mem::replace(&mut *self.config.write().unwrap_or_else(|p| p.into_inner()), Arc::new(config))
     }
 
-    /// Verifies a client token against the sites configured now.
+    /// Verifies a client token against the sites configured now, the
+    /// lifetime bound, and the revocations made through `/v1/disconnect`.
     pub fn verify_token(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
         let cfg = self.config();
-        token::verify(token, kind, unix_now(), |site| cfg.sites.get(site))
+        let claims = token::verify(token, kind, unix_now(), |site| cfg.sites.get(site))?;
+        if claims.exp - claims.iat > cfg.limits.max_token_ttl_secs {
+            return Err(TokenError::Malformed("lifetime (exp - iat) is longer than this relay accepts"));
+        }
+        if self.revocations.is_revoked(&claims.site, claims.sub, claims.thread, claims.iat) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Records a `/v1/disconnect`: tokens of that scope issued before now
+    /// are refused from now on.
+    pub fn revoke(&self, site: &bm_proto::SiteId, users: &[bm_proto::UserId], thread: Option<bm_proto::ThreadId>) {
+        let retain = self.config().limits.max_token_ttl_secs;
+        self.revocations.revoke(site, users, thread, unix_now(), retain);
     }
 
     /// True once a graceful shutdown has begun.

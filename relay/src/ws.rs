@@ -196,6 +196,7 @@ where
                             let (code, why) = match e {
                                 TokenError::Expired => (codes::TOKEN_EXPIRED, req(close::TOKEN_EXPIRED, "token expired")),
                                 TokenError::UnknownSite => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "unknown site")),
+                                TokenError::Revoked => (codes::FORBIDDEN, req(close::REVOKED, "token revoked")),
                                 _ => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "bad token")),
                             };
                             Err(Some((Some(frames::error(r#ref, code, &e.to_string())), why)))
@@ -432,7 +433,11 @@ impl Session<'_> {
     }
 
     fn refuse_token(&self, r#ref: Option<i64>, e: TokenError) {
-        let code = if e == TokenError::Expired { codes::TOKEN_EXPIRED } else { codes::BAD_TOKEN };
+        let code = match e {
+            TokenError::Expired => codes::TOKEN_EXPIRED,
+            TokenError::Revoked => codes::FORBIDDEN,
+            _ => codes::BAD_TOKEN,
+        };
         self.refuse(r#ref, code, &e.to_string());
     }
 

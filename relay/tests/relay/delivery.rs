@@ -146,6 +146,51 @@ async fn disconnect_closes_sockets_and_revokes_threads() {
 }
 
 #[tokio::test]
+async fn tokens_issued_before_a_disconnect_are_refused() {
+    let r = Relay::start("").await;
+    let before = r.site.thread_token(3, 7);
+    let old_connection = r.site.token(3);
+    let mut c = r.subscriber(3, 7).await;
+    // Tokens minted at the same second as the revocation stay valid, so
+    // step past it before revoking.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, _) = r.post("/v1/disconnect", r#"{"users":[3],"thread":7}"#).await;
+    assert_eq!(s, 200);
+    assert_eq!(c.recv().await, json!({"op":"unsub","thread":7}));
+    // The removed member's old thread token no longer subscribes ...
+    c.send(json!({"op":"sub","thread":7,"token":before,"ref":1})).await;
+    let refused = c.recv().await;
+    assert_eq!((refused["op"].as_str(), refused["code"].as_str()), (Some("error"), Some("forbidden")), "{refused}");
+    // ... while one WordPress mints afterwards does.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.sub(&r.site, 3, 7).await;
+
+    // Closing a user's sockets also retires their older connection tokens.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, _) = r.post("/v1/disconnect", r#"{"users":[3]}"#).await;
+    assert_eq!(s, 200);
+    assert_eq!(c.closed(Duration::from_secs(3)).await.0, 4003);
+    let mut again = Client::connect(&r.ws_url()).await;
+    again.send(json!({"op":"auth","token":old_connection})).await;
+    assert_eq!(again.recv().await["code"], "forbidden");
+    assert_eq!(again.closed(Duration::from_secs(3)).await.0, 4003);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _fresh = r.client(3).await;
+}
+
+#[tokio::test]
+async fn tokens_living_longer_than_the_relay_allows_are_refused() {
+    let r = Relay::start("max_token_ttl_secs = 600").await;
+    let mut c = Client::connect(&r.ws_url()).await;
+    c.send(json!({"op":"auth","token": r.site.token_ttl(2, 601)})).await;
+    assert_eq!(c.recv().await["code"], "bad_token");
+    assert_eq!(c.closed(Duration::from_secs(3)).await.0, 4001);
+    let mut ok = Client::connect(&r.ws_url()).await;
+    ok.send(json!({"op":"auth","token": r.site.token_ttl(2, 600)})).await;
+    assert_eq!(ok.recv().await["op"], "ready");
+}
+
+#[tokio::test]
 async fn presence_reports_users_with_sockets() {
     let r = Relay::start("").await;
     let _a = r.client(2).await;
