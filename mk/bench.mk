@@ -29,3 +29,12 @@ bench: bench-peers ## benchmarks against Centrifugo, Nchan, socket.io → bench/
 
 bench-quick: ## the QUICK=1 smoke run of `make bench` (under 3 minutes)
 	@$(MAKE) --no-print-directory bench QUICK=1
+
+# CI smoke: the harness against the relay alone at QUICK sizes, checking
+# only correctness (every client connects, every event is delivered, every
+# churn cycle completes). It asserts nothing about speed and needs no peer.
+TEST_TARGETS += test-bench
+.PHONY: test-bench
+test-bench: ## bm-bench smoke against bm-relay only: every event delivered (no speed assertion)
+	@test -x target/release/bm-relay -a -x target/release/bm-bench || $(CARGO) build --release --locked -p bm-relay -p bm-bench
+	target/release/bm-bench run --quick --servers relay --check --run-dir run/bench/test --out run/bench/test/results.json

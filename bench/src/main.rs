@@ -85,6 +85,11 @@ enum Cmd {
         /// Override: idle connection counts, comma-separated.
         #[arg(long, value_delimiter = ',')]
         idle_steps: Option<Vec<u64>>,
+        /// Exit 3 unless every client connected, every broadcast and
+        /// first-step chat event was delivered and every churn cycle
+        /// succeeded (correctness only: nothing about speed).
+        #[arg(long)]
+        check: bool,
     },
     /// Write RESULTS.md and plots from a `run --out` file.
     Report {
@@ -109,7 +114,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Run { servers, scenarios, quick, json, out, peers, run_dir, relay_bin, server_cpu, loadgen_cpu, chat_rates, idle_steps } => {
+        Cmd::Run { servers, scenarios, quick, json, out, peers, run_dir, relay_bin, server_cpu, loadgen_cpu, chat_rates, idle_steps, check } => {
             let mut plan = if quick { Plan::quick() } else { Plan::full() };
             if let Some(r) = chat_rates {
                 plan.chat_rates = r;
@@ -219,6 +224,16 @@ fn main() -> ExitCode {
             if failed {
                 eprintln!("bm-bench: some scenarios could not run (see errors in the result)");
                 return ExitCode::from(1);
+            }
+            if check {
+                let problems = report::check(&result);
+                for p in &problems {
+                    eprintln!("bm-bench check: {p}");
+                }
+                if !problems.is_empty() {
+                    return ExitCode::from(3);
+                }
+                eprintln!("bm-bench check: every client connected and every event was delivered");
             }
             ExitCode::SUCCESS
         }

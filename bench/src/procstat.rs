@@ -70,6 +70,18 @@ pub fn cpu_seconds(root: u32) -> f64 {
         .sum()
 }
 
+/// CPU-seconds of one process alone (the load generator measuring itself).
+pub fn own_cpu_seconds(pid: u32) -> f64 {
+    let tps = ticks_per_sec();
+    stat_fields(pid)
+        .map(|f| {
+            let u: f64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            let s: f64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            (u + s) / tps
+        })
+        .unwrap_or(0.0)
+}
+
 /// Resident set size in bytes of the tree under `root` (VmRSS summed).
 pub fn rss_bytes(root: u32) -> u64 {
     tree(root).iter().map(|&pid| status_kib(pid, "VmRSS:").unwrap_or(0) * 1024).sum()

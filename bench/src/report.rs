@@ -135,7 +135,7 @@ fn kib(b: f64) -> String {
 }
 
 /// Renders the markdown.
-pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str) -> String {
+pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str) -> String {
     let mut s = String::new();
     let relay = r.servers.iter().find(|x| x.kind == Kind::Relay);
     let _ = writeln!(s, "# Benchmarks: bm-relay against Centrifugo, Nchan and socket.io\n");
@@ -188,14 +188,14 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str) -> String {
     // broadcast
     let _ = writeln!(s, "## 2. Broadcast: one event to every connection, repeated\n");
     let _ = writeln!(s, "Each round addresses every user by id (per-user routing: bm-relay `to` list, Centrifugo `broadcast` to every personal channel, Nchan multiplexed publish of ≤ 1000 characters of channel ids per request, socket.io `to(rooms)`), and waits for the last delivery before the next. Latency: publish call → frame received. Ratio: other's CPU-s per million deliveries / bm-relay's.\n");
-    let _ = writeln!(s, "| server | clients | delivered / expected | requests/round | deliveries/s | server CPU-s per 1M | p50 ms | p99 ms | errors | ratio vs bm-relay |\n|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| server | clients | delivered / expected | requests/round | deliveries/s | server CPU-s per 1M | p50 ms | p99 ms | errors | load gen. busy | ratio vs bm-relay |\n|---|---|---|---|---|---|---|---|---|---|---|");
     let rb = relay.and_then(|x| x.broadcast.as_ref());
     for x in &r.servers {
         if let Some(b) = &x.broadcast {
             let ratio = rb.map(|q| ratio_lower_better(q.cpu_s_per_million, b.cpu_s_per_million)).unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 s,
-                "| {} | {} | {} / {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} | {} / {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {:.0} % | {} |",
                 x.kind.label(),
                 b.clients,
                 b.delivered,
@@ -206,6 +206,7 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str) -> String {
                 b.latency.p50_ms,
                 b.latency.p99_ms,
                 b.publish_errors,
+                b.loadgen_busy * 100.0,
                 ratio
             );
         }
@@ -240,12 +241,12 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str) -> String {
         }
     }
     let _ = writeln!(s, "\nEvery step:\n");
-    let _ = writeln!(s, "| server | offered/s | achieved/s | delivered / expected | p50 ms | p99 ms | max ms | CPU µs/delivery | errors | held |\n|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| server | offered/s | achieved/s | delivered / expected | p50 ms | p99 ms | max ms | CPU µs/delivery | errors | load gen. busy | held |\n|---|---|---|---|---|---|---|---|---|---|---|");
     for x in &r.servers {
         for st in x.chat.iter().flat_map(|c| c.steps.iter()) {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.0} | {} / {} | {:.2} | {:.2} | {:.1} | {:.2} | {} | {} |",
+                "| {} | {:.0} | {:.0} | {} / {} | {:.2} | {:.2} | {:.1} | {:.2} | {} | {:.0} % | {} |",
                 x.kind.label(),
                 st.target_rate,
                 st.achieved_rate,
@@ -256,6 +257,7 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str) -> String {
                 st.latency.max_ms,
                 st.cpu_us_per_delivery,
                 st.publish_errors,
+                st.loadgen_busy * 100.0,
                 if st.held { "yes" } else { "**no**" }
             );
         }
@@ -272,6 +274,9 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str) -> String {
             let ratio = rch.map(|q| ratio_higher_better(q.per_sec, c.per_sec)).unwrap_or_else(|| "–".into());
             let _ = writeln!(s, "| {} | {} | {:.0} | {} | {:.3} | {} |", x.kind.label(), c.concurrency, c.per_sec, c.failed, c.cpu_ms_per_cycle, ratio);
         }
+    }
+    if !analysis.is_empty() {
+        let _ = writeln!(s, "\n{analysis}");
     }
     let errs: Vec<String> = r.servers.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {}: {e}", x.kind.label()))).collect();
     if !errs.is_empty() {
@@ -337,6 +342,37 @@ fn gnuplot_data(r: &RunResult, dir: &Path) -> std::io::Result<Vec<(String, Strin
     ])
 }
 
+/// Correctness problems in a run (what `--check` fails on): clients that
+/// could not connect, events lost in broadcast or in the first chat step
+/// (a rate every server holds), failed churn cycles, publish errors.
+pub fn check(r: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    for x in &r.servers {
+        let name = x.kind.label();
+        for row in x.idle.iter().flatten() {
+            if row.failed > 0 {
+                out.push(format!("{name} idle: {} connections failed", row.failed));
+            }
+        }
+        if let Some(b) = &x.broadcast {
+            if b.delivered != b.expected || b.publish_errors > 0 || b.clients == 0 {
+                out.push(format!("{name} broadcast: {} of {} delivered, {} publish errors", b.delivered, b.expected, b.publish_errors));
+            }
+        }
+        if let Some(st) = x.chat.as_ref().and_then(|c| c.steps.first()) {
+            if st.delivered < st.expected || st.publish_errors > 0 || st.expected == 0 {
+                out.push(format!("{name} chat: {} of {} delivered, {} publish errors", st.delivered, st.expected, st.publish_errors));
+            }
+        }
+        if let Some(c) = &x.churn {
+            if c.failed > 0 || c.cycles == 0 {
+                out.push(format!("{name} churn: {} cycles, {} failed", c.cycles, c.failed));
+            }
+        }
+    }
+    out
+}
+
 /// Reads a result file, writes the markdown and the plots.
 pub fn write(input: &Path, output: &Path, plots: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
@@ -356,7 +392,8 @@ pub fn write(input: &Path, output: &Path, plots: &Path) -> Result<(), String> {
         _ => plots.display().to_string(),
     };
     let peers_doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/CONFIGS.md")).unwrap_or_default();
-    std::fs::write(output, markdown(&r, &rel, peers_doc.trim())).map_err(|e| format!("cannot write {}: {e}", output.display()))
+    let analysis = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ANALYSIS.md")).unwrap_or_default();
+    std::fs::write(output, markdown(&r, &rel, peers_doc.trim(), analysis.trim())).map_err(|e| format!("cannot write {}: {e}", output.display()))
 }
 
 #[cfg(test)]

@@ -103,6 +103,9 @@ pub struct IdleRow {
     pub sock_mem_per_conn: f64,
     /// Load-generator processes that held the clients.
     pub loadgen_processes: u32,
+    /// The last connection failure, if any.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// Broadcast result.
@@ -128,6 +131,9 @@ pub struct Broadcast {
     pub latency: Percentiles,
     /// Failed publish calls.
     pub publish_errors: u64,
+    /// Share of one core the load generator used over the rounds (near 1.0: it, not the server, set the pace).
+    #[serde(default)]
+    pub loadgen_busy: f64,
 }
 
 /// One chat rate step.
@@ -153,6 +159,9 @@ pub struct ChatStep {
     pub publish_errors: u64,
     /// p99 < 50 ms, ≥ 99.9 % delivered, no publish error.
     pub held: bool,
+    /// Share of one core the load generator used during the step.
+    #[serde(default)]
+    pub loadgen_busy: f64,
 }
 
 /// Chat result.
@@ -254,7 +263,11 @@ pub async fn idle(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Vec<IdleRow> {
             sock_mem_bytes: sock.mem_bytes,
             sock_mem_per_conn: sock.mem_bytes.saturating_sub(sock0.mem_bytes) as f64 / held.max(1) as f64,
             loadgen_processes: 1,
+            last_error: shared.last_error.borrow().clone(),
         });
+        if let Some(e) = shared.last_error.borrow().as_ref() {
+            eprintln!("  [{} idle] last connection error: {e}", ctx.kind.name());
+        }
         eprintln!(
             "  [{} idle] {held} connections: server RSS {:.1} MiB, {:.0} B/conn; kernel TCP mem {:.1} MiB",
             ctx.kind.name(),
@@ -284,6 +297,8 @@ pub async fn broadcast(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Broadcast {
     let mut requests_per_round = 0;
     sleep(Duration::from_millis(500)).await;
     let cpu0 = procstat::cpu_seconds(pid);
+    let me = std::process::id();
+    let (lg0, wall0) = (procstat::own_cpu_seconds(me), Instant::now());
     for round in 0..plan.broadcast_rounds {
         let seq = u64::from(round) + 1;
         let env = ctx.envelope(seq, 1);
@@ -314,6 +329,7 @@ pub async fn broadcast(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Broadcast {
         sleep(Duration::from_millis(100)).await;
     }
     let cpu = procstat::cpu_seconds(pid) - cpu0;
+    let loadgen_busy = (procstat::own_cpu_seconds(me) - lg0) / wall0.elapsed().as_secs_f64();
     let delivered = shared.delivered.get();
     let latency = percentiles(&mut shared.lat.borrow_mut()[0]);
     let _ = stop_tx.send(true);
@@ -333,6 +349,7 @@ pub async fn broadcast(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Broadcast {
         cpu_s_per_million: cpu / (delivered.max(1) as f64) * 1e6,
         latency,
         publish_errors: errors,
+        loadgen_busy,
     }
 }
 
@@ -433,11 +450,26 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
 
     let mut steps = Vec::new();
     let mut seq = 0u64;
+    sleep(Duration::from_millis(1000)).await;
+    // Warm-up, not counted: opens the publishers' keep-alive connections
+    // and lets the server settle after the connection storm.
+    let warm = plan.chat_rates.first().copied().unwrap_or(1000.0) / 2.0 / mean;
+    let warm_bucket = plan.chat_rates.len() as u32;
+    let warm_end = Instant::now() + Duration::from_secs_f64(1.5);
+    while Instant::now() < warm_end {
+        seq += 1;
+        let thread = rng.below(threads.len() as u64) as usize;
+        shared.mark_sent(seq, shared.now_us(), warm_bucket);
+        queue.borrow_mut().push_back(Job { seq, thread });
+        notify.notify_one();
+        sleep(Duration::from_secs_f64(1.0 / warm.max(1.0))).await;
+    }
     sleep(Duration::from_millis(500)).await;
     for (b, &rate) in plan.chat_rates.iter().enumerate() {
         let pushes_per_sec = rate / mean;
         let errors0 = errors.get();
         let cpu0 = procstat::cpu_seconds(pid);
+        let lg0 = procstat::own_cpu_seconds(std::process::id());
         let start = Instant::now();
         let end = start + Duration::from_secs_f64(plan.chat_step_secs);
         let mut next = start;
@@ -471,6 +503,7 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
             sleep(Duration::from_millis(5)).await;
         }
         let cpu = procstat::cpu_seconds(pid) - cpu0;
+        let loadgen_busy = (procstat::own_cpu_seconds(std::process::id()) - lg0) / start.elapsed().as_secs_f64();
         let delivered = shared.delivered_in.borrow().get(b).copied().unwrap_or(0);
         let latency = match shared.lat.borrow_mut().get_mut(b) {
             Some(v) => percentiles(v),
@@ -489,14 +522,16 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
             cpu_us_per_delivery: cpu * 1e6 / delivered.max(1) as f64,
             publish_errors: errs,
             held,
+            loadgen_busy,
         };
         eprintln!(
-            "  [{} chat] {rate:.0}/s: delivered {delivered}/{expected}, p50 {:.2} ms p99 {:.2} ms, {:.2} µs CPU/delivery, {} errors{}",
+            "  [{} chat] {rate:.0}/s: delivered {delivered}/{expected}, p50 {:.2} ms p99 {:.2} ms, {:.2} µs CPU/delivery, {} errors, load generator {:.0} % busy{}",
             ctx.kind.name(),
             step.latency.p50_ms,
             step.latency.p99_ms,
             step.cpu_us_per_delivery,
             errs,
+            loadgen_busy * 100.0,
             if held { "" } else { " — not held" }
         );
         steps.push(step);
