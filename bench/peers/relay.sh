@@ -24,7 +24,10 @@ case "${1:-}" in
     exec "$bin" serve --listen "127.0.0.1:$BENCH_PORT" --admin-listen "127.0.0.1:$((BENCH_PORT + 1))"
     ;;
   version)
-    "$bin" --version
+    v="$("$bin" --version)"
+    c="$(git -C "$root" log -1 --format=%h -- relay 2>/dev/null || true)"
+    d="$(git -C "$root" status --porcelain -- relay 2>/dev/null | head -1)"
+    echo "$v${c:+ (relay/ at commit $c${d:+, with uncommitted changes})}"
     ;;
   *) echo "usage: $0 install|start|version" >&2; exit 2 ;;
 esac

@@ -110,8 +110,10 @@ pub struct Ctx {
     pub addr: SocketAddr,
     /// The bm-relay site.
     pub site: SiteId,
-    /// The site secret (seals envelopes; the relay gets only the relay key).
-    pub secret: SiteSecret,
+    /// Derived from the site secret once: the relay gets only this key.
+    relay_key: bm_proto::RelayKey,
+    /// Seals envelopes; never leaves the load generator (as on a WordPress site).
+    content_key: bm_proto::ContentKey,
     payload_pad: String,
 }
 
@@ -129,7 +131,8 @@ impl Ctx {
             kind,
             addr: SocketAddr::from(([127, 0, 0, 1], kind.port())),
             site: SiteId::new(SITE)?,
-            secret,
+            relay_key: secret.relay_key(),
+            content_key: secret.content_key(),
             payload_pad: "x".repeat(80),
         })
     }
@@ -147,7 +150,7 @@ impl Ctx {
     /// The bm-relay connection token of `user` (also checked by the socket.io peer).
     pub fn relay_token(&self, user: u64) -> String {
         let uid = UserId::new(user).unwrap_or_else(|_| UserId::new(1).expect("1 is a valid user id"));
-        Claims::connection(self.site.clone(), uid, unix_now(), 3600).mint(&self.secret.relay_key())
+        Claims::connection(self.site.clone(), uid, unix_now(), 3600).mint(&self.relay_key)
     }
 
     /// A Centrifugo connection JWT for `user` with the server-side
@@ -157,7 +160,7 @@ impl Ctx {
         let header = b64::encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims = serde_json::json!({"sub": user.to_string(), "exp": unix_now() + 3600, "channels": [format!("u{user}")]});
         let mut t = format!("{header}.{}", b64::encode(claims.to_string()));
-        let mut m = HmacSha256::new_from_slice(self.secret.relay_key().to_b64().as_bytes()).expect("HMAC takes any key length");
+        let mut m = HmacSha256::new_from_slice(self.relay_key.to_b64().as_bytes()).expect("HMAC takes any key length");
         m.update(t.as_bytes());
         t.push('.');
         t.push_str(&b64::encode(m.finalize().into_bytes()));
@@ -232,7 +235,7 @@ impl Ctx {
         let id = EventId::new(format!("b{seq}")).expect("b<digits> is a valid event id");
         let t = ThreadId::new(thread.max(1)).expect("thread ids start at 1");
         let k = KeyId::Thread { thread: t, epoch: bm_proto::Epoch(0) };
-        let key = self.secret.content_key().key_for(k);
+        let key = self.content_key.key_for(k);
         let payload = Payload {
             kind: "message.new".into(),
             data: serde_json::json!({"thread": thread, "text": self.payload_pad}),
@@ -285,7 +288,7 @@ impl Ctx {
             Kind::Relay => {
                 let body = format!(r#"{{"events":[{{"to":[{}],"e":{envelope}}}]}}"#, list("", false));
                 let ts = unix_now();
-                let sig = signing::sign(&self.secret.relay_key(), ts, &self.site, "POST", "/v1/push", body.as_bytes());
+                let sig = signing::sign(&self.relay_key, ts, &self.site, "POST", "/v1/push", body.as_bytes());
                 Request::post(
                     &self.addr,
                     "/v1/push",
@@ -346,8 +349,12 @@ pub fn for_each_event_id(text: &str, mut f: impl FnMut(u64)) {
 mod tests {
     use super::*;
 
+    fn secret() -> SiteSecret {
+        SiteSecret::from_b64("IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0").unwrap()
+    }
+
     fn ctx(kind: Kind) -> Ctx {
-        Ctx::new(kind, SiteSecret::from_b64("IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0").unwrap()).unwrap()
+        Ctx::new(kind, secret()).unwrap()
     }
 
     #[test]
@@ -355,7 +362,7 @@ mod tests {
         let c = ctx(Kind::Relay);
         let json = c.envelope(42, 7);
         let env = Envelope::parse(&json, 65536).unwrap();
-        let key = c.secret.content_key().thread_key(ThreadId::new(7).unwrap(), bm_proto::Epoch(0));
+        let key = secret().content_key().thread_key(ThreadId::new(7).unwrap(), bm_proto::Epoch(0));
         let p = env.open_payload(&c.site, &key, 65536).unwrap();
         assert_eq!(p.kind, "message.new");
         let mut seen = vec![];
@@ -380,7 +387,7 @@ mod tests {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let ts = head.lines().find_map(|l| l.strip_prefix("X-BM-Timestamp: ")).unwrap();
         let sig = head.lines().find_map(|l| l.strip_prefix("X-BM-Signature: ")).unwrap();
-        signing::verify(&c.secret.relay_key(), ts, sig, &c.site, "POST", "/v1/push", body.as_bytes(), unix_now(), 60).unwrap();
+        signing::verify(&secret().relay_key(), ts, sig, &c.site, "POST", "/v1/push", body.as_bytes(), unix_now(), 60).unwrap();
         let parsed = bm_proto::api::PushRequest::parse(body, &bm_proto::api::Limits::default());
         assert!(parsed.is_ok(), "{parsed:?}");
     }
