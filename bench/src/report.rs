@@ -286,6 +286,10 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
             );
         }
     }
+    let _ = writeln!(s, "\n## Targets of issue 7, read from this run\n");
+    for line in targets(r) {
+        let _ = writeln!(s, "- {line}");
+    }
     if !analysis.is_empty() {
         let _ = writeln!(s, "\n{analysis}");
     }
@@ -351,6 +355,111 @@ fn gnuplot_data(r: &RunResult, dir: &Path) -> std::io::Result<Vec<(String, Strin
             ),
         ),
     ])
+}
+
+fn yes(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**missed**"
+    }
+}
+
+/// The issue's targets, each with the figures that decide it.
+pub fn targets(r: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    let get = |k: Kind| r.servers.iter().find(|x| x.kind == k);
+    let Some(relay) = get(Kind::Relay) else {
+        return vec!["bm-relay was not measured: no target can be read".into()];
+    };
+    // 2x Centrifugo's deliveries per CPU-second, broadcast and chat
+    if let Some(cf) = get(Kind::Centrifugo) {
+        if let (Some(a), Some(b)) = (&relay.broadcast, &cf.broadcast) {
+            let f = b.cpu_s_per_million / a.cpu_s_per_million.max(1e-9);
+            out.push(format!(
+                "≥ 2× Centrifugo's deliveries per CPU-second, broadcast: {f:.2}× ({:.1} vs {:.1} CPU-s per million) — {}",
+                a.cpu_s_per_million,
+                b.cpu_s_per_million,
+                yes(f >= 2.0)
+            ));
+        }
+        match (relay.chat.as_ref().and_then(|c| c.cpu_us_per_delivery_at_fixed), cf.chat.as_ref().and_then(|c| c.cpu_us_per_delivery_at_fixed)) {
+            (Some(a), Some(b)) => out.push(format!(
+                "≥ 2× Centrifugo's deliveries per CPU-second, chat at {:.0}/s: {:.2}× ({a:.1} vs {b:.1} µs per delivery) — {}",
+                r.plan.chat_fixed_rate,
+                b / a,
+                yes(b / a >= 2.0)
+            )),
+            _ => out.push(format!("≥ 2× Centrifugo in chat: not decidable, the {:.0}/s step did not run for both", r.plan.chat_fixed_rate)),
+        }
+    }
+    // ahead of Nchan and socket.io on every row
+    let mut behind = Vec::new();
+    for k in [Kind::Nchan, Kind::Socketio] {
+        let Some(o) = get(k) else { continue };
+        let name = k.label();
+        if let (Some(a), Some(b)) = (&relay.idle, &o.idle) {
+            for (x, y) in a.iter().zip(b.iter()) {
+                if x.rss_per_conn >= y.rss_per_conn {
+                    behind.push(format!("{name} idle memory at {}", y.connections));
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (&relay.broadcast, &o.broadcast) {
+            if a.cpu_s_per_million >= b.cpu_s_per_million {
+                behind.push(format!("{name} broadcast CPU per delivery ({:.1} vs {:.1} CPU-s per million)", a.cpu_s_per_million, b.cpu_s_per_million));
+            }
+            if a.latency.p50_ms >= b.latency.p50_ms {
+                behind.push(format!("{name} broadcast p50 latency ({:.1} vs {:.1} ms)", a.latency.p50_ms, b.latency.p50_ms));
+            }
+        }
+        if let (Some(a), Some(b)) = (&relay.chat, &o.chat) {
+            if a.max_held_rate < b.max_held_rate {
+                behind.push(format!("{name} chat highest rate held ({:.0} vs {:.0}/s)", a.max_held_rate, b.max_held_rate));
+            }
+            if let (Some(x), Some(y)) = (a.cpu_us_per_delivery_at_fixed, b.cpu_us_per_delivery_at_fixed) {
+                if x >= y {
+                    behind.push(format!("{name} chat CPU per delivery ({x:.1} vs {y:.1} µs)"));
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (&relay.churn, &o.churn) {
+            if a.cpu_ms_per_cycle >= b.cpu_ms_per_cycle {
+                behind.push(format!("{name} churn CPU per cycle ({:.3} vs {:.3} ms)", a.cpu_ms_per_cycle, b.cpu_ms_per_cycle));
+            }
+        }
+    }
+    if behind.is_empty() {
+        out.push("ahead of Nchan and socket.io on every row — **met**".into());
+    } else {
+        out.push(format!("ahead of Nchan and socket.io on every row — **missed** on: {}", behind.join("; ")));
+    }
+    // memory
+    if let Some(row) = relay.idle.as_ref().and_then(|v| v.iter().max_by_key(|x| x.connections)) {
+        out.push(format!(
+            "≤ 8 KiB of server RSS per idle connection at 19k: {:.1} KiB at {} connections — {}",
+            row.rss_per_conn / 1024.0,
+            row.connections,
+            yes(row.rss_per_conn <= 8192.0 && row.connections >= 19_000)
+        ));
+    }
+    // latency at 50k
+    if let Some(c) = &relay.chat {
+        let at50 = c.steps.iter().find(|s| s.target_rate >= 50_000.0);
+        out.push(match at50 {
+            Some(st) => format!(
+                "p99 < 10 ms in chat at 50k deliveries/s: p99 {:.1} ms at {:.0}/s offered — {}",
+                st.latency.p99_ms,
+                st.target_rate,
+                yes(st.latency.p99_ms < 10.0 && st.held)
+            ),
+            None => format!(
+                "p99 < 10 ms in chat at 50k deliveries/s — **missed**: the relay held at most {:.0} deliveries/s on its one core (p99 < 50 ms), so the 50k step was not reached",
+                c.max_held_rate
+            ),
+        });
+    }
+    out
 }
 
 /// Correctness problems in a run (what `--check` fails on): clients that

@@ -52,11 +52,11 @@ impl Plan {
         Plan {
             idle_steps: vec![5_000, 10_000, 19_000],
             broadcast_clients: 10_000,
-            broadcast_rounds: 30,
+            broadcast_rounds: 20,
             chat_users: 10_000,
             chat_threads: 5_000,
             chat_rates: vec![5_000.0, 10_000.0, 20_000.0, 35_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0],
-            chat_step_secs: 6.0,
+            chat_step_secs: 5.0,
             chat_fixed_rate: 10_000.0,
             chat_publishers: 64,
             churn_secs: 8.0,
