@@ -27,8 +27,14 @@ help: ## list the targets
 deps: ## install missing Debian packages (idempotent; no-op when all present)
 	@bash scripts/install-deps.sh
 
-build: ## build the Rust workspace (release)
-	$(CARGO) build --release --workspace --locked
+# One cargo invocation per package, the same ones the targets in mk/*.mk
+# use: cargo unifies dependency features per invocation, so a workspace-wide
+# build followed by `cargo build -p X` would rebuild the shared dependencies
+# (tokio, hyper, …) every time the two alternate.
+RUST_PACKAGES := $(shell sed -s -n '0,/^name = / s/^name = "\(bm-[a-z-]*\)"/\1/p' relay/Cargo.toml ext/Cargo.toml $(wildcard bench/Cargo.toml))
+
+build: ## build the Rust workspace (release), package by package
+	@set -e; for p in $(RUST_PACKAGES); do echo "cargo build --release --locked -p $$p"; $(CARGO) build --release --locked -p $$p; done
 
 test: deps build ## run every test suite (what CI runs)
 	$(MAKE) lint
