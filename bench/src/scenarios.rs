@@ -461,9 +461,9 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
     sleep(Duration::from_millis(1000)).await;
     // Warm-up, not counted: opens the publishers' keep-alive connections
     // and lets the server settle after the connection storm.
-    let warm = plan.chat_rates.first().copied().unwrap_or(1000.0) / 2.0 / mean;
+    let warm = plan.chat_rates.first().copied().unwrap_or(1000.0) / mean;
     let warm_bucket = plan.chat_rates.len() as u32;
-    let warm_end = Instant::now() + Duration::from_secs_f64(1.5);
+    let warm_end = Instant::now() + Duration::from_secs_f64(plan.chat_step_secs.min(3.0));
     while Instant::now() < warm_end {
         seq += 1;
         let thread = rng.below(threads.len() as u64) as usize;
