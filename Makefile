@@ -5,7 +5,11 @@
 #   make test   build everything and run every test
 
 SHELL := /bin/bash
+# Add cargo's bin dir once: nested makes must see the very same PATH, since
+# ext-php-rs's build script reruns (and the extension rebuilds) when it changes.
+ifeq ($(filter $(HOME)/.cargo/bin,$(subst :, ,$(PATH))),)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+endif
 CARGO ?= cargo
 
 # Each part of the project adds its own targets in mk/<part>.mk and appends
