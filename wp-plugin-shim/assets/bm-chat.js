@@ -1008,7 +1008,8 @@ export class BmChat {
         el('span', { class: 'bmc-dot', dataset: { online: String(online) }, title: online ? this.t.online : this.t.offline }),
         el('span', { class: 'bmc-sr' }, online ? this.t.online : this.t.offline),
         el('span', { class: 'bmc-thread-main' }, el('span', { class: 'bmc-thread-title' }, title), el('span', { class: 'bmc-preview' }, preview)),
-        t.unread > 0 ? el('span', { class: 'bmc-unread', 'aria-label': fmt(this.t.unread, t.unread) }, String(t.unread)) : null,
+        // replaceChildren() would print a null as the text "null": no badge is no node.
+        ...(t.unread > 0 ? [el('span', { class: 'bmc-unread', 'aria-label': fmt(this.t.unread, t.unread) }, String(t.unread))] : []),
       );
       if (list_.children[i] !== li) {
         const hadFocus = li.contains(document.activeElement);

@@ -343,4 +343,9 @@ test('readable at phone width (360 px) and no script errors on any page', async 
   assert.ok(box && box.x >= 0 && box.x + box.width <= 360, 'the composer fits');
   await shot(bob.page, '13-bob-phone');
   for (const p of [alice, bob, carol]) assert.deepEqual(realErrors(p), [], `${p.login}'s page`);
+  // No placeholder leaks into what people read (a missing badge once printed "null").
+  for (const p of [alice, bob, carol]) {
+    const text = await p.page.locator('#bm-chat').innerText();
+    assert.ok(!/\b(null|undefined|NaN)\b/.test(text), `${p.login}'s page shows a placeholder: ${text}`);
+  }
 });
