@@ -12,7 +12,7 @@ declare -A GROUPS_=(
   [php]="php8.2-cli php8.2-dev php8.2-fpm php8.2-curl php8.2-mbstring php8.2-xml php8.2-mysql libfcgi-bin phpunit libclang-dev clang libphp8.2-embed"
   [wp]="mariadb-server mariadb-client wordpress wordpress-theme-twentytwentyone nginx-light"
   [broker]="nats-server"
-  [browser]="chromium"
+  [browser]="chromium fonts-noto-color-emoji"
   # benchmarks only (mk/bench.mk installs it; not part of `make deps`)
   [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
 )
