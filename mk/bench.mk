@@ -21,7 +21,7 @@ bench-peers: ## install the benchmark peers (Debian group bench, Centrifugo via 
 	@bash bench/peers/socketio.sh install
 
 bench: bench-peers ## benchmarks against Centrifugo, Nchan, socket.io → bench/RESULTS.md (QUICK=1: smoke run into run/bench/quick)
-	$(CARGO) build --release --locked -p bm-relay -p bm-bench
+	$(CARGO) build --release --locked -p bm-relay && $(CARGO) build --release --locked -p bm-bench
 	@mkdir -p $(BENCH_DIR) run/bench
 	@status=0; target/release/bm-bench run $(if $(QUICK),--quick) --out $(BENCH_JSON) || status=$$?; \
 	  target/release/bm-bench report --input $(BENCH_JSON) --output $(BENCH_DIR)/RESULTS.md --plots $(BENCH_DIR)/plots && \
@@ -36,5 +36,5 @@ bench-quick: ## the QUICK=1 smoke run of `make bench` (under 3 minutes)
 TEST_TARGETS += test-bench
 .PHONY: test-bench
 test-bench: ## bm-bench smoke against bm-relay only: every event delivered (no speed assertion)
-	@test -x target/release/bm-relay -a -x target/release/bm-bench || $(CARGO) build --release --locked -p bm-relay -p bm-bench
+	@test -x target/release/bm-relay -a -x target/release/bm-bench || { $(CARGO) build --release --locked -p bm-relay && $(CARGO) build --release --locked -p bm-bench; }
 	target/release/bm-bench run --quick --servers relay --check --run-dir run/bench/test --out run/bench/test/results.json
