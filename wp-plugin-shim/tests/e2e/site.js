@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { launchBrowser } from '../js/harness.js';
+import { launchBrowser, track } from '../js/harness.js';
 
 export { cleanup, relayPost, sleep, until } from '../js/harness.js';
 
@@ -54,19 +54,7 @@ export async function startSite({ ext = null, tokenTtl = null, timeout = 120000 
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  groups.add(child.pid);
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    stderr = (stderr + d).slice(-6000);
-  });
-  const exited = new Promise((r) =>
-    child.on('exit', (code, signal) => {
-      groups.delete(child.pid);
-      r({ code, signal });
-    }),
-  );
-  let dead = false;
-  exited.then(() => (dead = true));
+  const { exited, dead, stderr } = track(child, groups, 6000);
   const lines = [];
   const waiters = [];
   readline.createInterface({ input: child.stdout }).on('line', (line) => {
@@ -77,10 +65,10 @@ export async function startSite({ ext = null, tokenTtl = null, timeout = 120000 
   const nextLine = (ms, what) =>
     new Promise((resolve, reject) => {
       if (lines.length) return resolve(lines.shift());
-      const timer = setTimeout(() => reject(new Error(`site: no answer to ${what} within ${ms} ms\n${stderr}`)), ms);
+      const timer = setTimeout(() => reject(new Error(`site: no answer to ${what} within ${ms} ms\n${stderr()}`)), ms);
       exited.then(({ code, signal }) => {
         clearTimeout(timer);
-        reject(new Error(`site.php exited (${code ?? signal}) during ${what}:\n${stderr}`));
+        reject(new Error(`site.php exited (${code ?? signal}) during ${what}:\n${stderr()}`));
       });
       waiters.push((l) => {
         clearTimeout(timer);
@@ -88,7 +76,7 @@ export async function startSite({ ext = null, tokenTtl = null, timeout = 120000 
       });
     });
   const stop = async () => {
-    if (dead) return;
+    if (dead()) return;
     child.stdin.end();
     const t = setTimeout(() => {
       try {
@@ -119,7 +107,7 @@ export async function startSite({ ext = null, tokenTtl = null, timeout = 120000 
     queue = p.catch(() => {});
     return p;
   };
-  return { ...info, command, stop, stderr: () => stderr };
+  return { ...info, command, stop, stderr };
 }
 
 /**

@@ -180,6 +180,33 @@ export async function until(fn, timeout = 5000, what = 'condition') {
 }
 
 /**
+ * Follows a spawned server (started with `detached: true`, so it leads its
+ * own process group): its group stays in `groups` (killed if the test
+ * process dies early) until it exits, and the last `tail` characters of its
+ * stderr are kept for error messages. Shared by the relay here and the
+ * end-to-end site runner.
+ * @param {import('node:child_process').ChildProcess} child
+ * @param {Set<number>} groups
+ * @param {number} tail
+ */
+export function track(child, groups, tail) {
+  groups.add(child.pid);
+  let text = '';
+  child.stderr.on('data', (d) => {
+    text = (text + d).slice(-tail);
+  });
+  let gone = false;
+  const exited = new Promise((r) =>
+    child.on('exit', (code, signal) => {
+      groups.delete(child.pid);
+      gone = true;
+      r({ code, signal });
+    }),
+  );
+  return { exited, dead: () => gone, stderr: () => text };
+}
+
+/**
  * Starts the relay in its own process group on fixed ports; resolves when
  * /healthz answers 200. `stop()` kills the group and waits for the exit.
  */
@@ -192,21 +219,9 @@ export async function startRelay({ site, relayKey, port, adminPort }) {
     ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--site', `${site}=${b64u(relayKey)}`],
     { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } },
   );
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    stderr = (stderr + d).slice(-4000);
-  });
-  groups.add(child.pid);
-  const exited = new Promise((r) =>
-    child.on('exit', (code, signal) => {
-      groups.delete(child.pid);
-      r({ code, signal });
-    }),
-  );
-  let dead = false;
-  exited.then(() => (dead = true));
+  const { exited, dead, stderr } = track(child, groups, 4000);
   const stop = async () => {
-    if (dead) return;
+    if (dead()) return;
     try {
       process.kill(-child.pid, 'SIGKILL');
     } catch {
@@ -217,7 +232,7 @@ export async function startRelay({ site, relayKey, port, adminPort }) {
   onCleanup(stop);
   const end = Date.now() + 10000;
   for (;;) {
-    if (dead) throw new Error(`bm-relay exited at start: ${stderr}`);
+    if (dead()) throw new Error(`bm-relay exited at start: ${stderr()}`);
     const ok = await new Promise((r) => {
       const req = http.get({ host: '127.0.0.1', port: adminPort, path: '/healthz', timeout: 1000 }, (res) => {
         res.resume();
@@ -229,11 +244,11 @@ export async function startRelay({ site, relayKey, port, adminPort }) {
     if (ok) break;
     if (Date.now() > end) {
       await stop();
-      throw new Error(`bm-relay did not become healthy: ${stderr}`);
+      throw new Error(`bm-relay did not become healthy: ${stderr()}`);
     }
     await sleep(50);
   }
-  return { port, adminPort, child, stop, wsUrl: `ws://127.0.0.1:${port}/v1/ws`, stderr: () => stderr };
+  return { port, adminPort, child, stop, wsUrl: `ws://127.0.0.1:${port}/v1/ws`, stderr };
 }
 
 // ---- the page server --------------------------------------------------------
