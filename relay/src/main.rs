@@ -41,14 +41,14 @@ enum Cmd {
     /// Print the relay key of a site secret.
     Derive {
         /// The site secret (base64url); `-` reads it from stdin.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         secret: String,
     },
     /// Mint a connection token (or, with --thread, a thread token), as
     /// WordPress does; for testing a deployment.
     Token {
         /// The site secret; `-` reads it from stdin.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         secret: String,
         /// Site id.
         #[arg(long)]
@@ -74,7 +74,7 @@ enum Cmd {
         #[arg(long)]
         site: String,
         /// The site secret; `-` reads it from stdin.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         secret: String,
         /// Recipient user id (repeatable).
         #[arg(long)]
@@ -101,16 +101,16 @@ enum Cmd {
         #[arg(long)]
         url: String,
         /// Connection token.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         token: String,
         /// Thread to subscribe to (repeatable, paired with --thread-token).
         #[arg(long)]
         thread: Vec<u64>,
         /// Thread token for the --thread at the same position.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         thread_token: Vec<String>,
         /// Site secret, to open envelopes; `-` reads it from stdin.
-        #[arg(long, requires = "site")]
+        #[arg(long, requires = "site", allow_hyphen_values = true)]
         secret: Option<String>,
         /// Site id (with --secret).
         #[arg(long, requires = "secret")]
@@ -271,6 +271,26 @@ fn main() -> ExitCode {
                 Ok(code) => ExitCode::from(code as u8),
                 Err(e) => die(e, 1),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A base64url secret or token may begin with `-` (1 in 64 secrets):
+    /// it must be taken as the value, not as an unknown flag.
+    #[test]
+    fn secrets_and_tokens_may_begin_with_a_hyphen() {
+        let s = "-4Wz_5Nr7H5rga0G-4sbAkaIJ6kJtmYQR7kvzqaPRns";
+        for args in [
+            vec!["bm-relay", "derive", "--secret", s],
+            vec!["bm-relay", "token", "--secret", s, "--site", "a", "--user", "1"],
+            vec!["bm-relay", "push", "--url", "http://x", "--site", "a", "--secret", s, "--to", "1"],
+            vec!["bm-relay", "listen", "--url", "ws://x", "--token", s, "--thread", "1", "--thread-token", s, "--secret", s, "--site", "a"],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
         }
     }
 }

@@ -9,6 +9,10 @@
 //! - the [`Conn::wake`] notification (new frames, or a close request),
 //! - one timer set to the earliest of: next ping, idle deadline, token expiry.
 //!
+//! The task owns the whole `WebSocketStream` (no `split()`: there is no
+//! second owner, so a lock around each half would buy nothing) and polls
+//! its read and write sides from one `poll_fn`.
+//!
 //! Writing is cancel-safe: a frame leaves the shared queue only after the
 //! sink reported ready, and is then handed to tungstenite synchronously, so
 //! a write interrupted by an incoming frame or a close request loses
@@ -16,14 +20,14 @@
 //! coalesces bursts into few syscalls. A socket's private state is a few
 //! hundred bytes plus tungstenite's (small, configured) buffers.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bm_proto::frames::{self, close, codes, ClientFrame, ClientOp};
 use bm_proto::token::TokenKind;
 use bm_proto::{Envelope, EnvelopeError, KeyId, TokenError};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -38,8 +42,7 @@ use crate::conn::{CloseRequest, Conn, Frame};
 use crate::router::SubError;
 use crate::state::{unix_now, App};
 
-type Tx<S> = SplitSink<WebSocketStream<S>, Message>;
-type Rx<S> = SplitStream<WebSocketStream<S>>;
+type Ws<S> = WebSocketStream<S>;
 
 /// How long the relay waits for its close frame to be written and answered.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -130,20 +133,20 @@ where
     app.metrics.ws_opened.fetch_add(1, Relaxed);
     app.metrics.ws_open.fetch_add(1, Relaxed);
     let _open = OpenGuard(&app);
-    let (mut tx, mut rx) = ws.split();
+    let mut ws = ws;
 
-    let auth = authenticate(&app, &mut rx).await;
+    let auth = authenticate(&app, &mut ws).await;
     let (claims, r#ref) = match auth {
         Ok(ok) => ok,
         Err(None) => {
-            answer_close(&mut tx).await;
+            answer_close(&mut ws).await;
             return;
         }
         Err(Some((error, why))) => {
             if let Some(text) = error {
-                let _ = timeout(CLOSE_LINGER, tx.feed(Message::Text(text.into()))).await;
+                let _ = timeout(CLOSE_LINGER, ws.feed(Message::Text(text.into()))).await;
             }
-            finish(&app, &mut tx, &mut rx, why).await;
+            finish(&app, &mut ws, why).await;
             return;
         }
     };
@@ -162,9 +165,9 @@ where
         pub_bucket: Bucket::new(limits.pub_burst),
         frame_bucket: Bucket::new(limits.frame_burst),
     };
-    match s.main_loop(&mut tx, &mut rx).await {
-        Some(why) => finish(&app, &mut tx, &mut rx, why).await,
-        None => answer_close(&mut tx).await,
+    match s.main_loop(&mut ws).await {
+        Some(why) => finish(&app, &mut ws, why).await,
+        None => answer_close(&mut ws).await,
     }
 }
 
@@ -172,7 +175,7 @@ type AuthFailure = Option<(Option<String>, CloseRequest)>;
 
 /// Waits for the `auth` frame. `Err(None)`: the client left; `Err(Some)`:
 /// an optional error frame to send, then the close.
-async fn authenticate<S>(app: &App, rx: &mut Rx<S>) -> Result<(bm_proto::Claims, Option<i64>), AuthFailure>
+async fn authenticate<S>(app: &App, rx: &mut Ws<S>) -> Result<(bm_proto::Claims, Option<i64>), AuthFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -242,24 +245,24 @@ fn error_close(e: WsError) -> AuthFailure {
 /// The client closed (or the connection broke): flush tungstenite's reply
 /// to the client's close frame, so the client sees a clean close. Fails
 /// fast on a broken connection.
-async fn answer_close<S>(tx: &mut Tx<S>)
+async fn answer_close<S>(tx: &mut Ws<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = timeout(CLOSE_LINGER, tx.close()).await;
+    let _ = timeout(CLOSE_LINGER, SinkExt::close(tx)).await;
 }
 
 /// Sends the close frame, then waits briefly for the client's answer so the
 /// close frame is not lost to a TCP reset.
-async fn finish<S>(app: &App, tx: &mut Tx<S>, rx: &mut Rx<S>, why: CloseRequest)
+async fn finish<S>(app: &App, ws: &mut Ws<S>, why: CloseRequest)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     app.metrics.close(why.code);
     tracing::debug!(code = why.code, reason = why.reason, "closing socket");
     let _ = timeout(CLOSE_LINGER, async {
-        if tx.send(close_frame(why)).await.is_ok() {
-            while let Some(Ok(_)) = rx.next().await {}
+        if ws.send(close_frame(why)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
         }
     })
     .await;
@@ -279,14 +282,14 @@ enum Step {
     Gone,
 }
 
-/// Writes queued frames (and a due ping), then flushes. Cancel-safe: see
-/// the module documentation.
-async fn pump<S>(tx: &mut Tx<S>, conn: &Conn, ping_due: &mut bool, dirty: &mut bool) -> Result<(), WsError>
+/// Writes queued frames (and a due ping), then flushes; `Ready` once
+/// everything is flushed. Cancel-safe: see the module documentation.
+fn poll_pump<S>(ws: &mut Ws<S>, cx: &mut Context<'_>, conn: &Conn, ping_due: &mut bool, dirty: &mut bool) -> Poll<Result<(), WsError>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
-        poll_fn(|cx| tx.poll_ready_unpin(cx)).await?;
+        ready!(ws.poll_ready_unpin(cx))?;
         let msg = if *ping_due {
             *ping_due = false;
             Message::Ping(Default::default())
@@ -296,15 +299,23 @@ where
             break;
         };
         *dirty = true;
-        tx.start_send_unpin(msg)?;
+        ws.start_send_unpin(msg)?;
     }
-    poll_fn(|cx| tx.poll_flush_unpin(cx)).await?;
+    ready!(ws.poll_flush_unpin(cx))?;
     *dirty = false;
-    Ok(())
+    Poll::Ready(Ok(()))
+}
+
+/// What one wake-up of the socket task found: the read and write sides
+/// are both polled on every wake-up, so neither can starve the other.
+#[derive(Default)]
+struct Woken {
+    read: Option<Option<Result<Message, WsError>>>,
+    wrote: Option<Result<(), WsError>>,
 }
 
 impl Session<'_> {
-    async fn main_loop<S>(&mut self, tx: &mut Tx<S>, rx: &mut Rx<S>) -> Option<CloseRequest>
+    async fn main_loop<S>(&mut self, ws: &mut Ws<S>) -> Option<CloseRequest>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -334,22 +345,38 @@ impl Session<'_> {
             }
             timer.as_mut().reset(next_ping.min(self.exp_at).min(last_seen + idle));
             let want_write = ping_due || dirty || self.conn.has_pending();
-            tokio::select! {
-                r = pump(tx, self.conn, &mut ping_due, &mut dirty), if want_write => {
-                    if r.is_err() {
-                        return None;
+            let notified = self.conn.wake.notified();
+            tokio::pin!(notified);
+            let conn = self.conn;
+            let (ping_due, dirty) = (&mut ping_due, &mut dirty);
+            let woken = poll_fn(|cx| {
+                let mut w = Woken::default();
+                if want_write {
+                    if let Poll::Ready(r) = poll_pump(ws, cx, conn, ping_due, dirty) {
+                        w.wrote = Some(r);
                     }
                 }
-                _ = self.conn.wake.notified() => {}
-                m = rx.next() => {
-                    last_seen = Instant::now();
-                    match self.on_message(m) {
-                        Step::Continue => {}
-                        Step::Close(why) => return Some(why),
-                        Step::Gone => return None,
-                    }
+                if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                    w.read = Some(m);
                 }
-                _ = &mut timer => {}
+                let other = notified.as_mut().poll(cx).is_ready() | timer.as_mut().poll(cx).is_ready();
+                if other || w.read.is_some() || w.wrote.is_some() {
+                    Poll::Ready(w)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            if let Some(Err(_)) = woken.wrote {
+                return None;
+            }
+            if let Some(m) = woken.read {
+                last_seen = Instant::now();
+                match self.on_message(m) {
+                    Step::Continue => {}
+                    Step::Close(why) => return Some(why),
+                    Step::Gone => return None,
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The operator commands, run as processes: `listen`, `push`, `keygen`,
 //! `derive`, `token`, and `--help` on each.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -23,8 +24,14 @@ impl Drop for Proc {
     }
 }
 
-/// Reads stdout lines of `listen` on a thread, as JSON.
-fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<Value> {
+/// The stdout lines of a running `listen` (as JSON) and its stderr so far.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Reads stdout lines of `listen` (as JSON) and its stderr, on threads.
+fn lines_of(child: &mut Child) -> Lines {
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -35,18 +42,38 @@ fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<Value> {
             }
         }
     });
-    rx
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (mut err, sink) = (child.stderr.take().unwrap(), stderr.clone());
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        sink.lock().unwrap().push_str(&text);
+    });
+    Lines { rx, stderr }
 }
 
-/// Starts `bm-relay listen` with `args`; returns it and its stdout lines.
-fn spawn_listen(args: &[&str]) -> (Proc, std::sync::mpsc::Receiver<Value>) {
-    let mut p = Proc(die_with_parent(&mut bin()).arg("listen").args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
-    let rx = lines_of(&mut p.0);
-    (p, rx)
+/// Starts `bm-relay listen` with `args`; returns it and its output.
+///
+/// Give it a `--timeout` well above the test's own waits: on a machine
+/// busy with benchmarks, a short one can end `listen` while the test is
+/// still waiting for its next line.
+fn spawn_listen(args: &[&str]) -> (Proc, Lines) {
+    let mut p = Proc(die_with_parent(&mut bin()).arg("listen").args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let lines = lines_of(&mut p.0);
+    (p, lines)
 }
 
-fn next_line(rx: &std::sync::mpsc::Receiver<Value>) -> Value {
-    rx.recv_timeout(Duration::from_secs(10)).expect("listen printed a line")
+/// The next line `listen` prints; panics with its stderr when it printed
+/// nothing for 10 s or exited.
+fn next_line(lines: &Lines) -> Value {
+    match lines.rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(v) => v,
+        Err(e) => {
+            // Let the stderr reader finish if `listen` exited.
+            std::thread::sleep(Duration::from_millis(200));
+            panic!("listen printed no line ({e:?}); its stderr:\n{}", lines.stderr.lock().unwrap())
+        }
+    }
 }
 
 fn push_cmd(r: &Relay, args: &[&str]) -> Value {
@@ -66,10 +93,13 @@ async fn listen_opens_what_push_sends() {
     let (tok, ttok) = (r.site.token(2), r.site.thread_token(2, 7));
     let (mut listen, rx) = spawn_listen(&[
         "--url", &r.ws_url(), "--token", &tok, "--thread", "7", "--thread-token", &ttok,
-        "--secret", &secret, "--site", SITE, "--count", "2", "--timeout", "20",
+        "--secret", &secret, "--site", SITE, "--count", "2", "--timeout", "120",
     ]);
     assert_eq!(next_line(&rx)["op"], "ready");
     assert_eq!(next_line(&rx), json!({"op":"ok","ref":1}));
+    // The relay records the subscription before it answers `ok`.
+    let (_, metrics) = http_get(r.admin, "/metrics").await.unwrap();
+    assert!(metrics.lines().any(|l| l == "bm_relay_subscriptions 1"), "{metrics}");
     let reply = push_cmd(&r, &["--to", "2", "--type", "message.new", "--data", "{\"text\":\"hi\"}"]);
     assert_eq!(reply, json!({"results":[{"online":[2],"sockets":1}]}));
     let ev = next_line(&rx);
@@ -103,7 +133,7 @@ async fn listen_prints_raw_frames_and_the_close() {
     let other = Site::new(SITE);
     let (tok, other_secret) = (r.site.token(6), other.secret.to_b64());
     let (mut listen, rx) = spawn_listen(&[
-        "--url", &r.ws_url(), "--token", &tok, "--count", "1", "--timeout", "20", "--secret", &other_secret, "--site", SITE,
+        "--url", &r.ws_url(), "--token", &tok, "--count", "1", "--timeout", "120", "--secret", &other_secret, "--site", SITE,
     ]);
     assert_eq!(next_line(&rx)["op"], "ready");
     r.push(json!([{"to":[6],"e": r.site.user_env(6, json!(1))}])).await;
