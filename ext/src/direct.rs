@@ -10,6 +10,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
@@ -19,6 +20,43 @@ use crate::relay::{self, Endpoint, Target};
 
 /// Largest reply accepted (the relay's answers are small JSON documents).
 const MAX_REPLY: usize = 4 * 1024 * 1024;
+
+/// How long the PHP thread polls for the relay's reply before it blocks.
+///
+/// A thread that blocks in `read` lets its CPU go idle, and waking an idle
+/// CPU when the reply lands costs tens of µs (an inter-processor interrupt;
+/// far more in a VM) on top of a loopback round trip of about as much. A
+/// local relay answers within this bound, so the thread polls, yielding
+/// its CPU between polls (a relay on the same core still runs at once).
+/// Past the bound it blocks as before: a slow relay costs one bounded
+/// poll, not a spinning PHP worker.
+const POLL_BEFORE_BLOCKING: Duration = Duration::from_micros(200);
+
+/// What a non-blocking peek at a socket found.
+enum Peek {
+    /// Bytes (or the peer's FIN, or an error) are there to read.
+    Ready,
+    /// Nothing yet.
+    Empty,
+}
+
+/// One `recv(MSG_PEEK | MSG_DONTWAIT)`: whether a read would return now,
+/// without changing the socket's blocking mode (one syscall, not three).
+fn peek_now(s: &TcpStream) -> Peek {
+    extern "C" {
+        fn recv(fd: std::os::raw::c_int, buf: *mut std::os::raw::c_void, len: usize, flags: std::os::raw::c_int) -> isize;
+    }
+    const MSG_PEEK: std::os::raw::c_int = 0x02;
+    const MSG_DONTWAIT: std::os::raw::c_int = 0x40;
+    let mut byte = 0u8;
+    // SAFETY: a 1-byte buffer we own; the fd is open for the call's duration.
+    let n = unsafe { recv(s.as_raw_fd(), (&raw mut byte).cast(), 1, MSG_PEEK | MSG_DONTWAIT) };
+    if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+        Peek::Empty
+    } else {
+        Peek::Ready
+    }
+}
 
 /// `http://host:port/prefix` split up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,13 +98,27 @@ pub struct Conn {
 impl Conn {
     /// True when the peer has not closed the idle connection (and sent nothing).
     fn still_open(&self) -> bool {
-        let s = self.reader.get_ref();
-        if !self.reader.buffer().is_empty() || s.set_nonblocking(true).is_err() {
-            return false;
+        self.reader.buffer().is_empty() && matches!(peek_now(self.reader.get_ref()), Peek::Empty)
+    }
+
+    /// Polls for the reply for up to [`POLL_BEFORE_BLOCKING`] (see there).
+    fn poll_for_reply(&self) {
+        if !self.reader.buffer().is_empty() {
+            return;
         }
-        let mut byte = [0u8; 1];
-        let open = matches!(s.peek(&mut byte), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
-        s.set_nonblocking(false).is_ok() && open
+        let start = Instant::now();
+        while matches!(peek_now(self.reader.get_ref()), Peek::Empty) && start.elapsed() < POLL_BEFORE_BLOCKING {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Bounds the socket reads of the next `read_line` by the deadline; a
+    /// line already in the buffer needs no bound (and no syscall to set one).
+    fn arm_read(&self, deadline: Instant) -> Result<(), Failure> {
+        if !self.reader.buffer().contains(&b'\n') {
+            self.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+        }
+        Ok(())
     }
 }
 
@@ -125,7 +177,8 @@ fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) ->
         s.write_all(request).map_err(|e| stale_or(e, false))?;
     }
     let mut line = String::new();
-    conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+    conn.poll_for_reply();
+    conn.arm_read(deadline)?;
     match conn.reader.read_line(&mut line) {
         Ok(0) => return Err(stale_or(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a reply"), false)),
         Ok(_) => {}
@@ -139,7 +192,7 @@ fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) ->
     let (mut length, mut chunked, mut close) = (None, false, line.starts_with("HTTP/1.0"));
     loop {
         line.clear();
-        conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+        conn.arm_read(deadline)?;
         if conn.reader.read_line(&mut line).map_err(io_failure)? == 0 {
             return Err(Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "reply headers cut short")));
         }
@@ -161,7 +214,7 @@ fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) ->
     if chunked {
         loop {
             line.clear();
-            conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+            conn.arm_read(deadline)?;
             conn.reader.read_line(&mut line).map_err(io_failure)?;
             let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| Failure::Io(io::Error::new(io::ErrorKind::InvalidData, "bad chunk size")))?;
@@ -182,7 +235,9 @@ fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) ->
             return Err(Failure::Io(io::Error::new(io::ErrorKind::InvalidData, "reply too large")));
         }
         body.resize(n, 0);
-        conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+        if conn.reader.buffer().len() < n {
+            conn.reader.get_ref().set_read_timeout(Some(remaining(deadline)?)).map_err(Failure::Io)?;
+        }
         conn.reader.read_exact(&mut body).map_err(io_failure)?;
     } else {
         // No length: the body runs to the end of the connection.

@@ -32,13 +32,26 @@ pub struct SealedEvent {
     pub envelope: Envelope,
 }
 
-/// Names a field of the event at `prefix` (`'to'` or `events[2]['to']`).
-fn field(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        format!("'{key}'")
-    } else {
-        format!("{prefix}['{key}']")
+/// Names a field of the event at `prefix` (`'to'` or `events[2]['to']`)
+/// in error messages; written out only when an error needs it.
+#[derive(Clone, Copy)]
+struct Field<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl std::fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.prefix.is_empty() {
+            write!(f, "'{}'", self.key)
+        } else {
+            write!(f, "{}['{}']", self.prefix, self.key)
+        }
     }
+}
+
+fn field<'a>(prefix: &'a str, key: &'a str) -> Field<'a> {
+    Field { prefix, key }
 }
 
 /// Checks an event array and seals it.
@@ -53,7 +66,7 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
     let mut live = false;
     let mut id = None;
     for (key, value) in values::string_keys(arr, what)? {
-        let f = field(prefix, &key);
+        let f = field(prefix, key.as_str());
         let value = value.dereference();
         match key.as_str() {
             "type" => {
@@ -135,7 +148,8 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
             limits.max_ciphertext
         )));
     }
-    let envelope = Envelope::seal(site, &key, id.unwrap_or_else(EventId::random), &plaintext);
+    let id = id.unwrap_or_else(crate::random::event_id);
+    let envelope = Envelope::seal_with_nonce(site, &key, id, crate::random::nonce(), &plaintext);
     Ok(SealedEvent { to, live_thread: if live { thread } else { None }, envelope })
 }
 

@@ -28,7 +28,7 @@ fn last_error_msg() -> String {
 
 /// The plaintext `{"type":…,"data":…}` of an event, as `json_encode` writes
 /// it. An unencodable `data` is an error naming `field`.
-pub fn encode_payload(kind: &str, data: &Zval, field: &str) -> BmResult<Vec<u8>> {
+pub fn encode_payload<F: std::fmt::Display + ?Sized>(kind: &str, data: &Zval, field: &F) -> BmResult<Vec<u8>> {
     let mut ht = ZendHashTable::with_capacity(2);
     ht.insert("type", kind).map_err(|e| BmError::input(format!("{field}: {e}")))?;
     ht.insert("data", data.dereference().shallow_clone())

@@ -29,6 +29,7 @@ pub mod error;
 pub mod event;
 pub mod ini;
 pub mod json;
+pub mod random;
 pub mod relay;
 pub mod request;
 pub mod values;

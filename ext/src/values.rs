@@ -6,6 +6,8 @@
 //! is refused with a BmRelayException rather than coerced, because a wrong
 //! recipient is worse than an error.
 
+use std::fmt::Display;
+
 use bm_proto::ids::{parse_canonical_decimal, MAX_ID};
 use bm_proto::{Epoch, ThreadId, UserId};
 use ext_php_rs::types::{ArrayKey, ZendHashTable, Zval};
@@ -34,8 +36,11 @@ pub fn type_name(z: &Zval) -> &'static str {
     }
 }
 
+// Field names and expectations are `Display` values, formatted only when an
+// error needs them: a successful `bm_push` allocates no message text.
+
 /// An integer argument: a PHP int, or a string of canonical decimal digits.
-pub fn int_of(z: &Zval, field: &str, expected: &str) -> BmResult<i64> {
+pub fn int_of<F: Display + ?Sized, E: Display + ?Sized>(z: &Zval, field: &F, expected: &E) -> BmResult<i64> {
     let z = z.dereference();
     if let Some(v) = z.long() {
         return Ok(v);
@@ -49,25 +54,30 @@ pub fn int_of(z: &Zval, field: &str, expected: &str) -> BmResult<i64> {
     Err(BmError::input(format!("{field} must be {expected}, got {}", type_name(z))))
 }
 
-fn id_range() -> String {
-    format!("an integer 1..{MAX_ID}")
+/// "an integer 1..2^53−1", the range of user and thread ids.
+struct IdRange;
+
+impl Display for IdRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "an integer 1..{MAX_ID}")
+    }
 }
 
 /// A user id (1 ..= 2^53 − 1).
-pub fn user_id(z: &Zval, field: &str) -> BmResult<UserId> {
-    let v = int_of(z, field, &id_range())?;
-    UserId::from_i64(v).map_err(|_| BmError::input(format!("{field} must be {}, got {v}", id_range())))
+pub fn user_id<F: Display + ?Sized>(z: &Zval, field: &F) -> BmResult<UserId> {
+    let v = int_of(z, field, &IdRange)?;
+    UserId::from_i64(v).map_err(|_| BmError::input(format!("{field} must be {IdRange}, got {v}")))
 }
 
 /// A thread id (1 ..= 2^53 − 1).
-pub fn thread_id(z: &Zval, field: &str) -> BmResult<ThreadId> {
-    let v = int_of(z, field, &id_range())?;
-    ThreadId::from_i64(v).map_err(|_| BmError::input(format!("{field} must be {}, got {v}", id_range())))
+pub fn thread_id<F: Display + ?Sized>(z: &Zval, field: &F) -> BmResult<ThreadId> {
+    let v = int_of(z, field, &IdRange)?;
+    ThreadId::from_i64(v).map_err(|_| BmError::input(format!("{field} must be {IdRange}, got {v}")))
 }
 
 /// An epoch (0 ..= 2^32 − 1).
-pub fn epoch(z: &Zval, field: &str) -> BmResult<Epoch> {
-    let expected = format!("an integer 0..{}", u32::MAX);
+pub fn epoch<F: Display + ?Sized>(z: &Zval, field: &F) -> BmResult<Epoch> {
+    let expected = format_args!("an integer 0..{}", u32::MAX);
     let v = int_of(z, field, &expected)?;
     Epoch::from_i64(v).map_err(|_| BmError::input(format!("{field} must be {expected}, got {v}")))
 }
@@ -88,7 +98,7 @@ pub fn ttl(z: Option<&Zval>, field: &str) -> BmResult<u64> {
 }
 
 /// A list of user ids: a PHP array whose values are ids (keys ignored).
-pub fn user_ids(z: &Zval, field: &str, max: usize) -> BmResult<Vec<UserId>> {
+pub fn user_ids<F: Display + ?Sized>(z: &Zval, field: &F, max: usize) -> BmResult<Vec<UserId>> {
     let z = z.dereference();
     let Some(arr) = z.array() else {
         return Err(BmError::input(format!("{field} must be an array of user ids, got {}", type_name(z))));
@@ -96,7 +106,7 @@ pub fn user_ids(z: &Zval, field: &str, max: usize) -> BmResult<Vec<UserId>> {
     if arr.len() > max {
         return Err(BmError::input(format!("{field} has {} user ids, over the limit of {max}", arr.len())));
     }
-    arr.values().enumerate().map(|(i, v)| user_id(v, &format!("{field}[{i}]"))).collect()
+    arr.values().enumerate().map(|(i, v)| user_id(v, &format_args!("{field}[{i}]"))).collect()
 }
 
 /// A PHP array argument.
@@ -110,6 +120,7 @@ pub fn string_keys<'a>(arr: &'a ZendHashTable, field: &str) -> BmResult<Vec<(Str
     arr.iter()
         .map(|(k, v)| match k {
             ArrayKey::Long(i) => Err(BmError::input(format!("{field} must have string keys, got the int key {i}"))),
+            ArrayKey::String(s) => Ok((s, v)),
             other => Ok((other.to_string(), v)),
         })
         .collect()

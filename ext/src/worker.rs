@@ -10,6 +10,16 @@
 //! thread may hold — and a fresh one is built. The inherited queue goes with
 //! it, so a child never re-sends its parent's events.
 //!
+//! Wake-ups: waking a parked thread is a syscall and, on a machine whose
+//! other cores are idle, an inter-processor interrupt — several µs that
+//! would land inside `bm_push`. So after a batch the sender does not park:
+//! it lingers, looking at the queue every [`LINGER_TICK`] for
+//! [`LINGER`], and only then parks and says so in `Shared::parked`. A
+//! `bm_push` wakes the sender only when that flag is set; a burst of pushes
+//! pays for one wake-up at most, and the events of a burst travel together.
+//! `bm_flush` and request end always wake it, so waiting for the queue
+//! never includes a linger tick.
+//!
 //! Order: one sender task takes events from the front of one queue, and
 //! consecutive events for the same target travel in one signed `/v1/push`
 //! (at most [`MAX_BATCH_EVENTS`] events / [`MAX_BATCH_BYTES`]), so they reach
@@ -23,7 +33,7 @@
 //! saves two thread wake-ups per call.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +44,11 @@ use crate::relay::{self, Endpoint, Target};
 pub const MAX_BATCH_EVENTS: usize = 1000;
 /// Most body bytes in one batched push (under the relay's 1 MiB default).
 pub const MAX_BATCH_BYTES: usize = 900 * 1024;
+/// How often a lingering sender looks at the queue (tokio's timer
+/// granularity): the most a queued event waits while the sender lingers.
+pub const LINGER_TICK: Duration = Duration::from_millis(1);
+/// How long the sender lingers after its last batch before it parks.
+pub const LINGER: Duration = Duration::from_millis(50);
 /// Samples kept for the latency percentiles.
 const LATENCY_SAMPLES: usize = 4096;
 
@@ -120,6 +135,9 @@ pub fn percentiles(ring: &VecDeque<u32>) -> (u32, u32) {
 pub struct Shared {
     queue: Mutex<VecDeque<QueuedEvent>>,
     wake: tokio::sync::Notify,
+    /// True while the sender is parked (not lingering): only then does a
+    /// push pay for waking it.
+    parked: AtomicBool,
     /// Async events queued or in flight.
     pending: Mutex<u64>,
     drained: Condvar,
@@ -171,6 +189,7 @@ impl Worker {
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
+            parked: AtomicBool::new(true),
             pending: Mutex::new(0),
             drained: Condvar::new(),
             stats: Stats::default(),
@@ -204,7 +223,12 @@ impl Worker {
             *p += n;
         }
         lock(&self.shared.queue).extend(events);
-        self.shared.wake.notify_one();
+        // Pairs with the sender's store of `parked` and its look at the
+        // queue (see `sender`): one of the two sides sees the other.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.shared.parked.load(Ordering::SeqCst) {
+            self.shared.wake.notify_one();
+        }
         true
     }
 
@@ -276,6 +300,10 @@ impl Worker {
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut p = lock(&self.shared.pending);
+        if *p > 0 {
+            // Do not wait for a linger tick.
+            self.shared.wake.notify_one();
+        }
         while *p > 0 {
             let now = Instant::now();
             if now >= deadline {
@@ -403,11 +431,24 @@ fn take(shared: &Shared) -> Option<(Arc<Target>, Vec<String>)> {
 /// The sender task: one batch at a time, in queue order.
 async fn sender(shared: Arc<Shared>) {
     let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
+    let mut last_batch = tokio::time::Instant::now();
     loop {
         let Some((target, batch)) = take(&shared) else {
-            shared.wake.notified().await;
+            if last_batch.elapsed() < LINGER {
+                // Linger: pushes need not wake us; a flush still does.
+                let _ = tokio::time::timeout(LINGER_TICK, shared.wake.notified()).await;
+                continue;
+            }
+            shared.parked.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if lock(&shared.queue).is_empty() {
+                shared.wake.notified().await;
+            }
+            shared.parked.store(false, Ordering::SeqCst);
+            last_batch = tokio::time::Instant::now();
             continue;
         };
+        last_batch = tokio::time::Instant::now();
         let client = match clients.get(&target.connect_timeout) {
             Some(c) => Ok(c.clone()),
             None => relay::build_client(target.connect_timeout).inspect(|c| {
@@ -565,6 +606,7 @@ mod tests {
         let shared = Shared {
             queue: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
+            parked: AtomicBool::new(true),
             pending: Mutex::new(0),
             drained: Condvar::new(),
             stats: Stats::default(),

@@ -154,4 +154,20 @@ final class ServerModesTest extends RelayTestCase
         $this->assertSame(['child', 'parent-after', 'parent-before'], $whos);
         $l->stop();
     }
+
+    public function test_a_forked_child_never_reuses_the_parents_nonces_or_ids(): void
+    {
+        if (!function_exists('pcntl_fork')) {
+            $this->markTestSkipped('pcntl is not available');
+        }
+        $cmd = array_merge(BM_Test::php_cmd($this->child_ini(['mode' => 'async'])), [__DIR__ . '/fixtures/fork-nonces.php']);
+        [$code, $out, $err] = BM_Test::run($cmd, 30);
+        $this->assertSame(0, $code, $out . $err);
+        $r = json_decode($out, true);
+        $this->assertSame(0, $r['child_status']);
+        $this->assertCount(100, $r['parent']);
+        $this->assertCount(100, $r['child']);
+        $all = array_merge($r['parent'], $r['child']);
+        $this->assertSame($all, array_values(array_unique($all)), 'a nonce or event id repeated across fork');
+    }
 }

@@ -139,8 +139,10 @@ impl Envelope {
         Self::seal_with_nonce(site, key, id, nonce, plaintext)
     }
 
-    /// Seals with a caller-chosen nonce. Only for reproducing test vectors:
-    /// reusing a nonce under one key destroys AES-GCM's security.
+    /// Seals with a caller-chosen nonce: for reproducing test vectors, and
+    /// for callers that draw nonces from their own CSPRNG store (the PHP
+    /// extension's fork-safe pool). Reusing a nonce under one key destroys
+    /// AES-GCM's security: the nonce must be fresh random bytes.
     pub fn seal_with_nonce(
         site: &SiteId,
         key: &EnvelopeKey,

@@ -244,6 +244,13 @@ impl EventId {
     pub fn random() -> Self {
         let mut bytes = [0u8; 16];
         crate::keys::fill_random(&mut bytes);
+        Self::from_random_bytes(bytes)
+    }
+
+    /// The id written for 16 random bytes the caller drew itself (the PHP
+    /// extension draws them from a fork-safe pool instead of one syscall
+    /// per event).
+    pub fn from_random_bytes(bytes: [u8; 16]) -> Self {
         EventId(crate::b64::encode(bytes))
     }
 }
