@@ -11,7 +11,8 @@
 //! AES-GCM nonces under the same key. The pool is therefore tagged with a
 //! fork generation that a `pthread_atfork` child handler bumps in every new
 //! process (PHP-FPM workers, `pcntl_fork`), and with the pid as a second
-//! check; a pool whose tag does not match is discarded unread. If the
+//! check; a pool whose tag does not match is discarded unread. The same
+//! generation lets [`process_id`] skip the `getpid` syscall between forks. If the
 //! handler cannot be registered, every call reads the OS directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +49,28 @@ fn register_atfork() -> bool {
     ATFORK_REGISTERED.load(Ordering::SeqCst)
 }
 
+/// The pid cached for the fork generation it was read in.
+static PID_CACHE: Mutex<Option<(u64, u32)>> = Mutex::new(None);
+
+/// This process's id without a `getpid` syscall per call: the cached value
+/// is reused until the atfork handler reports a fork (without the handler,
+/// every call asks the kernel).
+pub fn process_id() -> u32 {
+    if !register_atfork() {
+        return std::process::id();
+    }
+    let generation = FORK_GENERATION.load(Ordering::SeqCst);
+    let mut cache = crate::worker::lock(&PID_CACHE);
+    match *cache {
+        Some((g, pid)) if g == generation => pid,
+        _ => {
+            let pid = std::process::id();
+            *cache = Some((generation, pid));
+            pid
+        }
+    }
+}
+
 struct Pool {
     bytes: [u8; POOL_LEN],
     /// Next unused byte; `POOL_LEN` when empty.
@@ -70,7 +93,7 @@ pub fn fill(out: &mut [u8]) {
     }
     let mut pool = crate::worker::lock(&POOL);
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
-    let pid = std::process::id();
+    let pid = process_id();
     if pool.generation != generation || pool.pid != pid || pool.next + out.len() > POOL_LEN {
         // Inherited through fork, or used up: never hand out what is left.
         bm_proto::keys::fill_random(&mut pool.bytes);

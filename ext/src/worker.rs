@@ -196,7 +196,7 @@ impl Worker {
         });
         runtime.spawn(sender(shared.clone()));
         Ok(Worker {
-            pid: std::process::id(),
+            pid: crate::random::process_id(),
             runtime: Some(runtime),
             local: None,
             direct: None,
@@ -381,7 +381,7 @@ static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
 /// replacing (leaking) one inherited through fork.
 pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, BmError> {
     let mut slot = lock(&WORKER);
-    let pid = std::process::id();
+    let pid = crate::random::process_id();
     if slot.as_ref().is_some_and(|w| w.pid != pid) {
         if let Some(inherited) = slot.take() {
             // Its threads do not exist in this process: never drop it.
@@ -401,7 +401,7 @@ pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, BmError> {
 pub fn with_existing<R>(f: impl FnOnce(&mut Worker) -> R) -> Option<R> {
     let mut slot = lock(&WORKER);
     match slot.as_mut() {
-        Some(w) if w.pid == std::process::id() => Some(f(w)),
+        Some(w) if w.pid == crate::random::process_id() => Some(f(w)),
         _ => None,
     }
 }
