@@ -12,6 +12,8 @@
  * against a real relay on loopback. WordPress's HTTP API is loaded from
  * Debian's /usr/share/wordpress without a database (only the files the
  * HTTP API needs; options answered by pre_option_* filters).
+ * The four cases run interleaved (ten rounds of a slice of each), so load
+ * from other processes on a shared machine weighs on all of them alike.
  * Prints p50/p99 in microseconds and the ratios. Not a test: no pass/fail
  * beyond the relay accepting every event.
  */
@@ -52,6 +54,8 @@ if (!function_exists('wp_remote_post')) {
     exit(1);
 }
 
+$load = implode(' ', array_slice(explode(' ', (string) file_get_contents('/proc/loadavg')), 0, 3));
+
 // --- a relay and a site -------------------------------------------------------
 $site = 'bench.example';
 $secret = BM_Test::new_secret();
@@ -67,23 +71,40 @@ function pct(array $t, float $p): float
     return $t[(int) floor((count($t) - 1) * $p / 100)];
 }
 
-/** Times $fn $n times (after $warm untimed runs); returns microsecond samples. */
-function measure(callable $fn, int $n, int $warm, ?callable $between = null): array
+/**
+ * Times each case $n times (after $warm untimed runs of each), interleaved:
+ * $rounds rounds, each running a slice of every case in turn, so that load
+ * from other processes on a shared machine falls on all cases alike and the
+ * ratios stay fair. Returns microsecond samples per case.
+ *
+ * @param array<string, array{0: callable, 1: ?callable, 2: ?callable}> $cases
+ *        name => [event fn, before-slice fn (e.g. set the mode), after-slice fn (e.g. flush, untimed)]
+ */
+function measure_interleaved(array $cases, int $n, int $warm, int $rounds): array
 {
-    for ($i = 0; $i < $warm; $i++) {
-        $fn($i);
+    $t = array_fill_keys(array_keys($cases), []);
+    foreach ($cases as [$fn, $before, $after]) {
+        $before && $before();
+        for ($i = 0; $i < $warm; $i++) {
+            $fn();
+        }
+        $after && $after();
     }
-    $between && $between();
-    $t = [];
-    for ($i = 0; $i < $n; $i++) {
-        $a = hrtime(true);
-        $fn($i);
-        $t[] = (hrtime(true) - $a) / 1000;
-        if ($between && $i % 100 === 99) {
-            $between();
+    $slice = intdiv($n, $rounds);
+    for ($r = 0; $r < $rounds; $r++) {
+        foreach ($cases as $name => [$fn, $before, $after]) {
+            $before && $before();
+            for ($i = 0; $i < $slice; $i++) {
+                $a = hrtime(true);
+                $fn();
+                $t[$name][] = (hrtime(true) - $a) / 1000;
+                if ($after && $i % 100 === 99) {
+                    $after();
+                }
+            }
+            $after && $after();
         }
     }
-    $between && $between();
     return $t;
 }
 
@@ -113,18 +134,24 @@ if (is_wp_error($r) || wp_remote_retrieve_response_code($r) !== 200) {
     exit(1);
 }
 
-$results = [];
 $before = bm_stats();
-$results['bm_push async'] = measure(fn() => bm_push($event), $N, $WARM, fn() => bm_flush(5000));
-bm_configure(['mode' => 'sync']);
-$results['bm_push sync'] = measure(fn() => bm_push($event), $N, $WARM);
-$results['openssl + wp_remote_post (blocking=false)'] = measure(fn() => $baseline(false), $N, $WARM);
-$results['openssl + wp_remote_post (blocking)'] = measure(fn() => $baseline(true), $N, $WARM);
+$async = fn() => bm_configure(['mode' => 'async']);
+$sync = fn() => bm_configure(['mode' => 'sync']);
+$flush = fn() => bm_flush(5000);
+$ROUNDS = 10;
+$results = measure_interleaved([
+    'bm_push async' => [fn() => bm_push($event), $async, $flush],
+    'bm_push sync' => [fn() => bm_push($event), $sync, null],
+    'openssl + wp_remote_post (blocking=false)' => [fn() => $baseline(false), null, null],
+    'openssl + wp_remote_post (blocking)' => [fn() => $baseline(true), null, null],
+], $N, $WARM, $ROUNDS);
 $after = bm_stats();
 $relay->stop();
 
 $pushed = 2 * ($N + $WARM);
-printf("bm_relay %s, PHP %s, %d events per case (after %d warm-up), relay on loopback\n", phpversion('bm_relay'), PHP_VERSION, $N, $WARM);
+printf("bm_relay %s, PHP %s, %d events per case (after %d warm-up), cases interleaved in %d rounds, relay on loopback\n",
+    phpversion('bm_relay'), PHP_VERSION, $N, $WARM, $ROUNDS);
+printf("machine: %d CPUs, load average at start %s\n", (int) shell_exec('nproc'), $load);
 printf("extension: %d sent, %d failed, %d dropped, %d requests\n\n", $after['sent'] - $before['sent'], $after['failed'] - $before['failed'],
     $after['dropped'] - $before['dropped'], $after['batches'] - $before['batches']);
 printf("%-44s %10s %10s\n", 'per event (µs)', 'p50', 'p99');
