@@ -25,12 +25,14 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::conn::Frame;
+use crate::conn::{Frame, Outbox};
+use crate::sock::SharedTcp;
+use crate::ws::WsIo;
 use crate::metrics::RequestResult;
 use crate::state::{unix_now, App};
 
@@ -74,16 +76,18 @@ pub async fn serve_client(listener: TcpListener, app: Arc<App>) {
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let sock = Arc::new(stream);
+        let io = SharedTcp(sock.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(client_request(req, app).await) }
+                let (app, sock) = (app.clone(), sock.clone());
+                async move { Ok::<_, Infallible>(client_request(req, app, sock).await) }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             // A client gets 30 s to send a request's headers (slowloris).
             builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
             builder.http2().timer(TokioTimer::new());
-            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+            let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await;
         });
     }
     tracing::info!("client listener closed");
@@ -133,13 +137,13 @@ fn admin_request(req: Request<Incoming>, app: &App) -> Response<Body> {
     }
 }
 
-async fn client_request(req: Request<Incoming>, app: Arc<App>) -> Response<Body> {
+async fn client_request(req: Request<Incoming>, app: Arc<App>, sock: Arc<TcpStream>) -> Response<Body> {
     let path = req.uri().path();
     let endpoint = match path {
         api::PATH_PUSH => 0,
         api::PATH_PRESENCE => 1,
         api::PATH_DISCONNECT => 2,
-        "/v1/ws" => return upgrade(req, app),
+        "/v1/ws" => return upgrade(req, app, sock),
         _ => return api_error(&err(ErrorCode::NotFound, "no such endpoint")),
     };
     if req.method() != Method::POST {
@@ -257,8 +261,9 @@ async fn server_api(req: Request<Incoming>, app: &App, endpoint: usize) -> Resul
     }
 }
 
-/// Answers a WebSocket upgrade and spawns the socket's task.
-fn upgrade(req: Request<Incoming>, app: Arc<App>) -> Response<Body> {
+/// Answers a WebSocket upgrade and spawns the socket's task. `sock` is the
+/// connection's socket: the socket's outbox writes frames into it directly.
+fn upgrade(req: Request<Incoming>, app: Arc<App>, sock: Arc<TcpStream>) -> Response<Body> {
     if app.is_shutting_down() {
         return api_error(&err(ErrorCode::ShuttingDown, "the relay is shutting down; reconnect with jitter"));
     }
@@ -272,12 +277,15 @@ fn upgrade(req: Request<Incoming>, app: Arc<App>) -> Response<Body> {
     let (true, true, Some(accept), &Method::GET) = (is_ws, version_ok, key, req.method()) else {
         return api_error(&err(ErrorCode::Malformed, "/v1/ws expects a WebSocket upgrade (GET, version 13)"));
     };
-    let cfg = crate::ws::ws_config(&app.config().limits);
+    let limits = app.config().limits.clone();
+    let cfg = crate::ws::ws_config(&limits);
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
-                crate::ws::run(ws, app).await;
+                let out = Arc::new(Outbox::new(Some(sock)));
+                let io = WsIo::new(TokioIo::new(upgraded), out.clone(), limits.outbound_queue_bytes);
+                let ws = Box::new(WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await);
+                crate::ws::run(ws, out, app).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

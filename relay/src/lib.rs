@@ -10,12 +10,13 @@
 //! |---|---|
 //! | [`config`] | TOML file + environment + flags, every limit with its default |
 //! | [`state`] | what every task shares: config (swapped on SIGHUP), router, metrics |
-//! | [`conn`] | one socket's shared half: bounded outbound queue, subscriptions |
+//! | [`conn`] | one socket's shared half: pre-encoded frames, the bounded outbox that writes them, subscriptions |
 //! | [`router`] | the sharded routing table behind the [`router::Fanout`] trait |
 //! | [`http`] | client listener (upgrade + signed server API) and admin listener |
 //! | [`ws`] | one socket's task: auth, ops, pings, timers, writes |
 //! | [`metrics`] | counters rendered as Prometheus text |
 //! | [`server`] | `serve`: listeners, SIGHUP reload, graceful shutdown |
+//! | [`sock`] | the accepted TCP socket, shared by hyper and a WebSocket's outbox |
 //! | [`tools`] | `keygen`, `derive`, `token`, `push`, `listen` |
 
 pub mod config;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod revocations;
 pub mod router;
 pub mod server;
+pub mod sock;
 pub mod state;
 pub mod tools;
 pub mod ws;

@@ -2,34 +2,34 @@
 //!
 //! The task first waits (at most `auth_timeout_secs`) for an `auth` frame;
 //! then it registers a [`Conn`] with the router and loops over four event
-//! sources with a single `select!`:
+//! sources, polled together from one `poll_fn`:
 //!
 //! - the client's next frame (ops, pings, close),
-//! - the socket's outbound queue (frames queued by pushes and pubs),
-//! - the [`Conn::wake`] notification (new frames, or a close request),
+//! - writing out the socket's [`Outbox`] queue, when something is queued,
+//! - the [`Outbox::wake`] notification (bytes queued, or a close request),
 //! - one timer set to the earliest of: next ping, idle deadline, token expiry.
 //!
-//! The task owns the whole `WebSocketStream` (no `split()`: there is no
-//! second owner, so a lock around each half would buy nothing) and polls
-//! its read and write sides from one `poll_fn`.
-//!
-//! Writing is cancel-safe: a frame leaves the shared queue only after the
-//! sink reported ready, and is then handed to tungstenite synchronously, so
-//! a write interrupted by an incoming frame or a close request loses
-//! nothing. Queued frames are written back to back and flushed once, which
-//! coalesces bursts into few syscalls. A socket's private state is a few
-//! hundred bytes plus tungstenite's (small, configured) buffers.
+//! tungstenite only reads here (and writes its own control frames: pongs,
+//! the close handshake): it sees a [`WsIo`], whose reads come from the
+//! upgraded connection and whose writes go into the outbox. Server frames
+//! are written by the outbox, pre-encoded once per event, directly from the
+//! pushing task while the socket keeps up (see [`crate::conn`]); this task
+//! only writes out what the kernel did not take at once. A socket's
+//! private state is a few hundred bytes plus tungstenite's (small,
+//! configured) buffers.
 
 use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bm_proto::frames::{self, close, codes, ClientFrame, ClientOp};
 use bm_proto::token::TokenKind;
 use bm_proto::{Envelope, EnvelopeError, KeyId, TokenError};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -38,11 +38,48 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Limits;
-use crate::conn::{CloseRequest, Conn, Frame};
+use crate::conn::{CloseRequest, Conn, Frame, Outbox};
 use crate::router::SubError;
 use crate::state::{unix_now, App};
 
-type Ws<S> = WebSocketStream<S>;
+type Ws<R> = WebSocketStream<WsIo<R>>;
+
+/// The byte stream tungstenite sees: reads from the upgraded connection,
+/// writes (whole frames: pongs, the close handshake) into the socket's
+/// outbox, behind whatever is queued there. Flushing writes the outbox out.
+pub struct WsIo<R> {
+    read: R,
+    out: Arc<Outbox>,
+    max_queue: usize,
+}
+
+impl<R> WsIo<R> {
+    /// Reads from `read`; writes through `out`, bounded by `max_queue`.
+    pub fn new(read: R, out: Arc<Outbox>, max_queue: usize) -> Self {
+        WsIo { read, out, max_queue }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for WsIo<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin> AsyncWrite for WsIo<R> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // tungstenite hands over its whole buffer of complete frames.
+        Poll::Ready(self.out.send_control(buf, self.max_queue).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.out.poll_drain(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.out.poll_drain(cx)
+    }
+}
 
 /// How long the relay waits for its close frame to be written and answered.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -124,34 +161,48 @@ const fn req(code: u16, reason: &'static str) -> CloseRequest {
     CloseRequest { code, reason }
 }
 
-/// Runs one socket to completion.
-pub async fn run<S>(ws: WebSocketStream<S>, app: Arc<App>)
+/// Makes the outbox refuse every write once the socket's task has ended.
+struct Retire<'a>(&'a Outbox);
+
+impl Drop for Retire<'_> {
+    fn drop(&mut self) {
+        self.0.retire();
+    }
+}
+
+/// Runs one socket to completion; `out` is the outbox `ws` writes into.
+///
+/// The stream comes boxed: the socket's task then holds a pointer to it
+/// rather than copies of it in several states of its future (an idle
+/// socket's memory is mostly this task).
+pub async fn run<R>(mut ws: Box<Ws<R>>, out: Arc<Outbox>, app: Arc<App>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
 {
     use std::sync::atomic::Ordering::Relaxed;
     app.metrics.ws_opened.fetch_add(1, Relaxed);
     app.metrics.ws_open.fetch_add(1, Relaxed);
     let _open = OpenGuard(&app);
-    let mut ws = ws;
+    let _retire = Retire(&out);
+    let ws = &mut *ws;
 
-    let auth = authenticate(&app, &mut ws).await;
+    let auth = authenticate(&app, ws).await;
     let (claims, r#ref) = match auth {
         Ok(ok) => ok,
         Err(None) => {
-            answer_close(&mut ws).await;
+            answer_close(ws).await;
             return;
         }
         Err(Some((error, why))) => {
             if let Some(text) = error {
                 let _ = timeout(CLOSE_LINGER, ws.feed(Message::Text(text.into()))).await;
             }
-            finish(&app, &mut ws, why).await;
+            finish(&app, ws, why).await;
             return;
         }
     };
     let _ = r#ref;
-    let conn = Arc::new(Conn::new(claims.site.clone(), claims.sub));
+    let conn = Arc::new(Conn::with_outbox(claims.site.clone(), claims.sub, out.clone()));
     app.router.register(&conn);
     let _registered = Registered(&app, conn.clone());
     tracing::debug!(conn = conn.id, site = %conn.site, user = %conn.user, "socket authenticated");
@@ -165,9 +216,13 @@ where
         pub_bucket: Bucket::new(limits.pub_burst),
         frame_bucket: Bucket::new(limits.frame_burst),
     };
-    match s.main_loop(&mut ws).await {
-        Some(why) => finish(&app, &mut ws, why).await,
-        None => answer_close(&mut ws).await,
+    match s.main_loop(ws).await {
+        Some(why) => {
+            // No event may follow the close frame: pushes stop here.
+            conn.request_close(why);
+            finish(&app, ws, why).await
+        }
+        None => answer_close(ws).await,
     }
 }
 
@@ -175,9 +230,9 @@ type AuthFailure = Option<(Option<String>, CloseRequest)>;
 
 /// Waits for the `auth` frame. `Err(None)`: the client left; `Err(Some)`:
 /// an optional error frame to send, then the close.
-async fn authenticate<S>(app: &App, rx: &mut Ws<S>) -> Result<(bm_proto::Claims, Option<i64>), AuthFailure>
+async fn authenticate<R>(app: &App, rx: &mut Ws<R>) -> Result<(bm_proto::Claims, Option<i64>), AuthFailure>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
 {
     let deadline = deadline_after(app.config().limits.auth_timeout_secs);
     let wait = async {
@@ -245,18 +300,18 @@ fn error_close(e: WsError) -> AuthFailure {
 /// The client closed (or the connection broke): flush tungstenite's reply
 /// to the client's close frame, so the client sees a clean close. Fails
 /// fast on a broken connection.
-async fn answer_close<S>(tx: &mut Ws<S>)
+async fn answer_close<R>(tx: &mut Ws<R>)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
 {
     let _ = timeout(CLOSE_LINGER, SinkExt::close(tx)).await;
 }
 
 /// Sends the close frame, then waits briefly for the client's answer so the
 /// close frame is not lost to a TCP reset.
-async fn finish<S>(app: &App, ws: &mut Ws<S>, why: CloseRequest)
+async fn finish<R>(app: &App, ws: &mut Ws<R>, why: CloseRequest)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
 {
     app.metrics.close(why.code);
     tracing::debug!(code = why.code, reason = why.reason, "closing socket");
@@ -282,50 +337,26 @@ enum Step {
     Gone,
 }
 
-/// Writes queued frames (and a due ping), then flushes; `Ready` once
-/// everything is flushed. Cancel-safe: see the module documentation.
-fn poll_pump<S>(ws: &mut Ws<S>, cx: &mut Context<'_>, conn: &Conn, ping_due: &mut bool, dirty: &mut bool) -> Poll<Result<(), WsError>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        ready!(ws.poll_ready_unpin(cx))?;
-        let msg = if *ping_due {
-            *ping_due = false;
-            Message::Ping(Default::default())
-        } else if let Some(f) = conn.pop() {
-            Message::Text(f)
-        } else {
-            break;
-        };
-        *dirty = true;
-        ws.start_send_unpin(msg)?;
-    }
-    ready!(ws.poll_flush_unpin(cx))?;
-    *dirty = false;
-    Poll::Ready(Ok(()))
-}
-
 /// What one wake-up of the socket task found: the read and write sides
 /// are both polled on every wake-up, so neither can starve the other.
 #[derive(Default)]
 struct Woken {
     read: Option<Option<Result<Message, WsError>>>,
-    wrote: Option<Result<(), WsError>>,
+    wrote: Option<io::Result<()>>,
 }
 
 impl Session<'_> {
-    async fn main_loop<S>(&mut self, ws: &mut Ws<S>) -> Option<CloseRequest>
+    async fn main_loop<R>(&mut self, ws: &mut Ws<R>) -> Option<CloseRequest>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        R: AsyncRead + Unpin,
     {
         let limits = self.app.config().limits.clone();
         let ping_every = Limits::dur(limits.ping_interval_secs);
         let idle = Limits::dur(limits.idle_timeout_secs);
         let mut last_seen = Instant::now();
         let mut next_ping = last_seen + ping_every;
-        let mut ping_due = false;
-        let mut dirty = false;
+        let out = &*self.conn.out;
+        let max_queue = limits.outbound_queue_bytes;
         let timer = sleep_until(next_ping);
         tokio::pin!(timer);
         loop {
@@ -340,19 +371,18 @@ impl Session<'_> {
                 return Some(req(close::GOING_AWAY, "idle timeout"));
             }
             if now >= next_ping {
-                ping_due = true;
                 next_ping = now + ping_every;
+                if out.send_control(Frame::ping().as_bytes(), max_queue).is_err() {
+                    return None;
+                }
             }
             timer.as_mut().reset(next_ping.min(self.exp_at).min(last_seen + idle));
-            let want_write = ping_due || dirty || self.conn.has_pending();
-            let notified = self.conn.wake.notified();
+            let notified = out.wake.notified();
             tokio::pin!(notified);
-            let conn = self.conn;
-            let (ping_due, dirty) = (&mut ping_due, &mut dirty);
             let woken = poll_fn(|cx| {
                 let mut w = Woken::default();
-                if want_write {
-                    if let Poll::Ready(r) = poll_pump(ws, cx, conn, ping_due, dirty) {
+                if out.has_pending() {
+                    if let Poll::Ready(r) = out.poll_drain(cx) {
                         w.wrote = Some(r);
                     }
                 }
