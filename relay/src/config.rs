@@ -107,8 +107,9 @@ pub struct Limits {
     pub shutdown_deadline_secs: f64,
     /// Bytes of tungstenite's eagerly allocated read buffer per socket.
     pub ws_read_buffer: usize,
-    /// Bytes tungstenite buffers before writing (frames are flushed
-    /// together after each batch anyway).
+    /// Bytes tungstenite buffers before handing its own frames (pongs, the
+    /// close handshake) to the socket's outbox; events and replies bypass
+    /// it (they are written pre-encoded by the outbox).
     pub ws_write_buffer: usize,
 }
 
