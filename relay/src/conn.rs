@@ -52,11 +52,17 @@ impl Frame {
     /// A final, unmasked frame with `opcode` around `payload`.
     fn encode(opcode: u8, payload: &[u8]) -> Frame {
         let n = payload.len();
-        let mut b = Vec::with_capacity(n + 10);
+        let header = match n {
+            0..=125 => 2,
+            126..=0xffff => 4,
+            _ => 10,
+        };
+        // Exactly the frame's size: `Bytes` then takes the buffer as is.
+        let mut b = Vec::with_capacity(header + n);
         b.push(0x80 | opcode);
-        if n < 126 {
+        if header == 2 {
             b.push(n as u8);
-        } else if n <= u16::MAX as usize {
+        } else if header == 4 {
             b.push(126);
             b.extend_from_slice(&(n as u16).to_be_bytes());
         } else {
