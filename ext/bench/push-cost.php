@@ -77,6 +77,13 @@ function pct(array $t, float $p): float
  * from other processes on a shared machine falls on all cases alike and the
  * ratios stay fair. Returns microsecond samples per case.
  *
+ * The async case flushes only at the end of its slice (untimed): while it
+ * pushes, the background sender sends batches concurrently, as in a request
+ * that pushes several events. (Timing a push right after a blocking
+ * bm_flush would mostly time this VM waking the CPU that idled during the
+ * wait: any PHP code runs about 2× slower for its first few µs then, and a
+ * real request reaches bm_push after milliseconds of warm PHP work.)
+ *
  * @param array<string, array{0: callable, 1: ?callable, 2: ?callable}> $cases
  *        name => [event fn, before-slice fn (e.g. set the mode), after-slice fn (e.g. flush, untimed)]
  */
@@ -98,9 +105,6 @@ function measure_interleaved(array $cases, int $n, int $warm, int $rounds): arra
                 $a = hrtime(true);
                 $fn();
                 $t[$name][] = (hrtime(true) - $a) / 1000;
-                if ($after && $i % 100 === 99) {
-                    $after();
-                }
             }
             $after && $after();
         }

@@ -32,6 +32,18 @@ const MAX_REPLY: usize = 4 * 1024 * 1024;
 /// poll, not a spinning PHP worker.
 const POLL_BEFORE_BLOCKING: Duration = Duration::from_micros(200);
 
+/// How the caller waits for the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Poll for up to [`POLL_BEFORE_BLOCKING`], then block: for the PHP
+    /// thread, whose request is waiting.
+    PollFirst,
+    /// Block at once: for the background sender, which must not take CPU
+    /// from the PHP requests (or from a relay on the same machine) while
+    /// it waits.
+    Block,
+}
+
 /// What a non-blocking peek at a socket found.
 enum Peek {
     /// Bytes (or the peer's FIN, or an error) are there to read.
@@ -169,7 +181,7 @@ fn connect(url: &HttpUrl, connect_timeout: Duration, deadline: Instant) -> Resul
 }
 
 /// Reads one reply: status and body. `fresh` is false on a reused connection.
-fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) -> Result<(u16, String, bool), Failure> {
+fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool, wait: Wait) -> Result<(u16, String, bool), Failure> {
     let stale_or = |e: io::Error, got_any: bool| if reused && !got_any { Failure::Stale(e) } else { io_failure(e) };
     {
         let s = conn.reader.get_mut();
@@ -177,7 +189,9 @@ fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) ->
         s.write_all(request).map_err(|e| stale_or(e, false))?;
     }
     let mut line = String::new();
-    conn.poll_for_reply();
+    if wait == Wait::PollFirst {
+        conn.poll_for_reply();
+    }
     conn.arm_read(deadline)?;
     match conn.reader.read_line(&mut line) {
         Ok(0) => return Err(stale_or(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a reply"), false)),
@@ -250,7 +264,15 @@ fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool) ->
 /// Sends one signed request over the process's connection (opening or
 /// re-opening it as needed) and returns the 200 body, or an error worded
 /// like the async path's (`relay unreachable …`, `relay refused …`).
-pub fn send(slot: &mut Option<Conn>, url: &HttpUrl, target: &Target, endpoint: Endpoint, body: &str, deadline: Instant) -> Result<String, BmError> {
+pub fn send(
+    slot: &mut Option<Conn>,
+    url: &HttpUrl,
+    target: &Target,
+    endpoint: Endpoint,
+    body: &str,
+    deadline: Instant,
+    wait: Wait,
+) -> Result<String, BmError> {
     let path = format!("{}{}", url.prefix, endpoint.path());
     let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let sig = signing::sign(&target.relay_key, ts, &target.site, "POST", endpoint.path(), body.as_bytes());
@@ -283,7 +305,7 @@ pub fn send(slot: &mut Option<Conn>, url: &HttpUrl, target: &Target, endpoint: E
                 }
             },
         };
-        match exchange(&mut conn, &request, deadline, reused) {
+        match exchange(&mut conn, &request, deadline, reused, wait) {
             Ok((status, text, close)) => {
                 if !close {
                     *slot = Some(conn);
@@ -362,17 +384,17 @@ mod tests {
         let u = HttpUrl::parse(&url).unwrap();
         let mut slot = None;
         let deadline = || Instant::now() + Duration::from_secs(5);
-        assert_eq!(send(&mut slot, &u, &t, Endpoint::Presence, "{}", deadline()).unwrap(), r#"{"online":[]}"#);
+        assert_eq!(send(&mut slot, &u, &t, Endpoint::Presence, "{}", deadline(), Wait::PollFirst).unwrap(), r#"{"online":[]}"#);
         assert!(slot.is_some(), "kept alive");
-        assert_eq!(send(&mut slot, &u, &t, Endpoint::Disconnect, "{}", deadline()).unwrap(), r#"{"closed":3}"#);
-        let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline()).unwrap_err();
+        assert_eq!(send(&mut slot, &u, &t, Endpoint::Disconnect, "{}", deadline(), Wait::PollFirst).unwrap(), r#"{"closed":3}"#);
+        let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
         assert_eq!((err.code, err.message.as_str()), (401, "relay refused push: HTTP 401 bad_signature: wrong"));
         let heads = server.join().unwrap();
         assert!(heads[0].starts_with("POST /v1/presence HTTP/1.1\r\n"));
         assert!(heads[2].starts_with("POST /v1/push HTTP/1.1\r\n"));
         assert!(heads.iter().all(|h| h.contains("X-BM-Site: direct.example") && h.contains("X-BM-Signature: v1=")));
         // The server closed the connection: the next call notices and reconnects (and fails: nobody listens).
-        let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline()).unwrap_err();
+        let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
         assert_eq!(err.code, 0);
         assert!(err.message.starts_with(&format!("relay unreachable for push at {url}: cannot connect")), "{}", err.message);
     }
@@ -383,7 +405,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let t = target(&url);
         let started = Instant::now();
-        let err = send(&mut None, &HttpUrl::parse(&url).unwrap(), &t, Endpoint::Push, "{}", Instant::now() + Duration::from_millis(200))
+        let err = send(&mut None, &HttpUrl::parse(&url).unwrap(), &t, Endpoint::Push, "{}", Instant::now() + Duration::from_millis(200), Wait::Block)
             .unwrap_err();
         assert!(err.message.contains("no answer within timeout_ms=2000"), "{}", err.message);
         assert!(started.elapsed() < Duration::from_secs(2));

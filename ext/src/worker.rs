@@ -1,5 +1,7 @@
-//! The per-process background sender: a tokio runtime, one keep-alive HTTP
-//! client per connect timeout, and the queue between PHP and them.
+//! The per-process background sender: a tokio runtime running one task,
+//! its keep-alive connection (the blocking HTTP/1.1 client of
+//! [`crate::direct`] for an `http://` relay, one reqwest client per connect
+//! timeout for `https://`), and the queue between PHP and them.
 //!
 //! Fork safety (see NOTES.md, "PHP-FPM and threads"): FPM's master runs MINIT
 //! and then forks; threads do not survive a fork, so a runtime made before it
@@ -252,7 +254,7 @@ impl Worker {
             if let Some(url) = crate::direct::HttpUrl::parse(&target.base_url) {
                 // Plain http: a direct blocking exchange on this thread.
                 let sent_at = Instant::now();
-                let r = crate::direct::send(&mut self.direct, &url, target, endpoint, &body, deadline);
+                let r = crate::direct::send(&mut self.direct, &url, target, endpoint, &body, deadline, crate::direct::Wait::PollFirst);
                 self.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
                 record_sample(&mut lock(&self.shared.stats.batch_latency), sent_at.elapsed().as_micros());
                 match &r {
@@ -431,6 +433,8 @@ fn take(shared: &Shared) -> Option<(Arc<Target>, Vec<String>)> {
 /// The sender task: one batch at a time, in queue order.
 async fn sender(shared: Arc<Shared>) {
     let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
+    // The sender's own keep-alive connection for `http://` relays.
+    let mut direct: Option<crate::direct::Conn> = None;
     let mut last_batch = tokio::time::Instant::now();
     loop {
         let Some((target, batch)) = take(&shared) else {
@@ -449,16 +453,20 @@ async fn sender(shared: Arc<Shared>) {
             continue;
         };
         last_batch = tokio::time::Instant::now();
-        let client = match clients.get(&target.connect_timeout) {
-            Some(c) => Ok(c.clone()),
-            None => relay::build_client(target.connect_timeout).inspect(|c| {
-                clients.insert(target.connect_timeout, c.clone());
-            }),
-        };
         let n = batch.len() as u64;
-        let result = match &client {
-            Ok(client) => send_batch(&shared, client, &target, &batch).await,
-            Err(e) => Err(BmError::relay(e.clone(), 0)),
+        let result = if let Some(url) = crate::direct::HttpUrl::parse(&target.base_url) {
+            send_batch_direct(&shared, &mut direct, &url, &target, &batch)
+        } else {
+            let client = match clients.get(&target.connect_timeout) {
+                Some(c) => Ok(c.clone()),
+                None => relay::build_client(target.connect_timeout).inspect(|c| {
+                    clients.insert(target.connect_timeout, c.clone());
+                }),
+            };
+            match &client {
+                Ok(client) => send_batch(&shared, client, &target, &batch).await,
+                Err(e) => Err(BmError::relay(e.clone(), 0)),
+            }
         };
         match result {
             Ok(()) => {
@@ -468,6 +476,26 @@ async fn sender(shared: Arc<Shared>) {
         }
         shared.finish_events(n);
     }
+}
+
+/// Sends one batch to an `http://` relay with the blocking client of
+/// [`crate::direct`] (which retries once on a keep-alive connection the
+/// relay closed). It blocks this runtime's only worker thread, which runs
+/// nothing but this task: about a third of reqwest's CPU per batch, and
+/// that CPU is taken from the machine the PHP requests run on.
+fn send_batch_direct(
+    shared: &Shared,
+    conn: &mut Option<crate::direct::Conn>,
+    url: &crate::direct::HttpUrl,
+    target: &Target,
+    batch: &[String],
+) -> Result<(), BmError> {
+    let body = relay::push_body(batch.iter().map(String::as_str));
+    let started = Instant::now();
+    let r = crate::direct::send(conn, url, target, Endpoint::Push, &body, started + target.timeout, crate::direct::Wait::Block);
+    shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+    record_sample(&mut lock(&shared.stats.batch_latency), started.elapsed().as_micros());
+    r.map(|_| ())
 }
 
 /// Sends one batch; a transport failure (not a relay refusal, not a
