@@ -148,6 +148,9 @@ $results = measure_interleaved([
     'bm_push sync' => [fn() => bm_push($event), $sync, null],
     'openssl + wp_remote_post (blocking=false)' => [fn() => $baseline(false), null, null],
     'openssl + wp_remote_post (blocking)' => [fn() => $baseline(true), null, null],
+    // A yardstick for the machine's speed during the run (it varies by 2×
+    // on a shared host): PHP's own json_encode of the same event.
+    'yardstick: json_encode($event)' => [fn() => json_encode($event), null, null],
 ], $N, $WARM, $ROUNDS);
 $after = bm_stats();
 $relay->stop();

@@ -90,20 +90,32 @@ impl Stats {
     }
 }
 
-/// Gives the calling (sender) thread a lower CPU priority (nice 10).
+/// Makes the calling (sender) thread a background thread: `SCHED_BATCH`
+/// at nice 10.
 ///
 /// The sender's work is never urgent for the PHP request, but on a busy
-/// machine a freshly woken sender would otherwise often preempt the PHP
-/// thread that just queued an event, adding its whole HTTP round trip to
-/// that `bm_push`. On Linux the nice value is per thread, so this leaves
-/// the PHP thread alone. Failure (not permitted) changes nothing.
+/// machine a freshly woken sender (its relay's answer arrived, its linger
+/// tick fired) would otherwise often preempt the PHP thread in the middle
+/// of a `bm_push`. `SCHED_BATCH` tells the scheduler not to preempt on its
+/// wake-ups, and nice 10 gives it a smaller share under contention, yet it
+/// is never starved the way `SCHED_IDLE` could be on a saturated FPM host.
+/// On Linux both are per thread, so the PHP thread is left alone. Failure
+/// (not permitted) changes nothing.
 fn lower_thread_priority() {
+    #[repr(C)]
+    struct SchedParam {
+        priority: std::os::raw::c_int,
+    }
     extern "C" {
         fn setpriority(which: std::os::raw::c_int, who: std::os::raw::c_uint, prio: std::os::raw::c_int) -> std::os::raw::c_int;
+        fn sched_setscheduler(pid: std::os::raw::c_int, policy: std::os::raw::c_int, param: *const SchedParam) -> std::os::raw::c_int;
     }
     const PRIO_PROCESS: std::os::raw::c_int = 0;
-    // SAFETY: plain syscall wrapper; `who = 0` is the calling thread on Linux.
+    const SCHED_BATCH: std::os::raw::c_int = 3;
+    let param = SchedParam { priority: 0 };
+    // SAFETY: plain syscall wrappers; pid/who 0 is the calling thread on Linux.
     unsafe {
+        sched_setscheduler(0, SCHED_BATCH, &param);
         setpriority(PRIO_PROCESS, 0, 10);
     }
 }
