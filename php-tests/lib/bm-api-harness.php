@@ -361,6 +361,12 @@ final class BM_Test_Relay
         return $this->proc?->running() ?? false;
     }
 
+    /** The relay's process id (its process group), null when not started. */
+    public function pid(): ?int
+    {
+        return $this->proc?->pid;
+    }
+
     /** SIGSTOP: the relay holds connections but answers nothing until resume(). */
     public function pause(): void
     {
