@@ -40,16 +40,18 @@ impl Target {
 pub fn event_json(to: &[UserId], live_thread: Option<ThreadId>, envelope_json: &str) -> String {
     let mut s = String::with_capacity(envelope_json.len() + 16 + to.len() * 8);
     s.push_str("{\"to\":[");
+    use std::fmt::Write;
     for (i, u) in to.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&u.to_string());
+        // Writing into a String cannot fail.
+        let _ = write!(s, "{u}");
     }
     s.push(']');
     if let Some(t) = live_thread {
         s.push_str(",\"thread\":");
-        s.push_str(&t.to_string());
+        let _ = write!(s, "{t}");
     }
     s.push_str(",\"e\":");
     s.push_str(envelope_json);
