@@ -160,6 +160,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// An empty queue. The sender starts lingering, not parked: it looks at
+    /// the queue before it ever waits, so an event queued before it first
+    /// runs needs no wake-up.
+    fn new() -> Shared {
+        Shared {
+            queue: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            parked: AtomicBool::new(false),
+            pending: Mutex::new(0),
+            drained: Condvar::new(),
+            stats: Stats::default(),
+        }
+    }
+
     /// Async events queued or in flight now.
     pub fn pending(&self) -> u64 {
         *lock(&self.pending)
@@ -200,14 +214,7 @@ impl Worker {
             .enable_all()
             .build()
             .map_err(|e| BmError::relay(format!("cannot start the background sender: {e}"), 0))?;
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
-            wake: tokio::sync::Notify::new(),
-            parked: AtomicBool::new(true),
-            pending: Mutex::new(0),
-            drained: Condvar::new(),
-            stats: Stats::default(),
-        });
+        let shared = Arc::new(Shared::new());
         runtime.spawn(sender(shared.clone()));
         Ok(Worker {
             pid: crate::random::process_id(),
@@ -643,14 +650,7 @@ mod tests {
 
     #[test]
     fn batches_group_consecutive_events_of_one_target_only() {
-        let shared = Shared {
-            queue: Mutex::new(VecDeque::new()),
-            wake: tokio::sync::Notify::new(),
-            parked: AtomicBool::new(true),
-            pending: Mutex::new(0),
-            drained: Condvar::new(),
-            stats: Stats::default(),
-        };
+        let shared = Shared::new();
         let a = target("http://127.0.0.1:1", "a.example");
         let a2 = target("http://127.0.0.1:1", "a.example"); // same destination, other Arc
         let b = target("http://127.0.0.1:1", "b.example");
