@@ -13,11 +13,11 @@
 //! the generator, and drawing the same stream in parent and child would
 //! reuse AES-GCM nonces under the same key. The generator is therefore
 //! tagged with a fork generation that a `pthread_atfork` child handler
-//! bumps in every new process (PHP-FPM workers, `pcntl_fork`), and with the
-//! pid as a second check; a generator whose tag does not match is replaced
-//! by a freshly seeded one before anything is drawn. If the handler cannot
-//! be registered, every call reads the OS directly. The same generation
-//! lets [`process_id`] skip the `getpid` syscall between forks.
+//! bumps in every process made by `fork()` (PHP-FPM workers, `pcntl_fork`);
+//! a generator whose tag does not match is replaced by a freshly seeded one
+//! before anything is drawn. If the handler cannot be registered, every
+//! call reads the OS directly. The same generation lets [`process_id`]
+//! skip the `getpid` syscall between forks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
@@ -78,12 +78,11 @@ pub fn process_id() -> u32 {
     }
 }
 
-/// The seeded generator and the process it belongs to.
+/// The seeded generator and the fork generation it belongs to.
 struct Seeded {
     rng: ChaCha20Rng,
     drawn: usize,
     generation: u64,
-    pid: u32,
 }
 
 static GENERATOR: Mutex<Option<Seeded>> = Mutex::new(None);
@@ -99,17 +98,16 @@ pub fn fill(out: &mut [u8]) {
         return;
     }
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
-    let pid = process_id();
     let mut slot = crate::worker::lock(&GENERATOR);
     let fresh = match slot.as_ref() {
-        Some(g) => g.generation != generation || g.pid != pid || g.drawn + out.len() > RESEED_AFTER,
+        Some(g) => g.generation != generation || g.drawn + out.len() > RESEED_AFTER,
         None => true,
     };
     if fresh {
         // Inherited through fork, or used enough: never draw from it again.
         let mut seed = [0u8; 32];
         bm_proto::keys::fill_random(&mut seed);
-        *slot = Some(Seeded { rng: ChaCha20Rng::from_seed(seed), drawn: 0, generation, pid });
+        *slot = Some(Seeded { rng: ChaCha20Rng::from_seed(seed), drawn: 0, generation });
     }
     if let Some(g) = slot.as_mut() {
         g.rng.fill_bytes(out);

@@ -82,6 +82,12 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts one request to the relay and its round trip since `started`.
+    fn record_request(&self, started: Instant) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        record_sample(&mut lock(&self.batch_latency), started.elapsed().as_micros());
+    }
+
     fn record_failure(&self, events: u64, err: &BmError) {
         self.failed.fetch_add(events, Ordering::Relaxed);
         self.unlogged_failures.fetch_add(events.max(1), Ordering::Relaxed);
@@ -274,8 +280,7 @@ impl Worker {
                 // Plain http: a direct blocking exchange on this thread.
                 let sent_at = Instant::now();
                 let r = crate::direct::send(&mut self.direct, &url, target, endpoint, &body, deadline, crate::direct::Wait::PollFirst);
-                self.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-                record_sample(&mut lock(&self.shared.stats.batch_latency), sent_at.elapsed().as_micros());
+                self.shared.stats.record_request(sent_at);
                 match &r {
                     Ok(_) => {
                         self.shared.stats.sent.fetch_add(events, Ordering::Relaxed);
@@ -298,8 +303,7 @@ impl Worker {
                 let r = local.runtime.block_on(async {
                     tokio::time::timeout(remaining, relay::send(&client, target, endpoint, body.clone())).await
                 });
-                self.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-                record_sample(&mut lock(&self.shared.stats.batch_latency), sent_at.elapsed().as_micros());
+                self.shared.stats.record_request(sent_at);
                 match r {
                     Err(_elapsed) => break Err(timeout_error()),
                     Ok(Err(e)) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") && Instant::now() < deadline => continue,
@@ -512,8 +516,7 @@ fn send_batch_direct(
     let body = relay::push_body(batch.iter().map(String::as_str));
     let started = Instant::now();
     let r = crate::direct::send(conn, url, target, Endpoint::Push, &body, started + target.timeout, crate::direct::Wait::Block);
-    shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-    record_sample(&mut lock(&shared.stats.batch_latency), started.elapsed().as_micros());
+    shared.stats.record_request(started);
     r.map(|_| ())
 }
 
@@ -528,8 +531,7 @@ async fn send_batch(shared: &Shared, client: &reqwest::Client, target: &Target, 
         attempt += 1;
         let started = Instant::now();
         let r = relay::send(client, target, Endpoint::Push, body.clone()).await;
-        shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-        record_sample(&mut lock(&shared.stats.batch_latency), started.elapsed().as_micros());
+        shared.stats.record_request(started);
         match r {
             Ok(_) => return Ok(()),
             Err(e) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") => {
