@@ -155,6 +155,9 @@ pub struct Limits {
     /// Peers (CIDRs, e.g. "127.0.0.1/32") whose `X-Forwarded-For` names the
     /// client: its right-most address that is not itself a trusted proxy.
     /// From any other peer the header is ignored (anyone can write it).
+    /// Connections from a trusted proxy are not counted per address at
+    /// accept; each WebSocket upgrade through it counts its client address.
+    /// Default: loopback (nginx on the same host, see docs/DEPLOY.md).
     pub trusted_proxies: Vec<Cidr>,
     /// Largest HTTP/1.1 request head (hyper's read buffer; at least 8192)
     /// and h2 header list, bytes. Past it, 431. Also caps the per-connection
@@ -263,7 +266,10 @@ impl Default for Limits {
             max_connections_per_ip: 500,
             new_connections_per_ip_per_sec: 50.0,
             new_connections_per_ip_burst: 100.0,
-            trusted_proxies: Vec::new(),
+            // Loopback: the documented deployment has nginx on the same
+            // host, and without this every WebSocket would count against
+            // nginx's one address (max_connections_per_ip).
+            trusted_proxies: vec![Cidr::parse("127.0.0.0/8").expect("valid"), Cidr::parse("::1/128").expect("valid")],
             max_request_head_bytes: 16 * 1024,
             max_headers: 64,
             h2_max_concurrent_streams: 16,
@@ -591,6 +597,12 @@ mod tests {
         assert!(e.contains("line 3, key limits.ping_interval_secs"), "{e}");
         let e = load_text("[limits]\nmax_evnts = 5\n").unwrap_err().to_string();
         assert!(e.contains("max_evnts"), "{e}");
+        let e = load_text("[limits]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err().to_string();
+        assert!(e.contains("prefix length") && e.contains("line"), "{e}");
+        let e = load_text("[limits]\nmax_connections = 100\napi_reserve_connections = 100\n").unwrap_err().to_string();
+        assert!(e.contains("line 3, key limits.api_reserve_connections"), "{e}");
+        let e = load_text("[limits]\nmax_request_head_bytes = 4096\n").unwrap_err().to_string();
+        assert!(e.contains("key limits.max_request_head_bytes"), "{e}");
         let e = load_text("bogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("bogus"), "{e}");
     }

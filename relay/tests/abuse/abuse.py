@@ -58,6 +58,8 @@ SITE = "abuse.local"
 N_PUSHES = 80
 PUSH_INTERVAL = 0.3
 
+# trusted_proxies = []: loopback is trusted by default (nginx on the host);
+# here the attacker's 127.0.0.x addresses must count as clients.
 LIMITS = f"""
 request_head_timeout_secs = {HEAD_TIMEOUT}
 keepalive_idle_secs = 10.0
@@ -70,6 +72,7 @@ max_pending_connections = 1000
 max_connections_per_ip = 220
 new_connections_per_ip_per_sec = 100.0
 new_connections_per_ip_burst = 250.0
+trusted_proxies = []
 """
 
 procs = []

@@ -14,6 +14,10 @@ use tokio::net::TcpStream;
 
 use crate::common::*;
 
+/// Loopback peers are trusted proxies by default (nginx on the host): the
+/// per-address tests count the test's own 127.0.0.1 connections.
+const DIRECT: &str = "trusted_proxies = []\n";
+
 /// Header lines of a raw request.
 type Headers = Vec<(&'static str, String)>;
 
@@ -182,7 +186,7 @@ async fn silent_half_preface_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn connection_caps_answer_429_or_close_and_keep_room_for_pushes() {
     // Per address: 4 open, then 429 with a JSON body and Retry-After.
-    let r = Relay::start("max_connections_per_ip = 4\nrequest_head_timeout_secs = 5\n").await;
+    let r = Relay::start(&format!("max_connections_per_ip = 4\nrequest_head_timeout_secs = 5\n{DIRECT}")).await;
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(connect(r.port).await);
@@ -200,7 +204,7 @@ async fn connection_caps_answer_429_or_close_and_keep_room_for_pushes() {
     drop(r);
 
     // New connections per second: burst 3 at 0.5/s, the fourth is refused.
-    let r = Relay::start("new_connections_per_ip_per_sec = 0.5\nnew_connections_per_ip_burst = 3\n").await;
+    let r = Relay::start(&format!("new_connections_per_ip_per_sec = 0.5\nnew_connections_per_ip_burst = 3\n{DIRECT}")).await;
     for _ in 0..3 {
         let (s, _) = r.push(json!([])).await;
         assert_eq!(s, 200);
@@ -258,7 +262,8 @@ async fn connection_caps_answer_429_or_close_and_keep_room_for_pushes() {
 #[tokio::test]
 async fn forwarded_for_counts_only_from_trusted_proxies() {
     // Not trusted: the header is ignored, the peer (127.0.0.1) is counted.
-    let r = Relay::start("max_connections_per_ip = 2\n").await;
+    // (Then the default: loopback is trusted.)
+    let r = Relay::start(&format!("max_connections_per_ip = 2\n{DIRECT}")).await;
     let mut a = Client::connect(&r.ws_url()).await;
     let mut b = Client::connect(&r.ws_url()).await;
     let mut s = connect(r.port).await;
