@@ -30,7 +30,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::conn::{Frame, Outbox};
+use crate::frame::Frame;
+use crate::outbox::Outbox;
 use crate::sock::SharedTcp;
 use crate::ws::WsIo;
 use crate::metrics::RequestResult;
@@ -253,9 +254,12 @@ async fn server_api(req: Request<Incoming>, app: &App, endpoint: usize) -> Resul
         }
         _ => {
             let d: DisconnectRequest = api::parse_users_body(text, &api_limits)?;
-            app.revoke(&site, &d.users, d.thread);
+            // The signed timestamp (verified above): WordPress's clock, the
+            // one that stamps `iat` (see crate::revocations).
+            let at = ts.parse::<u64>().map_err(|_| err(ErrorCode::Malformed, "X-BM-Timestamp is not a number"))?;
+            app.revoke(&site, &d.users, d.thread, at);
             let unsub = d.thread.map(|t| Frame::from(frames::unsub(t)));
-            let closed = app.router.disconnect(&site, &d.users, d.thread, unsub.as_ref(), max_queue);
+            let closed = app.router.disconnect(&site, &d.users, d.thread, at, unsub.as_ref(), max_queue);
             Ok(serde_json::json!({ "closed": closed }).to_string())
         }
     }
