@@ -93,6 +93,12 @@ async fn reload(app: &App, overrides: &Overrides) {
         tracing::warn!("{w}");
     }
     let old = app.set_config(new.clone());
+    // Each socket task re-reads its limits when woken; wake them all, so a
+    // shorter ping interval or idle timeout takes effect now, not after
+    // the old timer fires (O(sockets), once per reload).
+    for c in app.router.sockets(None) {
+        c.out.wake.notify_one();
+    }
     let mut conns = Vec::new();
     for (site, key) in old.sites.iter() {
         if new.sites.get(site) != Some(key) {

@@ -146,6 +146,12 @@ impl Drop for TempDir {
     }
 }
 
+/// The binary under test: this build's, or `BM_RELAY_BIN` (how a test is
+/// shown to fail on an older build: `BM_RELAY_BIN=/path/to/old cargo test`).
+pub fn relay_bin() -> String {
+    std::env::var("BM_RELAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bm-relay").to_string())
+}
+
 /// Short timers so the suite runs quickly; a test adds its own keys.
 pub const FAST: &str = "auth_timeout_secs = 1.0\nshutdown_deadline_secs = 3.0\n";
 
@@ -167,10 +173,15 @@ impl Relay {
     }
 
     pub async fn start_with(main: Site, sites: &[&Site], limits: &str) -> Relay {
+        Relay::start_env(main, sites, limits, &[]).await
+    }
+
+    /// [`Relay::start_with`] with extra environment variables (e.g. `RUST_LOG`).
+    pub async fn start_env(main: Site, sites: &[&Site], limits: &str, env: &[(&str, &str)]) -> Relay {
         // A port taken by someone else between probe and bind makes the
         // relay exit at once: try again with other ports.
         for attempt in 1..=5 {
-            let relay = Relay::spawn(main.clone(), sites, limits);
+            let relay = Relay::spawn(main.clone(), sites, limits, env);
             match relay.wait_healthy().await {
                 Ok(()) => return relay,
                 Err(log) if attempt < 5 && log.contains("cannot listen") => continue,
@@ -180,17 +191,24 @@ impl Relay {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn spawn(main: Site, sites: &[&Site], limits: &str) -> Relay {
+    fn spawn(main: Site, sites: &[&Site], limits: &str, env: &[(&str, &str)]) -> Relay {
         let dir = TempDir::new();
         let port = free_port();
         let admin = free_port();
         let config_path = dir.0.join("relay.toml");
-        std::fs::write(&config_path, config_text(port, admin, sites, &format!("{FAST}{limits}"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bm-relay"));
+        // A test's own value of a FAST key replaces it (TOML refuses duplicates).
+        let fast: String = FAST
+            .lines()
+            .filter(|l| !limits.lines().any(|m| m.split('=').next().map(str::trim) == l.split('=').next().map(str::trim)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&config_path, config_text(port, admin, sites, &format!("{fast}{limits}"))).unwrap();
+        let mut cmd = Command::new(relay_bin());
         cmd.arg("serve")
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .env_remove("BM_RELAY_SITES")
             .env_remove("BM_RELAY_LISTEN")
             .env_remove("BM_RELAY_ADMIN_LISTEN")

@@ -5,5 +5,7 @@ mod auth;
 mod cli;
 mod common;
 mod delivery;
+mod hardening;
 mod lifecycle;
 mod limits;
+mod race;
