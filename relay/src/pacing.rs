@@ -30,7 +30,8 @@ const BATCH_EVERY: Duration = Duration::from_millis(50);
 /// at `pace` per second.
 pub fn retry_ms(sockets: u64, pace: f64) -> u32 {
     let window = (sockets as f64 / pace * 1000.0).clamp(MIN_WINDOW_MS, MAX_WINDOW_MS);
-    (unit_random() * window) as u32
+    // At least 1: 0 means "no hint" in a close request.
+    ((unit_random() * window) as u32).max(1)
 }
 
 /// A uniform draw in [0, 1): spreading, not secrecy, so a shared

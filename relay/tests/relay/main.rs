@@ -9,3 +9,4 @@ mod hardening;
 mod lifecycle;
 mod limits;
 mod race;
+mod storm;
