@@ -35,4 +35,4 @@ TEST_TARGETS += test-abuse
 
 .PHONY: test-abuse
 test-abuse: relay ## scripted attacker against the release relay (loopback, ~30 s); asserts RSS, timers, deliveries, caps
-	python3 relay/tests/abuse/abuse.py target/release/bm-relay
+	PYTHONDONTWRITEBYTECODE=1 python3 relay/tests/abuse/abuse.py target/release/bm-relay

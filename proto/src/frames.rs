@@ -26,8 +26,11 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4009;
     /// A frame over the size limit.
     pub const FRAME_TOO_LARGE: u16 = 4013;
-    /// Too many frames, persistently.
+    /// Too many frames, persistently, or too many sockets for one user.
     pub const RATE_LIMITED: u16 = 4029;
+    /// The relay is at a capacity limit (sockets still authenticating,
+    /// sockets of the site): reconnect later, with backoff (RFC 6455 1013).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Shutdown or restart: reconnect with jitter.
     pub const GOING_AWAY: u16 = 1001;
     /// Any other policy violation.

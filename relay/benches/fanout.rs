@@ -3,6 +3,8 @@
 //! (what one event of `POST /v1/push` costs besides HTTP and validation),
 //! then draining the queues as the socket tasks would.
 //!
+//! Also the teardown of a big thread (every subscriber leaving).
+//!
 //! Run with `make bench-relay` (not part of `make test`).
 
 use std::hint::black_box;
@@ -10,8 +12,9 @@ use std::sync::Arc;
 
 use bm_proto::frames;
 use bm_proto::{SiteId, ThreadId, UserId};
-use bm_relay::conn::{Conn, Frame};
-use bm_relay::router::{Fanout, LocalRouter};
+use bm_relay::conn::Conn;
+use bm_relay::frame::Frame;
+use bm_relay::router::{Caps, Fanout, LocalRouter};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const ENVELOPE: &str = r#"{"v":1,"id":"OMJ180rtBWrW6o7spBkvoQ","k":"t/12/0","n":"AAAAAAAAAAAAAAAA","c":"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"}"#;
@@ -23,9 +26,9 @@ fn setup(users: u64, tabs: u64, subscribers: u64) -> (LocalRouter, Vec<Arc<Conn>
     for u in 1..=users {
         for _ in 0..tabs {
             let c = Arc::new(Conn::new(site.clone(), UserId::new(u).unwrap()));
-            router.register(&c);
+            router.register(&c, Caps::default()).unwrap();
             if u <= subscribers {
-                router.subscribe(&c, ThreadId::new(12).unwrap(), 16).unwrap();
+                router.subscribe(&c, ThreadId::new(12).unwrap(), 0, 16).unwrap();
             }
             conns.push(c);
         }
@@ -74,6 +77,22 @@ fn fanout(c: &mut Criterion) {
                 drain(&conns);
                 d.sockets
             })
+        });
+    }
+    // Teardown of a big thread: every subscriber leaves (was O(n²) with
+    // a linear scan per removal; O(n) with the indexed list).
+    for &subs in &[10_000u64, 50_000] {
+        g.throughput(Throughput::Elements(subs));
+        g.bench_function(BenchmarkId::new("thread_teardown", subs), |b| {
+            b.iter_batched(
+                || setup(subs, 1, subs),
+                |(router, conns, _)| {
+                    for c in &conns {
+                        router.unregister(c);
+                    }
+                },
+                criterion::BatchSize::LargeInput,
+            )
         });
     }
     g.finish();

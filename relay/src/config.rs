@@ -111,6 +111,33 @@ pub struct Limits {
     /// close handshake) to the socket's outbox; events and replies bypass
     /// it (they are written pre-encoded by the outbox).
     pub ws_write_buffer: usize,
+    /// Our choice: sockets one user may hold at once (per site); one more
+    /// is closed with 4029. One browser needs one (tabs share it where the
+    /// client can); the cap stops one stolen or scripted token from
+    /// opening thousands. 0: no cap.
+    pub max_sockets_per_user: usize,
+    /// Our choice: sockets one site may hold at once (a relay shared by
+    /// several sites keeps one from starving the others); one more is
+    /// closed with 1013. 0: no cap.
+    pub max_sockets_per_site: usize,
+    /// Our choice: sockets between upgrade and a valid `auth`, in total;
+    /// one more is closed at once with 1013 (each costs memory and an fd
+    /// for up to `auth_timeout_secs` before it proves anything).
+    pub max_unauthenticated_sockets: usize,
+    /// Our choice: `/v1/disconnect` records kept per site; past it the
+    /// oldest fold into a site-wide floor (older tokens of the whole site
+    /// are refused), so memory is bounded and no revocation is lost.
+    pub max_revocations_per_site: usize,
+    /// Our choice: reconnects per second that a shutdown or reload asks
+    /// for: each socket it closes is told (`retry_ms=` in the close reason)
+    /// a random delay within `sockets / pace` seconds, so thousands of
+    /// browsers do not return in the same second.
+    pub reconnect_pace_per_sec: f64,
+    /// Our choice: a shutdown or reload closes its sockets over this many
+    /// seconds, in small batches, rather than all at once (clients that
+    /// ignore `retry_ms` are spread too). Shorter than
+    /// `shutdown_deadline_secs`.
+    pub close_spread_secs: f64,
 
     // Admission of client connections (issue #11: no anonymous client can
     // exhaust the relay). Read at each accept, so a reload applies to new
@@ -249,13 +276,21 @@ impl Default for Limits {
             auth_timeout_secs: 10.0,
             ping_interval_secs: 25.0,
             idle_timeout_secs: 60.0,
-            outbound_queue_bytes: 1024 * 1024,
+            // Room for one whole push (max_body) plus frame overhead, so a
+            // single large push never closes a healthy socket (validated).
+            outbound_queue_bytes: 2 * 1024 * 1024,
             max_frame_bytes: 32 * 1024,
             max_subscriptions: 256,
             max_token_ttl_secs: 86_400,
             shutdown_deadline_secs: 10.0,
             ws_read_buffer: 2 * 1024,
             ws_write_buffer: 8 * 1024,
+            max_sockets_per_user: 16,
+            max_sockets_per_site: 0,
+            max_unauthenticated_sockets: 2000,
+            max_revocations_per_site: 100_000,
+            reconnect_pace_per_sec: 500.0,
+            close_spread_secs: 2.0,
             request_head_timeout_secs: 10.0,
             keepalive_idle_secs: 60.0,
             body_timeout_secs: 10.0,
@@ -305,6 +340,8 @@ impl Limits {
             ("ping_interval_secs", self.ping_interval_secs),
             ("idle_timeout_secs", self.idle_timeout_secs),
             ("shutdown_deadline_secs", self.shutdown_deadline_secs),
+            ("reconnect_pace_per_sec", self.reconnect_pace_per_sec),
+            ("close_spread_secs", self.close_spread_secs),
             ("request_head_timeout_secs", self.request_head_timeout_secs),
             ("keepalive_idle_secs", self.keepalive_idle_secs),
             ("body_timeout_secs", self.body_timeout_secs),
@@ -326,6 +363,8 @@ impl Limits {
             ("max_subscriptions", self.max_subscriptions),
             ("max_token_ttl_secs", self.max_token_ttl_secs as usize),
             ("ws_read_buffer", self.ws_read_buffer),
+            ("max_unauthenticated_sockets", self.max_unauthenticated_sockets),
+            ("max_revocations_per_site", self.max_revocations_per_site),
             ("max_connections", self.max_connections),
             ("max_pending_connections", self.max_pending_connections),
             ("max_connections_per_ip", self.max_connections_per_ip),
@@ -360,9 +399,45 @@ impl Limits {
         if self.idle_timeout_secs <= self.ping_interval_secs {
             return Err(("idle_timeout_secs", "must be longer than ping_interval_secs".into()));
         }
+        if self.close_spread_secs >= self.shutdown_deadline_secs {
+            return Err(("close_spread_secs", "must be shorter than shutdown_deadline_secs".into()));
+        }
+        let (push, frame) = (self.largest_push_bytes(), self.largest_frame_bytes());
+        if self.outbound_queue_bytes < push.max(frame) {
+            return Err((
+                "outbound_queue_bytes",
+                format!(
+                    "must hold one whole push ({push} bytes of frames from max_body and max_events) and the largest \
+                     event frame ({frame} bytes from max_ciphertext / max_pub_ciphertext), else a single large push \
+                     closes healthy sockets with 4008"
+                ),
+            ));
+        }
         Ok(())
     }
+
+    /// Bytes of frames one push request can queue to one socket: its body
+    /// holds every envelope once; each becomes a frame with a header and
+    /// the `{"op":"ev","e":…}` wrapper.
+    pub fn largest_push_bytes(&self) -> usize {
+        self.max_body.saturating_add(self.max_events.saturating_mul(FRAME_OVERHEAD))
+    }
+
+    /// Bytes of the largest single event frame: a pushed envelope with
+    /// `max_ciphertext` (bounded by the body too), or a `pub` with
+    /// `max_pub_ciphertext`.
+    pub fn largest_frame_bytes(&self) -> usize {
+        let env = |c: usize| c.div_ceil(3).saturating_mul(4).saturating_add(ENVELOPE_FIELDS);
+        env(self.max_ciphertext).min(self.max_body).max(env(self.max_pub_ciphertext)).saturating_add(FRAME_OVERHEAD)
+    }
 }
+
+/// Frame header (at most 10 bytes) plus the `ev` wrapper with a `thread`
+/// and `from` (a `pub`): a generous bound.
+const FRAME_OVERHEAD: usize = 80;
+/// An envelope's JSON besides its ciphertext: `v`, `k`, `id`, `n`, names.
+const ENVELOPE_FIELDS: usize = 200;
+
 
 /// Log output settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -381,6 +456,7 @@ struct FileConfig {
     admin_listen: Option<Spanned<String>>,
     #[serde(default)]
     sites: BTreeMap<Spanned<String>, Spanned<String>>,
+    sites_file: Option<Spanned<String>>,
     #[serde(default)]
     limits: Option<Spanned<toml::Table>>,
     #[serde(default)]
@@ -397,6 +473,9 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--admin-listen` / `BM_RELAY_ADMIN_LISTEN`.
     pub admin_listen: Option<String>,
+    /// `--sites-file` / `BM_RELAY_SITES_FILE`: a file of `"site" = "key"`
+    /// lines (wins over the config file's `sites_file`).
+    pub sites_file: Option<PathBuf>,
     /// `BM_RELAY_SITES="site=key,site2=key2"`.
     pub env_sites: Option<String>,
     /// `--site SITE=KEY`, repeatable; wins over the file and the environment.
@@ -416,6 +495,9 @@ pub struct Config {
     pub sites: Arc<HashMap<SiteId, RelayKey>>,
     /// Limits.
     pub limits: Limits,
+    /// Things an operator should hear about once logging is up (keys on
+    /// the command line, a key file others can read). Never a key.
+    pub warnings: Vec<String>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -453,8 +535,31 @@ fn parse_site_pair(pair: &str, origin: &str) -> Result<(SiteId, RelayKey), Confi
     site_entry(site.trim(), key.trim(), origin)
 }
 
+/// True when `text` has the shape of a relay key (base64url of 32 bytes).
+fn looks_like_key(text: &str) -> bool {
+    RelayKey::from_b64(text.trim()).is_ok()
+}
+
+/// A site id as it may appear in an error: never a value shaped like a
+/// key (an operator who swapped site and key must not see the key echoed
+/// into a terminal or a log).
+fn shown_site(site: &str) -> String {
+    if looks_like_key(site) {
+        "<a value shaped like a relay key, not shown>".into()
+    } else {
+        site.escape_default().to_string()
+    }
+}
+
 fn site_entry(site: &str, key: &str, origin: &str) -> Result<(SiteId, RelayKey), ConfigError> {
-    let id = SiteId::new(site).map_err(|e| invalid(origin, format!("site `{}`: {e}", site.escape_default())))?;
+    if looks_like_key(site) && !looks_like_key(key) {
+        return Err(invalid(
+            origin,
+            "the site id has the shape of a relay key and the key does not: site and key look swapped \
+             (write \"site id\" = \"relay key\"); neither value is shown",
+        ));
+    }
+    let id = SiteId::new(site).map_err(|e| invalid(origin, format!("site `{}`: {e}", shown_site(site))))?;
     let key = RelayKey::from_b64(key).map_err(|e| invalid(origin, format!("site `{id}`: {e}")))?;
     Ok((id, key))
 }
@@ -468,6 +573,8 @@ impl Config {
         let mut sites = HashMap::new();
         let mut limits = Limits::default();
         let mut log = LogConfig::default();
+        let mut warnings = Vec::new();
+        let mut sites_file: Option<PathBuf> = None;
 
         if let Some(path) = &o.config {
             let text = std::fs::read_to_string(path)
@@ -485,7 +592,7 @@ impl Config {
                     parse_addr(v.get_ref(), &format!("{name} line {}, key admin_listen", line_of(&text, v.span().start)))?;
             }
             for (site, key) in &file.sites {
-                let origin = format!("{name} line {}, key sites.\"{}\"", line_of(&text, site.span().start), site.get_ref().escape_default());
+                let origin = format!("{name} line {}, key sites.\"{}\"", line_of(&text, site.span().start), shown_site(site.get_ref()));
                 let (id, key) = site_entry(site.get_ref(), key.get_ref(), &origin)?;
                 sites.insert(id, key);
             }
@@ -500,6 +607,14 @@ impl Config {
                 })?;
             }
             log = file.log;
+            if let Some(v) = &file.sites_file {
+                // Relative to the config file's folder, as an admin reads it.
+                let p = Path::new(v.get_ref());
+                sites_file = Some(path.parent().map(|d| d.join(p)).unwrap_or_else(|| p.to_path_buf()));
+            }
+        }
+        if let Some(p) = o.sites_file.clone().or(sites_file) {
+            read_sites_file(&p, &mut sites, &mut warnings)?;
         }
         if let Some(v) = &o.env_sites {
             for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -510,6 +625,13 @@ impl Config {
         for pair in &o.sites {
             let (id, key) = parse_site_pair(pair, "--site")?;
             sites.insert(id, key);
+        }
+        if !o.sites.is_empty() {
+            warnings.push(
+                "--site puts relay keys on the command line, where every local user can read them (ps, /proc); \
+                 use sites_file / --sites-file (mode 0600) or BM_RELAY_SITES instead"
+                    .into(),
+            );
         }
         if let Some(v) = &o.listen {
             listen = parse_addr(v, "--listen / BM_RELAY_LISTEN")?;
@@ -525,13 +647,40 @@ impl Config {
             Some(other) => return Err(invalid("log.format", format!("`{other}` is neither `text` nor `json`"))),
         }
         limits.validate().map_err(|(key, msg)| invalid(format!("limits.{key}"), msg))?;
-        Ok(Config { listen, admin_listen, sites: Arc::new(sites), limits, log })
+        Ok(Config { listen, admin_listen, sites: Arc::new(sites), limits, log, warnings })
     }
 
     /// Reads only the config file named by `path` (for tests and tooling).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         Config::load(&Overrides { config: Some(path.to_path_buf()), ..Overrides::default() })
     }
+}
+
+/// Reads a key file: `"site id" = "relay key"` lines (TOML). Refuses a
+/// file others can write; warns when others can read it.
+fn read_sites_file(path: &Path, sites: &mut HashMap<SiteId, RelayKey>, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let mode = meta.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(invalid(&name, "the key file is writable by every user; chmod 600 (or 640 with the service's group)"));
+    }
+    if mode & 0o004 != 0 {
+        warnings.push(format!("{name} is readable by every user: it holds relay keys; chmod 600 (or 640 with the service's group)"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let table: BTreeMap<Spanned<String>, Spanned<String>> = toml::from_str(&text).map_err(|e| {
+        // Not the parser's message: it may quote the line, and the line may hold a key.
+        let at = e.span().map(|s| format!(" line {}", line_of(&text, s.start))).unwrap_or_default();
+        invalid(format!("{name}{at}"), "expected lines of the form \"site id\" = \"relay key\"")
+    })?;
+    for (site, key) in &table {
+        let origin = format!("{name} line {}, site \"{}\"", line_of(&text, site.span().start), shown_site(site.get_ref()));
+        let (id, key) = site_entry(site.get_ref(), key.get_ref(), &origin)?;
+        sites.insert(id, key);
+    }
+    Ok(())
 }
 
 /// Line of `key = …` inside the `[limits]` table, for a validation error.
@@ -632,5 +781,58 @@ mod tests {
         assert_eq!(c.sites.len(), 3);
         let bad = Overrides { sites: vec!["nokey".into()], ..Overrides::default() };
         assert!(Config::load(&bad).unwrap_err().to_string().contains("--site"));
+    }
+
+    /// An operator who swaps site and key must not see the key echoed.
+    #[test]
+    fn swapped_site_and_key_are_named_not_echoed() {
+        for text in [format!("[sites]\n\"{KEY}\" = \"example.com\"\n"), format!("[sites]\n\"{KEY}\" = \"{KEY}x\"\n")] {
+            let e = load_text(&text).unwrap_err().to_string();
+            assert!(!e.contains(KEY) && !e.contains(&KEY[..20]), "{e}");
+            assert!(e.contains("line 2"), "{e}");
+        }
+        let e = load_text(&format!("[sites]\n\"{KEY}\" = \"example.com\"\n")).unwrap_err().to_string();
+        assert!(e.contains("swapped"), "{e}");
+        let bad = Overrides { sites: vec![format!("{KEY}=example.com")], ..Overrides::default() };
+        let e = Config::load(&bad).unwrap_err().to_string();
+        assert!(e.contains("swapped") && !e.contains(&KEY[..20]), "{e}");
+    }
+
+    #[test]
+    fn sites_file_is_read_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("bm-relay-sites-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = dir.join("sites.toml");
+        std::fs::write(&keys, format!("\"a.example\" = \"{KEY}\"\n")).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = dir.join("relay.toml");
+        std::fs::write(&cfg, "sites_file = \"sites.toml\"\n").unwrap();
+        let c = Config::from_file(&cfg).unwrap();
+        assert_eq!(c.sites.len(), 1);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = Config::from_file(&cfg).unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("readable by every user")), "{:?}", c.warnings);
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(Config::from_file(&cfg).unwrap_err().to_string().contains("writable"));
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&keys, format!("\"a.example\" = {KEY}\n")).unwrap();
+        let e = Config::from_file(&cfg).unwrap_err().to_string();
+        assert!(e.contains("line 1") && !e.contains(&KEY[..20]), "{e}");
+        let o = Overrides { sites: vec![format!("c={KEY}")], ..Overrides::default() };
+        assert!(Config::load(&o).unwrap().warnings.iter().any(|w| w.contains("--site")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A queue smaller than one whole push would close healthy sockets
+    /// with 4008 on the first large push: refused at load, naming the keys.
+    #[test]
+    fn queue_must_hold_a_whole_push() {
+        let e = load_text("[limits]\nmax_body = 65536\noutbound_queue_bytes = 16384\n").unwrap_err().to_string();
+        assert!(e.contains("limits.outbound_queue_bytes") && e.contains("max_body"), "{e}");
+        let l = Limits { max_body: 65536, max_events: 10, ..Limits::default() };
+        assert!(l.largest_push_bytes() >= 65536 + 10 * 20);
+        assert!(load_text("[limits]\nmax_body = 65536\nmax_ciphertext = 16384\nmax_pub_ciphertext = 4096\noutbound_queue_bytes = 200000\n").is_ok());
     }
 }

@@ -1,396 +1,27 @@
-//! The shared half of one WebSocket: its identity, its bounded outbound
-//! queue and its subscriptions.
-//!
-//! Frames are [`Frame`]s: the complete bytes of one server → client
-//! WebSocket frame (header and payload; server frames are not masked, so
-//! the bytes are the same for every recipient), built once per event and
-//! reference counted: queuing one for 10 000 sockets costs 10 000 pointer
-//! copies, and the bytes are freed when the last socket has written them.
-//!
-//! The socket's write side belongs to its [`Outbox`], and only to whoever
-//! holds the outbox's mutex. A push (running in the HTTP handler's task)
-//! that finds the queue empty writes the frame straight into the socket
-//! with a non-blocking `try_write`, in the same turn, with no wake-up of
-//! the socket's task; what the kernel does not take (a partial write,
-//! `WouldBlock`) is queued, and the socket's task, woken once, writes the
-//! queue out when the socket is writable. Frames never interleave: every
-//! byte goes out under the mutex, in queue order, and the queue's head may
-//! be a frame already partly written. tungstenite's own writes (pongs, the
-//! close handshake) come through the same outbox ([`crate::ws`]).
-//!
-//! The queue is bounded in bytes. A push that would overflow it does not
-//! drop the frame silently: it empties the queue (all but the unwritten
-//! rest of a frame already partly written), marks the socket for a 4008
-//! close and wakes its task (protocol §6).
+//! The routing handle of one authenticated socket: who it is (site, user,
+//! a process-unique id), its subscriptions, and its [`Outbox`]. The router
+//! holds these; it never sees the socket itself, only the outbox's
+//! non-blocking `enqueue`.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
 
 use bm_proto::{SiteId, ThreadId, UserId};
-use bytes::Bytes;
-use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
-/// One complete relay → client WebSocket frame, shared by every recipient.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+use crate::frame::Frame;
+use crate::outbox::{CloseRequest, Enqueued, Outbox};
 
-impl std::fmt::Debug for Frame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the payload: it may be an envelope.
-        write!(f, "Frame({} bytes)", self.0.len())
-    }
-}
-
-const OP_TEXT: u8 = 0x1;
-const OP_PING: u8 = 0x9;
-
-impl Frame {
-    /// A final, unmasked frame with `opcode` around `payload`.
-    fn encode(opcode: u8, payload: &[u8]) -> Frame {
-        let n = payload.len();
-        let header = match n {
-            0..=125 => 2,
-            126..=0xffff => 4,
-            _ => 10,
-        };
-        // Exactly the frame's size: `Bytes` then takes the buffer as is.
-        let mut b = Vec::with_capacity(header + n);
-        b.push(0x80 | opcode);
-        if header == 2 {
-            b.push(n as u8);
-        } else if header == 4 {
-            b.push(126);
-            b.extend_from_slice(&(n as u16).to_be_bytes());
-        } else {
-            b.push(127);
-            b.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-        b.extend_from_slice(payload);
-        Frame(Bytes::from(b))
-    }
-
-    /// A text frame (the relay's frames are JSON text).
-    pub fn text(payload: &str) -> Frame {
-        Frame::encode(OP_TEXT, payload.as_bytes())
-    }
-
-    /// An empty ping (the relay's keep-alive).
-    pub fn ping() -> Frame {
-        Frame::encode(OP_PING, &[])
-    }
-
-    /// Bytes on the wire (header included): what the queue bound counts.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Never true: a frame has at least a two-byte header.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The frame's bytes on the wire.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The frame's payload, as text (tests and tools look at it).
-    pub fn payload_text(&self) -> &str {
-        let b = &self.0;
-        let start = match b.get(1).map(|l| l & 0x7f) {
-            Some(126) => 4,
-            Some(127) => 10,
-            _ => 2,
-        };
-        std::str::from_utf8(b.get(start..).unwrap_or_default()).unwrap_or_default()
-    }
-}
-
-impl From<String> for Frame {
-    fn from(s: String) -> Frame {
-        Frame::text(&s)
-    }
-}
-
-impl From<&str> for Frame {
-    fn from(s: &str) -> Frame {
-        Frame::text(s)
-    }
-}
-
-/// Why and how the relay wants a socket closed.
+/// Why a subscription was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseRequest {
-    /// WebSocket close code (see `bm_proto::frames::close`).
-    pub code: u16,
-    /// Short reason sent in the close frame (no secrets, no payloads).
-    pub reason: &'static str,
+pub enum SubError {
+    /// The socket already holds the maximum number of subscriptions.
+    TooMany,
 }
 
-/// Outcome of queuing a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enqueued {
-    /// Written to the socket or queued.
-    Yes,
-    /// The queue overflowed: the socket is now being closed with 4008.
-    Overflow,
-    /// The socket is already closing; nothing queued.
-    Closing,
-}
-
-/// How far past the queue bound the relay's own control frames (pongs,
-/// the close handshake) may go before the socket is given up: a client
-/// that sends pings and reads nothing cannot grow the queue for ever.
-const CONTROL_SLACK: usize = 4096;
-
-/// Most frames handed to one `writev` when the queue is written out.
-const MAX_IOV: usize = 64;
-
-#[derive(Default)]
-struct OutState {
-    queue: VecDeque<Bytes>,
-    /// Bytes of the queue's head already written.
-    head_off: usize,
-    /// Part of the head is on the wire already (it may have been queued
-    /// as the rest of a direct write, with `head_off` 0): it must go out
-    /// whole, whatever else is dropped.
-    head_started: bool,
-    /// Unwritten bytes in the queue.
-    bytes: usize,
-    close: Option<CloseRequest>,
-    /// The socket's task has ended: nothing may be written any more.
-    retired: bool,
-}
-
-impl OutState {
-    /// Drops the queue but keeps the unwritten rest of a frame already
-    /// partly written (cutting it would corrupt the stream).
-    fn clear_queue(&mut self) {
-        let partial = if self.head_started { self.queue.pop_front().map(|h| h.slice(self.head_off..)) } else { None };
-        self.queue = VecDeque::new();
-        self.head_off = 0;
-        self.bytes = 0;
-        self.head_started = partial.is_some();
-        if let Some(rest) = partial {
-            self.bytes = rest.len();
-            self.queue.push_back(rest);
-        }
-    }
-
-    /// Writes `bytes` now if nothing is waiting before them, and queues
-    /// what the socket does not take. True when the task must be woken
-    /// (the queue went from empty to not empty).
-    fn send(&mut self, sock: Option<&TcpStream>, bytes: &Bytes) -> bool {
-        let was_empty = self.queue.is_empty();
-        let mut off = 0;
-        if let (true, Some(sock)) = (was_empty, sock) {
-            match sock.try_write(bytes) {
-                Ok(n) if n == bytes.len() => return false,
-                Ok(n) => off = n,
-                // WouldBlock, or an error the task will meet and end on.
-                Err(_) => {}
-            }
-        }
-        let rest = if off == 0 {
-            bytes.clone()
-        } else {
-            // The queue was empty: this rest is its head, begun on the wire.
-            self.head_started = true;
-            bytes.slice(off..)
-        };
-        self.bytes += rest.len();
-        self.queue.push_back(rest);
-        was_empty
-    }
-
-    /// Writes the queue out until it is empty (`Ok(true)`) or the socket
-    /// is full (`Ok(false)`).
-    fn write_out(&mut self, sock: &TcpStream) -> io::Result<bool> {
-        while !self.queue.is_empty() {
-            let n = {
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let mut k = 0;
-                for (i, b) in self.queue.iter().take(MAX_IOV).enumerate() {
-                    iov[i] = IoSlice::new(if i == 0 { &b[self.head_off..] } else { b });
-                    k = i + 1;
-                }
-                match sock.try_write_vectored(&iov[..k]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
-                }
-            };
-            self.advance(n);
-        }
-        self.head_off = 0;
-        if self.queue.capacity() > 64 {
-            // A burst is over: give the memory back (idle sockets stay small).
-            self.queue = VecDeque::new();
-        }
-        Ok(true)
-    }
-
-    /// Forgets `n` written bytes from the front of the queue.
-    fn advance(&mut self, mut n: usize) {
-        self.bytes -= n;
-        while n > 0 {
-            let head = self.queue[0].len() - self.head_off;
-            if n >= head {
-                n -= head;
-                self.queue.pop_front();
-                self.head_off = 0;
-                self.head_started = false;
-            } else {
-                self.head_off += n;
-                self.head_started = true;
-                n = 0;
-            }
-        }
-    }
-}
-
-/// The write side of one socket: the bounded queue and the socket itself
-/// (`None` in unit tests, where frames only queue up).
-pub struct Outbox {
-    state: Mutex<OutState>,
-    sock: Option<Arc<TcpStream>>,
-    /// Wakes the socket task: frames queued or a close requested.
-    pub wake: Notify,
-}
-
-impl Outbox {
-    /// An empty outbox writing into `sock`.
-    pub fn new(sock: Option<Arc<TcpStream>>) -> Outbox {
-        Outbox { state: Mutex::new(OutState::default()), sock, wake: Notify::new() }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, OutState> {
-        // A poisoned lock means a panic while holding it; the state is a
-        // plain queue that stays consistent, so keep going.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sends `frame` unless that would take the queue past `max_bytes`,
-    /// in which case the queue is emptied and a 4008 close requested.
-    pub fn enqueue(&self, frame: &Frame, max_bytes: usize) -> Enqueued {
-        let (outcome, wake) = {
-            let mut s = self.lock();
-            if s.close.is_some() || s.retired {
-                return Enqueued::Closing;
-            }
-            if s.bytes + frame.len() > max_bytes {
-                s.clear_queue();
-                s.close = Some(CloseRequest {
-                    code: bm_proto::frames::close::SLOW_CONSUMER,
-                    reason: "slow consumer: outbound queue full",
-                });
-                (Enqueued::Overflow, true)
-            } else {
-                (Enqueued::Yes, s.send(self.sock.as_deref(), &frame.0))
-            }
-        };
-        if wake {
-            self.wake.notify_one();
-        }
-        outcome
-    }
-
-    /// Sends the relay's own bytes (whole frames: pings, tungstenite's
-    /// pongs and close handshake), also while closing. Errs when the queue
-    /// is past its bound by more than a little: the client reads nothing.
-    pub fn send_control(&self, bytes: &[u8], max_bytes: usize) -> io::Result<()> {
-        let wake = {
-            let mut s = self.lock();
-            if s.retired {
-                return Err(io::ErrorKind::BrokenPipe.into());
-            }
-            if s.bytes + bytes.len() > max_bytes + CONTROL_SLACK {
-                return Err(io::Error::other("outbound queue full"));
-            }
-            s.send(self.sock.as_deref(), &Bytes::copy_from_slice(bytes))
-        };
-        if wake {
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Writes the queue out; `Ready(Ok)` once it is empty (at once without
-    /// a socket). Called by the socket's task only.
-    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(sock) = self.sock.as_deref() else { return Poll::Ready(Ok(())) };
-        loop {
-            if self.lock().queue.is_empty() {
-                return Poll::Ready(Ok(()));
-            }
-            ready!(sock.poll_write_ready(cx))?;
-            let mut s = self.lock();
-            if s.retired {
-                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-            }
-            if s.write_out(sock)? {
-                return Poll::Ready(Ok(()));
-            }
-        }
-    }
-
-    /// Takes the next queued frame (the queue of a socketless outbox).
-    pub fn pop(&self) -> Option<Frame> {
-        let mut s = self.lock();
-        let f = s.queue.pop_front()?;
-        s.bytes -= f.len();
-        s.head_off = 0;
-        s.head_started = false;
-        Some(Frame(f))
-    }
-
-    /// True when bytes are waiting.
-    pub fn has_pending(&self) -> bool {
-        !self.lock().queue.is_empty()
-    }
-
-    /// Bytes waiting in the queue.
-    pub fn queued_bytes(&self) -> usize {
-        self.lock().bytes
-    }
-
-    /// Asks the socket task to close with `req` (first request wins) and
-    /// frees whatever was queued. Returns false when already closing.
-    pub fn request_close(&self, req: CloseRequest) -> bool {
-        let first = {
-            let mut s = self.lock();
-            if s.close.is_some() {
-                false
-            } else {
-                s.close = Some(req);
-                s.clear_queue();
-                true
-            }
-        };
-        self.wake.notify_one();
-        first
-    }
-
-    /// The pending close request, if any.
-    pub fn close_requested(&self) -> Option<CloseRequest> {
-        self.lock().close
-    }
-
-    /// The socket's task has ended: write nothing more into the socket.
-    pub fn retire(&self) {
-        let mut s = self.lock();
-        s.retired = true;
-        s.queue = VecDeque::new();
-        s.bytes = 0;
-        s.head_off = 0;
-        s.head_started = false;
-    }
-}
+/// One subscription: the thread, and the `iat` of the thread token that
+/// opened it (a `/v1/disconnect` stamped `t` revokes it only if `iat <= t`,
+/// so a replayed request cannot end a subscription opened afterwards).
+type Sub = (ThreadId, u64);
 
 /// The part of a socket that other tasks may touch.
 pub struct Conn {
@@ -402,7 +33,11 @@ pub struct Conn {
     pub user: UserId,
     /// The socket's write side.
     pub out: Arc<Outbox>,
-    subs: Mutex<Vec<ThreadId>>,
+    /// `iat` of the connection token in force (the `auth` one, or the last
+    /// `refresh`): a user-wide `/v1/disconnect` stamped `t` closes the
+    /// socket only if this is `<= t`.
+    iat: AtomicU64,
+    subs: Mutex<Vec<Sub>>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -411,16 +46,34 @@ impl Conn {
     /// A connection handle without a socket: frames only queue up (tests,
     /// benchmarks of the routing table).
     pub fn new(site: SiteId, user: UserId) -> Conn {
-        Conn::with_outbox(site, user, Arc::new(Outbox::new(None)))
+        Conn::with_outbox(site, user, 0, Arc::new(Outbox::new(None)))
     }
 
-    /// The handle of an authenticated socket writing through `out`.
-    pub fn with_outbox(site: SiteId, user: UserId, out: Arc<Outbox>) -> Conn {
-        Conn { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), site, user, out, subs: Mutex::new(Vec::new()) }
+    /// The handle of a socket authenticated with a token issued at `iat`,
+    /// writing through `out`.
+    pub fn with_outbox(site: SiteId, user: UserId, iat: u64, out: Arc<Outbox>) -> Conn {
+        Conn {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            site,
+            user,
+            out,
+            iat: AtomicU64::new(iat),
+            subs: Mutex::new(Vec::new()),
+        }
     }
 
-    fn subs(&self) -> MutexGuard<'_, Vec<ThreadId>> {
+    fn subs(&self) -> MutexGuard<'_, Vec<Sub>> {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `iat` of the connection token in force.
+    pub fn iat(&self) -> u64 {
+        self.iat.load(Ordering::Acquire)
+    }
+
+    /// A `refresh` put a newer connection token in force.
+    pub fn set_iat(&self, iat: u64) {
+        self.iat.store(iat, Ordering::Release);
     }
 
     /// See [`Outbox::enqueue`].
@@ -453,40 +106,48 @@ impl Conn {
         self.out.close_requested()
     }
 
-    /// Records a subscription: `Ok(false)` if already there, an error when
-    /// the socket already watches `max` threads.
-    pub fn add_sub(&self, thread: ThreadId, max: usize) -> Result<bool, crate::router::SubError> {
+    /// Records a subscription opened with a thread token issued at `iat`:
+    /// `Ok(false)` if already there (its `iat` then moves to the newer of
+    /// the two), an error when the socket already watches `max` threads.
+    pub fn add_sub(&self, thread: ThreadId, iat: u64, max: usize) -> Result<bool, SubError> {
         let mut s = self.subs();
-        if s.contains(&thread) {
+        if let Some(sub) = s.iter_mut().find(|(t, _)| *t == thread) {
+            sub.1 = sub.1.max(iat);
             return Ok(false);
         }
         if s.len() >= max {
-            return Err(crate::router::SubError::TooMany);
+            return Err(SubError::TooMany);
         }
-        s.push(thread);
+        s.push((thread, iat));
         Ok(true)
     }
 
     /// Forgets a subscription; true if it was there.
     pub fn remove_sub(&self, thread: ThreadId) -> bool {
+        self.remove_sub_if(thread, |_| true)
+    }
+
+    /// Forgets a subscription if `pred` holds for its token's `iat`; true
+    /// if it was there and removed.
+    pub fn remove_sub_if(&self, thread: ThreadId, pred: impl FnOnce(u64) -> bool) -> bool {
         let mut s = self.subs();
-        match s.iter().position(|t| *t == thread) {
-            Some(i) => {
+        match s.iter().position(|(t, _)| *t == thread) {
+            Some(i) if pred(s[i].1) => {
                 s.swap_remove(i);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
     /// True when the socket watches `thread`.
     pub fn is_subscribed(&self, thread: ThreadId) -> bool {
-        self.subs().contains(&thread)
+        self.subs().iter().any(|(t, _)| *t == thread)
     }
 
     /// Takes every subscription (socket teardown).
     pub fn take_subs(&self) -> Vec<ThreadId> {
-        std::mem::take(&mut *self.subs())
+        std::mem::take(&mut *self.subs()).into_iter().map(|(t, _)| t).collect()
     }
 
     /// Number of subscriptions.
@@ -504,122 +165,15 @@ mod tests {
     }
 
     #[test]
-    fn queue_is_bounded_in_bytes_and_overflow_closes() {
-        let c = conn();
-        let f = Frame::from("x".repeat(40));
-        assert_eq!(c.enqueue(&f, 100), Enqueued::Yes);
-        assert_eq!(c.enqueue(&f, 100), Enqueued::Yes);
-        assert_eq!(c.queued_bytes(), 84, "two 42-byte frames (2-byte headers)");
-        assert_eq!(c.enqueue(&f, 100), Enqueued::Overflow);
-        assert_eq!(c.queued_bytes(), 0, "overflow frees the queue");
-        assert_eq!(c.close_requested().map(|r| r.code), Some(4008));
-        assert_eq!(c.enqueue(&f, 100), Enqueued::Closing);
-        assert!(c.pop().is_none());
-    }
-
-    #[test]
-    fn pop_in_order_and_shared_bytes() {
-        let c = conn();
-        let a = Frame::from("a");
-        let b = Frame::from("bb");
-        c.enqueue(&a, 10);
-        c.enqueue(&b, 10);
-        assert_eq!(c.pop().as_ref().map(Frame::payload_text), Some("a"));
-        assert_eq!(c.queued_bytes(), 4);
-        assert_eq!(c.pop().as_ref().map(Frame::payload_text), Some("bb"));
-        assert!(!c.has_pending());
-    }
-
-    #[test]
     fn subscriptions() {
         let c = conn();
         let t = ThreadId::new(3).unwrap();
-        assert_eq!(c.add_sub(t, 1), Ok(true));
-        assert_eq!(c.add_sub(t, 1), Ok(false));
-        assert_eq!(c.add_sub(ThreadId::new(4).unwrap(), 1), Err(crate::router::SubError::TooMany));
+        assert_eq!(c.add_sub(t, 10, 1), Ok(true));
+        assert_eq!(c.add_sub(t, 12, 1), Ok(false));
+        assert_eq!(c.add_sub(ThreadId::new(4).unwrap(), 10, 1), Err(SubError::TooMany));
+        assert!(!c.remove_sub_if(t, |iat| iat <= 11), "the newer token's iat is kept");
         assert!(c.is_subscribed(t));
         assert!(c.remove_sub(t));
         assert!(!c.remove_sub(t));
-    }
-
-    #[test]
-    fn first_close_wins() {
-        let c = conn();
-        assert!(c.request_close(CloseRequest { code: 4003, reason: "r" }));
-        assert!(!c.request_close(CloseRequest { code: 1001, reason: "r" }));
-        assert_eq!(c.close_requested().unwrap().code, 4003);
-    }
-
-    /// The frames built here are byte for byte what tungstenite writes for
-    /// the same server message (headers of 2, 4 and 10 bytes).
-    #[test]
-    fn frames_match_tungstenite() {
-        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-        use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
-        for n in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
-            let text = "é".repeat(n / 2) + &"x".repeat(n % 2);
-            let mut want = Vec::new();
-            WsFrame::message(text.clone().into_bytes(), OpCode::Data(Data::Text), true).format(&mut want).unwrap();
-            let f = Frame::text(&text);
-            assert_eq!(f.as_bytes(), &want[..], "payload of {} bytes", text.len());
-            assert_eq!(f.payload_text(), text);
-        }
-        let mut want = Vec::new();
-        WsFrame::ping(Vec::new()).format(&mut want).unwrap();
-        assert_eq!(Frame::ping().as_bytes(), &want[..]);
-    }
-
-    /// Written bytes leave the queue's front; an overflow or a close keeps
-    /// the unwritten rest of a frame already partly written, so the stream
-    /// stays well formed for the close frame that follows.
-    #[test]
-    fn partial_head_survives_a_clear() {
-        let mut s = OutState::default();
-        for f in [Frame::text("abcdef"), Frame::text("gh"), Frame::text("ij")] {
-            s.send(None, &f.0);
-        }
-        assert_eq!(s.bytes, 8 + 4 + 4);
-        s.advance(10);
-        assert_eq!((s.queue.len(), s.head_off, s.bytes), (2, 2, 6));
-        s.clear_queue();
-        assert_eq!((s.queue.len(), s.head_off, s.bytes), (1, 0, 2));
-        assert_eq!(&s.queue[0][..], b"gh");
-        s.advance(2);
-        assert!(s.queue.is_empty());
-        assert_eq!(s.bytes, 0);
-        s.clear_queue();
-        assert!(s.queue.is_empty());
-    }
-
-    /// Over a real socket whose peer does not read: a large frame goes out
-    /// partly, the rest queues; a close request drops everything but that
-    /// rest; the bytes the peer finally reads are the whole frame, then the
-    /// close frame, with nothing cut or interleaved.
-    #[tokio::test]
-    async fn partial_direct_write_then_close_keeps_the_stream_whole() {
-        use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let out = Outbox::new(Some(Arc::new(server)));
-        let big = Frame::text(&"b".repeat(8 << 20));
-        assert_eq!(out.enqueue(&big, 64 << 20), Enqueued::Yes);
-        assert!(out.has_pending(), "8 MiB do not fit the socket buffers of a peer that does not read");
-        assert_eq!(out.enqueue(&Frame::text("dropped"), 64 << 20), Enqueued::Yes);
-        assert!(out.request_close(CloseRequest { code: 4008, reason: "r" }));
-        let close = [0x88u8, 2, 0x0f, 0xa8];
-        out.send_control(&close, 64 << 20).unwrap();
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        std::future::poll_fn(|cx| out.poll_drain(cx)).await.unwrap();
-        out.retire();
-        drop(out);
-        let got = reader.await.unwrap();
-        assert_eq!(got.len(), big.len() + close.len());
-        assert!(got[..big.len()] == *big.as_bytes());
-        assert_eq!(&got[big.len()..], &close);
     }
 }

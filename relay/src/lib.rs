@@ -10,19 +10,28 @@
 //! |---|---|
 //! | [`config`] | TOML file + environment + flags, every limit with its default |
 //! | [`state`] | what every task shares: config (swapped on SIGHUP), router, metrics |
-//! | [`conn`] | one socket's shared half: pre-encoded frames, the bounded outbox that writes them, subscriptions |
-//! | [`router`] | the sharded routing table behind the [`router::Fanout`] trait |
+//! | [`frame`] | one server frame, encoded once per event and shared by every recipient |
+//! | [`outbox`] | one socket's write side: the bounded queue and the direct write into the socket |
+//! | [`conn`] | one socket's routing handle: site, user, token times, subscriptions, its outbox |
+//! | [`router`] | the sharded routing table behind the [`router::Fanout`] trait, with the socket caps |
+//! | [`revocations`] | what `/v1/disconnect` revoked, bounded per site |
+//! | [`bucket`] | the token bucket behind every rate limit |
+//! | [`pacing`] | spreading the closes and reconnects of a shutdown or reload |
 //! | [`http`] | client listener (upgrade + signed server API) and admin listener |
-//! | [`ws`] | one socket's task: auth, ops, pings, timers, writes |
+//! | [`ws`] | one socket's task: admission, auth, ops, pings, timers, close |
 //! | [`metrics`] | counters rendered as Prometheus text |
 //! | [`server`] | `serve`: listeners, SIGHUP reload, graceful shutdown |
 //! | [`sock`] | the accepted TCP socket, shared by hyper and a WebSocket's outbox |
 //! | [`tools`] | `keygen`, `derive`, `token`, `push`, `listen` |
 
+pub mod bucket;
 pub mod config;
 pub mod conn;
+pub mod frame;
 pub mod http;
 pub mod metrics;
+pub mod outbox;
+pub mod pacing;
 pub mod revocations;
 pub mod router;
 pub mod server;

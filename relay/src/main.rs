@@ -135,7 +135,13 @@ struct ServeArgs {
     /// Admin listener address [default: 127.0.0.1:8788].
     #[arg(long, env = "BM_RELAY_ADMIN_LISTEN")]
     admin_listen: Option<String>,
+    /// A file of `"site id" = "relay key"` lines (TOML), mode 0600: the
+    /// place for relay keys (also `sites_file` in the config file).
+    #[arg(long, env = "BM_RELAY_SITES_FILE")]
+    sites_file: Option<PathBuf>,
     /// A site to serve, SITE=RELAY_KEY (repeatable; also BM_RELAY_SITES="a=k1,b=k2").
+    /// Warned against: keys on the command line are visible to every local
+    /// user; prefer --sites-file.
     #[arg(long)]
     site: Vec<String>,
     /// Log format: text or json. The filter is RUST_LOG (default: info).
@@ -143,31 +149,37 @@ struct ServeArgs {
     log_format: Option<String>,
 }
 
-/// Libraries that would print frame contents (tokens, envelopes) at debug
-/// or trace level; capped whatever `RUST_LOG` asks, so no filter setting can
-/// make the relay log a payload or a token.
-const LIBRARY_CAPS: [&str; 5] = ["tungstenite=off", "tokio_tungstenite=off", "h2=info", "hyper=info", "hyper_util=info"];
+/// Whether an event may be logged at all, whatever the filter says: the
+/// relay's own crates at any level; tungstenite never (at debug and trace it
+/// prints frame contents: tokens, envelopes); every other library (hyper,
+/// h2, tokio) at info and above only. A per-layer filter AND-ed with the
+/// `RUST_LOG` filter, so no directive (however specific, e.g.
+/// `tungstenite::protocol=trace`) can lift it: an `EnvFilter` directive
+/// alone is outranked by a more specific one.
+fn may_log(target: &str, level: &tracing::Level) -> bool {
+    let ours = ["bm_relay", "bm_proto"].iter().any(|c| target == *c || target.starts_with(&format!("{c}::")));
+    if ours {
+        return true;
+    }
+    if target.starts_with("tungstenite") || target.starts_with("tokio_tungstenite") {
+        return false;
+    }
+    *level <= tracing::Level::INFO
+}
 
 fn init_logging(format: Option<&str>, filter: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let mut filter = EnvFilter::try_from_default_env()
+    use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let env = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    for cap in LIBRARY_CAPS {
-        if let Ok(d) = cap.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
+    let caps = filter_fn(|m| may_log(m.target(), m.level()));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if format == Some("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr);
+    let layer = if format == Some("json") { fmt.json().boxed() } else { fmt.boxed() };
+    tracing_subscriber::registry().with(layer.with_filter(env.and(caps))).init();
 }
 
 /// Zero retention includes crashes: no core file (it would hold tokens and
@@ -198,6 +210,7 @@ fn main() -> ExitCode {
                 config: a.config,
                 listen: a.listen,
                 admin_listen: a.admin_listen,
+                sites_file: a.sites_file,
                 env_sites: std::env::var("BM_RELAY_SITES").ok(),
                 sites: a.site,
                 log_format: a.log_format,
@@ -208,6 +221,9 @@ fn main() -> ExitCode {
             };
             init_logging(config.log.format.as_deref(), config.log.filter.as_deref());
             forbid_core_dumps();
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
             if config.sites.is_empty() {
                 tracing::warn!("no site configured: every push and every token will be refused");
             }
@@ -278,6 +294,18 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_logs_are_capped() {
+        use tracing::Level;
+        assert!(!may_log("tungstenite::protocol", &Level::ERROR));
+        assert!(!may_log("tokio_tungstenite", &Level::INFO));
+        assert!(!may_log("h2::codec", &Level::DEBUG));
+        assert!(!may_log("hyper::proto::h1::io", &Level::TRACE));
+        assert!(may_log("hyper", &Level::WARN));
+        assert!(may_log("bm_relay::ws", &Level::TRACE));
+        assert!(!may_log("bm_relayx", &Level::TRACE));
+    }
 
     /// A base64url secret or token may begin with `-` (1 in 64 secrets):
     /// it must be taken as the value, not as an unknown flag.

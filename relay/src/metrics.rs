@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::router::Counts;
 
 /// Close codes counted individually; anything else lands in `other`.
-pub const CLOSE_CODES: [u16; 9] = [1000, 1001, 1008, 4001, 4003, 4008, 4009, 4013, 4029];
+pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1008, 1013, 4001, 4003, 4008, 4009, 4013, 4029];
 
 /// Push latency histogram bounds, seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
@@ -147,6 +147,12 @@ pub struct Metrics {
     pub pubs: AtomicU64,
     /// Client frames refused with an error reply.
     pub frame_errors: AtomicU64,
+    /// Sockets refused by a cap, by [`SocketRefusal`].
+    sockets_refused: [AtomicU64; SOCKET_REFUSALS.len()],
+    /// Revocation records folded into a site's floor (the site was full).
+    pub revocations_evicted: AtomicU64,
+    /// Revocation records held (updated on each `/v1/disconnect`).
+    pub revocation_records: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -166,6 +172,19 @@ pub enum RequestResult {
 }
 
 const RESULT_NAMES: [&str; 4] = ["ok", "client_error", "unauthorized", "unavailable"];
+
+/// Which cap refused a socket after its upgrade.
+#[derive(Debug, Clone, Copy)]
+pub enum SocketRefusal {
+    /// `max_unauthenticated_sockets` (close 1013).
+    Authenticating = 0,
+    /// `max_sockets_per_user` (close 4029).
+    User = 1,
+    /// `max_sockets_per_site` (close 1013).
+    Site = 2,
+}
+
+const SOCKET_REFUSALS: [&str; 3] = ["authenticating", "user", "site"];
 
 impl Metrics {
     /// Counts a relay-initiated close.
@@ -193,6 +212,11 @@ impl Metrics {
     /// Refusals counted so far for `why`.
     pub fn refused_count(&self, why: Refusal) -> u64 {
         self.refused[why as usize].load(Relaxed)
+    }
+
+    /// Counts a socket refused by a cap.
+    pub fn socket_refused(&self, why: SocketRefusal) {
+        self.sockets_refused[why as usize].fetch_add(1, Relaxed);
     }
 
     /// Records one push's handling time.
@@ -234,6 +258,12 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP bm_relay_slow_consumer_closes_total Sockets closed with 4008.\n# TYPE bm_relay_slow_consumer_closes_total counter");
         let _ = writeln!(o, "bm_relay_slow_consumer_closes_total {}", self.closes_with(4008));
+        let _ = writeln!(o, "# HELP bm_relay_sockets_refused_total Sockets closed at admission by a cap.\n# TYPE bm_relay_sockets_refused_total counter");
+        for (i, name) in SOCKET_REFUSALS.iter().enumerate() {
+            let _ = writeln!(o, "bm_relay_sockets_refused_total{{cap=\"{name}\"}} {}", self.sockets_refused[i].load(Relaxed));
+        }
+        g(&mut o, "bm_relay_revocations", "Revocation records held.", "gauge", self.revocation_records.load(Relaxed));
+        g(&mut o, "bm_relay_revocations_evicted_total", "Revocation records folded into a site-wide floor.", "counter", self.revocations_evicted.load(Relaxed));
         let _ = writeln!(o, "# HELP bm_relay_requests_total Server API requests by endpoint and result.\n# TYPE bm_relay_requests_total counter");
         for (e, row) in Endpoint::ALL.iter().zip(&self.requests) {
             for (r, c) in row.iter().enumerate() {
@@ -293,6 +323,11 @@ mod tests {
             assert_eq!(Endpoint::ALL[e as usize], e);
             assert_eq!(Endpoint::from_path(&format!("/v1/{}", e.name())), Some(e));
         }
+        m.socket_refused(SocketRefusal::User);
+        let text = m.render(Counts::default(), 1);
+        assert!(text.contains("bm_relay_sockets_refused_total{cap=\"user\"} 1"), "{text}");
+        assert!(text.contains("bm_relay_sockets_refused_total{cap=\"site\"} 0"));
+        assert!(text.contains("bm_relay_closes_total{code=\"1013\"} 0"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(line.split(' ').count(), 2, "{line}");
         }

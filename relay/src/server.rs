@@ -7,9 +7,12 @@
 //!   longer trusts). A bad file is logged and the running config is kept.
 //!   Listen addresses are not changed by a reload.
 //! - SIGTERM / SIGINT start a graceful shutdown: stop accepting, answer
-//!   server API requests with 503, close every socket with 1001, and exit
-//!   once they are gone or `shutdown_deadline_secs` has passed. A second
-//!   SIGTERM/SIGINT exits at once.
+//!   server API requests with 503, close every socket with 1001 over
+//!   `close_spread_secs`, each told when to come back (see
+//!   [`crate::pacing`]), and exit once they are gone (the last socket's
+//!   task wakes the wait) or `shutdown_deadline_secs` has passed. Sockets
+//!   that finish authenticating meanwhile close themselves (see
+//!   [`crate::ws`]). A second SIGTERM/SIGINT exits at once.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, Limits, Overrides};
-use crate::conn::CloseRequest;
+use crate::outbox::CloseRequest;
 use crate::router::{Fanout, LocalRouter};
 use crate::state::App;
 
@@ -64,7 +67,7 @@ pub async fn serve(config: Config, overrides: Overrides) -> Result<(), ServeErro
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&app, &overrides),
+            _ = hup.recv() => reload(&app, &overrides).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -78,7 +81,7 @@ pub async fn serve(config: Config, overrides: Overrides) -> Result<(), ServeErro
     Ok(())
 }
 
-fn reload(app: &App, overrides: &Overrides) {
+async fn reload(app: &App, overrides: &Overrides) {
     let new = match Config::load(overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -86,30 +89,39 @@ fn reload(app: &App, overrides: &Overrides) {
             return;
         }
     };
+    for w in &new.warnings {
+        tracing::warn!("{w}");
+    }
     let old = app.set_config(new.clone());
-    let mut closed = 0;
+    // Each socket task re-reads its limits when woken; wake them all, so a
+    // shorter ping interval or idle timeout takes effect now, not after
+    // the old timer fires (O(sockets), once per reload).
+    for c in app.router.sockets(None) {
+        c.out.wake.notify_one();
+    }
+    let mut conns = Vec::new();
     for (site, key) in old.sites.iter() {
         if new.sites.get(site) != Some(key) {
-            closed += app.router.close_site(site, CloseRequest { code: close::REVOKED, reason: "site removed or re-keyed" });
+            conns.extend(app.router.sockets(Some(site)));
         }
     }
+    let limits = &new.limits;
+    let revoked = CloseRequest::new(close::REVOKED, "site removed or re-keyed");
+    let closed = crate::pacing::close_paced(conns, revoked, Limits::dur(limits.close_spread_secs), limits.reconnect_pace_per_sec).await;
     tracing::info!(sites = new.sites.len(), closed, "configuration reloaded");
 }
 
 async fn shutdown(app: &App) {
-    let deadline = Limits::dur(app.config().limits.shutdown_deadline_secs);
+    let limits = app.config().limits.clone();
+    let deadline = Limits::dur(limits.shutdown_deadline_secs);
     tracing::info!(deadline_secs = deadline.as_secs_f64(), "shutting down");
     app.begin_shutdown();
-    let started = tokio::time::Instant::now();
-    let going_away = CloseRequest { code: close::GOING_AWAY, reason: "relay shutting down" };
-    loop {
-        // Repeated: a socket still authenticating when shutdown began is
-        // closed as soon as it registers.
-        app.router.close_all(going_away);
-        if app.metrics.ws_open.load(Relaxed) == 0 || started.elapsed() >= deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let going_away = CloseRequest::new(close::GOING_AWAY, "relay shutting down");
+    let all = app.router.sockets(None);
+    let _ = tokio::time::timeout(deadline, async {
+        crate::pacing::close_paced(all, going_away, Limits::dur(limits.close_spread_secs), limits.reconnect_pace_per_sec).await;
+        app.sockets_closed().await;
+    })
+    .await;
     tracing::info!(left = app.metrics.ws_open.load(Relaxed), "shutdown complete");
 }

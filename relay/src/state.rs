@@ -1,12 +1,12 @@
 //! The state every task of a running relay shares.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bm_proto::token::{self, TokenKind};
 use bm_proto::{Claims, TokenError};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -17,6 +17,13 @@ use crate::router::Fanout;
 /// the routing table, the metrics and the shutdown flag.
 pub struct App {
     config: RwLock<Arc<Config>>,
+    /// Bumped by every reload: a socket task compares it (one relaxed load
+    /// per wake-up) and re-reads its limits only when it moved.
+    config_generation: AtomicU64,
+    /// Sockets between upgrade and a valid `auth` (`max_unauthenticated_sockets`).
+    pub authenticating: AtomicUsize,
+    /// Notified when the last open socket ends (a shutdown waits on it).
+    sockets_gone: Notify,
     /// Where sockets are registered and events routed.
     pub router: Arc<dyn Fanout>,
     /// Counters for `/metrics`.
@@ -38,6 +45,9 @@ impl App {
         let (shutdown_tx, _) = watch::channel(false);
         Arc::new(App {
             config: RwLock::new(Arc::new(config)),
+            config_generation: AtomicU64::new(0),
+            authenticating: AtomicUsize::new(0),
+            sockets_gone: Notify::new(),
             router,
             metrics: Metrics::default(),
             revocations: Revocations::default(),
@@ -53,13 +63,35 @@ impl App {
 
     /// Installs a new configuration; returns the previous one.
     pub fn set_config(&self, config: Config) -> Arc<Config> {
-        std::mem::replace(&mut *self.config.write().unwrap_or_else(|p| p.into_inner()), Arc::new(config))
+        let old = std::mem::replace(&mut *self.config.write().unwrap_or_else(|p| p.into_inner()), Arc::new(config));
+        self.config_generation.fetch_add(1, Ordering::Release);
+        old
+    }
+
+    /// Changes with every reload (see [`App::set_config`]).
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation.load(Ordering::Acquire)
+    }
+
+    /// True while `site` is served with the same relay key as in `cfg`: a
+    /// socket authenticated under `cfg` re-checks this after it registered,
+    /// since a reload in between did not see it.
+    pub fn same_key(&self, site: &bm_proto::SiteId, cfg: &Config) -> bool {
+        let now = self.config();
+        match (now.sites.get(site), cfg.sites.get(site)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
     }
 
     /// Verifies a client token against the sites configured now, the
     /// lifetime bound, and the revocations made through `/v1/disconnect`.
     pub fn verify_token(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
-        let cfg = self.config();
+        self.verify_token_in(&self.config(), token, kind)
+    }
+
+    /// [`App::verify_token`] against a given configuration.
+    pub fn verify_token_in(&self, cfg: &Config, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
         let claims = token::verify(token, kind, unix_now(), |site| cfg.sites.get(site))?;
         if claims.exp - claims.iat > cfg.limits.max_token_ttl_secs {
             return Err(TokenError::Malformed("lifetime (exp - iat) is longer than this relay accepts"));
@@ -70,11 +102,44 @@ impl App {
         Ok(claims)
     }
 
-    /// Records a `/v1/disconnect`: tokens of that scope issued before now
-    /// are refused from now on.
-    pub fn revoke(&self, site: &bm_proto::SiteId, users: &[bm_proto::UserId], thread: Option<bm_proto::ThreadId>) {
-        let retain = self.config().limits.max_token_ttl_secs;
-        self.revocations.revoke(site, users, thread, unix_now(), retain);
+    /// Records a `/v1/disconnect` signed at `at` (its `X-BM-Timestamp`):
+    /// tokens of that scope issued at or before `at` are refused from now on.
+    pub fn revoke(&self, site: &bm_proto::SiteId, users: &[bm_proto::UserId], thread: Option<bm_proto::ThreadId>, at: u64) {
+        let limits = &self.config().limits;
+        let r = self.revocations.revoke(site, users, thread, at, limits.max_token_ttl_secs, limits.max_revocations_per_site);
+        self.metrics.revocation_records.store(self.revocations.len() as u64, Ordering::Relaxed);
+        if r.evicted > 0 {
+            self.metrics.revocations_evicted.fetch_add(r.evicted, Ordering::Relaxed);
+            tracing::warn!(site = %site, evicted = r.evicted, "revocation records full: the oldest were folded into the site's floor (its older tokens are refused)");
+        }
+    }
+
+    /// Counts a socket opened (upgrade accepted); see [`App::socket_ended`].
+    pub fn socket_opened(&self) {
+        self.metrics.ws_opened.fetch_add(1, Ordering::Relaxed);
+        self.metrics.ws_open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a socket's task ended, and wakes a shutdown waiting for the last.
+    pub fn socket_ended(&self) {
+        if self.metrics.ws_open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.sockets_gone.notify_waiters();
+        }
+    }
+
+    /// Waits until no socket is open (structurally, not by polling).
+    pub async fn sockets_closed(&self) {
+        loop {
+            let gone = self.sockets_gone.notified();
+            tokio::pin!(gone);
+            // Registered before the check: a last socket ending in between
+            // still wakes this waiter.
+            gone.as_mut().enable();
+            if self.metrics.ws_open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            gone.await;
+        }
     }
 
     /// True once a graceful shutdown has begun.

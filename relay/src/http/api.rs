@@ -26,7 +26,7 @@ use hyper::{HeaderMap, Request, Response, StatusCode, Version};
 use super::accept::ConnCtx;
 use super::{api_error, err, json, Body, Refused};
 use crate::config::Limits;
-use crate::conn::Frame;
+use crate::frame::Frame;
 use crate::metrics::{Endpoint, Refusal, RequestResult};
 use crate::state::{unix_now, App};
 
@@ -132,7 +132,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 /// The checks that need only the head. Order: site, timestamp syntax,
 /// signature syntax, then freshness (see docs/PROTOCOL.md §5 on why the
 /// clock is no longer checked after the signature).
-fn check_head<'c>(h: &HeaderMap, cfg: &'c crate::config::Config) -> Result<(SiteId, &'c bm_proto::RelayKey), ApiError> {
+fn check_head<'c>(h: &HeaderMap, cfg: &'c crate::config::Config) -> Result<(SiteId, &'c bm_proto::RelayKey, u64), ApiError> {
     let limits = &cfg.limits;
     let site = SiteId::new(header(h, signing::HEADER_SITE))
         .map_err(|_| err(ErrorCode::UnknownSite, "X-BM-Site is missing or not a site id"))?;
@@ -147,7 +147,7 @@ fn check_head<'c>(h: &HeaderMap, cfg: &'c crate::config::Config) -> Result<(Site
     if ts.abs_diff(unix_now()) > limits.max_skew_secs {
         return Err(err(ErrorCode::Stale, format!("{} ({} s)", SignatureError::Stale, limits.max_skew_secs)));
     }
-    Ok((site, key))
+    Ok((site, key, ts))
 }
 
 /// Authenticates and runs one server API request; `Ok` is the reply body.
@@ -159,7 +159,7 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
     let cfg = app.config();
     let limits = &cfg.limits;
     let (parts, body) = req.into_parts();
-    let (site, key) = check_head(&parts.headers, &cfg)?;
+    let (site, key, signed_at) = check_head(&parts.headers, &cfg)?;
     let too_large = || err(ErrorCode::TooLarge, format!("body over the limit of {} bytes", limits.max_body));
     let declared = parts
         .headers
@@ -221,9 +221,12 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
         }
         Endpoint::Disconnect => {
             let d: DisconnectRequest = api::parse_users_body(text, &api_limits)?;
-            app.revoke(&site, &d.users, d.thread);
+            // The signed timestamp (verified above): WordPress's clock, the
+            // one that stamps `iat` (see crate::revocations).
+            let at = signed_at;
+            app.revoke(&site, &d.users, d.thread, at);
             let unsub = d.thread.map(|t| Frame::from(frames::unsub(t)));
-            let closed = app.router.disconnect(&site, &d.users, d.thread, unsub.as_ref(), max_queue);
+            let closed = app.router.disconnect(&site, &d.users, d.thread, at, unsub.as_ref(), max_queue);
             Ok(serde_json::json!({ "closed": closed }).to_string())
         }
     }

@@ -24,7 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::accept::{per_ip_refusal, ConnCtx};
 use super::admission::forwarded_client;
 use super::{api_error, err, Body, Refused};
-use crate::conn::Outbox;
+use crate::outbox::Outbox;
 use crate::metrics::Refusal;
 use crate::ws::WsIo;
 

@@ -146,6 +146,12 @@ impl Drop for TempDir {
     }
 }
 
+/// The binary under test: this build's, or `BM_RELAY_BIN` (how a test is
+/// shown to fail on an older build: `BM_RELAY_BIN=/path/to/old cargo test`).
+pub fn relay_bin() -> String {
+    std::env::var("BM_RELAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bm-relay").to_string())
+}
+
 /// Short timers so the suite runs quickly; a test adds its own keys.
 pub const FAST: &str = "auth_timeout_secs = 1.0\nshutdown_deadline_secs = 3.0\n";
 
@@ -167,10 +173,15 @@ impl Relay {
     }
 
     pub async fn start_with(main: Site, sites: &[&Site], limits: &str) -> Relay {
+        Relay::start_env(main, sites, limits, &[]).await
+    }
+
+    /// [`Relay::start_with`] with extra environment variables (e.g. `RUST_LOG`).
+    pub async fn start_env(main: Site, sites: &[&Site], limits: &str, env: &[(&str, &str)]) -> Relay {
         // A port taken by someone else between probe and bind makes the
         // relay exit at once: try again with other ports.
         for attempt in 1..=5 {
-            let relay = Relay::spawn(main.clone(), sites, limits);
+            let relay = Relay::spawn(main.clone(), sites, limits, env);
             match relay.wait_healthy().await {
                 Ok(()) => return relay,
                 Err(log) if attempt < 5 && log.contains("cannot listen") => continue,
@@ -180,17 +191,24 @@ impl Relay {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn spawn(main: Site, sites: &[&Site], limits: &str) -> Relay {
+    fn spawn(main: Site, sites: &[&Site], limits: &str, env: &[(&str, &str)]) -> Relay {
         let dir = TempDir::new();
         let port = free_port();
         let admin = free_port();
         let config_path = dir.0.join("relay.toml");
-        std::fs::write(&config_path, config_text(port, admin, sites, &format!("{FAST}{limits}"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bm-relay"));
+        // A test's own value of a FAST key replaces it (TOML refuses duplicates).
+        let fast: String = FAST
+            .lines()
+            .filter(|l| !limits.lines().any(|m| m.split('=').next().map(str::trim) == l.split('=').next().map(str::trim)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&config_path, config_text(port, admin, sites, &format!("{fast}{limits}"))).unwrap();
+        let mut cmd = Command::new(relay_bin());
         cmd.arg("serve")
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .env_remove("BM_RELAY_SITES")
             .env_remove("BM_RELAY_LISTEN")
             .env_remove("BM_RELAY_ADMIN_LISTEN")
@@ -214,14 +232,15 @@ impl Relay {
         Relay { child, port, admin, site: main, config_path, stderr, _dir: dir }
     }
 
-    /// Waits until *this* relay answers `/healthz` (it has logged that it
-    /// bound both listeners, so the answer is not from another process on
-    /// a recycled port); `Err` with its stderr if it exits or takes over 15 s.
+    /// Waits until *this* relay answers `/healthz` (the admin port's
+    /// listening socket is one of its descriptors, so the answer is not
+    /// from another process on a recycled port; `/healthz` shows no pid);
+    /// `Err` with its stderr if it exits or takes over 15 s.
     pub async fn wait_healthy(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         let pid = self.child.id();
         loop {
-            if self.log().contains("bm-relay listening") {
+            if listens_on(pid, self.admin) {
                 if let Ok((200, _)) = http_get(self.admin, "/healthz").await {
                     return Ok(());
                 }
@@ -321,6 +340,24 @@ impl Drop for Relay {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds the TCP socket listening on `port`
+/// (`/proc/<pid>/fd` socket inodes against `/proc/net/tcp`).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    let inodes: Vec<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let want = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, st (0A = LISTEN), inode.
+            f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A" && inodes.iter().any(|i| i == f[9])
+        })
+    })
 }
 
 pub async fn signed_post(port: u16, site: &Site, path: &str, body: &str, ts: u64) -> (u16, Value) {

@@ -66,7 +66,9 @@ async fn frame_too_large_closes_4013() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_4008_while_others_keep_receiving() {
-    let r = Relay::start("outbound_queue_bytes = 262144\n").await;
+    // The queue must hold one whole push (validated at load): bodies of at
+    // most 240 000 bytes and 10 events fit 256 KiB.
+    let r = Relay::start("outbound_queue_bytes = 262144\nmax_body = 240000\nmax_events = 10\n").await;
     let mut slow = r.client(2).await; // never reads until the end
     let mut fast = r.client(3).await;
     let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0u64);

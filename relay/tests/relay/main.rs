@@ -6,5 +6,8 @@ mod auth;
 mod cli;
 mod common;
 mod delivery;
+mod hardening;
 mod lifecycle;
 mod limits;
+mod race;
+mod storm;

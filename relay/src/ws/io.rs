@@ -1,0 +1,51 @@
+//! The byte stream tungstenite sees for one socket.
+//!
+//! tungstenite only reads here; its own writes (pongs, the close handshake)
+//! go into the socket's [`Outbox`], behind whatever is queued there, so
+//! they never cut into a server frame that a pushing task is writing.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::outbox::Outbox;
+
+/// The byte stream tungstenite sees: reads from the upgraded connection,
+/// writes (whole frames: pongs, the close handshake) into the socket's
+/// outbox, behind whatever is queued there. Flushing writes the outbox out.
+pub struct WsIo<R> {
+    read: R,
+    out: Arc<Outbox>,
+    max_queue: usize,
+}
+
+impl<R> WsIo<R> {
+    /// Reads from `read`; writes through `out`, bounded by `max_queue`.
+    pub fn new(read: R, out: Arc<Outbox>, max_queue: usize) -> Self {
+        WsIo { read, out, max_queue }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for WsIo<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin> AsyncWrite for WsIo<R> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // tungstenite hands over its whole buffer of complete frames.
+        Poll::Ready(self.out.send_control(buf, self.max_queue).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.out.poll_drain(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.out.poll_drain(cx)
+    }
+}

@@ -1,0 +1,281 @@
+//! The second phase of a socket: authenticated, registered, serving ops.
+//!
+//! One loop polls four event sources together from one `poll_fn`:
+//!
+//! - the client's next frame (ops, pings, close),
+//! - writing out the socket's [`crate::outbox::Outbox`] queue, when
+//!   something is queued,
+//! - the outbox's wake-up (bytes queued, or a close request),
+//! - one timer set to the earliest of: next ping, idle deadline, token expiry.
+//!
+//! The session keeps its own copy of the limits and re-reads them when a
+//! reload bumps the configuration generation, so a reload reaches open
+//! sockets (ping interval, idle timeout, rate limits, queue bound, caps).
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bm_proto::frames::{self, close, codes, ClientFrame, ClientOp};
+use bm_proto::token::TokenKind;
+use bm_proto::{Envelope, EnvelopeError, KeyId, TokenError};
+use futures_util::StreamExt;
+use tokio::io::AsyncRead;
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::{error_close, instant_of_unix, req, Ws};
+use crate::bucket::Bucket;
+use crate::config::Limits;
+use crate::conn::{Conn, SubError};
+use crate::frame::Frame;
+use crate::outbox::CloseRequest;
+use crate::state::App;
+
+/// How one session ended.
+pub(super) enum Ended {
+    /// The relay closes, with this close frame.
+    Close(CloseRequest),
+    /// The client sent its close frame, or the connection broke.
+    Gone,
+}
+
+/// What one message from the client leads to.
+enum Step {
+    Continue,
+    Close(CloseRequest),
+    Gone,
+}
+
+/// What one wake-up of the socket task found: the read and write sides
+/// are both polled on every wake-up, so neither can starve the other.
+#[derive(Default)]
+struct Woken {
+    read: Option<Option<Result<Message, WsError>>>,
+    wrote: Option<io::Result<()>>,
+}
+
+/// One authenticated socket's private state.
+pub(super) struct Session<'a> {
+    pub app: &'a App,
+    pub conn: &'a Arc<Conn>,
+    /// When the connection token in force expires.
+    pub exp_at: Instant,
+    pub pub_bucket: Bucket,
+    /// Every client frame, control frames included (4029 past it).
+    pub frame_bucket: Bucket,
+    /// The limits in force, and the configuration generation they are from.
+    pub limits: Limits,
+    pub generation: u64,
+}
+
+impl Session<'_> {
+    /// Picks up a reload's limits (one relaxed load when nothing changed).
+    fn refresh_limits(&mut self) -> bool {
+        let g = self.app.config_generation();
+        if g == self.generation {
+            return false;
+        }
+        self.generation = g;
+        self.limits = self.app.config().limits.clone();
+        true
+    }
+
+    pub(super) async fn main_loop<R>(&mut self, ws: &mut Ws<R>) -> Ended
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut last_seen = Instant::now();
+        let mut last_ping = last_seen;
+        let out = &*self.conn.out;
+        let timer = sleep_until(last_ping + Limits::dur(self.limits.ping_interval_secs));
+        tokio::pin!(timer);
+        loop {
+            self.refresh_limits();
+            if let Some(why) = self.conn.close_requested() {
+                return Ended::Close(why);
+            }
+            let ping_every = Limits::dur(self.limits.ping_interval_secs);
+            let idle_at = last_seen + Limits::dur(self.limits.idle_timeout_secs);
+            let now = Instant::now();
+            if now >= self.exp_at {
+                return Ended::Close(req(close::TOKEN_EXPIRED, "token expired"));
+            }
+            if now >= idle_at {
+                return Ended::Close(req(close::GOING_AWAY, "idle timeout"));
+            }
+            if now >= last_ping + ping_every {
+                last_ping = now;
+                if out.send_control(Frame::ping().as_bytes(), self.limits.outbound_queue_bytes).is_err() {
+                    return Ended::Gone;
+                }
+            }
+            timer.as_mut().reset((last_ping + ping_every).min(self.exp_at).min(idle_at));
+            let notified = out.wake.notified();
+            tokio::pin!(notified);
+            let woken = poll_fn(|cx| {
+                let mut w = Woken::default();
+                if out.has_pending() {
+                    if let Poll::Ready(r) = out.poll_drain(cx) {
+                        w.wrote = Some(r);
+                    }
+                }
+                if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                    w.read = Some(m);
+                }
+                let other = notified.as_mut().poll(cx).is_ready() | timer.as_mut().poll(cx).is_ready();
+                if other || w.read.is_some() || w.wrote.is_some() {
+                    Poll::Ready(w)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            if let Some(Err(_)) = woken.wrote {
+                return Ended::Gone;
+            }
+            if let Some(m) = woken.read {
+                last_seen = Instant::now();
+                match self.on_message(m) {
+                    Step::Continue => {}
+                    Step::Close(why) => return Ended::Close(why),
+                    Step::Gone => return Ended::Gone,
+                }
+            }
+        }
+    }
+
+    fn reply(&self, text: String) {
+        self.conn.enqueue(&Frame::from(text), self.limits.outbound_queue_bytes);
+    }
+
+    fn refuse(&self, r#ref: Option<i64>, code: &str, message: &str) {
+        self.app.metrics.frame_errors.fetch_add(1, Relaxed);
+        self.reply(frames::error(r#ref, code, message));
+    }
+
+    fn on_message(&mut self, m: Option<Result<Message, WsError>>) -> Step {
+        // Every frame counts, pings and pongs too: tungstenite answers a
+        // ping with a pong, so an unmetered ping flood costs the relay a
+        // write per frame.
+        let counted = matches!(m, Some(Ok(_)));
+        if counted && !self.frame_bucket.take(self.limits.frame_rate_per_sec, self.limits.frame_burst) {
+            return Step::Close(req(close::RATE_LIMITED, "too many frames"));
+        }
+        let text = match m {
+            None | Some(Ok(Message::Close(_))) => return Step::Gone,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Step::Continue,
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
+                self.refuse(None, codes::BAD_FRAME, "binary frames are not part of the protocol");
+                return Step::Continue;
+            }
+            Some(Err(e)) => {
+                return match error_close(e) {
+                    Some(why) => Step::Close(why),
+                    None => Step::Gone,
+                }
+            }
+        };
+        let frame = match ClientFrame::parse(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.refuse(e.r#ref, e.code, &e.message);
+                return Step::Continue;
+            }
+        };
+        let r#ref = frame.r#ref;
+        match frame.op {
+            ClientOp::Ping => self.reply(frames::pong(r#ref)),
+            ClientOp::Auth { .. } => self.refuse(r#ref, codes::ALREADY_AUTHENTICATED, "this socket is already authenticated"),
+            ClientOp::Refresh { token } => match self.app.verify_token(&token, TokenKind::Connection) {
+                Ok(c) if c.site == self.conn.site && c.sub == self.conn.user => {
+                    self.exp_at = instant_of_unix(c.exp);
+                    self.conn.set_iat(c.iat);
+                    self.reply(frames::ok(r#ref));
+                }
+                Ok(_) => self.refuse(r#ref, codes::FORBIDDEN, "a refresh token must be for the same site and user"),
+                Err(e) => self.refuse_token(r#ref, e),
+            },
+            ClientOp::Sub { thread, token } => self.on_sub(r#ref, thread, &token),
+            ClientOp::Unsub { thread } => {
+                if self.app.router.unsubscribe(self.conn, thread) {
+                    self.reply(frames::ok(r#ref));
+                } else {
+                    self.refuse(r#ref, codes::NOT_SUBSCRIBED, "this socket does not watch that thread");
+                }
+            }
+            ClientOp::Pub { thread, e } => self.on_pub(r#ref, thread, e.get()),
+        }
+        Step::Continue
+    }
+
+    fn on_sub(&mut self, r#ref: Option<i64>, thread: bm_proto::ThreadId, token: &str) {
+        let c = match self.app.verify_token(token, TokenKind::Thread) {
+            Ok(c) if c.site == self.conn.site && c.sub == self.conn.user && c.thread == Some(thread) => c,
+            Ok(_) => return self.refuse(r#ref, codes::FORBIDDEN, "the thread token is for another site, user or thread"),
+            Err(e) => return self.refuse_token(r#ref, e),
+        };
+        match self.app.router.subscribe(self.conn, thread, c.iat, self.limits.max_subscriptions) {
+            Ok(_) => {
+                // Re-checked after the insert: a `/v1/disconnect` for this
+                // thread that ran between the verification above and the
+                // insert did not see this subscription.
+                if self.app.revocations.is_revoked(&c.site, c.sub, Some(thread), c.iat) {
+                    self.app.router.unsubscribe(self.conn, thread);
+                    return self.refuse_token(r#ref, TokenError::Revoked);
+                }
+                self.reply(frames::ok(r#ref))
+            }
+            Err(SubError::TooMany) => self.refuse(
+                r#ref,
+                codes::TOO_MANY_SUBSCRIPTIONS,
+                &format!("a socket may watch at most {} threads", self.limits.max_subscriptions),
+            ),
+        }
+    }
+
+    fn refuse_token(&self, r#ref: Option<i64>, e: TokenError) {
+        let code = match e {
+            TokenError::Expired => codes::TOKEN_EXPIRED,
+            TokenError::Revoked => codes::FORBIDDEN,
+            _ => codes::BAD_TOKEN,
+        };
+        self.refuse(r#ref, code, &e.to_string());
+    }
+
+    fn on_pub(&mut self, r#ref: Option<i64>, thread: bm_proto::ThreadId, envelope_json: &str) {
+        let limits = &self.limits;
+        if !self.conn.is_subscribed(thread) {
+            return self.refuse(r#ref, codes::NOT_SUBSCRIBED, "`pub` needs a live `sub` to the thread");
+        }
+        if !self.pub_bucket.take(limits.pub_rate_per_sec, limits.pub_burst) {
+            return self.refuse(r#ref, codes::RATE_LIMITED, "too many `pub` frames; slow down");
+        }
+        let env = match Envelope::parse(envelope_json, limits.max_pub_ciphertext) {
+            Ok(env) => env,
+            Err(EnvelopeError::TooLarge { len, max }) => {
+                return self.refuse(r#ref, codes::TOO_LARGE, &format!("envelope ciphertext is {len} bytes, over the limit of {max}"))
+            }
+            Err(e) => return self.refuse(r#ref, codes::BAD_ENVELOPE, &e.to_string()),
+        };
+        match env.k {
+            KeyId::Thread { thread: t, .. } if t == thread => {}
+            _ => {
+                return self.refuse(
+                    r#ref,
+                    codes::BAD_ENVELOPE,
+                    &format!("a `pub` to thread {thread} must be sealed with a key of that thread (t/{thread}/…)"),
+                )
+            }
+        }
+        let frame = Frame::from(frames::ev_from(thread, self.conn.user, envelope_json));
+        let d = self.app.router.publish(self.conn, thread, &frame, limits.outbound_queue_bytes);
+        let m = &self.app.metrics;
+        m.pubs.fetch_add(1, Relaxed);
+        m.deliveries.fetch_add(d.sockets, Relaxed);
+        self.reply(frames::ok(r#ref));
+    }
+}

@@ -1,0 +1,103 @@
+//! Reconnect storms (issue 11): a relay that shuts down with 5,000 sockets
+//! open spreads its closes and tells each client when to come back, so the
+//! relay they return to sees them at about `reconnect_pace_per_sec`, not
+//! all in the same second. The clients here honour `retry_ms` as the
+//! browser client does (wp-plugin-shim/assets/bm-client.js).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+
+const SOCKETS: usize = 5_000;
+const PACE: f64 = 1_000.0;
+
+/// `retry_ms=N` from a close reason, as the browser client reads it.
+fn retry_ms(reason: &str) -> Option<u64> {
+    reason.split("retry_ms=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+async fn connect_ready(url: &str, token: String) -> Client {
+    let mut c = Client::connect(url).await;
+    c.send(json!({"op":"auth","token": token})).await;
+    let ready = c.recv().await;
+    assert_eq!(ready["op"], "ready", "{ready}");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_spreads_reconnects_at_the_configured_pace() {
+    let site = Site::new(SITE);
+    let limits = format!(
+        "reconnect_pace_per_sec = {PACE}\nclose_spread_secs = 1.0\nshutdown_deadline_secs = 20\nmax_unauthenticated_sockets = 20000\n"
+    );
+    let mut a = Relay::start_with(site.clone(), &[&site], &limits).await;
+    let b = Relay::start_with(site.clone(), &[&site], &limits).await;
+    let (a_url, b_url) = (a.ws_url(), b.ws_url());
+
+    // Connect in waves (a browser fleet arrives over time too).
+    let mut clients = Vec::with_capacity(SOCKETS);
+    for wave in (0..SOCKETS).collect::<Vec<_>>().chunks(250) {
+        let joins: Vec<_> = wave
+            .iter()
+            .map(|&i| {
+                let (url, token) = (a_url.clone(), site.token(i as u64 + 1));
+                tokio::spawn(async move { connect_ready(&url, token).await })
+            })
+            .collect();
+        for j in joins {
+            clients.push(j.await.unwrap());
+        }
+    }
+    assert_eq!(a.metric("bm_relay_authenticated_connections").await as usize, SOCKETS);
+
+    // Each client: wait for the close, honour retry_ms, reconnect to B.
+    let back = Arc::new(AtomicUsize::new(0));
+    let hinted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(SOCKETS);
+    for (i, mut c) in clients.into_iter().enumerate() {
+        let (url, token, back, hinted) = (b_url.clone(), site.token(i as u64 + 1), back.clone(), hinted.clone());
+        tasks.push(tokio::spawn(async move {
+            let (code, reason) = c.closed(Duration::from_secs(30)).await;
+            assert_eq!(code, 1001, "{reason}");
+            drop(c);
+            if let Some(ms) = retry_ms(&reason) {
+                hinted.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            let _again = connect_ready(&url, token).await;
+            back.fetch_add(1, Ordering::Relaxed);
+            // Hold the socket until the test ends.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }));
+    }
+    let started = Instant::now();
+    a.signal(libc::SIGTERM);
+
+    // What B sees: new sockets per second, sampled every 100 ms.
+    let mut samples = vec![(0.0f64, b.metric("bm_relay_connections_opened_total").await)];
+    let deadline = Duration::from_secs_f64(SOCKETS as f64 / PACE + 15.0);
+    while back.load(Ordering::Relaxed) < SOCKETS && started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        samples.push((started.elapsed().as_secs_f64(), b.metric("bm_relay_connections_opened_total").await));
+    }
+    assert_eq!(back.load(Ordering::Relaxed), SOCKETS, "every client came back within {deadline:?}");
+    assert_eq!(hinted.load(Ordering::Relaxed), SOCKETS, "every close carried retry_ms");
+    let mut worst = 0.0f64;
+    for (i, (t0, n0)) in samples.iter().enumerate() {
+        if let Some((_, n1)) = samples[i..].iter().take_while(|(t1, _)| t1 - t0 <= 1.0).last() {
+            worst = worst.max(n1 - n0);
+        }
+    }
+    let took = samples.last().map(|s| s.0).unwrap_or(0.0);
+    eprintln!("storm: {SOCKETS} sockets back in {took:.1} s; worst second at B: {worst} new sockets (pace {PACE})");
+    assert!(worst <= PACE * 1.3, "B saw {worst} reconnects in one second, over the pace of {PACE}/s");
+    assert!(took >= SOCKETS as f64 / PACE * 0.7, "spread over about sockets/pace seconds, took {took:.1} s");
+    assert_eq!(a.wait_exit(Duration::from_secs(20)).await, Some(0));
+    for t in tasks {
+        t.abort();
+    }
+}
