@@ -147,8 +147,10 @@ pub struct Limits {
     /// A silent or trickling connection costs an fd until then.
     pub request_head_timeout_secs: f64,
     /// An idle keep-alive connection (HTTP/1.1 or h2c, no request in
-    /// flight) is closed after this long; for HTTP/1.1 it is also the time
-    /// allowed for the head of every later request. h2 pings at half of it.
+    /// flight) is closed after this long (an idle connection costs an fd
+    /// and hyper's buffers). On HTTP/1.1 a later request's head must be
+    /// complete within this plus `request_head_timeout_secs` of the
+    /// previous reply. h2 pings at half of it.
     pub keepalive_idle_secs: f64,
     /// Total time allowed to read one server API body: without it a
     /// client sending a byte a second holds a buffer and a task forever.
@@ -170,7 +172,9 @@ pub struct Limits {
     pub api_reserve_connections: usize,
     /// Connections accepted that have not completed a first request head
     /// (silent, trickling, half a preface): the cheapest thing to open in
-    /// bulk. Past it, new connections are closed at accept.
+    /// bulk. Past it, the oldest of them is closed to make room, so a flood
+    /// shortens how long a connection may stay silent instead of locking
+    /// out new clients (which send their request at once).
     pub max_pending_connections: usize,
     /// Connections open at once from one client address (IPv6: one /64).
     /// Generous by default: a NAT'd office shares one address.

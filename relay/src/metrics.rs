@@ -61,7 +61,8 @@ impl Endpoint {
 pub enum Refusal {
     /// Total client connections at `max_connections`: closed at accept.
     MaxConnections,
-    /// Connections without a first request at `max_pending_connections`: closed at accept.
+    /// Connections without a first request at `max_pending_connections`: the
+    /// oldest of them closed to make room for the new one.
     MaxPending,
     /// One address at `max_connections_per_ip`: 429 at accept (or upgrade, behind a proxy).
     PerIpConnections,

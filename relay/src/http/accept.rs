@@ -3,10 +3,12 @@
 //!
 //! At accept, in this order (each O(1) but the per-address one, a sharded
 //! map): total connections (`max_connections`), connections without a
-//! first request (`max_pending_connections`), then, unless the peer is a
-//! trusted proxy, the peer address's open connections and new-connection
-//! bucket. A refused connection has sent nothing yet: over the total or
-//! pending cap it is closed at once (writing costs a syscall the flood
+//! first request (`max_pending_connections`: at the cap the *oldest*
+//! pending connection is closed to make room, see
+//! [`PendingSlot`](super::admission::PendingSlot)), then, unless the peer
+//! is a trusted proxy, the peer address's open connections and
+//! new-connection bucket. A refused connection has sent nothing yet: over
+//! the total cap it is closed at once (writing costs a syscall the flood
 //! would make us pay); over a per-address limit it gets a raw HTTP/1.1 429
 //! with a JSON body and `Retry-After` first (a NAT'd office deserves to be
 //! told). Every refusal is counted in `bm_relay_refused_total`.
@@ -161,7 +163,7 @@ fn admit(
         Ok(s) => s,
         Err(why) => return Err((stream, why)),
     };
-    let pending = match PendingSlot::admit(app, l) {
+    let pending = match PendingSlot::admit(app, adm, l) {
         Ok(p) => p,
         Err(why) => return Err((stream, why)),
     };
@@ -224,11 +226,12 @@ impl Timers {
 fn builder(l: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // hyper restarts its header timer as soon as a reply is written, so for
-    // HTTP/1.1 it is the keep-alive idle time plus the next head; the first
-    // head is timed by the watchdog (request_head_timeout_secs).
+    // HTTP/1.1 it bounds the keep-alive idle time plus the next head. The
+    // watchdog closes an idle connection at keepalive_idle_secs, first; the
+    // first head is timed by the watchdog too (request_head_timeout_secs).
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Limits::dur(l.keepalive_idle_secs))
+        .header_read_timeout(Limits::dur(l.keepalive_idle_secs + l.request_head_timeout_secs))
         .max_buf_size(l.max_request_head_bytes)
         .max_headers(l.max_headers);
     b.http2()
@@ -258,6 +261,8 @@ async fn serve_connection(ctx: Arc<ConnCtx>, builder: auto::Builder<TokioExecuto
     tokio::pin!(conn);
     let head_by = ctx.born + t.head;
     let mut closing: Option<Instant> = None;
+    let evicted = ctx.pending.evicted();
+    tokio::pin!(evicted);
     loop {
         let wake = match closing {
             Some(at) => at,
@@ -273,6 +278,8 @@ async fn serve_connection(ctx: Arc<ConnCtx>, builder: auto::Builder<TokioExecuto
                 return;
             }
             _ = sleep_until(wake) => {}
+            // Counted by the newer connection that evicted this one.
+            _ = &mut evicted, if !ctx.pending.is_released() => return,
         }
         let now = Instant::now();
         if closing.is_some() {

@@ -7,13 +7,14 @@
 //! [`SHARDS`] mutexes, touched once at accept and once at close, never per
 //! request or per event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hyper::HeaderMap;
+use tokio::sync::Notify;
 
 use crate::config::{mask, Cidr, Limits};
 use crate::metrics::Refusal;
@@ -36,6 +37,8 @@ struct PerIp {
 pub(super) struct Admission {
     ips: [Mutex<HashMap<IpAddr, PerIp>>; SHARDS],
     body_bytes: AtomicUsize,
+    /// Pending connections, oldest first (see [`PendingSlot`]).
+    pending: Mutex<VecDeque<Arc<PendingState>>>,
 }
 
 /// The address the per-address limits count: IPv6 by /64 (one host
@@ -59,7 +62,11 @@ fn shard_of(key: &IpAddr) -> usize {
 
 impl Admission {
     pub(super) fn new() -> Arc<Admission> {
-        Arc::new(Admission { ips: std::array::from_fn(|_| Mutex::new(HashMap::new())), body_bytes: AtomicUsize::new(0) })
+        Arc::new(Admission {
+            ips: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            body_bytes: AtomicUsize::new(0),
+            pending: Mutex::new(VecDeque::new()),
+        })
     }
 
     /// Counts a new connection from `ip` against the per-address limits.
@@ -189,34 +196,71 @@ impl Drop for ConnSlot {
     }
 }
 
+/// What a pending connection shares with the queue of pending connections:
+/// whether its first head arrived, and the bell that evicts it.
+pub(super) struct PendingState {
+    released: AtomicBool,
+    evict: Notify,
+}
+
 /// A connection counted in `max_pending_connections` until its first
 /// request head is complete ([`PendingSlot::release`]) or it ends.
+///
+/// At the cap, a new connection evicts the oldest pending one rather than
+/// being refused: a flood of silent connections then only shortens how
+/// long a connection may stay silent (cap ÷ flood rate), while a client
+/// that sends its request right after connecting, as every real one does,
+/// still gets in. Refusing the newest instead would lock every new client
+/// out for as long as the flood lasts.
 pub(super) struct PendingSlot {
     app: Arc<App>,
-    released: AtomicBool,
+    state: Arc<PendingState>,
 }
 
 impl PendingSlot {
-    /// Counts a connection against `max_pending_connections`.
-    pub(super) fn admit(app: &Arc<App>, l: &Limits) -> Result<PendingSlot, Refusal> {
+    /// Counts a connection against `max_pending_connections`, evicting the
+    /// oldest pending connection when at the cap.
+    pub(super) fn admit(app: &Arc<App>, adm: &Admission, l: &Limits) -> Result<PendingSlot, Refusal> {
         let before = app.metrics.pending_connections.fetch_add(1, Relaxed);
-        let slot = PendingSlot { app: app.clone(), released: AtomicBool::new(false) };
-        if before >= l.max_pending_connections as u64 {
-            return Err(Refusal::MaxPending);
+        let state = Arc::new(PendingState { released: AtomicBool::new(false), evict: Notify::new() });
+        let slot = PendingSlot { app: app.clone(), state: state.clone() };
+        let mut queue = adm.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // Entries are dropped lazily, from the front: the queue holds the
+        // accepts since the oldest still-pending one (at most
+        // request_head_timeout_secs of them).
+        while queue.front().is_some_and(|f| f.released.load(Relaxed)) {
+            queue.pop_front();
         }
+        if before >= l.max_pending_connections as u64 {
+            match queue.pop_front() {
+                Some(oldest) => {
+                    oldest.evict.notify_one();
+                    app.metrics.refused(Refusal::MaxPending);
+                }
+                // Every counted connection is still to be dropped by its
+                // task (already evicted): refuse the new one.
+                None => return Err(Refusal::MaxPending),
+            }
+        }
+        queue.push_back(state);
         Ok(slot)
     }
 
     /// The first request head arrived: no longer pending (idempotent).
     pub(super) fn release(&self) {
-        if !self.released.swap(true, Relaxed) {
+        if !self.state.released.swap(true, Relaxed) {
             self.app.metrics.pending_connections.fetch_sub(1, Relaxed);
         }
     }
 
     /// Whether a first request head has arrived.
     pub(super) fn is_released(&self) -> bool {
-        self.released.load(Relaxed)
+        self.state.released.load(Relaxed)
+    }
+
+    /// Resolves when a newer connection evicts this one (see the type docs).
+    pub(super) fn evicted(&self) -> tokio::sync::futures::Notified<'_> {
+        self.state.evict.notified()
     }
 }
 

@@ -215,16 +215,24 @@ async fn connection_caps_answer_429_or_close_and_keep_room_for_pushes() {
     assert_eq!(r.metric("bm_relay_refused_total{reason=\"new_connections_per_ip_per_sec\"}").await, 1.0);
     drop(r);
 
-    // Pending (no first request) capped at 3: the fourth silent one is closed
-    // at once; one that sent a request no longer counts.
+    // Pending (no first request) capped at 3: a fourth connection evicts the
+    // oldest silent one (closed unanswered) and is served itself.
     let r = Relay::start("max_pending_connections = 3\nmax_connections = 10\napi_reserve_connections = 3\n").await;
     let mut silent = Vec::new();
     for _ in 0..3 {
         silent.push(connect(r.port).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut over = connect(r.port).await;
-    let (resp, closed) = read_to_close(&mut over, Duration::from_secs(2)).await;
-    assert!(closed && resp.is_empty(), "closed without an answer");
+    let mut newest = connect(r.port).await;
+    let (resp, closed) = read_to_close(&mut silent[0], Duration::from_secs(2)).await;
+    assert!(closed && resp.is_empty(), "the oldest pending connection is closed unanswered");
+    newest.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let (resp, _) = read_to_close(&mut newest, Duration::from_secs(2)).await;
+    assert_eq!(status(&resp), 404, "the newest is served");
+    for s in &mut silent[1..] {
+        let (_, closed) = read_to_close(s, Duration::from_millis(200)).await;
+        assert!(!closed, "the others are left alone");
+    }
     assert_eq!(r.metric("bm_relay_refused_total{reason=\"max_pending_connections\"}").await, 1.0);
     drop(silent);
     tokio::time::sleep(Duration::from_millis(100)).await;
