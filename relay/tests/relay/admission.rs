@@ -380,3 +380,26 @@ async fn admin_listener_has_a_timer_a_cap_and_no_pid() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(r.metric("bm_relay_refused_total{reason=\"admin_max_connections\"}").await, 1.0);
 }
+
+#[tokio::test]
+async fn a_reload_applies_new_connection_limits_to_new_connections() {
+    let r = Relay::start(&format!("max_connections_per_ip = 10\n{DIRECT}")).await;
+    let first = connect(r.port).await;
+    let lowered = format!("{FAST}max_connections_per_ip = 1\n{DIRECT}");
+    std::fs::write(&r.config_path, config_text(r.port, r.admin, &[&r.site], &lowered)).unwrap();
+    r.signal(libc::SIGHUP);
+    // The reload is logged; then a second connection from the same address
+    // is over the new cap, while the first stays open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !r.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload: {}", r.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut second = connect(r.port).await;
+    let (resp, _) = read_to_close(&mut second, Duration::from_secs(2)).await;
+    assert_eq!(status(&resp), 429, "{}", String::from_utf8_lossy(&resp));
+    let mut first = first;
+    first.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let (resp, _) = read_to_close(&mut first, Duration::from_secs(2)).await;
+    assert_eq!(status(&resp), 404, "the open connection is not cut by the reload");
+}
