@@ -88,6 +88,28 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
+    /// Request signatures and JWTs share the relay key; they cannot be
+    /// confused: a request's signing string always holds a `\n` after the
+    /// timestamp, a JWT's signing input (`base64url.base64url`) never holds
+    /// one, so no HMAC input is both and no tag verifies as the other
+    /// (docs/PROTOCOL.md §5, "domain separation").
+    #[test]
+    fn request_signatures_are_domain_separated_from_jwts() {
+        let key = crate::RelayKey::from_bytes([7; 32]);
+        let site = SiteId::new("example.com").unwrap();
+        let jwt = crate::token::Claims::connection(site.clone(), crate::UserId::new(2).unwrap(), 1_764_000_000, 3600).mint(&key);
+        let (input, _) = jwt.rsplit_once('.').unwrap();
+        assert!(input.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'));
+        for (ts, method, path) in [(0u64, "POST", "/v1/push"), (u64::MAX, "", "")] {
+            let prefix = format!("{ts}\n{site}\n{method} {path}\n");
+            assert!(prefix.as_bytes()[..21.min(prefix.len())].contains(&b'\n'));
+        }
+        // And concretely: the token's tag is no request signature over its input.
+        let tag = jwt.rsplit_once('.').unwrap().1;
+        let as_sig = format!("v1={}", hex::encode(crate::b64::decode(tag).unwrap()));
+        assert!(verify(&key, "1764000000", &as_sig, &site, "POST", "/v1/push", input.as_bytes(), 1_764_000_000, 60).is_err());
+    }
+
     use super::*;
 
     const NOW: u64 = 1_764_000_000;

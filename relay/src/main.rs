@@ -182,13 +182,20 @@ fn init_logging(format: Option<&str>, filter: Option<&str>) {
     tracing_subscriber::registry().with(layer.with_filter(env.and(caps))).init();
 }
 
-/// Zero retention includes crashes: no core file (it would hold tokens and
-/// envelopes in flight) is ever written by this process.
+/// Zero retention includes crashes: no core file (it would hold tokens,
+/// relay keys and envelopes in flight) is ever written by this process, and
+/// it is not dumpable: other processes of the same user cannot ptrace it or
+/// read its memory through /proc (PR_SET_DUMPABLE 0). Swap is the
+/// operator's (docs/DEPLOY.md: encrypted swap or none); the relay holds no
+/// key that opens content, so what swap could leak is routing metadata and
+/// the relay keys, which sign tokens and pushes.
 fn forbid_core_dumps() {
     let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: setrlimit reads a valid, initialized struct; failure is harmless.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
-    if rc != 0 {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes one integer argument.
+    let rc2 = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 || rc2 != 0 {
         tracing::warn!("could not disable core dumps");
     }
 }
@@ -294,6 +301,16 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_process_is_not_dumpable() {
+        forbid_core_dumps();
+        // SAFETY: plain queries.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+        let mut lim = libc::rlimit { rlim_cur: 1, rlim_max: 1 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) }, 0);
+        assert_eq!((lim.rlim_cur, lim.rlim_max), (0, 0));
+    }
 
     #[test]
     fn library_logs_are_capped() {

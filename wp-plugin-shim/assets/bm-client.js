@@ -92,6 +92,20 @@ export const CLOSE = Object.freeze({
   POLICY: 1008,
 });
 
+/** Longest reconnect delay a relay may ask for (ms); a larger hint is capped. */
+const MAX_RETRY_HINT = 600000;
+
+/**
+ * The relay's reconnect delay from a close reason (`…; retry_ms=N`), or
+ * null when it gave none.
+ * @param {string} reason
+ * @returns {number|null}
+ */
+function retryHint(reason) {
+  const m = /(?:^|;\s*)retry_ms=(\d{1,9})\b/.exec(reason || '');
+  return m ? Math.min(Number(m[1]), MAX_RETRY_HINT) : null;
+}
+
 /** ms a connection must hold before the backoff starts over. */
 const STABLE_AFTER = 5000;
 /** Close code the client uses for a socket it gives up on (ping or ready timeout). */
@@ -436,7 +450,11 @@ export class BmClient {
     this._teardown(reason || `closed with ${code}`);
     if (wasConnected) this._lostAt = Date.now();
     else this._failures++;
-    this._setState('disconnected', { code, reason });
+    // A relay going away (shutdown, restart, reload) may say when to come
+    // back (`; retry_ms=N` in the close reason, PROTOCOL.md §6): it spreads
+    // thousands of browsers over time, so a restart is no reconnect storm.
+    const hint = retryHint(reason);
+    this._setState('disconnected', hint === null ? { code, reason } : { code, reason, retryIn: hint });
     if (this._stopped) return;
     switch (code) {
       case CLOSE.UNAUTHORIZED:
@@ -453,8 +471,9 @@ export class BmClient {
       // loss: the same token will do.
     }
     // Always with backoff and full jitter (after a connection that held,
-    // the backoff has started over: the first delay is within `base`).
-    this._scheduleReconnect();
+    // the backoff has started over: the first delay is within `base`), or
+    // after the relay's hint plus a little jitter of our own.
+    this._scheduleReconnect(hint);
     if (this._failures >= this.o.fallbackAfter) this._startPolling();
   }
 
@@ -462,11 +481,11 @@ export class BmClient {
    * @private exponential backoff with full jitter: uniform in
    * [0, min(cap, base * 2^attempt)].
    */
-  _scheduleReconnect() {
+  _scheduleReconnect(hint = null) {
     if (this._stopped || this._state === 'closed') return;
     const ceiling = Math.min(this.o.backoffCap, this.o.backoffBase * 2 ** Math.min(this._attempt, 30));
     this._attempt++;
-    const delay = Math.random() * ceiling;
+    const delay = hint === null ? Math.random() * ceiling : hint + Math.random() * Math.min(ceiling, 250);
     this._clearTimer('reconnect');
     this._timers.reconnect = setTimeout(() => this._reconnectNow(), delay);
   }

@@ -11,6 +11,7 @@ class CountingWebSocket extends WebSocket {
   constructor(url) {
     super(url);
     window.bmSockets = (window.bmSockets || 0) + 1;
+    (window.bmSocketTimes ||= []).push(Date.now());
   }
 }
 
@@ -25,7 +26,7 @@ async function json(path) {
  */
 window.setupClient = (cfg) => {
   const u = cfg.user;
-  const log = { states: [], ready: [], events: [], hints: [], dropped: [], errors: [], unsubs: [], catchups: [], polling: [] };
+  const log = { states: [], ready: [], events: [], hints: [], dropped: [], errors: [], unsubs: [], catchups: [], polling: [], retries: [] };
   window.bmLog = log;
   window.bmSockets = 0;
   const client = new BmClient({
@@ -44,7 +45,10 @@ window.setupClient = (cfg) => {
     ...(cfg.opts || {}),
   });
   const list = document.getElementById('log');
-  client.on('state', (s) => log.states.push(s.state + (s.code ? `:${s.code}` : '')));
+  client.on('state', (s) => {
+    log.states.push(s.state + (s.code ? `:${s.code}` : ''));
+    if (s.retryIn !== undefined) log.retries.push({ at: Date.now(), retryIn: s.retryIn, reason: s.reason });
+  });
   client.on('ready', (r) => log.ready.push(r));
   client.on('event', (e) => {
     log.events.push(e);

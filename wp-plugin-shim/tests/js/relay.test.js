@@ -38,6 +38,7 @@ const wp = {
     this.tokenLife = {};
     this.lastToken = {};
     this.tokenRequests = {};
+    this.revokedAt = {};
     this.stored = {};
     this.catchupRequests = {};
     this.pollRequests = {};
@@ -53,7 +54,9 @@ const routes = {
     const mode = wp.tokenMode[user] || 'ok';
     if (mode === 'fail') throw forbidden('not logged in');
     if (mode === 'same' && wp.lastToken[user]) return { token: wp.lastToken[user] };
-    const iat = Math.floor(Date.now() / 1000);
+    // As WordPress does (PROTOCOL.md §6): after revoking a user at second
+    // t, its tokens carry iat > t (the relay refuses iat <= t).
+    const iat = Math.max(Math.floor(Date.now() / 1000), (wp.revokedAt[user] ?? -1) + 1);
     let exp = iat + (wp.tokenLife[user] || 3600);
     let token = mintToken(SITE.relayKey, { site: SITE.site, sub: user, iat, exp });
     // Two tokens minted in one second would be equal: a real WordPress
@@ -293,6 +296,9 @@ test('revoked (4003): no retry with the same token; a new token reconnects', asy
   // The same again, but WordPress hands out a new token: the client reconnects.
   wp.tokenMode[3] = 'ok';
   const other = await pageFor(3);
+  // Recorded before the request (the client asks for a token as soon as
+  // the 4003 arrives), one second ahead: the request's timestamp is at most that.
+  wp.revokedAt[3] = Math.floor(Date.now() / 1000) + 1;
   await relayPost(relay.port, SITE.site, SITE.relayKey, '/v1/disconnect', { users: [3] });
   await other.waitForFunction(() => window.bmLog.states.includes('disconnected:4003'), null, { timeout: 5000 });
   await other.waitForFunction(() => window.client.state === 'connected', null, { timeout: 5000 });
@@ -421,15 +427,25 @@ test('a relay that stops answering (half-open socket) is noticed by pings; the c
   await page.close();
 });
 
-test('relay shutting down (SIGTERM) closes with 1001; the client reconnects to the new relay with jitter', async () => {
+test('relay shutting down (SIGTERM) closes with 1001 and a retry_ms hint; the client waits that long, then reconnects to the new relay', async () => {
   wp.reset();
   const page = await pageFor(2, { subscribe: true, opts: { backoffCap: 1000 } });
+  const socketsBefore = await page.evaluate(() => window.bmSockets);
   process.kill(relay.child.pid, 'SIGTERM');
   await page.waitForFunction(() => window.client.state !== 'connected', null, { timeout: 5000 });
   await relay.stop();
-  assert.ok((await logOf(page)).states.includes('disconnected:1001'), (await logOf(page)).states.join());
+  const log = await logOf(page);
+  assert.ok(log.states.includes('disconnected:1001'), log.states.join());
+  assert.equal(log.retries.length, 1, JSON.stringify(log.retries));
+  const { at, retryIn, reason } = log.retries[0];
+  assert.match(reason, new RegExp(`retry_ms=${retryIn}$`));
+  assert.ok(retryIn >= 1 && retryIn <= 1000, `one socket is told to come back within the relay's 1 s minimum window: ${retryIn}`);
   relay = await startRelay({ site: SITE.site, relayKey: SITE.relayKey, port: relay.port, adminPort: relay.adminPort });
   await page.waitForFunction(() => window.client.state === 'connected', null, { timeout: 8000 });
+  // No attempt before the hint ran out: the first new socket came after it.
+  assert.ok((await page.evaluate(() => window.bmSockets)) > socketsBefore);
+  const firstTry = (await page.evaluate(() => window.bmSocketTimes)).find((t) => t >= at);
+  assert.ok(firstTry >= at + retryIn - 5, `first new socket ${firstTry - at} ms after the close, hint ${retryIn} ms`);
   const e = seal(SITE.site, SITE.keyFor(`t/${THREAD}/0`), `t/${THREAD}/0`, 'message.new', { text: 'on the new relay' });
   await push([{ to: [], thread: THREAD, e }]);
   await page.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
