@@ -56,7 +56,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What the requests of one client connection share.
 pub(super) struct ConnCtx {
+    /// The relay's shared state.
     pub(super) app: Arc<App>,
+    /// The listener's admission state (body bytes, per-address slots).
     pub(super) adm: Arc<Admission>,
     /// The socket, shared with a WebSocket's outbox after an upgrade.
     pub(super) sock: Arc<TcpStream>,
@@ -65,6 +67,7 @@ pub(super) struct ConnCtx {
     pub(super) peer_trusted: bool,
     /// This connection's place in `max_connections`; a WebSocket keeps a clone.
     pub(super) slot: Arc<ConnSlot>,
+    /// This connection's place in `max_pending_connections` until its first head.
     pending: PendingSlot,
     /// Requests in flight.
     active: AtomicU32,

@@ -61,6 +61,7 @@ fn shard_of(key: &IpAddr) -> usize {
 }
 
 impl Admission {
+    /// Empty state, for one listener.
     pub(super) fn new() -> Arc<Admission> {
         Arc::new(Admission {
             ips: std::array::from_fn(|_| Mutex::new(HashMap::new())),
