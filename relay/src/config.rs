@@ -142,9 +142,11 @@ pub struct Limits {
     // Admission of client connections (issue #11: no anonymous client can
     // exhaust the relay). Read at each accept, so a reload applies to new
     // connections; open ones keep the values they were admitted under.
-    /// Time from accept until the first request head is complete (covers
-    /// HTTP/2 preface and version detection, which hyper does not time).
-    /// A silent or trickling connection costs an fd until then.
+    /// Time from accept an anonymous connection is given: a silent one
+    /// (no complete request head: covers HTTP/2 preface and version
+    /// detection, which hyper does not time) is dropped then; one that made
+    /// only unsigned or refused requests is closed once none is in flight.
+    /// A signed request or a WebSocket upgrade ends the anonymity.
     pub request_head_timeout_secs: f64,
     /// An idle keep-alive connection (HTTP/1.1 or h2c, no request in
     /// flight) is closed after this long (an idle connection costs an fd
@@ -168,13 +170,16 @@ pub struct Limits {
     /// Connections kept for the signed server API: WebSocket upgrades are
     /// refused (503) once `max_connections - api_reserve_connections`
     /// connections are open, so browsers filling the relay cannot stop
-    /// WordPress's pushes. Keep it above `max_pending_connections`.
+    /// WordPress's pushes. Keep it above `max_pending_connections`: then
+    /// WebSockets plus anonymous connections always leave room for signed
+    /// requests.
     pub api_reserve_connections: usize,
-    /// Connections accepted that have not completed a first request head
-    /// (silent, trickling, half a preface): the cheapest thing to open in
-    /// bulk. Past it, the oldest of them is closed to make room, so a flood
-    /// shortens how long a connection may stay silent instead of locking
-    /// out new clients (which send their request at once).
+    /// Anonymous connections: neither a signed server API request nor a
+    /// WebSocket upgrade yet (silent, trickling, half a preface, junk
+    /// requests): the cheapest thing to open in bulk. Past it, the oldest
+    /// one with no request in flight is closed to make room, so a flood
+    /// shortens how long such a connection may stay instead of locking out
+    /// new clients (which send their request at once).
     pub max_pending_connections: usize,
     /// Connections open at once from one client address (IPv6: one /64).
     /// Generous by default: a NAT'd office shares one address.

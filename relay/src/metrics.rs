@@ -61,8 +61,9 @@ impl Endpoint {
 pub enum Refusal {
     /// Total client connections at `max_connections`: closed at accept.
     MaxConnections,
-    /// Connections without a first request at `max_pending_connections`: the
-    /// oldest of them closed to make room for the new one.
+    /// Anonymous connections at `max_pending_connections`: the oldest idle
+    /// one closed to make room for the new one (or the new one closed, when
+    /// every one is answering a request).
     MaxPending,
     /// One address at `max_connections_per_ip`: 429 at accept (or upgrade, behind a proxy).
     PerIpConnections,
@@ -70,8 +71,8 @@ pub enum Refusal {
     PerIpRate,
     /// WebSocket upgrade refused (503) to keep `api_reserve_connections` for pushes.
     ApiReserve,
-    /// No complete first request head within `request_head_timeout_secs` (or a
-    /// later HTTP/1.1 head within `keepalive_idle_secs`): closed.
+    /// Still anonymous `request_head_timeout_secs` after accept (silent, or
+    /// only unsigned requests), or a later HTTP/1.1 head too slow: closed.
     RequestHeadTimeout,
     /// Request head over `max_request_head_bytes` / `max_headers`: 431.
     HeadTooLarge,
@@ -128,7 +129,7 @@ pub struct Metrics {
     requests: [[AtomicU64; 4]; Endpoint::ALL.len()],
     /// Client connections open (HTTP and WebSocket), for `max_connections`.
     pub client_connections: AtomicU64,
-    /// Client connections without a complete first request head yet.
+    /// Anonymous client connections (no signed request, no upgrade yet).
     pub pending_connections: AtomicU64,
     /// Admin connections open.
     pub admin_connections: AtomicU64,
@@ -272,7 +273,7 @@ impl Metrics {
             }
         }
         g(&mut o, "bm_relay_client_connections", "Client connections open (HTTP and WebSocket).", "gauge", self.client_connections.load(Relaxed));
-        g(&mut o, "bm_relay_pending_connections", "Client connections without a first request yet.", "gauge", self.pending_connections.load(Relaxed));
+        g(&mut o, "bm_relay_pending_connections", "Anonymous client connections (no signed request or upgrade yet).", "gauge", self.pending_connections.load(Relaxed));
         g(&mut o, "bm_relay_admin_connections", "Admin connections open.", "gauge", self.admin_connections.load(Relaxed));
         g(&mut o, "bm_relay_idle_closes_total", "Idle keep-alive connections closed.", "counter", self.idle_closes.load(Relaxed));
         let _ = writeln!(o, "# HELP bm_relay_refused_total Connections and requests refused or closed by a limit, by the limit's key.\n# TYPE bm_relay_refused_total counter");

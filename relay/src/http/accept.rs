@@ -2,10 +2,10 @@
 //! limits, and the two timers hyper does not have.
 //!
 //! At accept, in this order (each O(1) but the per-address one, a sharded
-//! map): total connections (`max_connections`), connections without a
-//! first request (`max_pending_connections`: at the cap the *oldest*
-//! pending connection is closed to make room, see
-//! [`PendingSlot`](super::admission::PendingSlot)), then, unless the peer
+//! map): total connections (`max_connections`), anonymous connections
+//! (`max_pending_connections`: neither a signed request nor a WebSocket
+//! upgrade yet; at the cap the *oldest idle* one is closed to make room,
+//! see [`PendingSlot`](super::admission::PendingSlot)), then, unless the peer
 //! is a trusted proxy, the peer address's open connections and
 //! new-connection bucket. A refused connection has sent nothing yet: over
 //! the total cap it is closed at once (writing costs a syscall the flood
@@ -14,12 +14,16 @@
 //! told). Every refusal is counted in `bm_relay_refused_total`.
 //!
 //! Per connection, a watchdog future beside hyper's:
-//! - until the first request head is complete (the service is called) it
-//!   allows `request_head_timeout_secs`, covering what hyper-util's
-//!   version detection and an h2 preface never time out;
-//! - then, whenever no request is in flight for `keepalive_idle_secs`, it
-//!   shuts the connection down gracefully (HTTP/1.1 closes; h2 sends
-//!   GOAWAY), and drops it if that has not finished a little later.
+//! - while the connection is anonymous it allows `request_head_timeout_secs`
+//!   from accept: silent (covering what hyper-util's version detection and
+//!   an h2 preface never time out), it is dropped then; having made only
+//!   unsigned or refused requests, it is shut down once none is in flight
+//!   (so junk requests cannot keep it open as keep-alive);
+//! - once trusted (a signed request passed, or a WebSocket upgrade),
+//!   whenever no request is in flight for `keepalive_idle_secs`, it shuts
+//!   the connection down gracefully (HTTP/1.1 closes; h2 sends GOAWAY).
+//!
+//! A graceful shutdown that has not finished a little later is a drop.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -54,6 +58,10 @@ const H2_SEND_BUF: usize = 64 * 1024;
 /// is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// How often an anonymous connection past `request_head_timeout_secs` is
+/// looked at while a request of it is still in flight.
+const ANON_POLL: Duration = Duration::from_millis(250);
+
 /// What the requests of one client connection share.
 pub(super) struct ConnCtx {
     /// The relay's shared state.
@@ -67,8 +75,8 @@ pub(super) struct ConnCtx {
     pub(super) peer_trusted: bool,
     /// This connection's place in `max_connections`; a WebSocket keeps a clone.
     pub(super) slot: Arc<ConnSlot>,
-    /// This connection's place in `max_pending_connections` until its first head.
-    pending: PendingSlot,
+    /// This connection's place in `max_pending_connections` while anonymous.
+    pub(super) pending: PendingSlot,
     /// Requests in flight.
     active: AtomicU32,
     /// When the last request ended, in ms since `born`.
@@ -87,7 +95,7 @@ struct InFlight<'a>(&'a ConnCtx);
 
 impl<'a> InFlight<'a> {
     fn start(ctx: &'a ConnCtx) -> Self {
-        ctx.pending.release();
+        ctx.pending.enter();
         ctx.active.fetch_add(1, Relaxed);
         InFlight(ctx)
     }
@@ -97,6 +105,7 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.last_done_ms.store(self.0.since_born_ms(), Relaxed);
         self.0.active.fetch_sub(1, Relaxed);
+        self.0.pending.leave();
     }
 }
 
@@ -269,7 +278,10 @@ async fn serve_connection(ctx: Arc<ConnCtx>, builder: auto::Builder<TokioExecuto
     loop {
         let wake = match closing {
             Some(at) => at,
-            None if !ctx.pending.is_released() => head_by,
+            None if !ctx.pending.is_released() && Instant::now() < head_by => head_by,
+            // Anonymous past its time but a request in flight (a body has its
+            // own timer): look again shortly.
+            None if !ctx.pending.is_released() => Instant::now() + ANON_POLL,
             None if ctx.active.load(Relaxed) > 0 => Instant::now() + t.idle,
             None => ctx.born + Duration::from_millis(ctx.last_done_ms.load(Relaxed)) + t.idle,
         };
@@ -282,17 +294,32 @@ async fn serve_connection(ctx: Arc<ConnCtx>, builder: auto::Builder<TokioExecuto
             }
             _ = sleep_until(wake) => {}
             // Counted by the newer connection that evicted this one.
-            _ = &mut evicted, if !ctx.pending.is_released() => return,
+            _ = &mut evicted, if closing.is_none() && !ctx.pending.is_released() => {
+                if !ctx.pending.is_started() {
+                    return;
+                }
+                // Idle after a junk request: let its reply finish.
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + CLOSE_GRACE.min(t.head));
+                continue;
+            }
         }
         let now = Instant::now();
         if closing.is_some() {
             return;
         }
         if !ctx.pending.is_released() {
-            if now >= head_by {
-                ctx.app.metrics.refused(Refusal::RequestHeadTimeout);
+            if now < head_by || ctx.active.load(Relaxed) > 0 {
+                continue;
+            }
+            ctx.app.metrics.refused(Refusal::RequestHeadTimeout);
+            if !ctx.pending.is_started() {
+                // Nothing was asked, nothing to answer.
                 return;
             }
+            // Let the last reply be written, then close.
+            conn.as_mut().graceful_shutdown();
+            closing = Some(now + CLOSE_GRACE.min(t.head));
             continue;
         }
         let idle_since = ctx.born + Duration::from_millis(ctx.last_done_ms.load(Relaxed));

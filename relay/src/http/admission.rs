@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -198,21 +198,31 @@ impl Drop for ConnSlot {
 }
 
 /// What a pending connection shares with the queue of pending connections:
-/// whether its first head arrived, and the bell that evicts it.
+/// whether it has started a request or proved itself, and the bell that
+/// evicts it.
 pub(super) struct PendingState {
     released: AtomicBool,
+    started: AtomicBool,
+    /// Requests in flight: a connection answering one is not evicted.
+    in_flight: AtomicU32,
     evict: Notify,
 }
 
-/// A connection counted in `max_pending_connections` until its first
-/// request head is complete ([`PendingSlot::release`]) or it ends.
+/// A connection counted in `max_pending_connections` while it is
+/// anonymous: until it makes a server API request whose signature checks,
+/// or is upgraded to a WebSocket ([`PendingSlot::release`]; a WebSocket's
+/// `auth` is then timed by `auth_timeout_secs`), or it ends. So junk
+/// requests on a kept-alive connection do not make it trusted, and the
+/// connections an anonymous client can hold are bounded by this cap and
+/// `request_head_timeout_secs`, whatever it sends.
 ///
-/// At the cap, a new connection evicts the oldest pending one rather than
-/// being refused: a flood of silent connections then only shortens how
-/// long a connection may stay silent (cap ÷ flood rate), while a client
-/// that sends its request right after connecting, as every real one does,
-/// still gets in. Refusing the newest instead would lock every new client
-/// out for as long as the flood lasts.
+/// At the cap, a new connection evicts the oldest pending one with no
+/// request in flight, rather than being refused: a flood of silent (or
+/// idle, junk-request) connections then only shortens how long such a
+/// connection may stay, cap ÷ flood rate, while a client that sends its
+/// request right after connecting, as every real one does, still gets in.
+/// Refusing the newest instead would lock every new client out for as long
+/// as the flood lasts. A request in flight is never cut by an eviction.
 pub(super) struct PendingSlot {
     app: Arc<App>,
     state: Arc<PendingState>,
@@ -220,26 +230,33 @@ pub(super) struct PendingSlot {
 
 impl PendingSlot {
     /// Counts a connection against `max_pending_connections`, evicting the
-    /// oldest pending connection when at the cap.
+    /// oldest idle pending connection when at the cap.
     pub(super) fn admit(app: &Arc<App>, adm: &Admission, l: &Limits) -> Result<PendingSlot, Refusal> {
         let before = app.metrics.pending_connections.fetch_add(1, Relaxed);
-        let state = Arc::new(PendingState { released: AtomicBool::new(false), evict: Notify::new() });
+        let state = Arc::new(PendingState {
+            released: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            evict: Notify::new(),
+        });
         let slot = PendingSlot { app: app.clone(), state: state.clone() };
         let mut queue = adm.pending.lock().unwrap_or_else(|p| p.into_inner());
-        // Entries are dropped lazily, from the front: the queue holds the
-        // accepts since the oldest still-pending one (at most
-        // request_head_timeout_secs of them).
+        // Released entries leave lazily, from the front, so the queue holds
+        // at most the accepts since the oldest still-pending connection.
         while queue.front().is_some_and(|f| f.released.load(Relaxed)) {
             queue.pop_front();
         }
         if before >= l.max_pending_connections as u64 {
-            match queue.pop_front() {
+            // O(pending) at worst, and only at the cap: the front is almost
+            // always idle.
+            let idle = queue.iter().position(|f| !f.released.load(Relaxed) && f.in_flight.load(Relaxed) == 0);
+            match idle.and_then(|i| queue.remove(i)) {
                 Some(oldest) => {
                     oldest.evict.notify_one();
                     app.metrics.refused(Refusal::MaxPending);
                 }
-                // Every counted connection is still to be dropped by its
-                // task (already evicted): refuse the new one.
+                // Every pending connection is answering a request: refuse
+                // the new one.
                 None => return Err(Refusal::MaxPending),
             }
         }
@@ -247,16 +264,33 @@ impl PendingSlot {
         Ok(slot)
     }
 
-    /// The first request head arrived: no longer pending (idempotent).
+    /// A request head arrived: not evicted while it is answered.
+    pub(super) fn enter(&self) {
+        self.state.started.store(true, Relaxed);
+        self.state.in_flight.fetch_add(1, Relaxed);
+    }
+
+    /// The request's reply is done.
+    pub(super) fn leave(&self) {
+        self.state.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// A signed request passed, or the connection became a WebSocket: no
+    /// longer pending (idempotent).
     pub(super) fn release(&self) {
         if !self.state.released.swap(true, Relaxed) {
             self.app.metrics.pending_connections.fetch_sub(1, Relaxed);
         }
     }
 
-    /// Whether a first request head has arrived.
+    /// Whether the connection has proved itself (see [`PendingSlot::release`]).
     pub(super) fn is_released(&self) -> bool {
         self.state.released.load(Relaxed)
+    }
+
+    /// Whether a request head has arrived.
+    pub(super) fn is_started(&self) -> bool {
+        self.state.started.load(Relaxed)
     }
 
     /// Resolves when a newer connection evicts this one (see the type docs).

@@ -181,6 +181,8 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
         SignatureError::BadSignature => err(ErrorCode::BadSignature, e.to_string()),
         SignatureError::Stale => err(ErrorCode::Stale, format!("{e} ({} s)", limits.max_skew_secs)),
     })?;
+    // Signed by a site's relay key: the connection is no longer anonymous.
+    ctx.pending.release();
     let text = std::str::from_utf8(&body).map_err(|_| err(ErrorCode::Malformed, "the body is not UTF-8"))?;
     let api_limits = limits.api();
     let max_queue = limits.outbound_queue_bytes;

@@ -88,6 +88,9 @@ pub(super) fn upgrade(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });
+    // A WebSocket now: its `auth` is timed (auth_timeout_secs) and capped
+    // (max_unauthenticated_sockets) by crate::ws.
+    ctx.pending.release();
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let hs = r.headers_mut();

@@ -161,21 +161,37 @@ async fn silent_half_preface_and_idle_connections_are_closed() {
     assert!(r.metric("bm_relay_refused_total{reason=\"request_head_timeout_secs\"}").await >= 3.0);
     assert_eq!(r.metric("bm_relay_pending_connections").await, 0.0);
 
-    // HTTP/1.1 keep-alive: idle after a reply, closed after keepalive_idle_secs.
+    // Junk requests do not make a connection trusted: a kept-alive one that
+    // only got a 404 is closed at request_head_timeout_secs after accept.
+    let mut junk = connect(r.port).await;
+    let started = Instant::now();
+    junk.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let (resp, closed) = read_to_close(&mut junk, Duration::from_secs(4)).await;
+    assert_eq!(status(&resp), 404);
+    assert!(closed && started.elapsed() < Duration::from_millis(1900), "{:?}", started.elapsed());
+
+    // HTTP/1.1 keep-alive after a signed request: idle after the reply,
+    // closed after keepalive_idle_secs.
+    let body = "{\"events\":[]}";
     let mut ka = connect(r.port).await;
-    ka.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    ka.write_all(post_head("/v1/push", body.len(), &signed_headers(&r.site, "/v1/push", body)).as_bytes()).await.unwrap();
+    ka.write_all(body.as_bytes()).await.unwrap();
     let started = Instant::now();
     let (resp, closed) = read_to_close(&mut ka, Duration::from_secs(5)).await;
-    assert_eq!(status(&resp), 404);
+    assert_eq!(status(&resp), 200, "{}", String::from_utf8_lossy(&resp));
     assert!(closed && started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
 
-    // h2c (prior knowledge): a request, then idle: GOAWAY and close.
+    // h2c (prior knowledge): a signed request, then idle: GOAWAY and close.
     let stream = connect(r.port).await;
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     let conn = tokio::spawn(conn);
-    let req = hyper::Request::get("http://127.0.0.1/nope").body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
-    assert_eq!(send.send_request(req).await.unwrap().status(), 404);
+    let mut req = hyper::Request::post("http://127.0.0.1/v1/push");
+    for (k, v) in signed_headers(&r.site, "/v1/push", body) {
+        req = req.header(k, v);
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
     let started = Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(6), conn).await;
     assert!(ended.is_ok(), "h2 connection closed by the relay");
@@ -402,4 +418,11 @@ async fn a_reload_applies_new_connection_limits_to_new_connections() {
     first.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
     let (resp, _) = read_to_close(&mut first, Duration::from_secs(2)).await;
     assert_eq!(status(&resp), 404, "the open connection is not cut by the reload");
+}
+
+/// Signs like WordPress does, for a request written by hand.
+fn signed_headers(site: &Site, path: &str, body: &str) -> Headers {
+    let ts = now();
+    let sig = bm_proto::signing::sign(&site.secret.relay_key(), ts, &site.id, "POST", path, body.as_bytes());
+    vec![("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)]
 }
