@@ -426,3 +426,36 @@ fn signed_headers(site: &Site, path: &str, body: &str) -> Headers {
     let sig = bm_proto::signing::sign(&site.secret.relay_key(), ts, &site.id, "POST", path, body.as_bytes());
     vec![("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)]
 }
+
+#[tokio::test]
+async fn at_the_pending_cap_the_oldest_idle_anonymous_connection_makes_room() {
+    let r = Relay::start(&format!("max_pending_connections = 3\nrequest_head_timeout_secs = 8\n{DIRECT}")).await;
+    // A: one junk request answered, kept alive, idle (anonymous still).
+    let mut a = connect(r.port).await;
+    a.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(2), a.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(status(&buf[..n]), 404);
+    // B: a signed request: trusted, no longer counted.
+    let body = "{\"events\":[]}";
+    let mut b = connect(r.port).await;
+    b.write_all(post_head("/v1/push", body.len(), &signed_headers(&r.site, "/v1/push", body)).as_bytes()).await.unwrap();
+    b.write_all(body.as_bytes()).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(2), b.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(status(&buf[..n]), 200);
+    // C, D: silent. E: over the cap (A, C, D pending): A, the oldest idle, goes.
+    let mut c = connect(r.port).await;
+    let mut d = connect(r.port).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut e = connect(r.port).await;
+    let (_, closed) = read_to_close(&mut a, Duration::from_secs(3)).await;
+    assert!(closed, "the oldest idle anonymous connection is evicted");
+    for (name, s) in [("signed", &mut b), ("silent c", &mut c), ("silent d", &mut d)] {
+        let (_, closed) = read_to_close(s, Duration::from_millis(300)).await;
+        assert!(!closed, "{name} is left alone");
+    }
+    e.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let (resp, _) = read_to_close(&mut e, Duration::from_secs(2)).await;
+    assert_eq!(status(&resp), 404);
+    assert_eq!(r.metric("bm_relay_refused_total{reason=\"max_pending_connections\"}").await, 1.0);
+}
