@@ -18,41 +18,7 @@ pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1008, 1013, 4001, 4003, 4008, 40
 /// Push latency histogram bounds, seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
 
-/// An endpoint of the signed server API (protocol §5): routing picks one
-/// by path, metrics count requests by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `POST /v1/push`.
-    Push,
-    /// `POST /v1/presence`.
-    Presence,
-    /// `POST /v1/disconnect`.
-    Disconnect,
-}
-
-impl Endpoint {
-    /// Every endpoint, in metrics order.
-    pub const ALL: [Endpoint; 3] = [Endpoint::Push, Endpoint::Presence, Endpoint::Disconnect];
-
-    /// The endpoint served at `path`, if any.
-    pub fn from_path(path: &str) -> Option<Endpoint> {
-        match path {
-            bm_proto::api::PATH_PUSH => Some(Endpoint::Push),
-            bm_proto::api::PATH_PRESENCE => Some(Endpoint::Presence),
-            bm_proto::api::PATH_DISCONNECT => Some(Endpoint::Disconnect),
-            _ => None,
-        }
-    }
-
-    /// The `endpoint` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::Push => "push",
-            Endpoint::Presence => "presence",
-            Endpoint::Disconnect => "disconnect",
-        }
-    }
-}
+pub use bm_proto::api::Endpoint;
 
 /// Why the HTTP layer refused or closed a client (or admin) connection or
 /// request: the `reason` label of `bm_relay_refused_total`. Each is one
