@@ -5,7 +5,8 @@
 #                       Debian's WordPress in a temp dir, a real relay and real
 #                       subscribers; once with the extension
 #                       (target/release/bm_relay.so from `make ext`), once with
-#                       the fallback
+#                       the fallback; then the same on a multisite network
+#                       (php-tests/wp/multisite)
 #   make test-fallback  the shared API suite (php-tests/api, minus its
 #                       `ext-only` group) and the vector checks
 #                       (php-tests/wp/fallback) WITHOUT the extension
@@ -37,10 +38,14 @@ test-wp-ext: wp-deps wp-relay wp-ext
 	  || { echo "test-wp: $(WP_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; }
 	@echo "== WordPress suite with the extension ($(WP_EXT_SO))"
 	@BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@echo "== WordPress multisite suite with the extension"
+	@BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
 test-wp-fallback: wp-deps wp-relay
 	@echo "== WordPress suite with the pure-PHP fallback"
 	@BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@echo "== WordPress multisite suite with the pure-PHP fallback"
+	@BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
 test-fallback: wp-deps ## the PHP API suite and vectors without the extension (pure-PHP fallback)
 	@echo "== API vectors, pure-PHP fallback"

@@ -18,12 +18,12 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame('option', $s['secret_source']);
         $this->assertStringNotContainsString($this->h()->secret, (string) json_encode($s), 'the secret is never shown');
 
-        update_option('bm_relay_admin_url', 'http://127.0.0.1:' . BM_WP_Harness::free_port());
+        update_option('bmr_admin_url', 'http://127.0.0.1:' . BM_WP_Harness::free_port());
         try {
             $down = BM_Relay_Admin::status();
             $this->assertFalse($down['relay']['ok']);
         } finally {
-            update_option('bm_relay_admin_url', 'http://127.0.0.1:' . $this->h()->admin_port);
+            update_option('bmr_admin_url', 'http://127.0.0.1:' . $this->h()->admin_port);
         }
     }
 
@@ -35,7 +35,7 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertStringContainsString('1 of your browser sockets', $r['detail']);
         $ev = $admin->expect('test');
         $this->assertSame('u/' . $this->uid('admin'), $ev['k']);
-        $this->assertSame(get_option('bm_relay_mode'), BM_Relay_Settings::mode(), 'the configured mode is restored');
+        $this->assertSame(get_option('bmr_mode'), BM_Relay_Settings::mode(), 'the configured mode is restored');
     }
 
     public function test_settings_page_renders_for_admins(): void
@@ -94,26 +94,26 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame($this->uid('bob'), $body['user']);
         [$code] = $bob->rest('GET', '/threads', null, '0123456789');
         $this->assertSame(403, $code, 'a forged nonce is refused');
-        $count = $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n'];
+        $count = $this->rows("SELECT COUNT(*) n FROM wp_bmr_messages WHERE thread_id = {$t['id']}")[0]['n'];
         [$code, , $out] = $bob->request('POST', "/wp-json/bm/v1/threads/{$t['id']}/messages", '{"text": "broken', ['Content-Type: application/json', 'X-WP-Nonce: ' . $nonce]);
         $this->assertSame(400, $code, $out);
         $this->assertSame('rest_invalid_json', json_decode($out, true)['code']);
         [$code, , $out] = $bob->request('POST', "/wp-json/bm/v1/threads/{$t['id']}/messages", '["text"]', ['Content-Type: application/json', 'X-WP-Nonce: ' . $nonce]);
         $this->assertSame(400, $code, $out);
-        $this->assertSame($count, $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n'], 'nothing stored from malformed bodies');
+        $this->assertSame($count, $this->rows("SELECT COUNT(*) n FROM wp_bmr_messages WHERE thread_id = {$t['id']}")[0]['n'], 'nothing stored from malformed bodies');
         [$code] = $h->login('carol')->rest('GET', "/threads/{$t['id']}/messages");
         $this->assertSame(403, $code, 'another logged-in user is not a member');
 
         // Async mode in a real server: the event is queued during the request
         // and sent at request end (RSHUTDOWN / shutdown function).
-        update_option('bm_relay_mode', 'async');
+        update_option('bmr_mode', 'async');
         try {
             [$code, $body] = $bob->rest('POST', "/threads/{$t['id']}/messages", ['text' => 'async over http'], $nonce);
             $this->assertSame(201, $code, json_encode($body));
             $this->assertFalse($body['pushed']);
             $this->assertSame('async over http', $alice->expect('message.new', 5, 2)['payload']['data']['text']);
         } finally {
-            update_option('bm_relay_mode', 'sync');
+            update_option('bmr_mode', 'sync');
         }
     }
 

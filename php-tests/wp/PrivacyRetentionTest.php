@@ -35,12 +35,12 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         $erase = call_user_func($erasers['bm-relay']['callback'], 'dave@example.test', 1);
         $this->assertTrue($erase['items_removed']);
         $this->assertTrue($erase['done']);
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_messages WHERE sender_id = {$this->uid('dave')}"));
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_message_meta WHERE user_id = {$this->uid('dave')}"));
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_participants WHERE user_id = {$this->uid('dave')}"));
-        $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$theirs['id']}"), 'other people\'s messages stay');
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_messages WHERE sender_id = {$this->uid('dave')}"));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_message_meta WHERE user_id = {$this->uid('dave')}"));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_participants WHERE user_id = {$this->uid('dave')}"));
+        $this->assertCount(1, $this->rows("SELECT * FROM wp_bmr_messages WHERE id = {$theirs['id']}"), 'other people\'s messages stay');
         $this->assertSame($mine['id'], $carol->expect('message.delete')['payload']['data']['id'], 'open pages drop the erased message');
-        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch'], 'the erased user\'s key is retired');
+        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['epoch'], 'the erased user\'s key is retired');
         $this->assertSame(bm_thread_key($t['id'], 1), $carol->expect('thread.key')['payload']['data']['keys']['key']);
     }
 
@@ -53,8 +53,8 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         $this->ok($this->rest('POST', "/threads/{$t['id']}/participants", 'alice', ['user_id' => $eve]));
         $bob = $this->sub('bob');
         $this->assertTrue(wp_delete_user($eve));
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_participants WHERE user_id = $eve"));
-        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch']);
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_participants WHERE user_id = $eve"));
+        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['epoch']);
         $ev = $bob->expect('thread.key');
         $this->assertSame($eve, $ev['payload']['data']['removed']);
         $this->assertSame(bm_thread_key($t['id'], 1), $ev['payload']['data']['keys']['key']);
@@ -67,22 +67,22 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         $old = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'old']), 201)['message'];
         $this->ok($this->rest('POST', "/messages/{$old['id']}/reactions", 'alice', ['emoji' => '👍']));
         $new = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'new']), 201)['message'];
-        $wpdb->query($wpdb->prepare("UPDATE wp_bm_messages SET created_at = %s WHERE id = %d", gmdate('Y-m-d H:i:s', time() - 40 * DAY_IN_SECONDS), $old['id']));
+        $wpdb->query($wpdb->prepare("UPDATE wp_bmr_messages SET created_at = %s WHERE id = %d", gmdate('Y-m-d H:i:s', time() - 40 * DAY_IN_SECONDS), $old['id']));
 
-        update_option('bm_relay_retention_days', 0);
+        update_option('bmr_retention_days', 0);
         $this->assertSame(0, BM_Relay_Retention::run(), '0 days keeps everything');
-        $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$old['id']}"));
+        $this->assertCount(1, $this->rows("SELECT * FROM wp_bmr_messages WHERE id = {$old['id']}"));
 
-        update_option('bm_relay_retention_days', 30);
+        update_option('bmr_retention_days', 30);
         $alice = $this->sub('alice', [$t['id']]);
         // Run it the way WP-Cron does: through the scheduled hook.
         $this->assertNotFalse(wp_next_scheduled(BM_Relay_Retention::HOOK));
         do_action(BM_Relay_Retention::HOOK);
-        update_option('bm_relay_retention_days', 0);
+        update_option('bmr_retention_days', 0);
 
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$old['id']}"));
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_message_meta WHERE message_id = {$old['id']}"));
-        $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$new['id']}"), 'recent messages stay');
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_messages WHERE id = {$old['id']}"));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_message_meta WHERE message_id = {$old['id']}"));
+        $this->assertCount(1, $this->rows("SELECT * FROM wp_bmr_messages WHERE id = {$new['id']}"), 'recent messages stay');
         $ev = $alice->expect('message.delete');
         $this->assertSame(['id' => $old['id'], 'thread' => $t['id']], $ev['payload']['data']);
         $this->assertCount(1, $alice->settle(0.2));
@@ -101,8 +101,8 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
             $this->assertSame([], $r['delivered_to']);
             $this->assertNotNull(BM_Relay_Push::$last_error);
             $this->assertStringNotContainsString($h->secret, (string) BM_Relay_Push::$last_error);
-            $this->assertSame('while the relay is down', $this->rows("SELECT content FROM wp_bm_messages WHERE id = {$r['message']['id']}")[0]['content']);
-            $this->assertSame('1', $this->rows("SELECT unread_count FROM wp_bm_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0]['unread_count']);
+            $this->assertSame('while the relay is down', $this->rows("SELECT content FROM wp_bmr_messages WHERE id = {$r['message']['id']}")[0]['content']);
+            $this->assertSame('1', $this->rows("SELECT unread_count FROM wp_bmr_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0]['unread_count']);
             $stats = bm_stats();
             $this->assertGreaterThan(0, $stats['failed']);
             // Every other write also succeeds.
@@ -110,7 +110,7 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
             $this->ok($this->rest('POST', "/threads/{$t['id']}/read", 'bob'));
             $this->ok($this->rest('POST', '/threads', 'bob', ['participants' => [$this->uid('carol')]]), 201);
             $this->ok($this->rest('DELETE', "/threads/{$t['id']}/participants/{$this->uid('bob')}", 'alice'));
-            $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch']);
+            $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['epoch']);
         } finally {
             $h->start_relay();
         }
@@ -126,7 +126,7 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
     {
         $t = $this->thread('carol', ['dave'], 'Async');
         $dave = $this->sub('dave');
-        update_option('bm_relay_mode', 'async');
+        update_option('bmr_mode', 'async');
         BM_Relay_Settings::apply();
         try {
             $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'queued']), 201);
@@ -134,7 +134,7 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
             $this->assertTrue(bm_flush(2000));
             $this->assertSame('queued', $dave->expect('message.new')['payload']['data']['text']);
         } finally {
-            update_option('bm_relay_mode', 'sync');
+            update_option('bmr_mode', 'sync');
             BM_Relay_Settings::apply();
         }
     }
@@ -155,21 +155,21 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
     public function test_without_relay_settings_messages_are_stored_and_token_says_unconfigured(): void
     {
         $t = $this->thread('carol', ['dave'], 'Unconfigured');
-        $url = get_option('bm_relay_url');
-        $secret = get_option('bm_relay_secret');
-        update_option('bm_relay_url', '');
+        $url = get_option('bmr_url');
+        $secret = get_option('bmr_secret');
+        update_option('bmr_url', '');
         bm_configure(['url' => null]);
         BM_Relay_Settings::apply();
         try {
             $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'no relay url']), 201);
             $this->assertFalse($r['pushed']);
             $this->assertStringContainsString('bm_relay.url is not set', (string) BM_Relay_Push::$last_error);
-            $this->assertCount(1, $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$r['message']['id']}"));
+            $this->assertCount(1, $this->rows("SELECT * FROM wp_bmr_messages WHERE id = {$r['message']['id']}"));
 
             // No secret anywhere (a fresh request over HTTP; this process keeps
             // its configured secret): keys are withheld, /token explains,
             // messages are still stored.
-            delete_option('bm_relay_secret');
+            delete_option('bmr_secret');
             $this->assertSame('none', BM_Relay_Settings::secret_source());
             $http = $this->h()->login('carol');
             $nonce = $http->nonce();
@@ -182,10 +182,10 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
             [$code, $body] = $http->rest('POST', "/threads/{$t['id']}/messages", ['text' => 'still stored'], $nonce);
             $this->assertSame(201, $code, json_encode($body));
             $this->assertFalse($body['pushed']);
-            $this->assertSame('still stored', $this->rows("SELECT content FROM wp_bm_messages WHERE id = {$body['message']['id']}")[0]['content']);
+            $this->assertSame('still stored', $this->rows("SELECT content FROM wp_bmr_messages WHERE id = {$body['message']['id']}")[0]['content']);
         } finally {
-            update_option('bm_relay_url', $url);
-            add_option('bm_relay_secret', $secret, '', false);
+            update_option('bmr_url', $url);
+            add_option('bmr_secret', $secret, '', false);
             BM_Relay_Settings::apply();
         }
         $this->assertSame($this->h()->relay_key, bm_relay_key());

@@ -27,7 +27,7 @@ abstract class BM_WP_TestCase extends TestCase
 
     protected function setUp(): void
     {
-        BM_Relay_Push::$last_error = null;
+        BM_Relay_Push::reset_request();
         BM_Relay_Settings::apply();
         clearstatcache();
         $log = $this->h()->run . '/wp-debug.log';
@@ -92,6 +92,8 @@ abstract class BM_WP_TestCase extends TestCase
      */
     protected function rest(string $method, string $route, ?string $user, array $body = [], array $query = [], $nonce = null): array
     {
+        // Each call is a request of its own (PHP keeps no state between them).
+        BM_Relay_Push::reset_request();
         wp_set_current_user($user === null ? 0 : $this->uid($user));
         $req = new WP_REST_Request($method, '/bm/v1' . $route);
         if ($nonce === null) {

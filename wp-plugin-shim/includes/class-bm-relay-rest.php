@@ -150,7 +150,7 @@ final class BM_Relay_REST
         if ($text === '') {
             return self::bad('text', __('must not be empty', 'bm-relay'));
         }
-        $max = max(1, (int) BM_Relay_Settings::get('bm_relay_max_length'));
+        $max = max(1, (int) BM_Relay_Settings::get('bmr_max_length'));
         if (mb_strlen($text, 'UTF-8') > $max || strlen($text) > 60000) {
             /* translators: %d: maximum number of characters */
             return new WP_Error('bm_relay_too_long', sprintf(__('Message is too long (at most %d characters).', 'bm-relay'), $max), ['status' => 413, 'param' => 'text']);
@@ -354,25 +354,38 @@ final class BM_Relay_REST
         }
         $thread = BM_Relay_Store::thread($id);
         // Everyone, the creator included: their other tabs learn of it too.
+        // One push request for all of them, whatever the thread's size.
+        $events = [];
+        $participants = BM_Relay_Store::members($id);
         foreach (array_merge([$me], $members) as $user) {
-            self::announce_thread($user, $thread);
+            $event = self::announce_event($user, $thread, $participants);
+            if ($event !== null) {
+                $events[] = $event;
+            }
         }
+        BM_Relay_Push::send($events);
         return new WP_REST_Response(['thread' => self::format_thread($thread, $me)], 201);
     }
 
-    /** Sends `thread.added` (thread, key and thread token) to one member. */
-    private static function announce_thread(int $user, object $thread): void
+    /**
+     * The `thread.added` event (thread, key and thread token) for one
+     * member, sealed with their user key; null when no key can be made.
+     *
+     * @param list<int> $participants
+     * @return array<string,mixed>|null
+     */
+    private static function announce_event(int $user, object $thread, array $participants): ?array
     {
         $keys = BM_Relay_Push::thread_keys($user, $thread);
         if ($keys === null) {
-            return;
+            return null;
         }
-        BM_Relay_Push::user_event($user, 'thread.added', [
+        return BM_Relay_Push::user_event_array($user, 'thread.added', [
             'thread' => [
                 'id' => (int) $thread->id,
                 'subject' => (string) $thread->subject,
                 'created_by' => (int) $thread->created_by,
-                'participants' => BM_Relay_Store::members((int) $thread->id),
+                'participants' => $participants,
             ],
             'keys' => $keys,
         ]);
@@ -399,8 +412,12 @@ final class BM_Relay_REST
         $added = BM_Relay_Store::add_member((int) $thread->id, $user, (int) $thread->epoch);
         if ($added) {
             $thread = BM_Relay_Store::thread((int) $thread->id);
-            self::announce_thread($user, $thread);
-            BM_Relay_Push::thread_event($thread, 'participant.added', ['thread' => (int) $thread->id, 'user' => $user]);
+            $events = [BM_Relay_Push::thread_event_array($thread, 'participant.added', ['thread' => (int) $thread->id, 'user' => $user])];
+            $announce = self::announce_event($user, $thread, BM_Relay_Store::members((int) $thread->id));
+            if ($announce !== null) {
+                array_unshift($events, $announce);
+            }
+            BM_Relay_Push::send($events);
         }
         return new WP_REST_Response(['thread' => self::format_thread($thread, get_current_user_id()), 'added' => $added]);
     }
@@ -510,7 +527,8 @@ final class BM_Relay_REST
         if ($client_id !== null) {
             $data['client_id'] = $client_id;
         }
-        $res = BM_Relay_Push::thread_event($thread, 'message.new', $data, 'm' . $id);
+        // The event id is random (not the message id): nobody can predict it.
+        $res = BM_Relay_Push::thread_event($thread, 'message.new', $data);
         $delivered = [];
         if ($res !== null) {
             $delivered = array_values(array_diff(array_map('intval', $res['online']), [$me]));
@@ -710,7 +728,7 @@ final class BM_Relay_REST
             }
         }
         return new WP_REST_Response([
-            'url' => (string) BM_Relay_Settings::get('bm_relay_public_url'),
+            'url' => (string) BM_Relay_Settings::get('bmr_public_url'),
             'site' => (string) (bm_stats()['site'] ?? ''),
             'user' => $me,
             'token' => $token,

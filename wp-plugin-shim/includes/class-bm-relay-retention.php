@@ -15,7 +15,7 @@ defined('ABSPATH') || exit;
 final class BM_Relay_Retention
 {
     /** Cron hook name. */
-    public const HOOK = 'bm_relay_retention';
+    public const HOOK = 'bmr_retention';
     /** Messages removed per batch (bounded work per run). */
     private const BATCH = 500;
     /** Batches per run at most. */
@@ -39,7 +39,7 @@ final class BM_Relay_Retention
     public static function run(): int
     {
         global $wpdb;
-        $days = (int) BM_Relay_Settings::get('bm_relay_retention_days');
+        $days = (int) BM_Relay_Settings::get('bmr_retention_days');
         if ($days < 1) {
             return 0;
         }
