@@ -72,6 +72,15 @@ const TYPING_SHOW_MS = 5000;
 const TYPING_SEND_MS = 2500;
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
+/**
+ * An envelope sealed with a key we do not hold makes the page ask WordPress
+ * (POST /token, then a resync) — but anyone in a thread can send hints
+ * sealed with any epoch of it. So a thread's key is fetched again only for
+ * an epoch newer than the one we know and at most this far ahead …
+ */
+const KEY_EPOCH_AHEAD = 16;
+/** … and at most once per thread in this many ms (the resync likewise). */
+const KEY_REFETCH_MS = 30000;
 /** Largest thread id we accept (JSON-safe ids, as the plugin). */
 const MAX_ID = Number.MAX_SAFE_INTEGER;
 
@@ -128,6 +137,10 @@ export class BmChat {
     this.names = new Map([[this.me, this.t.you]]);
     this.current = null;
     this.bundleCache = null;
+    /** @type {Map<string, number>} thread → when its keys were last fetched for an unknown key id */
+    this.keyFetchedAt = new Map();
+    /** @type {Map<string, number>} thread → when it was last resynced for an unopenable event */
+    this.resyncedAt = new Map();
     this.bundlePromise = null;
     this.client = null;
     this.typingSentAt = 0;
@@ -245,10 +258,12 @@ export class BmChat {
         let cache = await this.bundle();
         if (!cache.keys.has(kid)) {
           // A key we do not hold yet (a new thread, a new epoch): wait for
-          // the bundle being fetched, or fetch one — at most once a second,
-          // so envelopes with unknown key ids cannot make us hammer WordPress.
+          // the bundle being fetched, or fetch one — only for a plausible
+          // key (see keyWorthAsking) and at most once per thread per
+          // KEY_REFETCH_MS, so envelopes with made-up key ids cannot make
+          // every member's page hammer WordPress.
           if (this.bundlePromise) cache = await this.bundlePromise;
-          else if (Date.now() - cache.at > 1000) cache = await this.bundle(true);
+          else if (this.keyWorthAsking(kid, cache) && this.rateOk(this.keyFetchedAt, kid)) cache = await this.bundle(true);
         }
         return cache.keys.get(kid) ?? null;
       },
@@ -275,7 +290,9 @@ export class BmChat {
       // An event of one of our threads we could not open (its key arrived
       // later than the event): WordPress has it, read it from there.
       const m = /^t\/(\d+)\//.exec(kid || '');
-      if (reason === 'no_key' && m && this.threads.has(Number(m[1]))) this.resync(Number(m[1]));
+      if (reason === 'no_key' && m && this.threads.has(Number(m[1])) && this.keyWorthAsking(kid, this.bundleCache) && this.rateOk(this.resyncedAt, kid)) {
+        this.resync(Number(m[1]));
+      }
     });
     client.on('hint', (h) => this.onHint(h));
     client.on('unsub', ({ thread, reason }) => {
@@ -283,6 +300,32 @@ export class BmChat {
     });
     client.connect();
     for (const t of this.threads.keys()) this.subscribe(t);
+  }
+
+  /**
+   * Whether a key id we lack is worth asking WordPress for: our own user
+   * key, or a thread key of an epoch newer than the newest we know for that
+   * thread and at most KEY_EPOCH_AHEAD past it (an unknown thread: a small
+   * epoch, as a thread we were just added to has).
+   */
+  keyWorthAsking(kid, cache) {
+    if (kid === `u/${this.me}`) return true;
+    const m = /^t\/(\d{1,16})\/(\d{1,10})$/.exec(kid || '');
+    if (!m) return false;
+    const thread = Number(m[1]);
+    const epoch = Number(m[2]);
+    const known = Math.max(this.threads.get(thread)?.epoch ?? -1, cache?.threads?.get(thread)?.epoch ?? -1);
+    if (known < 0) return epoch <= KEY_EPOCH_AHEAD;
+    return epoch > known && epoch <= known + KEY_EPOCH_AHEAD;
+  }
+
+  /** True (and remembered) when `kid`'s thread was not asked about within KEY_REFETCH_MS. */
+  rateOk(map, kid) {
+    const thread = (/^t\/(\d+)\//.exec(kid || '') || [])[1] || kid;
+    const now = Date.now();
+    if (now - (map.get(thread) ?? -Infinity) < KEY_REFETCH_MS) return false;
+    map.set(thread, now);
+    return true;
   }
 
   /** Subscribes to a thread's live events (errors are shown by `unsub`). */

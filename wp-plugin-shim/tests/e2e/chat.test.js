@@ -144,6 +144,52 @@ test('Bob sees that Alice is typing (a relay hint, never stored)', async () => {
   assert.ok(!(await texts(bob)).includes('Are you'));
 });
 
+test('hints sealed with made-up key epochs do not make Bob\'s page hammer WordPress', async (t) => {
+  // Alice (a member, running her own code over her socket) sends hints
+  // sealed with keys of epochs nobody has: the next one, and absurd ones.
+  const calls = [];
+  const onRequest = (r) => {
+    const u = r.url();
+    if (u.includes('/wp-json/bm/v1/')) calls.push(`${r.method()} ${u.replace(/^.*\/wp-json\/bm\/v1/, '').replace(/\?.*$/, '')}`);
+  };
+  bob.page.on('request', onRequest);
+  const sent = await alice.page.evaluate(async (thread) => {
+    const chat = window.bmChat;
+    const src = document.querySelector('script[type="module"][src*="bm-chat.js"]').src;
+    const c = await import(new URL('bm-crypto.js', src).href);
+    const key = await c.importAesKey(crypto.getRandomValues(new Uint8Array(32)));
+    const epoch = chat.threads.get(thread).epoch;
+    let n = 0;
+    // The next epoch, a few plausible ones, and absurd ones (up to 2^32-1).
+    const epochs = [epoch + 1, epoch + 2, epoch + 5, epoch + 1000000, 4294967295];
+    for (let i = 0; i < 40; i++) {
+      const e = await c.sealEnvelope(key, chat.client.o.site, `t/${thread}/${epochs[i % epochs.length]}`, 'typing', { on: true });
+      try {
+        await chat.client._request({ op: 'pub', thread, e });
+        n++;
+      } catch {
+        // rate limited by the relay: fine, fewer hints
+      }
+      await new Promise((r) => setTimeout(r, 110));
+    }
+    return n;
+  }, lunch);
+  await sleep(1000);
+  bob.page.off('request', onRequest);
+  const tokens = calls.filter((c) => c === 'POST /token').length;
+  const lists = calls.filter((c) => c === 'GET /threads').length;
+  t.diagnostic(`${sent} bad hints over ~5 s; Bob's page made ${calls.length} REST calls: ${calls.join(', ') || 'none'}`);
+  assert.ok(sent >= 20, `only ${sent} hints went out`);
+  // One key refetch for the thread at most (plus, maybe, the page's own
+  // token refresh: tokens live 20 s in this suite), one resync at most.
+  assert.ok(tokens <= 2, `${tokens} POST /token`);
+  assert.ok(lists <= 1, `${lists} resyncs (GET /threads)`);
+  assert.ok(calls.filter((c) => /^GET \/threads\/\d+\/messages$/.test(c)).length <= 1, 'at most one catch-up of the thread');
+  // The page still works.
+  await send(alice, 'after the noise');
+  await msg(bob, 'after the noise').waitFor({ timeout: 2000 });
+});
+
 test('the read mark reaches Alice', async () => {
   // Bob has the conversation open: his page marks it read; Alice's page
   // shows "Read" on her message.
