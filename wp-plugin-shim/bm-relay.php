@@ -27,6 +27,7 @@ require_once BM_RELAY_DIR . 'includes/fallback.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-schema.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-settings.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-store.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-limits.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-push.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-rest.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-privacy.php';

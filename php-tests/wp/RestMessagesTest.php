@@ -120,7 +120,10 @@ final class RestMessagesTest extends BM_WP_TestCase
 
     public function test_delete_by_sender_or_moderator_leaves_a_tombstone_and_pushes_message_delete(): void
     {
+        // Admins are reachable only when they allow it (LimitsTest).
+        update_user_meta($this->uid('admin'), BM_Relay_Limits::ALLOW_CONTACT_META, '1');
         $t = $this->thread('alice', ['bob', 'admin']);
+        delete_user_meta($this->uid('admin'), BM_Relay_Limits::ALLOW_CONTACT_META);
         $m1 = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'secret plan']), 201)['message'];
         $m2 = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'spam']), 201)['message'];
         $this->ok($this->rest('POST', "/messages/{$m1['id']}/reactions", 'bob', ['emoji' => '👍']));

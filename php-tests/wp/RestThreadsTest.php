@@ -87,7 +87,7 @@ final class RestThreadsTest extends BM_WP_TestCase
             [['participants' => [1.5]], 'participants[0]'],
             [['participants' => [99999999999999999]], 'participants[0]'],
             [['participants' => [987654]], 'participants[0]'],
-            [['participants' => range(1, 51)], 'participants'],
+            [['participants' => range(1, 1001)], 'participants'],
             [['participants' => [$this->uid('bob')], 'subject' => str_repeat('s', 201)], 'subject'],
             [['participants' => [$this->uid('bob')], 'subject' => ['x']], 'subject'],
             [['participants' => [$this->uid('bob')], 'text' => ''], 'text'],

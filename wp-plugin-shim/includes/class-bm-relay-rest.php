@@ -22,8 +22,8 @@ final class BM_Relay_REST
     public const NS = 'bm/v1';
     /** Largest id (2^53 - 1), as in the protocol. */
     private const MAX_ID = 9007199254740991;
-    /** Members per thread at creation. */
-    private const MAX_PARTICIPANTS = 50;
+    /** Ids accepted in one `participants` list (bounds the work; the member limit is BM_Relay_Limits). */
+    private const MAX_PARTICIPANTS_PARAM = 1000;
 
     /** Registers every route on rest_api_init. */
     public static function register_routes(): void
@@ -316,9 +316,9 @@ final class BM_Relay_REST
         if (!is_array($raw) || !$raw) {
             return self::bad('participants', __('must be a non-empty list of user ids', 'bm-relay'));
         }
-        if (count($raw) > self::MAX_PARTICIPANTS) {
+        if (count($raw) > self::MAX_PARTICIPANTS_PARAM) {
             /* translators: %d: maximum number of participants */
-            return self::bad('participants', sprintf(__('must hold at most %d users', 'bm-relay'), self::MAX_PARTICIPANTS));
+            return self::bad('participants', sprintf(__('must hold at most %d users', 'bm-relay'), self::MAX_PARTICIPANTS_PARAM));
         }
         $members = [];
         foreach (array_values($raw) as $i => $v) {
@@ -337,6 +337,20 @@ final class BM_Relay_REST
         if (!$members) {
             return self::bad('participants', __('must name someone other than yourself', 'bm-relay'));
         }
+        $limit = BM_Relay_Limits::check_members(count($members) + 1);
+        if ($limit instanceof WP_Error) {
+            return $limit;
+        }
+        foreach ($members as $i => $id) {
+            $limit = BM_Relay_Limits::check_contact($me, $id, 'participants');
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
+        }
+        $limit = BM_Relay_Limits::check_thread_rate($me);
+        if ($limit instanceof WP_Error) {
+            return $limit;
+        }
         $subject = $request->get_param('subject') ?? '';
         if (!is_string($subject) || wp_check_invalid_utf8($subject) !== $subject || mb_strlen($subject, 'UTF-8') > 200) {
             return self::bad('subject', __('must be a string of at most 200 characters', 'bm-relay'));
@@ -346,6 +360,10 @@ final class BM_Relay_REST
             $text = self::text_param($request->get_param('text'));
             if ($text instanceof WP_Error) {
                 return $text;
+            }
+            $limit = BM_Relay_Limits::check_message_rate($me);
+            if ($limit instanceof WP_Error) {
+                return $limit;
             }
         }
         $id = BM_Relay_Store::create_thread($me, sanitize_text_field($subject), $members);
@@ -408,6 +426,16 @@ final class BM_Relay_REST
         }
         if (!get_userdata($user)) {
             return self::bad('user_id', __('is not a user of this site', 'bm-relay'));
+        }
+        if (!BM_Relay_Store::membership((int) $thread->id, $user)) {
+            $limit = BM_Relay_Limits::check_members(count(BM_Relay_Store::members((int) $thread->id)) + 1);
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
+            $limit = BM_Relay_Limits::check_contact(get_current_user_id(), $user, 'user_id');
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
         }
         $added = BM_Relay_Store::add_member((int) $thread->id, $user, (int) $thread->epoch);
         if ($added) {
@@ -521,6 +549,10 @@ final class BM_Relay_REST
             return self::bad('client_id', __('must match [A-Za-z0-9_-]{1,64}', 'bm-relay'));
         }
         $me = get_current_user_id();
+        $limit = BM_Relay_Limits::check_message_rate($me);
+        if ($limit instanceof WP_Error) {
+            return $limit;
+        }
         $id = BM_Relay_Store::insert_message((int) $thread->id, $me, $text);
         $message = BM_Relay_Store::format_message(BM_Relay_Store::message($id));
         $data = $message;
@@ -607,6 +639,13 @@ final class BM_Relay_REST
         $remove = $request->get_param('remove');
         $remove = $remove === true || $remove === 'true' || $remove === '1' || $remove === 1;
         $me = get_current_user_id();
+        if (!$remove) {
+            $now = array_keys(BM_Relay_Store::reactions([(int) $msg->id])[(int) $msg->id] ?? []);
+            $limit = BM_Relay_Limits::check_reaction(array_map('strval', $now), $emoji);
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
+        }
         $changed = BM_Relay_Store::set_reaction((int) $msg->id, $me, $emoji, !$remove);
         $list = BM_Relay_Store::reaction_list(BM_Relay_Store::reactions([(int) $msg->id])[(int) $msg->id] ?? []);
         $pushed = false;
@@ -682,7 +721,10 @@ final class BM_Relay_REST
     /**
      * GET /users?search=text — people to start a thread with: id, display
      * name and avatar only (never e-mail or login), at most 20, filterable
-     * with `bm_relay_user_search_args`.
+     * with `bm_relay_user_search_args`. Matches the public display name
+     * only (not the login nor its nicename), leaves out people whose
+     * display name is still their login (a search must not enumerate
+     * logins) and people the user may not message (BM_Relay_Limits).
      */
     public static function search_users(WP_REST_Request $request)
     {
@@ -696,14 +738,28 @@ final class BM_Relay_REST
         }
         $args = apply_filters('bm_relay_user_search_args', [
             'search' => '*' . $search . '*',
-            'search_columns' => ['display_name', 'user_nicename'],
-            'number' => 20,
+            'search_columns' => ['display_name'],
+            'number' => 40,
             'orderby' => 'display_name',
-            'fields' => 'ID',
+            'fields' => ['ID', 'user_login', 'display_name'],
             'exclude' => [get_current_user_id()],
         ], $search);
-        $ids = (new WP_User_Query($args))->get_results();
-        return new WP_REST_Response(['users' => array_map(static fn($id) => self::person((int) $id), $ids)]);
+        $me = get_current_user_id();
+        $out = [];
+        foreach ((new WP_User_Query($args))->get_results() as $u) {
+            $id = (int) (is_object($u) ? $u->ID : $u);
+            if (is_object($u) && isset($u->user_login) && (string) $u->display_name === (string) $u->user_login) {
+                continue;
+            }
+            if (!BM_Relay_Limits::can_message($me, $id)) {
+                continue;
+            }
+            $out[] = self::person($id);
+            if (count($out) >= 20) {
+                break;
+            }
+        }
+        return new WP_REST_Response(['users' => $out]);
     }
 
     /**
