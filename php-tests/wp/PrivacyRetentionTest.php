@@ -18,10 +18,8 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         $theirs = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'not dave\'s']), 201)['message'];
         $this->ok($this->rest('POST', "/messages/{$theirs['id']}/reactions", 'dave', ['emoji' => '👀']));
 
-        $export = call_user_func($exporters['bm-relay']['callback'], 'dave@example.test', 1);
-        $this->assertTrue($export['done']);
         $texts = [];
-        foreach ($export['data'] as $item) {
+        foreach ($this->export_all('dave@example.test') as $item) {
             foreach ($item['data'] as $field) {
                 $texts[] = (string) $field['value'];
             }
@@ -34,6 +32,8 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         $carol = $this->sub('carol', [$t['id']]);
         $erase = call_user_func($erasers['bm-relay']['callback'], 'dave@example.test', 1);
         $this->assertTrue($erase['items_removed']);
+        $this->assertTrue($erase['items_retained'], 'the conversation dave started stays for carol');
+        $this->assertStringContainsString('Kept 1 chat conversation this user started', implode(' ', $erase['messages']));
         $this->assertTrue($erase['done']);
         $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_messages WHERE sender_id = {$this->uid('dave')}"));
         $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_message_meta WHERE user_id = {$this->uid('dave')}"));
@@ -194,5 +194,83 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         }
         $this->assertSame($this->h()->relay_key, bm_relay_key());
         $this->assertTrue($this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'carol', ['text' => 'configured again']), 201)['pushed']);
+    }
+
+    /**
+     * Every item of a user's export, page by page as WordPress asks; each
+     * page holds at most 100 items.
+     *
+     * @return list<array>
+     */
+    private function export_all(string $email): array
+    {
+        $exporters = apply_filters('wp_privacy_personal_data_exporters', []);
+        $items = [];
+        for ($page = 1; $page < 100; $page++) {
+            $r = call_user_func($exporters['bm-relay']['callback'], $email, $page);
+            $this->assertLessThanOrEqual(100, count($r['data']), "export page $page");
+            array_push($items, ...$r['data']);
+            if ($r['done']) {
+                return $items;
+            }
+        }
+        $this->fail('the export never said done');
+    }
+
+    public function test_exporter_pages_reactions_too(): void
+    {
+        $login = 'frank' . bin2hex(random_bytes(2));
+        $frank = wp_insert_user(['user_login' => $login, 'user_pass' => wp_generate_password(), 'user_email' => "$login@example.test", 'display_name' => 'Frank', 'role' => 'subscriber']);
+        $this->h()->users[$login] = $frank;
+        $t = $this->thread($login, ['bob'], 'Many reactions');
+        for ($i = 0; $i < 3; $i++) {
+            $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", $login, ['text' => "frank $i"]), 201);
+        }
+        $m = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'react to me']), 201)['message'];
+        global $wpdb;
+        for ($i = 0; $i < 150; $i++) {
+            $wpdb->query($wpdb->prepare("INSERT INTO wp_bmr_message_meta (message_id, user_id, meta_key, meta_value, created_at) VALUES (%d, %d, 'reaction', %s, %s)", $m['id'], $frank, "r$i", gmdate('Y-m-d H:i:s')));
+        }
+        $items = $this->export_all("$login@example.test");
+        $groups = array_count_values(array_column($items, 'group_id'));
+        $this->assertSame(['bm-relay-messages' => 3, 'bm-relay-reactions' => 150], $groups);
+        $this->assertCount(153, array_unique(array_column($items, 'item_id')), 'no item twice');
+        require_once ABSPATH . 'wp-admin/includes/user.php';
+        wp_delete_user($frank);
+    }
+
+    public function test_retention_deletes_everything_due_recounts_unread_and_reschedules(): void
+    {
+        global $wpdb;
+        $t = $this->thread('bob', ['alice'], 'Years of chat');
+        $recent = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'recent']), 201)['message'];
+        // 10,600 messages from 40 days ago (more than 10,000), stored as
+        // the REST route would: the thread's last message, alice's unread.
+        $old = gmdate('Y-m-d H:i:s', time() - 40 * DAY_IN_SECONDS);
+        $wpdb->query($wpdb->prepare(
+            "INSERT INTO wp_bmr_messages (thread_id, sender_id, content, created_at) SELECT %d, %d, CONCAT('old ', seq), %s FROM seq_1_to_10600",
+            $t['id'],
+            $this->uid('bob'),
+            $old
+        ));
+        $last = (int) $wpdb->get_var($wpdb->prepare('SELECT MAX(id) FROM wp_bmr_messages WHERE thread_id = %d', $t['id']));
+        $wpdb->query($wpdb->prepare('UPDATE wp_bmr_threads SET last_message_id = %d WHERE id = %d', $last, $t['id']));
+        $wpdb->query($wpdb->prepare('UPDATE wp_bmr_participants SET unread_count = 10601 WHERE thread_id = %d AND user_id = %d', $t['id'], $this->uid('alice')));
+        wp_clear_scheduled_hook(BM_Relay_Retention::HOOK);
+
+        update_option('bmr_retention_days', 30);
+        try {
+            $this->assertSame(10600, BM_Relay_Retention::run(), 'everything due, in one run');
+        } finally {
+            update_option('bmr_retention_days', 0);
+        }
+        $this->assertSame([['id' => (string) $recent['id']]], $this->rows("SELECT id FROM wp_bmr_messages WHERE thread_id = {$t['id']}"));
+        $this->assertSame((string) $recent['id'], $this->rows("SELECT last_message_id FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['last_message_id'], 'the last message is one that exists');
+        $this->assertSame('1', $this->rows("SELECT unread_count FROM wp_bmr_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('alice')}")[0]['unread_count'], 'unread counts only what is left');
+        $this->assertNotFalse(wp_next_scheduled(BM_Relay_Retention::HOOK), 'the daily run reschedules itself');
+        $list = $this->ok($this->rest('GET', '/threads', 'alice'))['threads'];
+        $mine = array_values(array_filter($list, fn($x) => $x['id'] === $t['id']))[0];
+        $this->assertSame(1, $mine['unread']);
+        $this->assertSame('recent', $mine['last_message']['text']);
     }
 }

@@ -320,6 +320,30 @@ final class BM_Relay_Store
     }
 
     /**
+     * After messages were removed for good: each thread's last_message_id
+     * points at its newest remaining message, and each member's unread
+     * count is what is really left after their last-read mark.
+     *
+     * @param list<int> $threads
+     */
+    public static function recount_threads(array $threads): void
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        foreach (array_chunk(array_values(array_unique(array_map('intval', $threads))), 200) as $chunk) {
+            $in = implode(',', array_fill(0, count($chunk), '%d'));
+            $wpdb->query($wpdb->prepare(
+                "UPDATE {$t['threads']} th SET th.last_message_id = COALESCE((SELECT MAX(m.id) FROM {$t['messages']} m WHERE m.thread_id = th.id), 0) WHERE th.id IN ($in)",
+                ...$chunk
+            ));
+            $wpdb->query($wpdb->prepare(
+                "UPDATE {$t['participants']} p SET p.unread_count = (SELECT COUNT(*) FROM {$t['messages']} m WHERE m.thread_id = p.thread_id AND m.id > p.last_read_id AND m.sender_id <> p.user_id AND m.deleted_at IS NULL) WHERE p.thread_id IN ($in)",
+                ...$chunk
+            ));
+        }
+    }
+
+    /**
      * Removes messages and their meta for good (retention, eraser).
      *
      * @param list<int> $ids
