@@ -129,7 +129,9 @@ final class RestThreadsTest extends BM_WP_TestCase
         $req->set_header('X-WP-Nonce', wp_create_nonce('wp_rest'));
         $req->set_query_params(['per_page' => '2']);
         $q0 = $wpdb->num_queries;
-        $this->assertCount(2, rest_do_request($req)->get_data()['threads']);
+        $two_threads = rest_do_request($req)->get_data();
+        $this->assertCount(2, $two_threads['threads']);
+        $this->assertTrue($two_threads['has_more'], 'a page says whether another follows');
         $two = $wpdb->num_queries - $q0;
         $req->set_query_params(['per_page' => '14']);
         $q0 = $wpdb->num_queries;

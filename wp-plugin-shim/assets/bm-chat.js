@@ -81,6 +81,10 @@ const NO_RELAY_POLL_MS = 5000;
 const KEY_EPOCH_AHEAD = 16;
 /** … and at most once per thread in this many ms (the resync likewise). */
 const KEY_REFETCH_MS = 30000;
+/** Threads the page subscribes to on the relay at most (besides the open one). */
+const MAX_LIVE_THREADS = 50;
+/** Pages of 100 threads the list loads at most (10 000 threads). */
+const MAX_THREAD_PAGES = 100;
 /** Largest thread id we accept (JSON-safe ids, as the plugin). */
 const MAX_ID = Number.MAX_SAFE_INTEGER;
 
@@ -250,7 +254,9 @@ export class BmChat {
       getThreadToken: async (t) => {
         let cache = await this.bundle();
         if (!cache.threads.has(t)) cache = await this.bundle(true);
-        const k = cache.threads.get(t);
+        // The bundle holds the 500 most active threads; an older one's
+        // keys come with the thread itself.
+        const k = cache.threads.get(t) || (await this.threadKeys(t, cache));
         if (!k) throw new Error(`not a member of thread ${t}`);
         return k.token;
       },
@@ -263,7 +269,11 @@ export class BmChat {
           // KEY_REFETCH_MS, so envelopes with made-up key ids cannot make
           // every member's page hammer WordPress.
           if (this.bundlePromise) cache = await this.bundlePromise;
-          else if (this.keyWorthAsking(kid, cache) && this.rateOk(this.keyFetchedAt, kid)) cache = await this.bundle(true);
+          else if (this.keyWorthAsking(kid, cache) && this.rateOk(this.keyFetchedAt, kid)) {
+            cache = await this.bundle(true);
+            const m = /^t\/(\d+)\//.exec(kid);
+            if (!cache.keys.has(kid) && m && this.threads.has(Number(m[1]))) await this.threadKeys(Number(m[1]), cache);
+          }
         }
         return cache.keys.get(kid) ?? null;
       },
@@ -299,14 +309,19 @@ export class BmChat {
       if (reason === 'revoked' || reason === 'forbidden') this.verifyMembership(thread);
     });
     client.connect();
-    for (const t of this.threads.keys()) this.subscribe(t);
+    // Live subscriptions (typing hints, thread pushes) for the most active
+    // threads only: the relay allows 256 per socket and limits frames per
+    // second. Every member still gets each event of every thread through
+    // `to`; the open thread is always subscribed (openThread).
+    for (const t of this.sortedThreads().slice(0, MAX_LIVE_THREADS)) this.subscribe(t.id);
+    if (this.current) this.subscribe(this.current);
   }
 
   /**
    * Whether a key id we lack is worth asking WordPress for: our own user
-   * key, or a thread key of an epoch newer than the newest we know for that
-   * thread and at most KEY_EPOCH_AHEAD past it (an unknown thread: a small
-   * epoch, as a thread we were just added to has).
+   * key, or a thread key of the newest epoch we know for that thread or at
+   * most KEY_EPOCH_AHEAD past it (an unknown thread: a small epoch, as a
+   * thread we were just added to has).
    */
   keyWorthAsking(kid, cache) {
     if (kid === `u/${this.me}`) return true;
@@ -316,7 +331,9 @@ export class BmChat {
     const epoch = Number(m[2]);
     const known = Math.max(this.threads.get(thread)?.epoch ?? -1, cache?.threads?.get(thread)?.epoch ?? -1);
     if (known < 0) return epoch <= KEY_EPOCH_AHEAD;
-    return epoch > known && epoch <= known + KEY_EPOCH_AHEAD;
+    // The known epoch itself too: a thread too old for the /token bundle
+    // has its current key fetched on its own (threadKeys).
+    return epoch >= known && epoch <= known + KEY_EPOCH_AHEAD;
   }
 
   /** True (and remembered) when `kid`'s thread was not asked about within KEY_REFETCH_MS. */
@@ -326,6 +343,25 @@ export class BmChat {
     if (now - (map.get(thread) ?? -Infinity) < KEY_REFETCH_MS) return false;
     map.set(thread, now);
     return true;
+  }
+
+  /**
+   * Keys of one thread from `GET /threads/{id}` (a thread too old to be in
+   * the /token bundle), added to the bundle; null when not a member.
+   */
+  async threadKeys(t, cache) {
+    try {
+      const r = await this.rest('GET', `/threads/${t}`);
+      const k = r.thread && r.thread.keys;
+      if (!k) return null;
+      cache.threads.set(Number(k.thread), k);
+      cache.keys.set(k.kid, k.key);
+      if (this.oldKeys) this.oldKeys.set(k.kid, k.key);
+      return k;
+    } catch (e) {
+      if (e instanceof RestError && (e.status === 403 || e.status === 404)) return null;
+      throw e;
+    }
   }
 
   /** Subscribes to a thread's live events (errors are shown by `unsub`). */
@@ -401,16 +437,22 @@ export class BmChat {
     this.loadingThreads = (async () => {
       try {
         const seen = new Set();
-        for (let page = 1; page <= 5; page++) {
+        let complete = false;
+        for (let page = 1; page <= MAX_THREAD_PAGES; page++) {
           const r = await this.rest('GET', `/threads?page=${page}&per_page=100`);
           for (const th of r.threads) {
             seen.add(th.id);
             this.mergeThread(th);
           }
-          if (r.threads.length < 100) break;
+          if (!r.has_more || r.threads.length < 100) {
+            complete = true;
+            break;
+          }
         }
-        // Threads that are gone from the list: we were removed while away.
-        for (const id of [...this.threads.keys()]) if (!seen.has(id)) this.dropThread(id, true);
+        // Threads that are gone from the whole list: we were removed while
+        // away. (Had the list been cut short, an unseen thread may just be
+        // older: it is kept.)
+        if (complete) for (const id of [...this.threads.keys()]) if (!seen.has(id)) this.dropThread(id, true);
         this.renderThreadList();
       } finally {
         this.loadingThreads = null;
@@ -436,7 +478,7 @@ export class BmChat {
     t.updated = th.updated;
     t.lastMessage = th.last_message;
     t.epoch = th.epoch;
-    if (isNew && this.client) this.subscribe(th.id);
+    if (isNew && this.client && this.threads.size <= MAX_LIVE_THREADS) this.subscribe(th.id);
     return t;
   }
 
@@ -591,6 +633,7 @@ export class BmChat {
     const t = this.threads.get(id);
     if (!t) return;
     this.current = id;
+    this.subscribe(id);
     // Phone width shows one pane: the conversation once the person picks one.
     if (focus) this.root.classList.add('bmc-show-conv');
     if (location.hash !== `#thread-${id}`) history.replaceState(null, '', `#thread-${id}`);

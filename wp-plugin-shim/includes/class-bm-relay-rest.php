@@ -289,8 +289,11 @@ final class BM_Relay_REST
             return self::bad('per_page', __('must be at most 100', 'bm-relay'));
         }
         $user = get_current_user_id();
-        $rows = BM_Relay_Store::threads_for($user, $per, ($page - 1) * $per);
-        return new WP_REST_Response(['threads' => self::format_threads($rows, $user), 'page' => $page, 'per_page' => $per]);
+        // One row more than asked tells whether another page follows.
+        $rows = BM_Relay_Store::threads_for($user, $per + 1, ($page - 1) * $per);
+        $more = count($rows) > $per;
+        $rows = array_slice($rows, 0, $per);
+        return new WP_REST_Response(['threads' => self::format_threads($rows, $user), 'page' => $page, 'per_page' => $per, 'has_more' => $more]);
     }
 
     /** GET /threads/{id} — one thread (member only). */
@@ -673,7 +676,9 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread] = $found;
-        $upto = (int) $thread->last_message_id;
+        // The newest message now, not the thread row read at the start of
+        // this request (a message stored meanwhile would stay unread).
+        $upto = BM_Relay_Store::last_message_id((int) $thread->id);
         if ($request->get_param('message_id') !== null) {
             $upto = self::id_param($request->get_param('message_id'), 'message_id');
             if ($upto instanceof WP_Error) {

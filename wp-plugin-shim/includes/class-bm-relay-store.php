@@ -171,7 +171,7 @@ final class BM_Relay_Store
     {
         global $wpdb;
         $t = BM_Relay_Schema::tables();
-        $last = (int) $wpdb->get_var($wpdb->prepare("SELECT last_message_id FROM {$t['threads']} WHERE id = %d", $thread));
+        $last = self::last_message_id($thread);
         // A new member starts with everything before joining already read.
         return (bool) $wpdb->query($wpdb->prepare(
             "INSERT IGNORE INTO {$t['participants']} (thread_id, user_id, unread_count, last_read_id, last_delivered_id, key_epoch, joined_at) VALUES (%d, %d, 0, %d, %d, %d, %s)",
@@ -256,8 +256,10 @@ final class BM_Relay_Store
             $wpdb->query('ROLLBACK');
             throw new RuntimeException('bm-relay: could not store the message: ' . $wpdb->last_error);
         }
+        // GREATEST: two messages stored at once may reach this update in
+        // either order; the thread's last message is the newer one.
         $wpdb->query($wpdb->prepare(
-            "UPDATE {$t['threads']} SET last_message_id = %d, updated_at = %s WHERE id = %d",
+            "UPDATE {$t['threads']} SET last_message_id = GREATEST(last_message_id, %d), updated_at = %s WHERE id = %d",
             $id,
             $now,
             $thread
@@ -288,6 +290,14 @@ final class BM_Relay_Store
         global $wpdb;
         $t = BM_Relay_Schema::tables();
         return $wpdb->get_row($wpdb->prepare("SELECT * FROM {$t['messages']} WHERE id = %d", $id)) ?: null;
+    }
+
+    /** Id of a thread's newest message (0 when none). */
+    public static function last_message_id(int $thread): int
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return (int) $wpdb->get_var($wpdb->prepare("SELECT COALESCE(MAX(id), 0) FROM {$t['messages']} WHERE thread_id = %d", $thread));
     }
 
     /** Replaces a message's text and stamps edited_at. */

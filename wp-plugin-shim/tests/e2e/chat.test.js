@@ -395,3 +395,23 @@ test('readable at phone width (360 px) and no script errors on any page', async 
     assert.ok(!/\b(null|undefined|NaN)\b/.test(text), `${p.login}'s page shows a placeholder: ${text}`);
   }
 });
+
+test('past 500 conversations the oldest still works: listed, live', async (t) => {
+  await bob.page.setViewportSize({ width: 1100, height: 800 });
+  // 505 newer conversations between Bob and Carol: Lunch is now past the
+  // 500 most active ones (the /token bundle and five pages of the list).
+  const r = await site.command('bulk-threads 505 bob carol');
+  t.diagnostic(`Bob now has ${r.threads} conversations`);
+  assert.ok(r.threads > 505);
+  await bob.page.reload();
+  await connected(bob, 30000);
+  await bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).waitFor({ timeout: 20000 });
+  assert.equal(await bob.page.locator('#bm-chat', { hasText: 'no longer a member' }).count(), 0, 'not taken for a removal');
+  await open(bob, 'Lunch');
+  await alice.page.bringToFront();
+  await open(alice, 'Lunch');
+  await send(alice, 'still in touch after 505 others');
+  // Live, through the relay: its key came with the thread (GET /threads/{id}).
+  await msg(bob, 'still in touch after 505 others').waitFor({ timeout: 5000 });
+  assert.ok(await bob.page.evaluate((t) => window.bmChat.bundleCache.keys.has(`t/${t}/${window.bmChat.threads.get(t).epoch}`), lunch), 'Bob\'s page holds Lunch\'s key');
+});
