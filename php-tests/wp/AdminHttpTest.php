@@ -141,4 +141,40 @@ final class AdminHttpTest extends BM_WP_TestCase
         [$code] = $h->login('bob')->request('GET', '/wp-admin/options-general.php?page=bm-relay');
         $this->assertSame(403, $code, 'not for subscribers');
     }
+
+    public function test_application_passwords_work_without_a_nonce_for_headless_clients(): void
+    {
+        $h = $this->h();
+        $t = $this->thread('alice', ['bob'], 'Headless');
+        [$password] = WP_Application_Passwords::create_new_application_password($this->uid('bob'), ['name' => 'bm-relay test client']);
+        $call = function (string $method, string $route, ?array $body, string $user, string $pass): array {
+            $ch = curl_init($this->h()->url . '/wp-json/bm/v1' . $route);
+            curl_setopt_array($ch, [CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_USERPWD => "$user:$pass",
+                CURLOPT_HTTPHEADER => ['Content-Type: application/json'], CURLOPT_TIMEOUT => 20]);
+            if ($body !== null) {
+                curl_setopt($ch, CURLOPT_POSTFIELDS, json_encode($body));
+            }
+            $out = (string) curl_exec($ch);
+            $code = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
+            curl_close($ch);
+            return [$code, json_decode($out, true)];
+        };
+        // The relay token flow of a mobile app: POST /token, then REST.
+        [$code, $tok] = $call('POST', '/token', null, 'bob', $password);
+        $this->assertSame(200, $code, json_encode($tok));
+        $this->assertSame($this->uid('bob'), $tok['user']);
+        $this->assertContains($t['id'], array_column($tok['threads'], 'thread'));
+        $alice = $this->sub('alice', [$t['id']]);
+        [$code, $body] = $call('POST', "/threads/{$t['id']}/messages", ['text' => 'from my phone'], 'bob', $password);
+        $this->assertSame(201, $code, json_encode($body));
+        $this->assertSame('from my phone', $alice->expect('message.new')['payload']['data']['text']);
+        // A wrong password, or the login password itself, is refused.
+        [$code] = $call('GET', '/threads', null, 'bob', 'wrong wrong wrong wrong');
+        $this->assertSame(401, $code);
+        [$code] = $call('GET', '/threads', null, 'bob', $h->password);
+        $this->assertSame(401, $code, 'the account password is not an application password');
+        // A cookie login still needs its nonce.
+        [$code] = $h->login('bob')->rest('GET', '/threads', null, false);
+        $this->assertSame(401, $code);
+    }
 }

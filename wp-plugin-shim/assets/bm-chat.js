@@ -81,6 +81,8 @@ const NO_RELAY_POLL_MS = 5000;
 const KEY_EPOCH_AHEAD = 16;
 /** … and at most once per thread in this many ms (the resync likewise). */
 const KEY_REFETCH_MS = 30000;
+/** REST error codes of a stale nonce (WordPress's cookie check, the plugin's own). */
+const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce']);
 /** Threads the page subscribes to on the relay at most (besides the open one). */
 const MAX_LIVE_THREADS = 50;
 /** Pages of 100 threads the list loads at most (10 000 threads). */
@@ -159,6 +161,46 @@ export class BmChat {
 
   /** One bm/v1 call with the page's nonce; throws RestError on non-2xx. */
   async rest(method, route, body) {
+    try {
+      return await this.restOnce(method, route, body);
+    } catch (e) {
+      // A tab left open past the nonce's life (12-24 h): WordPress refuses
+      // it. Get a fresh one for the same login and try once more.
+      if (e instanceof RestError && e.status === 403 && NONCE_CODES.has(e.code) && (await this.refreshNonce())) {
+        return this.restOnce(method, route, body);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * A new `wp_rest` nonce from WordPress (admin-ajax `rest-nonce`, by the
+   * login cookie); true when there is one. One request at a time.
+   */
+  refreshNonce() {
+    if (!this.cfg.nonce_url) return Promise.resolve(false);
+    if (!this.noncePromise) {
+      this.noncePromise = (async () => {
+        try {
+          const res = await fetch(this.cfg.nonce_url, { credentials: 'same-origin' });
+          const text = (await res.text()).trim();
+          if (!res.ok || !/^[0-9a-f]{10}$/.test(text)) return false;
+          this.cfg.nonce = text;
+          return true;
+        } catch {
+          return false;
+        } finally {
+          setTimeout(() => {
+            this.noncePromise = null;
+          }, 5000);
+        }
+      })();
+    }
+    return this.noncePromise;
+  }
+
+  /** One bm/v1 call as it is, no retry. */
+  async restOnce(method, route, body) {
     const url = this.cfg.rest.replace(/\/$/, '') + route;
     const init = { method, credentials: 'same-origin', headers: { 'X-WP-Nonce': this.cfg.nonce, Accept: 'application/json' } };
     if (body !== undefined) {

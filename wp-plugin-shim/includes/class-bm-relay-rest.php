@@ -72,7 +72,8 @@ final class BM_Relay_REST
      * Permission callback of every route: logged in, nonce, capability.
      *
      * The nonce is checked here as well as by WordPress's cookie handler so
-     * the rule holds whatever authenticated the request.
+     * the rule holds whatever authenticated the request — except an
+     * Application Password (HTTP Basic), which carries no cookie to forge.
      *
      * @return true|WP_Error
      */
@@ -85,7 +86,11 @@ final class BM_Relay_REST
         if (!$nonce) {
             $nonce = $request->get_param('_wpnonce');
         }
-        if (!is_string($nonce) || $nonce === '' || !wp_verify_nonce($nonce, 'wp_rest')) {
+        // An Application Password (HTTP Basic, mobile and headless clients)
+        // is not a cookie: no CSRF to guard against, so no nonce. Every
+        // other way in (the login cookie) needs one.
+        $app_password = function_exists('rest_get_authenticated_app_password') && rest_get_authenticated_app_password() !== null;
+        if (!$app_password && (!is_string($nonce) || $nonce === '' || !wp_verify_nonce($nonce, 'wp_rest'))) {
             return new WP_Error('bm_relay_bad_nonce', __('Missing or expired security token (nonce); reload the page.', 'bm-relay'), ['status' => 403]);
         }
         /** Capability a user needs to chat at all. */

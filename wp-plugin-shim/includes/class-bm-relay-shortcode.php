@@ -143,6 +143,8 @@ final class BM_Relay_Shortcode
         $config = [
             'rest' => esc_url_raw(rest_url(BM_Relay_REST::NS . '/')),
             'nonce' => wp_create_nonce('wp_rest'),
+            // Where an open tab gets a fresh nonce when its own expired.
+            'nonce_url' => esc_url_raw(admin_url('admin-ajax.php?action=rest-nonce')),
             'user' => get_current_user_id(),
             'strings' => self::strings(),
         ];
