@@ -7,6 +7,7 @@
 #                       (target/release/bm_relay.so from `make ext`), once with
 #                       the fallback; then the same on a multisite network
 #                       (php-tests/wp/multisite)
+#                       The plugin is installed from `make plugin-zip`.
 #   make test-fallback  the shared API suite (php-tests/api, minus its
 #                       `ext-only` group) and the vector checks
 #                       (php-tests/wp/fallback) WITHOUT the extension
@@ -33,19 +34,19 @@ wp-ext:
 
 test-wp: test-wp-ext test-wp-fallback ## WordPress plugin suite, with the extension and with the fallback
 
-test-wp-ext: wp-deps wp-relay wp-ext
+test-wp-ext: wp-deps wp-relay wp-ext plugin-zip
 	@php -n -d extension=$(WP_EXT_SO) -r 'exit(function_exists("bm_push") && (new ReflectionFunction("bm_push"))->isInternal() ? 0 : 1);' \
 	  || { echo "test-wp: $(WP_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; }
 	@echo "== WordPress suite with the extension ($(WP_EXT_SO))"
-	@BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
 	@echo "== WordPress multisite suite with the extension"
-	@BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
-test-wp-fallback: wp-deps wp-relay
+test-wp-fallback: wp-deps wp-relay plugin-zip
 	@echo "== WordPress suite with the pure-PHP fallback"
-	@BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
 	@echo "== WordPress multisite suite with the pure-PHP fallback"
-	@BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
 test-fallback: wp-deps ## the PHP API suite and vectors without the extension (pure-PHP fallback)
 	@echo "== API vectors, pure-PHP fallback"
@@ -66,3 +67,17 @@ wp-pot: ## regenerate wp-plugin-shim/languages/bm-relay.pot (xgettext)
 	  --keyword=_x:1,2c --keyword=_n:1,2 --package-name=bm-relay --msgid-bugs-address= \
 	  --sort-by-file -o languages/bm-relay.pot bm-relay.php includes/*.php
 	sed -i 's/charset=CHARSET/charset=UTF-8/' wp-plugin-shim/languages/bm-relay.pot
+
+# The installable plugin: wp-plugin-shim/ without its tests and node
+# files, as bm-relay/ in a zip (Plugins → Add New → Upload Plugin).
+PLUGIN_VERSION := $(shell sed -n 's/^ \* Version: *//p' wp-plugin-shim/bm-relay.php)
+PLUGIN_ZIP     := $(CURDIR)/run/bm-relay-$(PLUGIN_VERSION).zip
+
+.PHONY: plugin-zip
+plugin-zip: ## build run/bm-relay-VERSION.zip, the installable plugin (no tests, no node files)
+	@rm -rf run/plugin-zip && mkdir -p run/plugin-zip/bm-relay
+	@tar -C wp-plugin-shim --exclude=./tests --exclude=./node_modules --exclude=./package.json --exclude=./package-lock.json -cf - . \
+	  | tar -C run/plugin-zip/bm-relay -xf -
+	@rm -f $(PLUGIN_ZIP) && cd run/plugin-zip && python3 -m zipfile -c $(PLUGIN_ZIP) bm-relay
+	@rm -rf run/plugin-zip
+	@echo "plugin-zip: $(PLUGIN_ZIP)"

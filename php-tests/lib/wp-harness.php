@@ -258,17 +258,27 @@ final class BM_WP_Harness
         // Hard links: remove (never write into) the system's config files.
         @unlink($this->docroot . '/wp-config.php');
         @unlink($this->docroot . '/.htaccess');
-        // The plugin as a site would install it (no node_modules, no tests).
+        // The plugin as a site would install it: from the zip `make
+        // plugin-zip` builds (BM_PLUGIN_ZIP), else the source folder minus
+        // node_modules and tests.
         $plugins = $this->docroot . '/wp-content/plugins';
-        exec(sprintf(
-            'tar -C %s --exclude=./wp-plugin-shim/node_modules --exclude=./wp-plugin-shim/tests -cf - ./wp-plugin-shim | tar -C %s -xf - && mv %s/wp-plugin-shim %s/bm-relay 2>&1',
-            escapeshellarg($this->root),
-            escapeshellarg($plugins),
-            escapeshellarg($plugins),
-            escapeshellarg($plugins)
-        ), $out, $rc);
-        if ($rc !== 0 || !is_file($plugins . '/bm-relay/bm-relay.php')) {
-            throw new RuntimeException('copying the plugin failed: ' . implode("\n", $out));
+        $zip = getenv('BM_PLUGIN_ZIP');
+        if ($zip) {
+            exec(sprintf('python3 -m zipfile -e %s %s 2>&1', escapeshellarg($zip), escapeshellarg($plugins)), $out, $rc);
+            if ($rc !== 0 || !is_file($plugins . '/bm-relay/bm-relay.php')) {
+                throw new RuntimeException("installing $zip failed: " . implode("\n", $out));
+            }
+        } else {
+            exec(sprintf(
+                'tar -C %s --exclude=./wp-plugin-shim/node_modules --exclude=./wp-plugin-shim/tests -cf - ./wp-plugin-shim | tar -C %s -xf - && mv %s/wp-plugin-shim %s/bm-relay 2>&1',
+                escapeshellarg($this->root),
+                escapeshellarg($plugins),
+                escapeshellarg($plugins),
+                escapeshellarg($plugins)
+            ), $out, $rc);
+            if ($rc !== 0 || !is_file($plugins . '/bm-relay/bm-relay.php')) {
+                throw new RuntimeException('copying the plugin failed: ' . implode("\n", $out));
+            }
         }
         $keys = '';
         foreach (['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'] as $k) {

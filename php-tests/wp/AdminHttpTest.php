@@ -177,4 +177,40 @@ final class AdminHttpTest extends BM_WP_TestCase
         [$code] = $h->login('bob')->rest('GET', '/threads', null, false);
         $this->assertSame(401, $code);
     }
+
+    public function test_the_installed_plugin_is_the_zip_without_tests_and_with_a_readme(): void
+    {
+        $dir = WP_PLUGIN_DIR . '/bm-relay';
+        if (getenv('BM_PLUGIN_ZIP')) {
+            $this->assertFileDoesNotExist($dir . '/tests', 'tests are not shipped');
+            $this->assertFileDoesNotExist($dir . '/package.json');
+        }
+        $readme = (string) file_get_contents($dir . '/readme.txt');
+        $this->assertStringStartsWith('=== bm-relay ===', $readme);
+        foreach (['Requires at least:', 'Requires PHP:', 'Stable tag: ' . BM_RELAY_VERSION, '== Description ==', '== Installation ==', '== Changelog =='] as $part) {
+            $this->assertStringContainsString($part, $readme);
+        }
+        $headers = get_plugin_data($dir . '/bm-relay.php', false, false);
+        $this->assertSame('6.1', $headers['RequiresWP']);
+        $this->assertSame('8.1', $headers['RequiresPHP']);
+        $this->assertSame('false', $headers['UpdateURI']);
+        $this->assertSame(BM_RELAY_VERSION, $headers['Version']);
+    }
+
+    public function test_chat_page_styles_in_the_head_and_versioned_modules(): void
+    {
+        $page = wp_insert_post(['post_type' => 'page', 'post_status' => 'publish', 'post_title' => 'Chat head', 'post_content' => '[bm_chat]']);
+        [$code, , $html] = $this->h()->login('carol')->request('GET', wp_make_link_relative(get_permalink($page)));
+        $this->assertSame(200, $code);
+        [$head] = explode('</head>', $html, 2);
+        $this->assertMatchesRegularExpression('#<link[^>]+id=.bm-relay-chat-css.[^>]+assets/bm-chat\.css\?ver=' . preg_quote(BM_RELAY_Shortcode::asset_version('bm-chat.css'), '#') . '#', $head, 'the stylesheet is in the head');
+        $this->assertSame(1, preg_match('#<script type="importmap" id="bm-relay-importmap">(.*?)</script>#s', $head, $m), 'an import map in the head');
+        $map = json_decode($m[1], true)['imports'];
+        foreach (['bm-client.js', 'bm-crypto.js'] as $file) {
+            $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
+            $this->assertSame($url . '?ver=' . BM_Relay_Shortcode::asset_version($file), $map[$url] ?? null, "$file gets its own version");
+        }
+        $this->assertMatchesRegularExpression('#<script type="module" src="[^"]+assets/bm-chat\.js\?ver=' . preg_quote(BM_Relay_Shortcode::asset_version('bm-chat.js'), '#') . '"#', $html);
+        wp_delete_post($page, true);
+    }
 }

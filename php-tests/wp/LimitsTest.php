@@ -36,6 +36,7 @@ final class LimitsTest extends BM_WP_TestCase
     public function test_messages_per_minute(): void
     {
         $this->age('carol');
+        $this->age('bob');
         $t = $this->thread('carol', ['bob'], 'chatty');
         add_filter('bm_relay_limit_messages_per_minute', static fn() => 3);
         for ($i = 1; $i <= 3; $i++) {
