@@ -8,6 +8,8 @@
  * Author:            bm-relay
  * License:           MIT
  * Text Domain:       bm-relay
+ * Domain Path:       /languages
+ * Update URI:        false
  *
  * @package bm-relay
  */
@@ -34,6 +36,7 @@ require_once BM_RELAY_DIR . 'includes/class-bm-relay-privacy.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-retention.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-admin.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-shortcode.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-moderation.php';
 
 register_activation_hook(__FILE__, ['BM_Relay_Schema', 'activate']);
 register_deactivation_hook(__FILE__, ['BM_Relay_Schema', 'deactivate']);
@@ -53,4 +56,5 @@ add_action(BM_Relay_Retention::HOOK, ['BM_Relay_Retention', 'run']);
 add_action(BM_Relay_Push::RETRY_HOOK, ['BM_Relay_Push', 'retry_disconnects']);
 BM_Relay_Privacy::register();
 BM_Relay_Admin::register();
+BM_Relay_Moderation::register();
 BM_Relay_Shortcode::register();

@@ -63,6 +63,9 @@ final class BM_Relay_REST
         register_rest_route(self::NS, '/users', [
             ['methods' => 'GET', 'callback' => [self::class, 'search_users'], 'permission_callback' => $check],
         ]);
+        register_rest_route(self::NS, '/moderation/threads', [
+            ['methods' => 'GET', 'callback' => [self::class, 'moderation_threads'], 'permission_callback' => $check],
+        ]);
         register_rest_route(self::NS, '/token', [
             ['methods' => 'POST', 'callback' => [self::class, 'token'], 'permission_callback' => $check],
         ]);
@@ -101,10 +104,17 @@ final class BM_Relay_REST
         return true;
     }
 
-    /** True when the user may moderate (delete others' messages, manage members). */
-    private static function can_moderate(): bool
+    /** Capability of moderators (granted to administrators on activation). */
+    public const MODERATE_CAP = 'bmr_moderate';
+
+    /**
+     * True when the user may moderate: list every thread, read it, delete
+     * messages and remove members without being a member (filter
+     * `bm_relay_moderate_capability`, default `bmr_moderate`).
+     */
+    public static function can_moderate(): bool
     {
-        return current_user_can((string) apply_filters('bm_relay_moderate_capability', 'manage_options'));
+        return current_user_can((string) apply_filters('bm_relay_moderate_capability', self::MODERATE_CAP));
     }
 
     /**
@@ -165,11 +175,12 @@ final class BM_Relay_REST
 
     /**
      * The thread of a route and the current user's membership, or an error:
-     * 400 malformed id, 404 no such thread, 403 not a member.
+     * 400 malformed id, 404 no such thread, 403 not a member — unless
+     * $moderation and the user moderates (then the membership is null).
      *
-     * @return array{0:object,1:object}|WP_Error
+     * @return array{0:object,1:object|null}|WP_Error
      */
-    private static function member_thread($raw_id)
+    private static function member_thread($raw_id, bool $moderation = false)
     {
         $id = self::id_param($raw_id, 'id');
         if ($id instanceof WP_Error) {
@@ -180,6 +191,9 @@ final class BM_Relay_REST
             return new WP_Error('bm_relay_no_thread', __('No such thread.', 'bm-relay'), ['status' => 404]);
         }
         $me = BM_Relay_Store::membership($id, get_current_user_id());
+        if (!$me && $moderation && self::can_moderate()) {
+            return [$thread, null];
+        }
         if (!$me) {
             return new WP_Error('bm_relay_not_member', __('You are not a member of this thread.', 'bm-relay'), ['status' => 403]);
         }
@@ -191,7 +205,7 @@ final class BM_Relay_REST
      *
      * @return array{0:object,1:object}|WP_Error
      */
-    private static function member_message($raw_id)
+    private static function member_message($raw_id, bool $moderation = false)
     {
         $id = self::id_param($raw_id, 'id');
         if ($id instanceof WP_Error) {
@@ -201,7 +215,7 @@ final class BM_Relay_REST
         if (!$msg) {
             return new WP_Error('bm_relay_no_message', __('No such message.', 'bm-relay'), ['status' => 404]);
         }
-        $found = self::member_thread((string) $msg->thread_id);
+        $found = self::member_thread((string) $msg->thread_id, $moderation);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -271,7 +285,9 @@ final class BM_Relay_REST
                 'last_read_id' => $me ? (int) $me->last_read_id : 0,
                 'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
                 'epoch' => (int) $thread->epoch,
-                'keys' => BM_Relay_Push::thread_keys($user, $thread),
+                // Keys and thread tokens for members only (a moderator reads
+                // over REST; the relay's live stream is for members).
+                'keys' => $me ? BM_Relay_Push::thread_keys($user, $thread) : null,
             ];
         }
         return $out;
@@ -301,10 +317,10 @@ final class BM_Relay_REST
         return new WP_REST_Response(['threads' => self::format_threads($rows, $user), 'page' => $page, 'per_page' => $per, 'has_more' => $more]);
     }
 
-    /** GET /threads/{id} — one thread (member only). */
+    /** GET /threads/{id} — one thread (member or moderator). */
     public static function get_thread(WP_REST_Request $request)
     {
-        $found = self::member_thread($request['id']);
+        $found = self::member_thread($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -466,7 +482,7 @@ final class BM_Relay_REST
      */
     public static function remove_participant(WP_REST_Request $request)
     {
-        $found = self::member_thread($request['id']);
+        $found = self::member_thread($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -494,7 +510,7 @@ final class BM_Relay_REST
      */
     public static function list_messages(WP_REST_Request $request)
     {
-        $found = self::member_thread($request['id']);
+        $found = self::member_thread($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -531,7 +547,7 @@ final class BM_Relay_REST
             'thread' => (int) $thread->id,
             'messages' => $messages,
             'has_more' => $more,
-            'last_read_id' => (int) $me->last_read_id,
+            'last_read_id' => $me ? (int) $me->last_read_id : 0,
             'epoch' => (int) $thread->epoch,
         ]);
     }
@@ -610,7 +626,7 @@ final class BM_Relay_REST
     /** DELETE /messages/{id} — sender or moderator; pushes `message.delete`. */
     public static function delete_message(WP_REST_Request $request)
     {
-        $found = self::member_message($request['id']);
+        $found = self::member_message($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -770,6 +786,48 @@ final class BM_Relay_REST
             }
         }
         return new WP_REST_Response(['users' => $out]);
+    }
+
+    /**
+     * GET /moderation/threads?page=&per_page=&search= — every thread of the
+     * site, newest activity first, for moderators (403 otherwise): id,
+     * subject, creator, members, message count, last activity.
+     */
+    public static function moderation_threads(WP_REST_Request $request)
+    {
+        if (!self::can_moderate()) {
+            return new WP_Error('bm_relay_forbidden', __('You are not allowed to moderate the chat.', 'bm-relay'), ['status' => 403]);
+        }
+        $page = self::id_param($request->get_param('page') ?? '1', 'page');
+        if ($page instanceof WP_Error) {
+            return $page;
+        }
+        $per = self::id_param($request->get_param('per_page') ?? '50', 'per_page');
+        if ($per instanceof WP_Error) {
+            return $per;
+        }
+        if ($per > 100) {
+            return self::bad('per_page', __('must be at most 100', 'bm-relay'));
+        }
+        $search = $request->get_param('search');
+        $search = is_string($search) ? trim($search) : '';
+        $rows = BM_Relay_Store::all_threads($per + 1, ($page - 1) * $per, $search);
+        $more = count($rows) > $per;
+        $rows = array_slice($rows, 0, $per);
+        $members = BM_Relay_Store::members_of(array_map(static fn($t) => (int) $t->id, $rows));
+        $out = [];
+        foreach ($rows as $t) {
+            $out[] = [
+                'id' => (int) $t->id,
+                'subject' => (string) $t->subject,
+                'created_by' => (int) $t->created_by,
+                'created' => BM_Relay_Store::ts($t->created_at),
+                'updated' => BM_Relay_Store::ts($t->updated_at),
+                'participants' => array_map([self::class, 'person'], $members[(int) $t->id] ?? []),
+                'messages' => (int) $t->message_count,
+            ];
+        }
+        return new WP_REST_Response(['threads' => $out, 'page' => $page, 'per_page' => $per, 'has_more' => $more]);
     }
 
     /**

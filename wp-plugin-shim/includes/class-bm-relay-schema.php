@@ -263,6 +263,7 @@ final class BM_Relay_Schema
             if ($from >= self::VERSION && !$force) {
                 return true;
             }
+            BM_Relay_Moderation::grant();
             if ($from > 0 && $from < 3) {
                 self::migrate_legacy();
             }
@@ -388,6 +389,13 @@ final class BM_Relay_Schema
         ));
         foreach (array_keys(self::LEGACY_OPTIONS) as $old) {
             delete_option($old);
+        }
+        if (class_exists('BM_Relay_Moderation')) {
+            BM_Relay_Moderation::revoke();
+        } else {
+            foreach (wp_roles()->role_objects as $role) {
+                $role->remove_cap('bmr_moderate');
+            }
         }
         wp_cache_flush();
         foreach (['bmr_retention', 'bmr_retry_disconnect', self::LEGACY_CRON] as $hook) {

@@ -237,6 +237,32 @@ final class BM_Relay_Store
         ));
     }
 
+    /**
+     * Every thread of the site (moderation), newest activity first, with
+     * its number of messages; optionally those whose subject contains
+     * $search.
+     *
+     * @return list<object>
+     */
+    public static function all_threads(int $limit, int $offset, string $search = ''): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $where = '';
+        $args = [];
+        if ($search !== '') {
+            $where = 'WHERE th.subject LIKE %s';
+            $args[] = '%' . $wpdb->esc_like($search) . '%';
+        }
+        $args[] = $limit;
+        $args[] = $offset;
+        return $wpdb->get_results($wpdb->prepare(
+            "SELECT th.*, (SELECT COUNT(*) FROM {$t['messages']} m WHERE m.thread_id = th.id) AS message_count
+             FROM {$t['threads']} th $where ORDER BY th.updated_at DESC, th.id DESC LIMIT %d OFFSET %d",
+            ...$args
+        ));
+    }
+
     /** Stores a message: bumps the thread and the other members' unread counts. */
     public static function insert_message(int $thread, int $sender, string $text): int
     {
