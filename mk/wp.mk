@@ -81,3 +81,27 @@ plugin-zip: ## build run/bm-relay-VERSION.zip, the installable plugin (no tests,
 	@rm -f $(PLUGIN_ZIP) && cd run/plugin-zip && python3 -m zipfile -c $(PLUGIN_ZIP) bm-relay
 	@rm -rf run/plugin-zip
 	@echo "plugin-zip: $(PLUGIN_ZIP)"
+
+# A current WordPress besides Debian's 6.1 (2022): the 6.7-alpha nightly
+# build of the npm package @wp-playground/wordpress-builds@0.9.19 (its
+# SQLite drop-in removed; it runs on MariaDB with an ordinary wp-config).
+WP_BUILDS_PKG := @wp-playground/wordpress-builds@0.9.19
+WP_LATEST_DIR := $(CURDIR)/run/wordpress-latest
+
+.PHONY: wp-latest test-wp-latest
+wp-latest: ## a current WordPress (6.7-alpha, npm @wp-playground/wordpress-builds) in run/wordpress-latest
+	@if [ ! -f $(WP_LATEST_DIR)/wp-includes/version.php ]; then \
+	  set -e; mkdir -p run/wp-builds; \
+	  ls run/wp-builds/wp-playground-wordpress-builds-0.9.19.tgz >/dev/null 2>&1 || (cd run/wp-builds && npm pack --silent $(WP_BUILDS_PKG) >/dev/null); \
+	  tar -C run/wp-builds -xzf run/wp-builds/wp-playground-wordpress-builds-0.9.19.tgz package/src/wordpress/wp-nightly.zip; \
+	  rm -rf $(WP_LATEST_DIR).tmp && mkdir -p $(WP_LATEST_DIR).tmp; \
+	  python3 -m zipfile -e run/wp-builds/package/src/wordpress/wp-nightly.zip $(WP_LATEST_DIR).tmp; \
+	  rm -rf $(WP_LATEST_DIR).tmp/wp-content/database $(WP_LATEST_DIR).tmp/wp-content/db.php $(WP_LATEST_DIR).tmp/wp-config.php; \
+	  rm -rf $(WP_LATEST_DIR) && mv $(WP_LATEST_DIR).tmp $(WP_LATEST_DIR); \
+	fi
+	@echo "wp-latest: WordPress $$(php -r 'include "$(WP_LATEST_DIR)/wp-includes/version.php"; echo $$wp_version;') in run/wordpress-latest"
+
+TEST_TARGETS += test-wp-latest
+
+test-wp-latest: wp-latest ## the WordPress suites (extension and fallback, single site and multisite) on the current WordPress
+	@BM_WP_SRC=$(WP_LATEST_DIR) $(MAKE) --no-print-directory test-wp

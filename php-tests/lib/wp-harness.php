@@ -15,7 +15,9 @@
  *     ... $h->url, $h->users['alice'], $h->relay_url ...
  *     $h->stop();
  *
- * Environment: BM_RELAY_BIN (default target/release/bm-relay), BM_EXT_SO
+ * Environment: BM_WP_SRC (the WordPress to copy; default Debian's
+ * /usr/share/wordpress), BM_PLUGIN_ZIP (install the plugin from this zip),
+ * BM_RELAY_BIN (default target/release/bm-relay), BM_EXT_SO
  * (an extension to load into the PHP children; absent = pure-PHP
  * fallback), BM_WP_KEEP=1 keeps the run directory for debugging.
  */
@@ -77,6 +79,16 @@ final class BM_WP_Harness
         $this->admin_port = self::free_port();
         $this->relay_url = 'http://127.0.0.1:' . $this->relay_port;
         $this->ws_url = 'ws://127.0.0.1:' . $this->relay_port . '/v1/ws';
+    }
+
+    /**
+     * The WordPress to install: BM_WP_SRC (e.g. run/wordpress-latest from
+     * `make wp-latest`), else Debian's /usr/share/wordpress.
+     */
+    public static function wordpress_src(): string
+    {
+        $src = getenv('BM_WP_SRC');
+        return $src ? rtrim($src, '/') : '/usr/share/wordpress';
     }
 
     /** Path of the relay binary. */
@@ -251,7 +263,7 @@ final class BM_WP_Harness
     /** Copies WordPress, writes wp-config.php, installs it and the plugin. */
     private function install_wordpress(): void
     {
-        exec(sprintf('cp -al /usr/share/wordpress %s 2>&1', escapeshellarg($this->docroot)), $out, $rc);
+        exec(sprintf('cp -al %s %s 2>&1', escapeshellarg(self::wordpress_src()), escapeshellarg($this->docroot)), $out, $rc);
         if ($rc !== 0) {
             throw new RuntimeException('copying WordPress failed: ' . implode("\n", $out));
         }

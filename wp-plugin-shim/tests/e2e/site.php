@@ -228,7 +228,7 @@ foreach ([SIGTERM, SIGINT, SIGHUP] as $sig) {
 
 try {
     $h->start();
-    repair_links($h->docroot, '/usr/share/wordpress');
+    repair_links($h->docroot, BM_WP_Harness::wordpress_src());
     // The chat page, and a probe telling which implementation PHP runs.
     $cmd = array_merge($h->php(), [__DIR__ . '/make-page.php', $h->docroot, $h->url]);
     $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
