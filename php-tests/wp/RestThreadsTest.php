@@ -233,6 +233,15 @@ final class RestThreadsTest extends BM_WP_TestCase
         $bob = $this->sub('bob');
         $this->assertSame([$this->uid('bob')], $online());
         $bob->close();
+        // All threads at once: one request, one question to the relay.
+        $other = $this->thread('alice', ['dave'], 'other');
+        $carols = $this->thread('carol', ['dave'], 'not alice\'s');
+        $bob2 = $this->sub('bob');
+        $many = $this->ok($this->rest('GET', '/presence', 'alice', [], ['threads' => "{$t['id']},{$other['id']},{$carols['id']}"]))['online'];
+        $this->assertSame([(string) $t['id'] => [$this->uid('bob')], (string) $other['id'] => []], $many, 'only her own threads');
+        $bob2->close();
+        $this->err($this->rest('GET', '/presence', 'alice', [], ['threads' => 'x']), 400, 'bm_relay_invalid_param');
+        $this->err($this->rest('GET', '/presence', 'alice', [], ['threads' => implode(',', range(1, 51))]), 400, 'bm_relay_invalid_param');
         $this->err($this->rest('GET', "/threads/{$t['id']}/presence", 'dave'), 403, 'bm_relay_not_member');
         $this->err($this->rest('GET', '/threads/x1/presence', 'alice'), 404, 'rest_no_route');
     }

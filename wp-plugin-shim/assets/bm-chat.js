@@ -284,6 +284,7 @@ export class BmChat {
     this.presenceTimer = setInterval(() => this.refreshPresence(), 30000);
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden && this.current) this.scheduleRead(this.current);
+      if (!document.hidden) this.refreshPresence();
     });
   }
 
@@ -821,21 +822,22 @@ export class BmChat {
 
   /** Asks WordPress which members of the shown threads are online. */
   async refreshPresence() {
-    if (!this.client || this.client.state !== 'connected') return;
+    // A hidden tab shows nobody anything: it does not ask.
+    if (!this.client || this.client.state !== 'connected' || document.hidden) return;
     const ids = this.sortedThreads()
       .slice(0, 20)
       .map((t) => t.id);
-    await Promise.all(
-      ids.map(async (id) => {
-        try {
-          const r = await this.rest('GET', `/threads/${id}/presence`);
-          const t = this.threads.get(id);
-          if (t) t.online = new Set(r.online.filter((u) => u !== this.me));
-        } catch {
-          // The relay cannot be asked right now: keep what we know.
-        }
-      }),
-    );
+    if (!ids.length) return;
+    try {
+      // One request for every thread shown (was one per thread).
+      const r = await this.rest('GET', `/presence?threads=${ids.join(',')}`);
+      for (const [id, users] of Object.entries(r.online || {})) {
+        const t = this.threads.get(Number(id));
+        if (t) t.online = new Set(users.filter((u) => u !== this.me));
+      }
+    } catch {
+      // The relay cannot be asked right now: keep what we know.
+    }
     this.renderThreadList();
     if (this.current) this.renderHeader();
   }

@@ -339,6 +339,19 @@ test('a removed member can no longer subscribe nor open new messages', async (t)
   await shot(carol.page, '10-carol-removed');
 });
 
+test('presence of every conversation shown costs the page one request', async () => {
+  const calls = [];
+  const onRequest = (r) => {
+    if (/\/wp-json\/bm\/v1\/(threads\/\d+\/)?presence/.test(r.url())) calls.push(r.url());
+  };
+  assert.ok((await bob.page.evaluate(() => window.bmChat.threads.size)) >= 2, 'Bob has several conversations');
+  bob.page.on('request', onRequest);
+  await bob.page.evaluate(() => window.bmChat.refreshPresence());
+  bob.page.off('request', onRequest);
+  assert.equal(calls.length, 1, calls.join(' '));
+  assert.ok(await bob.page.evaluate(() => window.bmChat.threads.get(window.bmChat.current).online.size) >= 1, 'Alice is online');
+});
+
 test('the same main flow with the pure-PHP fallback (extension unloaded)', async (t) => {
   const r = await site.command('http fallback');
   assert.equal(r.impl, 'fallback');
