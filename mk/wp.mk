@@ -76,7 +76,7 @@ PLUGIN_ZIP     := $(CURDIR)/run/bm-relay-$(PLUGIN_VERSION).zip
 .PHONY: plugin-zip
 plugin-zip: ## build run/bm-relay-VERSION.zip, the installable plugin (no tests, no node files)
 	@rm -rf run/plugin-zip && mkdir -p run/plugin-zip/bm-relay
-	@tar -C wp-plugin-shim --exclude=./tests --exclude=./node_modules --exclude=./package.json --exclude=./package-lock.json -cf - . \
+	@tar -C wp-plugin-shim --exclude=./tests --exclude=./node_modules --exclude=./package.json --exclude=./package-lock.json --exclude=./eslint.config.js -cf - . \
 	  | tar -C run/plugin-zip/bm-relay -xf -
 	@rm -f $(PLUGIN_ZIP) && cd run/plugin-zip && python3 -m zipfile -c $(PLUGIN_ZIP) bm-relay
 	@rm -rf run/plugin-zip
@@ -105,3 +105,16 @@ TEST_TARGETS += test-wp-latest
 
 test-wp-latest: wp-latest ## the WordPress suites (extension and fallback, single site and multisite) on the current WordPress
 	@BM_WP_SRC=$(WP_LATEST_DIR) $(MAKE) --no-print-directory test-wp
+
+# Lint of the plugin: PHP with PHP_CodeSniffer (Debian's php-codesniffer,
+# ruleset phpcs.xml: PSR-12 for a WordPress plugin), JavaScript with ESLint
+# (npm, wp-plugin-shim/eslint.config.js: the recommended rules). Both run
+# in `make lint`.
+.PHONY: lint-php lint-js
+lint-php: ## PHP lint of the plugin (phpcs, phpcs.xml)
+	@command -v phpcs >/dev/null || bash scripts/install-deps.sh lint
+	phpcs -q --standard=phpcs.xml
+
+lint-js: ## JavaScript lint of the plugin and its tests (eslint)
+	@cd wp-plugin-shim && { [ -x node_modules/.bin/eslint ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; }
+	cd wp-plugin-shim && npx eslint .

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Plugin Name:       bm-relay
  * Description:       Real-time messaging where WordPress keeps every message: stored in the site's database, then pushed as a sealed envelope through the bm-relay router.

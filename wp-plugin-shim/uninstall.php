@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Runs when the plugin is deleted from Plugins → Installed Plugins (not on
  * deactivation): drops our four `bmr_` tables and removes our options (the

@@ -68,6 +68,9 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame($this->uid('carol'), $config['user']);
         $this->assertSame(1, wp_verify_nonce($config['nonce'], 'wp_rest'));
         $this->assertStringEndsWith('/wp-json/bm/v1/', $config['rest']);
+        // Each string once: "offline" (a person) is not "Offline — reconnecting" (the page).
+        $this->assertSame('offline', $config['strings']['offline']);
+        $this->assertSame('Offline — reconnecting', $config['strings']['offlineReconnecting']);
     }
 
     public function test_rest_over_http_with_cookie_login_and_nonce(): void

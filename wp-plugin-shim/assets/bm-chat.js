@@ -54,7 +54,7 @@ const DEFAULT_STRINGS = {
   connecting: 'Connecting…',
   connected: 'Connected',
   offlinePolling: 'Offline — checking for messages every few seconds',
-  offline: 'Offline — reconnecting',
+  offlineReconnecting: 'Offline — reconnecting',
   closed: 'Disconnected — reload the page',
   noRelay: 'Live updates are not available — checking for messages every few seconds',
   removed: 'You are no longer a member of “%s”.',
@@ -213,7 +213,7 @@ export class BmChat {
     } catch (e) {
       throw new RestError(0, 'network', String(e && e.message ? e.message : e));
     }
-    let json = null;
+    let json;
     try {
       json = await res.json();
     } catch {
@@ -268,7 +268,7 @@ export class BmChat {
     const wanted = Number((/^#thread-(\d+)$/.exec(location.hash) || [])[1]);
     const first = this.threads.has(wanted) ? wanted : this.sortedThreads()[0]?.id;
     if (first) await this.openThread(first, { focus: false });
-    let b = null;
+    let b;
     try {
       b = await this.bundle(true);
     } catch (e) {
@@ -1070,7 +1070,7 @@ export class BmChat {
       connecting: this.t.connecting,
       connected: this.t.connected,
       'offline-polling': this.t.offlinePolling,
-      offline: this.t.offline,
+      offline: this.t.offlineReconnecting,
       closed: this.t.closed,
       'no-relay': this.t.noRelay,
     }[state];

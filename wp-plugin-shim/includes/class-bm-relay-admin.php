@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Settings → bm-relay: the relay settings, the connection status (relay
  * /healthz, extension or fallback, push counters) and a "send test event"

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Limits on what one logged-in user can do, each with a filter to change
  * it: messages per minute, thread creations per hour, members per thread,
@@ -59,8 +60,10 @@ final class BM_Relay_Limits
         $target = get_userdata($to);
         if (!$target) {
             $allowed = false;
-        } elseif (user_can($target, 'manage_options') && !user_can($from, 'manage_options')
-            && get_user_meta($to, self::ALLOW_CONTACT_META, true) !== '1') {
+        } elseif (
+            user_can($target, 'manage_options') && !user_can($from, 'manage_options')
+            && get_user_meta($to, self::ALLOW_CONTACT_META, true) !== '1'
+        ) {
             $allowed = false;
         }
         return (bool) apply_filters('bm_relay_can_message', $allowed, $from, $to);

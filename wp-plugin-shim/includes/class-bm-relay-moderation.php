@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Moderation: Tools → Chat moderation lists every conversation; a moderator
  * (capability `bmr_moderate`, granted to administrators) reads one, deletes

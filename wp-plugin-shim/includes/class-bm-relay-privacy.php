@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Personal-data exporter and eraser, registered with WordPress's privacy
  * tools (Tools → Export/Erase Personal Data).

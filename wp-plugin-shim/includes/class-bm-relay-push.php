@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Turns stored changes into sealed events for the relay.
  *

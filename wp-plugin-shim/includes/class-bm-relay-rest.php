@@ -1,4 +1,5 @@
 <?php
+
 /**
  * REST API `bm/v1` for the browser chat page.
  *
@@ -659,8 +660,10 @@ final class BM_Relay_REST
             return new WP_Error('bm_relay_deleted', __('This message was deleted.', 'bm-relay'), ['status' => 409]);
         }
         $emoji = $request->get_param('emoji');
-        if (!is_string($emoji) || $emoji === '' || mb_strlen($emoji, 'UTF-8') > 16 || strlen($emoji) > 64
-            || wp_check_invalid_utf8($emoji) !== $emoji || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)) {
+        if (
+            !is_string($emoji) || $emoji === '' || mb_strlen($emoji, 'UTF-8') > 16 || strlen($emoji) > 64
+            || wp_check_invalid_utf8($emoji) !== $emoji || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)
+        ) {
             return self::bad('emoji', __('must be one emoji or short code (at most 16 characters, no spaces)', 'bm-relay'));
         }
         $remove = $request->get_param('remove');

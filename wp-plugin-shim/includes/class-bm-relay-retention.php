@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Retention: a daily WP-Cron job deletes messages older than the configured
  * number of days and tells the browsers (`message.delete`), so what the

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Database schema: created with dbDelta on activation, upgraded by schema
  * version. The upgrade runs once, under a database lock, when the stored

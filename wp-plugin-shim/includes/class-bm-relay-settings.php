@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Settings and the site secret.
  *

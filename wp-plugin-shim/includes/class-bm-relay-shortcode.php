@@ -1,4 +1,5 @@
 <?php
+
 /**
  * The `[bm_chat]` shortcode: the chat page.
  *
@@ -170,7 +171,7 @@ final class BM_Relay_Shortcode
             'connecting' => __('Connecting…', 'bm-relay'),
             'connected' => __('Connected', 'bm-relay'),
             'offlinePolling' => __('Offline — checking for messages every few seconds', 'bm-relay'),
-            'offline' => __('Offline — reconnecting', 'bm-relay'),
+            'offlineReconnecting' => __('Offline — reconnecting', 'bm-relay'),
             'closed' => __('Disconnected — reload the page', 'bm-relay'),
             'noRelay' => __('Live updates are not available — checking for messages every few seconds', 'bm-relay'),
             /* translators: %s: conversation title */

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Data access for threads, participants, messages and message meta.
  *

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Pure-PHP fallback of the bm_relay extension: the bm_* functions, with
  * the extension's signatures, return shapes and messages (`ext/src/lib.rs`),

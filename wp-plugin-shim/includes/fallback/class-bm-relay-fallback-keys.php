@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Pure-PHP fallback of the bm_relay extension: keys.
  *

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Pure-PHP fallback of the bm_relay extension: values.
  *
@@ -60,8 +61,10 @@ final class BM_Relay_Fallback_Values
         }
         if (is_string($z)) {
             // Canonical decimal digits that fit an i64, like the extension.
-            if (preg_match('/^(0|[1-9][0-9]{0,18})$/D', $z)
-                && (strlen($z) < 19 || strcmp($z, '9223372036854775807') <= 0)) {
+            if (
+                preg_match('/^(0|[1-9][0-9]{0,18})$/D', $z)
+                && (strlen($z) < 19 || strcmp($z, '9223372036854775807') <= 0)
+            ) {
                 return (int) $z;
             }
             throw new BmRelayException("$field must be $expected, got a non-numeric string");

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
-import { RELAY_BIN, b64u, cleanup, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay, until } from './harness.js';
+import { RELAY_BIN, b64u, cleanup, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay } from './harness.js';
 
 const SITE = makeSite('client-test.local');
 const THREAD = 12;
