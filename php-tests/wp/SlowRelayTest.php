@@ -125,4 +125,32 @@ final class SlowRelayTest extends BM_WP_TestCase
         $this->assertFalse(get_option(BM_Relay_Push::PENDING_OPTION), 'nothing left to retry');
         $this->assertFalse(wp_next_scheduled(BM_Relay_Push::RETRY_HOOK));
     }
+
+    public function test_over_http_in_the_default_mode_a_hung_relay_costs_a_request_under_a_second(): void
+    {
+        // The default (auto) mode: async with the extension (request end
+        // waits at most flush_timeout_ms), sync within the budget with the
+        // fallback. Timed over real HTTP, request end included.
+        $h = $this->h();
+        $t = $this->thread('alice', ['bob'], 'over http');
+        $bob = $h->login('bob');
+        $nonce = $bob->nonce();
+        update_option('bmr_mode', '');
+        try {
+            $time = function (string $text) use ($bob, $t, $nonce): float {
+                $t0 = microtime(true);
+                [$code, $body] = $bob->rest('POST', "/threads/{$t['id']}/messages", ['text' => $text], $nonce);
+                $this->assertSame(201, $code, json_encode($body));
+                return microtime(true) - $t0;
+            };
+            $time('warm up');
+            $normal = $time('relay up');
+            $this->hang_relay();
+            $hung = $time('relay hung');
+            $this->assertLessThan($normal + 1.0, $hung, sprintf('%.2f s with the relay hung, %.2f s normally', $hung, $normal));
+            $this->assertSame('relay hung', $this->rows("SELECT content FROM wp_bmr_messages WHERE thread_id = {$t['id']} ORDER BY id DESC LIMIT 1")[0]['content'], 'stored all the same');
+        } finally {
+            update_option('bmr_mode', 'sync');
+        }
+    }
 }
