@@ -536,7 +536,7 @@ final class BM_WP_Subscriber
     /**
      * @param list<int> $threads threads to subscribe to (thread tokens minted here)
      */
-    public function __construct(BM_WP_Harness $h, int $user, array $threads = [], float $timeout = 20, ?string $site = null, ?string $secret = null)
+    public function __construct(BM_WP_Harness $h, int $user, array $threads = [], float $timeout = 20, ?string $site = null, ?string $secret = null, array $thread_tokens = [])
     {
         $this->user = $user;
         $cmd = [$h->relay_bin(), 'listen', '--url', $h->ws_url, '--token', bm_client_token($user, 600)];
@@ -544,7 +544,8 @@ final class BM_WP_Subscriber
             $cmd[] = '--thread';
             $cmd[] = (string) $t;
             $cmd[] = '--thread-token';
-            $cmd[] = bm_thread_token($user, $t, 600);
+            // A token the plugin handed out ($thread_tokens), or a fresh one.
+            $cmd[] = $thread_tokens[$t] ?? bm_thread_token($user, $t, 600);
         }
         array_push($cmd, '--secret', '-', '--site', $site ?? $h->site, '--timeout', (string) $timeout);
         $this->proc = proc_open(array_merge(['setsid'], $cmd), [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['file', $h->run . '/listen.log', 'a']], $pipes);

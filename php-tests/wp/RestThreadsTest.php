@@ -167,6 +167,36 @@ final class RestThreadsTest extends BM_WP_TestCase
         $s->close();
     }
 
+    /**
+     * The relay refuses thread tokens issued in or before the second of a
+     * revocation (PROTOCOL.md §6): a member removed and re-added at once
+     * must still be handed a token the relay accepts.
+     */
+    public function test_a_member_re_added_in_the_same_second_gets_a_token_the_relay_accepts(): void
+    {
+        $t = $this->thread('alice', ['bob']);
+        $bob = $this->uid('bob');
+        $this->ok($this->rest('DELETE', "/threads/{$t['id']}/participants/{$bob}", 'alice'));
+        $this->ok($this->rest('POST', "/threads/{$t['id']}/participants", 'alice', ['user_id' => $bob]));
+        $keys = $this->ok($this->rest('GET', "/threads/{$t['id']}", 'bob'))['thread']['keys'];
+        // The relay accepts it: the subscription with that token is
+        // acknowledged. (Before the plugin waited out the revocation's
+        // second, this failed whenever removal and re-add fell in one
+        // second, i.e. nearly always here.)
+        $s = new BM_WP_Subscriber($this->h(), $bob, [$t['id']], 20, null, null, [$t['id'] => $keys['token']]);
+        $s->close();
+        $claims = json_decode(base64_decode(strtr(explode('.', $keys['token'])[1], '-_', '+/')), true);
+        $this->assertGreaterThan($this->revoked_at($bob, $t['id']), $claims['iat'], 'iat after the revocation second');
+    }
+
+    /** The second the plugin recorded for the relay's revocation of $user in $thread. */
+    private function revoked_at(int $user, int $thread): int
+    {
+        $recent = (array) get_option('bmr_recent_revocations', []);
+        $this->assertArrayHasKey("{$user}/{$thread}", $recent, 'the revocation was recorded');
+        return (int) $recent["{$user}/{$thread}"];
+    }
+
     public function test_add_and_remove_participants_bumps_epoch_rekeys_and_revokes(): void
     {
         $t = $this->thread('alice', ['bob']);

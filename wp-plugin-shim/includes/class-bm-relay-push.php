@@ -34,6 +34,15 @@ final class BM_Relay_Push
     public const RETRY_HOOK = 'bmr_retry_disconnect';
     /** Option holding disconnects the relay has not confirmed yet. */
     public const PENDING_OPTION = 'bmr_pending_disconnects';
+    /**
+     * Option holding the second of each thread revocation of the last two
+     * seconds ("user/thread" => unix second). The relay refuses a token
+     * whose `iat` is not after the revocation (PROTOCOL.md §6), so a member
+     * re-added within the same second must get a token of the next one.
+     */
+    public const REVOKED_OPTION = 'bmr_recent_revocations';
+    /** @var array<string,int>|null the option, read once per request */
+    private static $revoked = null;
 
     /** @var string|null last push error of this request (for tests and the admin page) */
     public static $last_error = null;
@@ -48,6 +57,7 @@ final class BM_Relay_Push
         self::$down = false;
         self::$waited_ms = 0.0;
         self::$last_error = null;
+        self::$revoked = null;
     }
 
     /**
@@ -194,6 +204,7 @@ final class BM_Relay_Push
      */
     public static function thread_keys(int $user, object $thread): ?array
     {
+        self::after_revocation($user, (int) $thread->id);
         try {
             return [
                 'thread' => (int) $thread->id,
@@ -240,10 +251,43 @@ final class BM_Relay_Push
     {
         $done = self::guarded('disconnect', static fn() => bm_disconnect([$user], $thread_id) >= 0);
         if ($done === true) {
+            self::note_revocation($user, $thread_id);
             return true;
         }
         self::queue_disconnect($user, $thread_id);
         return false;
+    }
+
+    /**
+     * Records that the relay revoked $user's tokens for $thread_id up to
+     * now (the request was signed at or before this second).
+     */
+    private static function note_revocation(int $user, int $thread_id): void
+    {
+        $now = time();
+        $recent = array_filter((array) get_option(self::REVOKED_OPTION, []), static fn($t) => (int) $t >= $now - 2);
+        $recent[$user . '/' . $thread_id] = $now;
+        // Autoloaded: it holds at most two seconds of removals, and token
+        // minting reads it on every /token call.
+        update_option(self::REVOKED_OPTION, $recent, true);
+        self::$revoked = $recent;
+    }
+
+    /**
+     * Before minting a thread token: if the relay revoked this scope in the
+     * current second, wait for the next one (at most a second, and only for
+     * a member re-added right after a removal), so the token's `iat` is
+     * after the revocation and the relay accepts it.
+     */
+    private static function after_revocation(int $user, int $thread_id): void
+    {
+        if (self::$revoked === null) {
+            self::$revoked = (array) get_option(self::REVOKED_OPTION, []);
+        }
+        $at = (int) (self::$revoked[$user . '/' . $thread_id] ?? 0);
+        if ($at >= time()) {
+            time_sleep_until($at + 1 + 0.001);
+        }
     }
 
     /** Keeps a disconnect for the cron retry and schedules it. */
@@ -271,8 +315,15 @@ final class BM_Relay_Push
     {
         $pending = (array) get_option(self::PENDING_OPTION, []);
         foreach ($pending as $k => $p) {
+            // Re-added meanwhile: revoking now would end the subscription
+            // the new membership's token opened.
+            if (BM_Relay_Store::membership((int) $p['thread'], (int) $p['user'])) {
+                unset($pending[$k]);
+                continue;
+            }
             try {
                 bm_disconnect([(int) $p['user']], (int) $p['thread']);
+                self::note_revocation((int) $p['user'], (int) $p['thread']);
                 unset($pending[$k]);
             } catch (BmRelayException $e) {
                 self::$last_error = $e->getMessage();
