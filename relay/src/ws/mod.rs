@@ -168,7 +168,9 @@ where
         app.metrics.socket_refused(SocketRefusal::Authenticating);
         return finish(&app, ws, req(close::TRY_AGAIN_LATER, "too many sockets authenticating; retry later")).await;
     };
-    let claims = match auth::authenticate(&app, &cfg, ws, &mut frame_bucket).await {
+    // Boxed: its state is needed only until `auth`, and left inline it
+    // would size this task (what every idle socket keeps) for good.
+    let claims = match Box::pin(auth::authenticate(&app, &cfg, ws, &mut frame_bucket)).await {
         Ok(c) => c,
         Err(auth::AuthFailure::Gone) => return answer_close(ws).await,
         Err(auth::AuthFailure::Refused(error, why)) => {
@@ -211,14 +213,18 @@ where
     tracing::debug!(conn = conn.id, site = %conn.site, user = %conn.user, "socket authenticated");
     conn.enqueue(&Frame::from(frames::ready(claims.sub, claims.exp)), limits.outbound_queue_bytes);
 
+    let exp = claims.exp;
+    // Not kept across the session (it would sit in every idle socket's task).
+    drop(claims);
     let mut s = session::Session {
         app: &app,
         conn: &conn,
-        exp_at: instant_of_unix(claims.exp),
+        exp_at: instant_of_unix(exp),
         pub_bucket: Bucket::new(limits.pub_burst),
         frame_bucket,
-        limits: limits.clone(),
         generation,
+        // Moved, not cloned: an idle socket holds one reference.
+        cfg,
     };
     let ended = s.main_loop(ws).await;
     // From here on the socket is not routable: no push counts it as

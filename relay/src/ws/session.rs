@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{error_close, instant_of_unix, req, Ws};
 use crate::bucket::Bucket;
-use crate::config::Limits;
+use crate::config::{Config, Limits};
 use crate::conn::{Conn, SubError};
 use crate::frame::Frame;
 use crate::outbox::CloseRequest;
@@ -66,8 +66,10 @@ pub(super) struct Session<'a> {
     pub pub_bucket: Bucket,
     /// Every client frame, control frames included (4029 past it).
     pub frame_bucket: Bucket,
-    /// The limits in force, and the configuration generation they are from.
-    pub limits: Limits,
+    /// The configuration in force (its limits), and the generation it is
+    /// from. An `Arc`, not a copy of the limits: an idle socket pays 8
+    /// bytes for it, not the few hundred of a `Limits`.
+    pub cfg: Arc<Config>,
     pub generation: u64,
 }
 
@@ -79,7 +81,7 @@ impl Session<'_> {
             return false;
         }
         self.generation = g;
-        self.limits = self.app.config().limits.clone();
+        self.cfg = self.app.config();
         true
     }
 
@@ -90,15 +92,15 @@ impl Session<'_> {
         let mut last_seen = Instant::now();
         let mut last_ping = last_seen;
         let out = &*self.conn.out;
-        let timer = sleep_until(last_ping + Limits::dur(self.limits.ping_interval_secs));
+        let timer = sleep_until(last_ping + Limits::dur(self.cfg.limits.ping_interval_secs));
         tokio::pin!(timer);
         loop {
             self.refresh_limits();
             if let Some(why) = self.conn.close_requested() {
                 return Ended::Close(why);
             }
-            let ping_every = Limits::dur(self.limits.ping_interval_secs);
-            let idle_at = last_seen + Limits::dur(self.limits.idle_timeout_secs);
+            let ping_every = Limits::dur(self.cfg.limits.ping_interval_secs);
+            let idle_at = last_seen + Limits::dur(self.cfg.limits.idle_timeout_secs);
             let now = Instant::now();
             if now >= self.exp_at {
                 return Ended::Close(req(close::TOKEN_EXPIRED, "token expired"));
@@ -108,7 +110,7 @@ impl Session<'_> {
             }
             if now >= last_ping + ping_every {
                 last_ping = now;
-                if out.send_control(Frame::ping().as_bytes(), self.limits.outbound_queue_bytes).is_err() {
+                if out.send_control(Frame::ping().as_bytes(), self.cfg.limits.outbound_queue_bytes).is_err() {
                     return Ended::Gone;
                 }
             }
@@ -148,7 +150,7 @@ impl Session<'_> {
     }
 
     fn reply(&self, text: String) {
-        self.conn.enqueue(&Frame::from(text), self.limits.outbound_queue_bytes);
+        self.conn.enqueue(&Frame::from(text), self.cfg.limits.outbound_queue_bytes);
     }
 
     fn refuse(&self, r#ref: Option<i64>, code: &str, message: &str) {
@@ -161,7 +163,7 @@ impl Session<'_> {
         // ping with a pong, so an unmetered ping flood costs the relay a
         // write per frame.
         let counted = matches!(m, Some(Ok(_)));
-        if counted && !self.frame_bucket.take(self.limits.frame_rate_per_sec, self.limits.frame_burst) {
+        if counted && !self.frame_bucket.take(self.cfg.limits.frame_rate_per_sec, self.cfg.limits.frame_burst) {
             return Step::Close(req(close::RATE_LIMITED, "too many frames"));
         }
         let text = match m {
@@ -218,7 +220,7 @@ impl Session<'_> {
             Ok(_) => return self.refuse(r#ref, codes::FORBIDDEN, "the thread token is for another site, user or thread"),
             Err(e) => return self.refuse_token(r#ref, e),
         };
-        match self.app.router.subscribe(self.conn, thread, c.iat, self.limits.max_subscriptions) {
+        match self.app.router.subscribe(self.conn, thread, c.iat, self.cfg.limits.max_subscriptions) {
             Ok(_) => {
                 // Re-checked after the insert: a `/v1/disconnect` for this
                 // thread that ran between the verification above and the
@@ -232,7 +234,7 @@ impl Session<'_> {
             Err(SubError::TooMany) => self.refuse(
                 r#ref,
                 codes::TOO_MANY_SUBSCRIPTIONS,
-                &format!("a socket may watch at most {} threads", self.limits.max_subscriptions),
+                &format!("a socket may watch at most {} threads", self.cfg.limits.max_subscriptions),
             ),
         }
     }
@@ -247,7 +249,7 @@ impl Session<'_> {
     }
 
     fn on_pub(&mut self, r#ref: Option<i64>, thread: bm_proto::ThreadId, envelope_json: &str) {
-        let limits = &self.limits;
+        let limits = &self.cfg.limits;
         if !self.conn.is_subscribed(thread) {
             return self.refuse(r#ref, codes::NOT_SUBSCRIBED, "`pub` needs a live `sub` to the thread");
         }
