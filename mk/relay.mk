@@ -26,3 +26,16 @@ demo-relay: relay ## the relay alone: a generated site, a push reaching `bm-rela
 
 test-relay-deploy: relay ## relay/deploy: sample TOML starts a relay, nginx -t, systemd-analyze verify
 	bash relay/deploy/check.sh
+
+# WebSocket conformance (RFC 6455, docs/PROTOCOL.md §6) of the release
+# relay, from clients that share no code with it: a raw-socket client
+# written from the RFC and Debian's python3-websockets (group
+# `conformance` of scripts/install-deps.sh). Debian's python3 on purpose:
+# that is where the Debian package installs.
+TEST_TARGETS += test-conformance
+CONFORMANCE_PYTHON ?= /usr/bin/python3
+.PHONY: test-conformance
+
+test-conformance: relay ## RFC 6455 conformance of the relay's WebSockets (Python clients, real sockets)
+	@$(CONFORMANCE_PYTHON) -c 'import websockets' 2>/dev/null || bash scripts/install-deps.sh conformance
+	BM_RELAY_BIN=$(CURDIR)/target/release/bm-relay timeout 600 $(CONFORMANCE_PYTHON) relay/tests/conformance/test_ws_conformance.py
