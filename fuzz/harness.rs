@@ -18,9 +18,12 @@ use bm_proto::{b64, signing, KeyId, RelayKey, SiteId, SiteSecret};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// A target's body: takes any bytes, panics only on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the directory names under `fuzz/corpus/` and
 /// `fuzz/artifacts/`, and the `[[bin]]` names in `fuzz/Cargo.toml`) and body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("envelope", envelope),
     ("token", token),
     ("client_frame", client_frame),

@@ -28,7 +28,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `f` on each file; returns the files on which it panicked.
-fn replay(f: fn(&[u8]), paths: &[PathBuf]) -> Vec<String> {
+fn replay(f: harness::Target, paths: &[PathBuf]) -> Vec<String> {
     let mut failed = Vec::new();
     for p in paths {
         let data = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

@@ -18,6 +18,7 @@ regression there still fails.
 import asyncio
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -49,6 +50,10 @@ RELAY = None
 
 def setUpModule():
     global RELAY
+    # SIGTERM (from `timeout`, or make being interrupted) unwinds normally,
+    # so tearDownModule stops the relay; a SIGKILL is covered by the relay's
+    # parent-death signal (wsclient.die_with_parent).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     RELAY = Relay(BIN, LIMITS)
 
 

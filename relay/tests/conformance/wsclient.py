@@ -301,6 +301,14 @@ def free_port():
             s.close()
 
 
+def die_with_parent():
+    """In the child, before exec: the kernel kills it with SIGKILL when the
+    test process dies, however that happens (a `timeout`, a kill -9)."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 class Relay:
     """`bm-relay serve` on free loopback ports, for one generated site."""
 
@@ -323,7 +331,7 @@ class Relay:
             env["RUST_LOG"] = "info"
             self.proc = subprocess.Popen(
                 [binary, "serve", "--config", cfg], stdout=subprocess.DEVNULL, stderr=self.log,
-                env=env, start_new_session=True,
+                env=env, start_new_session=True, preexec_fn=die_with_parent,
             )
             if self._wait_healthy():
                 return
