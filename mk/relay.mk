@@ -36,3 +36,16 @@ TEST_TARGETS += test-abuse
 .PHONY: test-abuse
 test-abuse: relay ## scripted attacker against the release relay (loopback, ~30 s); asserts RSS, timers, deliveries, caps
 	PYTHONDONTWRITEBYTECODE=1 python3 relay/tests/abuse/abuse.py target/release/bm-relay
+
+# WebSocket conformance (RFC 6455, docs/PROTOCOL.md §6) of the release
+# relay, from clients that share no code with it: a raw-socket client
+# written from the RFC and Debian's python3-websockets (group
+# `conformance` of scripts/install-deps.sh). Debian's python3 on purpose:
+# that is where the Debian package installs.
+TEST_TARGETS += test-conformance
+CONFORMANCE_PYTHON ?= /usr/bin/python3
+.PHONY: test-conformance
+
+test-conformance: relay ## RFC 6455 conformance of the relay's WebSockets (Python clients, real sockets)
+	@$(CONFORMANCE_PYTHON) -c 'import websockets' 2>/dev/null || bash scripts/install-deps.sh conformance
+	BM_RELAY_BIN=$(CURDIR)/target/release/bm-relay timeout 600 $(CONFORMANCE_PYTHON) relay/tests/conformance/test_ws_conformance.py

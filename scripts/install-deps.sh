@@ -15,11 +15,13 @@ declare -A GROUPS_=(
   [lint]="php-codesniffer"
   [broker]="nats-server"
   [browser]="chromium fonts-noto-color-emoji"
+  # make test-conformance: an independent WebSocket client for the relay
+  [conformance]="python3 python3-websockets"
   # benchmarks only (mk/bench.mk installs it; not part of `make deps`)
   [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
 )
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint)
+[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint conformance)
 
 want=()
 for g in "${groups[@]}"; do
