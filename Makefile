@@ -47,8 +47,9 @@ test: deps build ## run every test suite (what CI runs)
 test-rust: ## Rust unit, vector, property and integration tests
 	$(CARGO) test --workspace --locked
 
-lint: ## clippy with warnings as errors
+lint: ## clippy with warnings as errors; phpcs and eslint on the WordPress plugin
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(MAKE) --no-print-directory lint-php lint-js
 
 demo: deps build ## run the whole system on loopback (see README); Ctrl-C stops it
 	@if [ -f scripts/demo.sh ]; then bash scripts/demo.sh; else bash scripts/demo-relay.sh; fi

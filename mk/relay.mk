@@ -26,3 +26,13 @@ demo-relay: relay ## the relay alone: a generated site, a push reaching `bm-rela
 
 test-relay-deploy: relay ## relay/deploy: sample TOML starts a relay, nginx -t, systemd-analyze verify
 	bash relay/deploy/check.sh
+
+# The scripted attacker of issue #11 against the release relay on loopback
+# (relay/tests/abuse/abuse.py, Python 3 stdlib): floods of silent
+# connections, trickled bodies, half h2 prefaces, 1 MiB heads, WebSocket
+# floods, while a legitimate client keeps pushing and receiving. About 30 s.
+TEST_TARGETS += test-abuse
+
+.PHONY: test-abuse
+test-abuse: relay ## scripted attacker against the release relay (loopback, ~30 s); asserts RSS, timers, deliveries, caps
+	PYTHONDONTWRITEBYTECODE=1 python3 relay/tests/abuse/abuse.py target/release/bm-relay

@@ -5,7 +5,9 @@
 #                       Debian's WordPress in a temp dir, a real relay and real
 #                       subscribers; once with the extension
 #                       (target/release/bm_relay.so from `make ext`), once with
-#                       the fallback
+#                       the fallback; then the same on a multisite network
+#                       (php-tests/wp/multisite)
+#                       The plugin is installed from `make plugin-zip`.
 #   make test-fallback  the shared API suite (php-tests/api, minus its
 #                       `ext-only` group) and the vector checks
 #                       (php-tests/wp/fallback) WITHOUT the extension
@@ -32,15 +34,19 @@ wp-ext:
 
 test-wp: test-wp-ext test-wp-fallback ## WordPress plugin suite, with the extension and with the fallback
 
-test-wp-ext: wp-deps wp-relay wp-ext
+test-wp-ext: wp-deps wp-relay wp-ext plugin-zip
 	@php -n -d extension=$(WP_EXT_SO) -r 'exit(function_exists("bm_push") && (new ReflectionFunction("bm_push"))->isInternal() ? 0 : 1);' \
 	  || { echo "test-wp: $(WP_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; }
 	@echo "== WordPress suite with the extension ($(WP_EXT_SO))"
-	@BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@echo "== WordPress multisite suite with the extension"
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
-test-wp-fallback: wp-deps wp-relay
+test-wp-fallback: wp-deps wp-relay plugin-zip
 	@echo "== WordPress suite with the pure-PHP fallback"
-	@BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@echo "== WordPress multisite suite with the pure-PHP fallback"
+	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
 test-fallback: wp-deps ## the PHP API suite and vectors without the extension (pure-PHP fallback)
 	@echo "== API vectors, pure-PHP fallback"
@@ -61,3 +67,54 @@ wp-pot: ## regenerate wp-plugin-shim/languages/bm-relay.pot (xgettext)
 	  --keyword=_x:1,2c --keyword=_n:1,2 --package-name=bm-relay --msgid-bugs-address= \
 	  --sort-by-file -o languages/bm-relay.pot bm-relay.php includes/*.php
 	sed -i 's/charset=CHARSET/charset=UTF-8/' wp-plugin-shim/languages/bm-relay.pot
+
+# The installable plugin: wp-plugin-shim/ without its tests and node
+# files, as bm-relay/ in a zip (Plugins → Add New → Upload Plugin).
+PLUGIN_VERSION := $(shell sed -n 's/^ \* Version: *//p' wp-plugin-shim/bm-relay.php)
+PLUGIN_ZIP     := $(CURDIR)/run/bm-relay-$(PLUGIN_VERSION).zip
+
+.PHONY: plugin-zip
+plugin-zip: ## build run/bm-relay-VERSION.zip, the installable plugin (no tests, no node files)
+	@rm -rf run/plugin-zip && mkdir -p run/plugin-zip/bm-relay
+	@tar -C wp-plugin-shim --exclude=./tests --exclude=./node_modules --exclude=./package.json --exclude=./package-lock.json --exclude=./eslint.config.js -cf - . \
+	  | tar -C run/plugin-zip/bm-relay -xf -
+	@rm -f $(PLUGIN_ZIP) && cd run/plugin-zip && python3 -m zipfile -c $(PLUGIN_ZIP) bm-relay
+	@rm -rf run/plugin-zip
+	@echo "plugin-zip: $(PLUGIN_ZIP)"
+
+# A current WordPress besides Debian's 6.1 (2022): the 6.7-alpha nightly
+# build of the npm package @wp-playground/wordpress-builds@0.9.19 (its
+# SQLite drop-in removed; it runs on MariaDB with an ordinary wp-config).
+WP_BUILDS_PKG := @wp-playground/wordpress-builds@0.9.19
+WP_LATEST_DIR := $(CURDIR)/run/wordpress-latest
+
+.PHONY: wp-latest test-wp-latest
+wp-latest: ## a current WordPress (6.7-alpha, npm @wp-playground/wordpress-builds) in run/wordpress-latest
+	@if [ ! -f $(WP_LATEST_DIR)/wp-includes/version.php ]; then \
+	  set -e; mkdir -p run/wp-builds; \
+	  ls run/wp-builds/wp-playground-wordpress-builds-0.9.19.tgz >/dev/null 2>&1 || (cd run/wp-builds && npm pack --silent $(WP_BUILDS_PKG) >/dev/null); \
+	  tar -C run/wp-builds -xzf run/wp-builds/wp-playground-wordpress-builds-0.9.19.tgz package/src/wordpress/wp-nightly.zip; \
+	  rm -rf $(WP_LATEST_DIR).tmp && mkdir -p $(WP_LATEST_DIR).tmp; \
+	  python3 -m zipfile -e run/wp-builds/package/src/wordpress/wp-nightly.zip $(WP_LATEST_DIR).tmp; \
+	  rm -rf $(WP_LATEST_DIR).tmp/wp-content/database $(WP_LATEST_DIR).tmp/wp-content/db.php $(WP_LATEST_DIR).tmp/wp-config.php; \
+	  rm -rf $(WP_LATEST_DIR) && mv $(WP_LATEST_DIR).tmp $(WP_LATEST_DIR); \
+	fi
+	@echo "wp-latest: WordPress $$(php -r 'include "$(WP_LATEST_DIR)/wp-includes/version.php"; echo $$wp_version;') in run/wordpress-latest"
+
+TEST_TARGETS += test-wp-latest
+
+test-wp-latest: wp-latest ## the WordPress suites (extension and fallback, single site and multisite) on the current WordPress
+	@BM_WP_SRC=$(WP_LATEST_DIR) $(MAKE) --no-print-directory test-wp
+
+# Lint of the plugin: PHP with PHP_CodeSniffer (Debian's php-codesniffer,
+# ruleset phpcs.xml: PSR-12 for a WordPress plugin), JavaScript with ESLint
+# (npm, wp-plugin-shim/eslint.config.js: the recommended rules). Both run
+# in `make lint`.
+.PHONY: lint-php lint-js
+lint-php: ## PHP lint of the plugin (phpcs, phpcs.xml)
+	@command -v phpcs >/dev/null || bash scripts/install-deps.sh lint
+	phpcs -q --standard=phpcs.xml
+
+lint-js: ## JavaScript lint of the plugin and its tests (eslint)
+	@cd wp-plugin-shim && { [ -x node_modules/.bin/eslint ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; }
+	cd wp-plugin-shim && npx eslint .

@@ -10,14 +10,16 @@ set -euo pipefail
 declare -A GROUPS_=(
   [build]="build-essential pkg-config ca-certificates curl"
   [php]="php8.2-cli php8.2-dev php8.2-fpm php8.2-curl php8.2-mbstring php8.2-xml php8.2-mysql libfcgi-bin phpunit libclang-dev clang libphp8.2-embed"
-  [wp]="mariadb-server mariadb-client wordpress wordpress-theme-twentytwentyone nginx-light"
+  [wp]="mariadb-server mariadb-client wordpress wordpress-theme-twentytwentyone nginx-light python3"
+  # `make lint-php` (PHP_CodeSniffer, ruleset phpcs.xml)
+  [lint]="php-codesniffer"
   [broker]="nats-server"
   [browser]="chromium fonts-noto-color-emoji"
   # benchmarks only (mk/bench.mk installs it; not part of `make deps`)
   [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
 )
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser)
+[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint)
 
 want=()
 for g in "${groups[@]}"; do

@@ -1,24 +1,32 @@
 <?php
+
 /**
  * Runs when the plugin is deleted from Plugins → Installed Plugins (not on
- * deactivation): drops the four tables and removes the options (the
- * generated secret included) and the cron job. WordPress's convention for
- * uninstall is "leave nothing behind"; deactivating keeps everything.
+ * deactivation): drops our four `bmr_` tables and removes our options (the
+ * generated secret included), transients, user meta and cron jobs — on
+ * every site of a network. Tables named `bm_…` are never dropped: they may
+ * belong to Better Messages. WordPress's convention for uninstall is
+ * "leave nothing behind"; deactivating keeps everything.
  *
  * @package bm-relay
  */
 
 defined('WP_UNINSTALL_PLUGIN') || exit;
 
+require_once __DIR__ . '/includes/class-bm-relay-schema.php';
+
 global $wpdb;
-foreach (['bm_message_meta', 'bm_messages', 'bm_participants', 'bm_threads'] as $table) {
-    // Table names come from the site prefix, not from input.
-    $wpdb->query("DROP TABLE IF EXISTS {$wpdb->prefix}{$table}");
+if (is_multisite()) {
+    foreach (get_sites(['fields' => 'ids', 'number' => 0]) as $blog_id) {
+        switch_to_blog((int) $blog_id);
+        BM_Relay_Schema::uninstall_site();
+        restore_current_blog();
+    }
+    $wpdb->query($wpdb->prepare(
+        "DELETE FROM {$wpdb->sitemeta} WHERE meta_key LIKE %s",
+        $wpdb->esc_like('bmr_') . '%'
+    ));
+} else {
+    BM_Relay_Schema::uninstall_site();
 }
-foreach ([
-    'bm_relay_db_version', 'bm_relay_secret', 'bm_relay_url', 'bm_relay_public_url', 'bm_relay_admin_url',
-    'bm_relay_site', 'bm_relay_mode', 'bm_relay_retention_days', 'bm_relay_max_length',
-] as $option) {
-    delete_option($option);
-}
-wp_clear_scheduled_hook('bm_relay_retention');
+$wpdb->query($wpdb->prepare("DELETE FROM {$wpdb->usermeta} WHERE meta_key LIKE %s", $wpdb->esc_like('bmr_') . '%'));

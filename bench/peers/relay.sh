@@ -21,7 +21,20 @@ case "${1:-}" in
     export RUST_LOG=warn
     # the relay key goes through the environment, not the command line
     export BM_RELAY_SITES="$BENCH_SITE=$BENCH_RELAY_KEY"
-    exec "$bin" serve --listen "127.0.0.1:$BENCH_PORT" --admin-listen "127.0.0.1:$((BENCH_PORT + 1))"
+    # The idle scenario holds 19k sockets: above the default connection cap
+    # (18,000, less 2,500 kept for pushes), so the cap is what the fd limit
+    # allows, with a small reserve (the bench's pushes are few connections).
+    # A build from before these caps (a before/after comparison with
+    # --relay-bin) has no such keys and needs no file.
+    : "${BENCH_RUN:?}"
+    mkdir -p "$BENCH_RUN"
+    config=()
+    if grep -q api_reserve_connections "$bin"; then
+      printf '[limits]\nmax_connections = %d\napi_reserve_connections = 50\n' "$(( $(ulimit -n) - 100 ))" \
+        > "$BENCH_RUN/relay-limits.toml"
+      config=(--config "$BENCH_RUN/relay-limits.toml")
+    fi
+    exec "$bin" serve "${config[@]}" --listen "127.0.0.1:$BENCH_PORT" --admin-listen "127.0.0.1:$((BENCH_PORT + 1))"
     ;;
   version)
     v="$("$bin" --version)"

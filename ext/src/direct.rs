@@ -288,7 +288,7 @@ pub fn send(
     .map_err(|e| BmError::relay(e.to_string(), 0))?;
     request.extend_from_slice(body.as_bytes());
 
-    let unreachable = |why: String| BmError::relay(format!("relay unreachable for {} at {}: {why}", endpoint.what(), target.base_url), 0);
+    let unreachable = |why: String| BmError::relay(format!("relay unreachable for {} at {}: {why}", endpoint.name(), target.base_url), 0);
     let timeout = || unreachable(format!("no answer within timeout_ms={}", target.timeout.as_millis()));
     if slot.as_ref().is_some_and(|c| c.url != *url || !c.still_open()) {
         *slot = None;

@@ -363,7 +363,7 @@ fn users_call<T: serde::de::DeserializeOwned>(endpoint: Endpoint, body: String) 
     let wait = res.settings.timeout;
     let text = worker::with_worker(|w| w.call(&target, endpoint, body, 0, wait))??;
     serde_json::from_str(&text).map_err(|e| {
-        BmError::relay(format!("relay answered {} with an unreadable body: {e}", endpoint.what()), 200)
+        BmError::relay(format!("relay answered {} with an unreadable body: {e}", endpoint.name()), 200)
     })
 }
 

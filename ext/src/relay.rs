@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bm_proto::api::{ErrorBody, PATH_DISCONNECT, PATH_PRESENCE, PATH_PUSH};
+use bm_proto::api::ErrorBody;
 use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
 use bm_proto::{RelayKey, SiteId, ThreadId, UserId};
 
@@ -81,36 +81,7 @@ pub fn users_body(users: &[UserId], thread: Option<ThreadId>) -> String {
     }
 }
 
-/// Which endpoint a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `POST /v1/push`.
-    Push,
-    /// `POST /v1/presence`.
-    Presence,
-    /// `POST /v1/disconnect`.
-    Disconnect,
-}
-
-impl Endpoint {
-    /// The request path (also what is signed).
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Push => PATH_PUSH,
-            Endpoint::Presence => PATH_PRESENCE,
-            Endpoint::Disconnect => PATH_DISCONNECT,
-        }
-    }
-
-    /// A word for messages.
-    pub fn what(self) -> &'static str {
-        match self {
-            Endpoint::Push => "push",
-            Endpoint::Presence => "presence",
-            Endpoint::Disconnect => "disconnect",
-        }
-    }
-}
+pub use bm_proto::api::Endpoint;
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -168,7 +139,7 @@ pub fn relay_error(endpoint: Endpoint, status: u16, body: &str) -> BmError {
         Ok(b) => format!("{}: {}", b.error.code, b.error.message),
         Err(_) => "(no error body)".to_string(),
     };
-    BmError::relay(format!("relay refused {}: HTTP {status} {detail}", endpoint.what()), i32::from(status))
+    BmError::relay(format!("relay refused {}: HTTP {status} {detail}", endpoint.name()), i32::from(status))
 }
 
 fn transport_error(endpoint: Endpoint, base: &str, e: &reqwest::Error, target: &Target) -> BmError {
@@ -179,7 +150,7 @@ fn transport_error(endpoint: Endpoint, base: &str, e: &reqwest::Error, target: &
     } else {
         root_cause(e)
     };
-    BmError::relay(format!("relay unreachable for {} at {base}: {why}", endpoint.what()), 0)
+    BmError::relay(format!("relay unreachable for {} at {base}: {why}", endpoint.name()), 0)
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -269,7 +269,7 @@ impl Worker {
         let deadline = started + wait;
         let timeout_error = || {
             BmError::relay(
-                format!("relay unreachable for {} at {}: no answer within timeout_ms={}", endpoint.what(), target.base_url, wait.as_millis()),
+                format!("relay unreachable for {} at {}: no answer within timeout_ms={}", endpoint.name(), target.base_url, wait.as_millis()),
                 0,
             )
         };

@@ -8,6 +8,7 @@
  */
 
 [$_, $docroot, $url, $password, $site, $relay_url, $ws_url, $admin_url] = $argv;
+$multisite = ($argv[8] ?? '') === 'multisite';
 $host = parse_url($url, PHP_URL_HOST) . ':' . parse_url($url, PHP_URL_PORT);
 $_SERVER['HTTP_HOST'] = $host;
 $_SERVER['SERVER_NAME'] = '127.0.0.1';
@@ -41,11 +42,30 @@ foreach (['alice', 'bob', 'carol', 'dave'] as $name) {
     }
     $users[$name] = (int) $id;
 }
-update_option('bm_relay_site', $site);
-update_option('bm_relay_url', $relay_url);
-update_option('bm_relay_public_url', $ws_url);
-update_option('bm_relay_admin_url', $admin_url);
-update_option('bm_relay_mode', 'sync');
+if ($multisite) {
+    // Single site to network (what Tools → Network Setup does): the global
+    // tables and the network row; wp-config.php gets MULTISITE next, and
+    // wp-harness-install-ms.php activates the plugin network-wide.
+    require_once ABSPATH . 'wp-admin/includes/network.php';
+    // As wp-admin/network.php does: name the network tables, then make them.
+    foreach ($wpdb->tables('ms_global') as $table => $prefixed) {
+        $wpdb->$table = $prefixed;
+    }
+    install_network();
+    $r = populate_network(1, $host, 'admin@example.test', 'bm-relay network', '/', false);
+    if (is_wp_error($r)) {
+        fwrite(STDERR, 'populate_network: ' . $r->get_error_message() . "\n");
+        exit(1);
+    }
+    update_option('permalink_structure', '/%postname%/');
+    echo json_encode(['users' => $users]);
+    exit(0);
+}
+update_option('bmr_site', $site);
+update_option('bmr_url', $relay_url);
+update_option('bmr_public_url', $ws_url);
+update_option('bmr_admin_url', $admin_url);
+update_option('bmr_mode', 'sync');
 update_option('permalink_structure', '/%postname%/');
 $r = activate_plugin('bm-relay/bm-relay.php');
 if (is_wp_error($r)) {
@@ -55,6 +75,6 @@ if (is_wp_error($r)) {
 BM_Relay_Settings::apply();
 echo json_encode([
     'users' => $users,
-    'secret' => get_option('bm_relay_secret'),
+    'secret' => get_option('bmr_secret'),
     'relay_key' => bm_relay_key(),
 ]);

@@ -15,7 +15,9 @@
  *     ... $h->url, $h->users['alice'], $h->relay_url ...
  *     $h->stop();
  *
- * Environment: BM_RELAY_BIN (default target/release/bm-relay), BM_EXT_SO
+ * Environment: BM_WP_SRC (the WordPress to copy; default Debian's
+ * /usr/share/wordpress), BM_PLUGIN_ZIP (install the plugin from this zip),
+ * BM_RELAY_BIN (default target/release/bm-relay), BM_EXT_SO
  * (an extension to load into the PHP children; absent = pure-PHP
  * fallback), BM_WP_KEEP=1 keeps the run directory for debugging.
  */
@@ -51,6 +53,8 @@ final class BM_WP_Harness
     public array $users = [];
     /** Password of every test user. */
     public string $password = 'bm-test-pass-1';
+    /** @var array<int,array{site:string,relay_key:string}> multisite: blog id => its site id and relay key */
+    public array $blogs = [];
     /** @var array<string,array{proc:resource,pid:int}> running servers */
     private array $procs = [];
     /** @var array<string,mixed> */
@@ -58,11 +62,12 @@ final class BM_WP_Harness
     private bool $stopped = false;
 
     /**
-     * @param array{http?:bool,relay?:bool} $opts what to start besides DB + WordPress
+     * @param array{http?:bool,relay?:bool,multisite?:bool} $opts what to start besides DB + WordPress;
+     *        multisite: a network (subdirectories) of three blogs, bm-relay network-activated
      */
     public function __construct(array $opts = [])
     {
-        $this->opts = $opts + ['http' => false, 'relay' => true];
+        $this->opts = $opts + ['http' => false, 'relay' => true, 'multisite' => false];
         $this->root = dirname(__DIR__, 2);
         $base = getenv('BM_WP_RUN_BASE') ?: sys_get_temp_dir();
         $this->run = rtrim($base, '/') . '/bm-wp-' . getmypid() . '-' . bin2hex(random_bytes(3));
@@ -74,6 +79,16 @@ final class BM_WP_Harness
         $this->admin_port = self::free_port();
         $this->relay_url = 'http://127.0.0.1:' . $this->relay_port;
         $this->ws_url = 'ws://127.0.0.1:' . $this->relay_port . '/v1/ws';
+    }
+
+    /**
+     * The WordPress to install: BM_WP_SRC (e.g. run/wordpress-latest from
+     * `make wp-latest`), else Debian's /usr/share/wordpress.
+     */
+    public static function wordpress_src(): string
+    {
+        $src = getenv('BM_WP_SRC');
+        return $src ? rtrim($src, '/') : '/usr/share/wordpress';
     }
 
     /** Path of the relay binary. */
@@ -248,24 +263,34 @@ final class BM_WP_Harness
     /** Copies WordPress, writes wp-config.php, installs it and the plugin. */
     private function install_wordpress(): void
     {
-        exec(sprintf('cp -al /usr/share/wordpress %s 2>&1', escapeshellarg($this->docroot)), $out, $rc);
+        exec(sprintf('cp -al %s %s 2>&1', escapeshellarg(self::wordpress_src()), escapeshellarg($this->docroot)), $out, $rc);
         if ($rc !== 0) {
             throw new RuntimeException('copying WordPress failed: ' . implode("\n", $out));
         }
         // Hard links: remove (never write into) the system's config files.
         @unlink($this->docroot . '/wp-config.php');
         @unlink($this->docroot . '/.htaccess');
-        // The plugin as a site would install it (no node_modules, no tests).
+        // The plugin as a site would install it: from the zip `make
+        // plugin-zip` builds (BM_PLUGIN_ZIP), else the source folder minus
+        // node_modules and tests.
         $plugins = $this->docroot . '/wp-content/plugins';
-        exec(sprintf(
-            'tar -C %s --exclude=./wp-plugin-shim/node_modules --exclude=./wp-plugin-shim/tests -cf - ./wp-plugin-shim | tar -C %s -xf - && mv %s/wp-plugin-shim %s/bm-relay 2>&1',
-            escapeshellarg($this->root),
-            escapeshellarg($plugins),
-            escapeshellarg($plugins),
-            escapeshellarg($plugins)
-        ), $out, $rc);
-        if ($rc !== 0 || !is_file($plugins . '/bm-relay/bm-relay.php')) {
-            throw new RuntimeException('copying the plugin failed: ' . implode("\n", $out));
+        $zip = getenv('BM_PLUGIN_ZIP');
+        if ($zip) {
+            exec(sprintf('python3 -m zipfile -e %s %s 2>&1', escapeshellarg($zip), escapeshellarg($plugins)), $out, $rc);
+            if ($rc !== 0 || !is_file($plugins . '/bm-relay/bm-relay.php')) {
+                throw new RuntimeException("installing $zip failed: " . implode("\n", $out));
+            }
+        } else {
+            exec(sprintf(
+                'tar -C %s --exclude=./wp-plugin-shim/node_modules --exclude=./wp-plugin-shim/tests -cf - ./wp-plugin-shim | tar -C %s -xf - && mv %s/wp-plugin-shim %s/bm-relay 2>&1',
+                escapeshellarg($this->root),
+                escapeshellarg($plugins),
+                escapeshellarg($plugins),
+                escapeshellarg($plugins)
+            ), $out, $rc);
+            if ($rc !== 0 || !is_file($plugins . '/bm-relay/bm-relay.php')) {
+                throw new RuntimeException('copying the plugin failed: ' . implode("\n", $out));
+            }
         }
         $keys = '';
         foreach (['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'] as $k) {
@@ -296,18 +321,51 @@ if (!defined('ABSPATH')) {
 require_once ABSPATH . 'wp-settings.php';
 PHP;
         file_put_contents($this->docroot . '/wp-config.php', $config);
-        $cmd = array_merge($this->php(), [__DIR__ . '/wp-harness-install.php', $this->docroot, $this->url, $this->password, $this->site, $this->relay_url, $this->ws_url, 'http://127.0.0.1:' . $this->admin_port]);
-        $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
+        $admin_url = 'http://127.0.0.1:' . $this->admin_port;
+        $info = $this->run_php([__DIR__ . '/wp-harness-install.php', $this->docroot, $this->url, $this->password, $this->site, $this->relay_url, $this->ws_url, $admin_url, $this->opts['multisite'] ? 'multisite' : '']);
+        $this->users = $info['users'];
+        if (!$this->opts['multisite']) {
+            $this->secret = $info['secret'];
+            $this->relay_key = $info['relay_key'];
+            return;
+        }
+        $host = '127.0.0.1:' . $this->http_port;
+        $ms = <<<PHP
+define('WP_ALLOW_MULTISITE', true);
+define('MULTISITE', true);
+define('SUBDOMAIN_INSTALL', false);
+define('DOMAIN_CURRENT_SITE', '{$host}');
+define('PATH_CURRENT_SITE', '/');
+define('SITE_ID_CURRENT_SITE', 1);
+define('BLOG_ID_CURRENT_SITE', 1);
+
+PHP;
+        file_put_contents($this->docroot . '/wp-config.php', str_replace("\$table_prefix = 'wp_';", $ms . "\$table_prefix = 'wp_';", $config));
+        $info = $this->run_php([__DIR__ . '/wp-harness-install-ms.php', $this->docroot, $host, $this->relay_url, $this->ws_url, $admin_url]);
+        foreach ($info['blogs'] as $blog => $b) {
+            $this->blogs[(int) $blog] = $b;
+        }
+        $this->site = $this->blogs[1]['site'];
+        $this->relay_key = $this->blogs[1]['relay_key'];
+    }
+
+    /**
+     * Runs a PHP child (same binary and extension) and decodes the JSON it prints.
+     *
+     * @param list<string> $args
+     * @return array<string,mixed>
+     */
+    public function run_php(array $args, array $php_flags = []): array
+    {
+        $proc = proc_open(array_merge($this->php(), $php_flags, $args), [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
         $stdout = stream_get_contents($pipes[1]);
         $stderr = stream_get_contents($pipes[2]);
         $rc = proc_close($proc);
         $info = json_decode((string) $stdout, true);
         if ($rc !== 0 || !is_array($info)) {
-            throw new RuntimeException("WordPress install failed (rc $rc):\n$stdout\n$stderr");
+            throw new RuntimeException(basename($args[0]) . " failed (rc $rc):\n$stdout\n$stderr");
         }
-        $this->users = $info['users'];
-        $this->secret = $info['secret'];
-        $this->relay_key = $info['relay_key'];
+        return $info;
     }
 
     /** Starts the relay with this site's relay key; waits for /healthz. */
@@ -316,12 +374,15 @@ PHP;
         if (!$this->relay_available()) {
             throw new RuntimeException('relay binary not built: ' . $this->relay_bin() . ' (cargo build --release -p bm-relay)');
         }
-        $this->spawn('relay', [
+        $cmd = [
             $this->relay_bin(), 'serve',
             '--listen', '127.0.0.1:' . $this->relay_port,
             '--admin-listen', '127.0.0.1:' . $this->admin_port,
-            '--site', $this->site . '=' . $this->relay_key,
-        ]);
+        ];
+        foreach ($this->blogs ?: [1 => ['site' => $this->site, 'relay_key' => $this->relay_key]] as $b) {
+            array_push($cmd, '--site', $b['site'] . '=' . $b['relay_key']);
+        }
+        $this->spawn('relay', $cmd);
         $this->wait_for('relay', fn(): bool => $this->http_status('http://127.0.0.1:' . $this->admin_port . '/healthz') === 200, 15);
     }
 
@@ -475,7 +536,7 @@ final class BM_WP_Subscriber
     /**
      * @param list<int> $threads threads to subscribe to (thread tokens minted here)
      */
-    public function __construct(BM_WP_Harness $h, int $user, array $threads = [], float $timeout = 20)
+    public function __construct(BM_WP_Harness $h, int $user, array $threads = [], float $timeout = 20, ?string $site = null, ?string $secret = null, array $thread_tokens = [])
     {
         $this->user = $user;
         $cmd = [$h->relay_bin(), 'listen', '--url', $h->ws_url, '--token', bm_client_token($user, 600)];
@@ -483,11 +544,12 @@ final class BM_WP_Subscriber
             $cmd[] = '--thread';
             $cmd[] = (string) $t;
             $cmd[] = '--thread-token';
-            $cmd[] = bm_thread_token($user, $t, 600);
+            // A token the plugin handed out ($thread_tokens), or a fresh one.
+            $cmd[] = $thread_tokens[$t] ?? bm_thread_token($user, $t, 600);
         }
-        array_push($cmd, '--secret', '-', '--site', $h->site, '--timeout', (string) $timeout);
+        array_push($cmd, '--secret', '-', '--site', $site ?? $h->site, '--timeout', (string) $timeout);
         $this->proc = proc_open(array_merge(['setsid'], $cmd), [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['file', $h->run . '/listen.log', 'a']], $pipes);
-        fwrite($pipes[0], $h->secret . "\n");
+        fwrite($pipes[0], ($secret ?? $h->secret) . "\n");
         fclose($pipes[0]);
         $this->out = $pipes[1];
         stream_set_blocking($this->out, false);

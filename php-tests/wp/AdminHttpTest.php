@@ -18,12 +18,12 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame('option', $s['secret_source']);
         $this->assertStringNotContainsString($this->h()->secret, (string) json_encode($s), 'the secret is never shown');
 
-        update_option('bm_relay_admin_url', 'http://127.0.0.1:' . BM_WP_Harness::free_port());
+        update_option('bmr_admin_url', 'http://127.0.0.1:' . BM_WP_Harness::free_port());
         try {
             $down = BM_Relay_Admin::status();
             $this->assertFalse($down['relay']['ok']);
         } finally {
-            update_option('bm_relay_admin_url', 'http://127.0.0.1:' . $this->h()->admin_port);
+            update_option('bmr_admin_url', 'http://127.0.0.1:' . $this->h()->admin_port);
         }
     }
 
@@ -35,7 +35,7 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertStringContainsString('1 of your browser sockets', $r['detail']);
         $ev = $admin->expect('test');
         $this->assertSame('u/' . $this->uid('admin'), $ev['k']);
-        $this->assertSame(get_option('bm_relay_mode'), BM_Relay_Settings::mode(), 'the configured mode is restored');
+        $this->assertSame(get_option('bmr_mode'), BM_Relay_Settings::mode(), 'the configured mode is restored');
     }
 
     public function test_settings_page_renders_for_admins(): void
@@ -68,6 +68,9 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame($this->uid('carol'), $config['user']);
         $this->assertSame(1, wp_verify_nonce($config['nonce'], 'wp_rest'));
         $this->assertStringEndsWith('/wp-json/bm/v1/', $config['rest']);
+        // Each string once: "offline" (a person) is not "Offline — reconnecting" (the page).
+        $this->assertSame('offline', $config['strings']['offline']);
+        $this->assertSame('Offline — reconnecting', $config['strings']['offlineReconnecting']);
     }
 
     public function test_rest_over_http_with_cookie_login_and_nonce(): void
@@ -94,26 +97,26 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame($this->uid('bob'), $body['user']);
         [$code] = $bob->rest('GET', '/threads', null, '0123456789');
         $this->assertSame(403, $code, 'a forged nonce is refused');
-        $count = $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n'];
+        $count = $this->rows("SELECT COUNT(*) n FROM wp_bmr_messages WHERE thread_id = {$t['id']}")[0]['n'];
         [$code, , $out] = $bob->request('POST', "/wp-json/bm/v1/threads/{$t['id']}/messages", '{"text": "broken', ['Content-Type: application/json', 'X-WP-Nonce: ' . $nonce]);
         $this->assertSame(400, $code, $out);
         $this->assertSame('rest_invalid_json', json_decode($out, true)['code']);
         [$code, , $out] = $bob->request('POST', "/wp-json/bm/v1/threads/{$t['id']}/messages", '["text"]', ['Content-Type: application/json', 'X-WP-Nonce: ' . $nonce]);
         $this->assertSame(400, $code, $out);
-        $this->assertSame($count, $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n'], 'nothing stored from malformed bodies');
+        $this->assertSame($count, $this->rows("SELECT COUNT(*) n FROM wp_bmr_messages WHERE thread_id = {$t['id']}")[0]['n'], 'nothing stored from malformed bodies');
         [$code] = $h->login('carol')->rest('GET', "/threads/{$t['id']}/messages");
         $this->assertSame(403, $code, 'another logged-in user is not a member');
 
         // Async mode in a real server: the event is queued during the request
         // and sent at request end (RSHUTDOWN / shutdown function).
-        update_option('bm_relay_mode', 'async');
+        update_option('bmr_mode', 'async');
         try {
             [$code, $body] = $bob->rest('POST', "/threads/{$t['id']}/messages", ['text' => 'async over http'], $nonce);
             $this->assertSame(201, $code, json_encode($body));
             $this->assertFalse($body['pushed']);
             $this->assertSame('async over http', $alice->expect('message.new', 5, 2)['payload']['data']['text']);
         } finally {
-            update_option('bm_relay_mode', 'sync');
+            update_option('bmr_mode', 'sync');
         }
     }
 
@@ -140,5 +143,77 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertNotSame(302, $code, 'a forged nonce is refused');
         [$code] = $h->login('bob')->request('GET', '/wp-admin/options-general.php?page=bm-relay');
         $this->assertSame(403, $code, 'not for subscribers');
+    }
+
+    public function test_application_passwords_work_without_a_nonce_for_headless_clients(): void
+    {
+        $h = $this->h();
+        $t = $this->thread('alice', ['bob'], 'Headless');
+        [$password] = WP_Application_Passwords::create_new_application_password($this->uid('bob'), ['name' => 'bm-relay test client']);
+        $call = function (string $method, string $route, ?array $body, string $user, string $pass): array {
+            $ch = curl_init($this->h()->url . '/wp-json/bm/v1' . $route);
+            curl_setopt_array($ch, [CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_USERPWD => "$user:$pass",
+                CURLOPT_HTTPHEADER => ['Content-Type: application/json'], CURLOPT_TIMEOUT => 20]);
+            if ($body !== null) {
+                curl_setopt($ch, CURLOPT_POSTFIELDS, json_encode($body));
+            }
+            $out = (string) curl_exec($ch);
+            $code = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
+            curl_close($ch);
+            return [$code, json_decode($out, true)];
+        };
+        // The relay token flow of a mobile app: POST /token, then REST.
+        [$code, $tok] = $call('POST', '/token', null, 'bob', $password);
+        $this->assertSame(200, $code, json_encode($tok));
+        $this->assertSame($this->uid('bob'), $tok['user']);
+        $this->assertContains($t['id'], array_column($tok['threads'], 'thread'));
+        $alice = $this->sub('alice', [$t['id']]);
+        [$code, $body] = $call('POST', "/threads/{$t['id']}/messages", ['text' => 'from my phone'], 'bob', $password);
+        $this->assertSame(201, $code, json_encode($body));
+        $this->assertSame('from my phone', $alice->expect('message.new')['payload']['data']['text']);
+        // A wrong password, or the login password itself, is refused.
+        [$code] = $call('GET', '/threads', null, 'bob', 'wrong wrong wrong wrong');
+        $this->assertSame(401, $code);
+        [$code] = $call('GET', '/threads', null, 'bob', $h->password);
+        $this->assertSame(401, $code, 'the account password is not an application password');
+        // A cookie login still needs its nonce.
+        [$code] = $h->login('bob')->rest('GET', '/threads', null, false);
+        $this->assertSame(401, $code);
+    }
+
+    public function test_the_installed_plugin_is_the_zip_without_tests_and_with_a_readme(): void
+    {
+        $dir = WP_PLUGIN_DIR . '/bm-relay';
+        if (getenv('BM_PLUGIN_ZIP')) {
+            $this->assertFileDoesNotExist($dir . '/tests', 'tests are not shipped');
+            $this->assertFileDoesNotExist($dir . '/package.json');
+        }
+        $readme = (string) file_get_contents($dir . '/readme.txt');
+        $this->assertStringStartsWith('=== bm-relay ===', $readme);
+        foreach (['Requires at least:', 'Requires PHP:', 'Stable tag: ' . BM_RELAY_VERSION, '== Description ==', '== Installation ==', '== Changelog =='] as $part) {
+            $this->assertStringContainsString($part, $readme);
+        }
+        $headers = get_plugin_data($dir . '/bm-relay.php', false, false);
+        $this->assertSame('6.1', $headers['RequiresWP']);
+        $this->assertSame('8.1', $headers['RequiresPHP']);
+        $this->assertSame('false', $headers['UpdateURI']);
+        $this->assertSame(BM_RELAY_VERSION, $headers['Version']);
+    }
+
+    public function test_chat_page_styles_in_the_head_and_versioned_modules(): void
+    {
+        $page = wp_insert_post(['post_type' => 'page', 'post_status' => 'publish', 'post_title' => 'Chat head', 'post_content' => '[bm_chat]']);
+        [$code, , $html] = $this->h()->login('carol')->request('GET', wp_make_link_relative(get_permalink($page)));
+        $this->assertSame(200, $code);
+        [$head] = explode('</head>', $html, 2);
+        $this->assertMatchesRegularExpression('#<link[^>]+id=.bm-relay-chat-css.[^>]+assets/bm-chat\.css\?ver=' . preg_quote(BM_RELAY_Shortcode::asset_version('bm-chat.css'), '#') . '#', $head, 'the stylesheet is in the head');
+        $this->assertSame(1, preg_match('#<script type="importmap" id="bm-relay-importmap">(.*?)</script>#s', $head, $m), 'an import map in the head');
+        $map = json_decode($m[1], true)['imports'];
+        foreach (['bm-client.js', 'bm-crypto.js'] as $file) {
+            $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
+            $this->assertSame($url . '?ver=' . BM_Relay_Shortcode::asset_version($file), $map[$url] ?? null, "$file gets its own version");
+        }
+        $this->assertMatchesRegularExpression('#<script type="module" src="[^"]+assets/bm-chat\.js\?ver=' . preg_quote(BM_Relay_Shortcode::asset_version('bm-chat.js'), '#') . '"#', $html);
+        wp_delete_post($page, true);
     }
 }

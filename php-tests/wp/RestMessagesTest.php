@@ -18,11 +18,11 @@ final class RestMessagesTest extends BM_WP_TestCase
         $this->assertTrue($r['pushed']);
         $this->assertSame([$this->uid('bob')], $r['delivered_to'], 'only bob has a socket; carol is offline');
 
-        $row = $this->rows("SELECT * FROM wp_bm_messages WHERE id = {$m['id']}")[0];
+        $row = $this->rows("SELECT * FROM wp_bmr_messages WHERE id = {$m['id']}")[0];
         $this->assertSame("Hello <b>Bob</b> 😀", $row['content']);
         $this->assertSame((string) $this->uid('alice'), $row['sender_id']);
         $p = [];
-        foreach ($this->rows("SELECT * FROM wp_bm_participants WHERE thread_id = {$t['id']}") as $x) {
+        foreach ($this->rows("SELECT * FROM wp_bmr_participants WHERE thread_id = {$t['id']}") as $x) {
             $p[(int) $x['user_id']] = $x;
         }
         $this->assertSame('0', $p[$this->uid('alice')]['unread_count']);
@@ -30,16 +30,19 @@ final class RestMessagesTest extends BM_WP_TestCase
         $this->assertSame((string) $m['id'], $p[$this->uid('bob')]['last_delivered_id'], 'delivered to bob');
         $this->assertSame('0', $p[$this->uid('carol')]['last_delivered_id'], 'not delivered to carol');
 
+        $ids = [];
         foreach ([$bob, $alice] as $s) {
             $ev = $s->expect('message.new');
             $this->assertSame("t/{$t['id']}/0", $ev['k']);
-            $this->assertSame('m' . $m['id'], $ev['id']);
+            $this->assertMatchesRegularExpression('/^[A-Za-z0-9_-]{22}$/', $ev['id'], 'a random event id (16 bytes), not derived from the message id');
+            $ids[] = $ev['id'];
             $this->assertNull($ev['from'] ?? null, 'a server push, not a client pub');
             $this->assertSame($m['id'], $ev['payload']['data']['id']);
             $this->assertSame("Hello <b>Bob</b> 😀", $ev['payload']['data']['text']);
             $this->assertSame($this->uid('alice'), $ev['payload']['data']['sender']);
             $this->assertSame('c-1', $ev['payload']['data']['client_id']);
         }
+        $this->assertCount(1, array_unique($ids), 'one event, the same id on every socket');
         $this->assertCount(1, $alice->settle(0.2), 'a socket gets each event once (member and subscriber)');
     }
 
@@ -60,8 +63,8 @@ final class RestMessagesTest extends BM_WP_TestCase
         $this->err($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'x', 'client_id' => 'no spaces allowed']), 400, 'bm_relay_invalid_param');
         $this->err($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => str_repeat('a', 5001)]), 413, 'bm_relay_too_long');
         $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => str_repeat('a', 5000)]), 201);
-        $this->assertSame('1', $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n']);
-        $this->assertSame('0', $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$other['id']}")[0]['n']);
+        $this->assertSame('1', $this->rows("SELECT COUNT(*) n FROM wp_bmr_messages WHERE thread_id = {$t['id']}")[0]['n']);
+        $this->assertSame('0', $this->rows("SELECT COUNT(*) n FROM wp_bmr_messages WHERE thread_id = {$other['id']}")[0]['n']);
         $this->assertCount(1, $bob->settle(0.3), 'only the valid message was pushed');
     }
 
@@ -101,12 +104,12 @@ final class RestMessagesTest extends BM_WP_TestCase
         $this->err($this->rest('PATCH', "/messages/{$m['id']}", 'alice', ['text' => '']), 400, 'bm_relay_invalid_param');
         $this->err($this->rest('PATCH', "/messages/{$m['id']}", 'alice', ['text' => str_repeat('z', 5001)]), 413);
         $this->err($this->rest('PATCH', '/messages/77777777', 'alice', ['text' => 'x']), 404, 'bm_relay_no_message');
-        $this->assertSame('tpyo', $this->rows("SELECT content FROM wp_bm_messages WHERE id = {$m['id']}")[0]['content']);
+        $this->assertSame('tpyo', $this->rows("SELECT content FROM wp_bmr_messages WHERE id = {$m['id']}")[0]['content']);
 
         $r = $this->ok($this->rest('PUT', "/messages/{$m['id']}", 'alice', ['text' => 'typo']));
         $this->assertSame('typo', $r['message']['text']);
         $this->assertNotNull($r['message']['edited']);
-        $row = $this->rows("SELECT content, edited_at FROM wp_bm_messages WHERE id = {$m['id']}")[0];
+        $row = $this->rows("SELECT content, edited_at FROM wp_bmr_messages WHERE id = {$m['id']}")[0];
         $this->assertSame('typo', $row['content']);
         $this->assertNotNull($row['edited_at']);
         $ev = $bob->expect('message.edit');
@@ -117,7 +120,10 @@ final class RestMessagesTest extends BM_WP_TestCase
 
     public function test_delete_by_sender_or_moderator_leaves_a_tombstone_and_pushes_message_delete(): void
     {
+        // Admins are reachable only when they allow it (LimitsTest).
+        update_user_meta($this->uid('admin'), BM_Relay_Limits::ALLOW_CONTACT_META, '1');
         $t = $this->thread('alice', ['bob', 'admin']);
+        delete_user_meta($this->uid('admin'), BM_Relay_Limits::ALLOW_CONTACT_META);
         $m1 = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'secret plan']), 201)['message'];
         $m2 = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'spam']), 201)['message'];
         $this->ok($this->rest('POST', "/messages/{$m1['id']}/reactions", 'bob', ['emoji' => '👍']));
@@ -128,10 +134,10 @@ final class RestMessagesTest extends BM_WP_TestCase
         $this->ok($this->rest('DELETE', "/messages/{$m1['id']}", 'alice'));
         $this->ok($this->rest('DELETE', "/messages/{$m2['id']}", 'admin'), 200);
 
-        $row = $this->rows("SELECT content, deleted_at FROM wp_bm_messages WHERE id = {$m1['id']}")[0];
+        $row = $this->rows("SELECT content, deleted_at FROM wp_bmr_messages WHERE id = {$m1['id']}")[0];
         $this->assertSame('', $row['content'], 'the text is gone from the database');
         $this->assertNotNull($row['deleted_at']);
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_message_meta WHERE message_id = {$m1['id']}"));
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_message_meta WHERE message_id = {$m1['id']}"));
         $this->assertSame($m1['id'], $bob->expect('message.delete')['payload']['data']['id']);
         $this->assertSame($m2['id'], $bob->expect('message.delete', 5, 2)['payload']['data']['id']);
         $list = $this->ok($this->rest('GET', "/threads/{$t['id']}/messages", 'bob'))['messages'];
@@ -150,7 +156,7 @@ final class RestMessagesTest extends BM_WP_TestCase
         $this->ok($this->rest('POST', "/messages/{$m['id']}/reactions", 'bob', ['emoji' => '🍕']));
         $again = $this->ok($this->rest('POST', "/messages/{$m['id']}/reactions", 'bob', ['emoji' => '🍕']));
         $this->assertFalse($again['changed'], 'reacting twice is idempotent');
-        $this->assertSame(2, (int) $this->rows("SELECT COUNT(*) n FROM wp_bm_message_meta WHERE message_id = {$m['id']} AND meta_key = 'reaction'")[0]['n']);
+        $this->assertSame(2, (int) $this->rows("SELECT COUNT(*) n FROM wp_bmr_message_meta WHERE message_id = {$m['id']} AND meta_key = 'reaction'")[0]['n']);
 
         $ev = $carol->expect('reaction', 5, 2);
         $this->assertSame('add', $ev['payload']['data']['op']);
@@ -175,11 +181,11 @@ final class RestMessagesTest extends BM_WP_TestCase
         foreach (['a', 'b', 'c'] as $x) {
             $ids[] = $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => $x]), 201)['message']['id'];
         }
-        $this->assertSame('3', $this->rows("SELECT unread_count FROM wp_bm_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0]['unread_count']);
+        $this->assertSame('3', $this->rows("SELECT unread_count FROM wp_bmr_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0]['unread_count']);
         $alice = $this->sub('alice');
         $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/read", 'bob', ['message_id' => $ids[1]]));
         $this->assertSame(['thread' => $t['id'], 'last_read_id' => $ids[1], 'unread' => 1, 'pushed' => true], $r);
-        $row = $this->rows("SELECT unread_count, last_read_id FROM wp_bm_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0];
+        $row = $this->rows("SELECT unread_count, last_read_id FROM wp_bmr_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0];
         $this->assertSame(['unread_count' => '1', 'last_read_id' => (string) $ids[1]], $row);
         $ev = $alice->expect('read');
         $this->assertEquals(['thread' => $t['id'], 'user' => $this->uid('bob'), 'message_id' => $ids[1]], $ev['payload']['data']);

@@ -25,8 +25,8 @@ final class RestThreadsTest extends BM_WP_TestCase
             $this->err($this->rest($method, $route, 'alice', ['text' => 'x'], [], $bobs_nonce), 403, 'bm_relay_bad_nonce');
         }
         // Nothing was written by any refused call.
-        $this->assertSame('0', $this->rows("SELECT COUNT(*) n FROM wp_bm_messages WHERE thread_id = {$t['id']}")[0]['n']);
-        $this->assertCount(2, $this->rows("SELECT * FROM wp_bm_participants WHERE thread_id = {$t['id']}"));
+        $this->assertSame('0', $this->rows("SELECT COUNT(*) n FROM wp_bmr_messages WHERE thread_id = {$t['id']}")[0]['n']);
+        $this->assertCount(2, $this->rows("SELECT * FROM wp_bmr_participants WHERE thread_id = {$t['id']}"));
     }
 
     public function test_capability_filter_locks_users_out(): void
@@ -54,9 +54,9 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->assertSame(bm_thread_key($t['id'], 0), $t['keys']['key']);
         $this->assertSame("t/{$t['id']}/0", $t['keys']['kid']);
 
-        $rows = $this->rows("SELECT user_id, unread_count, key_epoch FROM wp_bm_participants WHERE thread_id = {$t['id']} ORDER BY user_id");
+        $rows = $this->rows("SELECT user_id, unread_count, key_epoch FROM wp_bmr_participants WHERE thread_id = {$t['id']} ORDER BY user_id");
         $this->assertSame([(string) $this->uid('alice'), (string) $this->uid('bob'), (string) $this->uid('carol')], array_column($rows, 'user_id'));
-        $this->assertSame('Lunch', $this->rows("SELECT subject FROM wp_bm_threads WHERE id = {$t['id']}")[0]['subject']);
+        $this->assertSame('Lunch', $this->rows("SELECT subject FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['subject']);
 
         $ev = $bob->expect('thread.added');
         $this->assertSame('u/' . $this->uid('bob'), $ev['k'], 'sealed with bob\'s user key');
@@ -73,9 +73,9 @@ final class RestThreadsTest extends BM_WP_TestCase
     {
         $t = $this->ok($this->rest('POST', '/threads', 'alice', ['participants' => [$this->uid('dave')], 'text' => 'hi dave']), 201)['thread'];
         $this->assertSame('hi dave', $t['last_message']['text']);
-        $this->assertSame('1', $this->rows("SELECT unread_count FROM wp_bm_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('dave')}")[0]['unread_count']);
+        $this->assertSame('1', $this->rows("SELECT unread_count FROM wp_bmr_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('dave')}")[0]['unread_count']);
 
-        $before = $this->rows('SELECT COUNT(*) n FROM wp_bm_threads')[0]['n'];
+        $before = $this->rows('SELECT COUNT(*) n FROM wp_bmr_threads')[0]['n'];
         $bad = [
             [[], 'participants'],
             [['participants' => []], 'participants'],
@@ -87,7 +87,7 @@ final class RestThreadsTest extends BM_WP_TestCase
             [['participants' => [1.5]], 'participants[0]'],
             [['participants' => [99999999999999999]], 'participants[0]'],
             [['participants' => [987654]], 'participants[0]'],
-            [['participants' => range(1, 51)], 'participants'],
+            [['participants' => range(1, 1001)], 'participants'],
             [['participants' => [$this->uid('bob')], 'subject' => str_repeat('s', 201)], 'subject'],
             [['participants' => [$this->uid('bob')], 'subject' => ['x']], 'subject'],
             [['participants' => [$this->uid('bob')], 'text' => ''], 'text'],
@@ -99,7 +99,7 @@ final class RestThreadsTest extends BM_WP_TestCase
             $this->assertStringContainsString($param, $r[1]['message']);
         }
         $this->err($this->rest('POST', '/threads', 'alice', ['participants' => [$this->uid('bob')], 'text' => str_repeat('é', 5001)]), 413, 'bm_relay_too_long');
-        $this->assertSame($before, $this->rows('SELECT COUNT(*) n FROM wp_bm_threads')[0]['n'], 'no thread stored by bad input');
+        $this->assertSame($before, $this->rows('SELECT COUNT(*) n FROM wp_bmr_threads')[0]['n'], 'no thread stored by bad input');
     }
 
     public function test_list_and_get_threads_only_for_members_with_current_keys(): void
@@ -129,7 +129,9 @@ final class RestThreadsTest extends BM_WP_TestCase
         $req->set_header('X-WP-Nonce', wp_create_nonce('wp_rest'));
         $req->set_query_params(['per_page' => '2']);
         $q0 = $wpdb->num_queries;
-        $this->assertCount(2, rest_do_request($req)->get_data()['threads']);
+        $two_threads = rest_do_request($req)->get_data();
+        $this->assertCount(2, $two_threads['threads']);
+        $this->assertTrue($two_threads['has_more'], 'a page says whether another follows');
         $two = $wpdb->num_queries - $q0;
         $req->set_query_params(['per_page' => '14']);
         $q0 = $wpdb->num_queries;
@@ -165,6 +167,36 @@ final class RestThreadsTest extends BM_WP_TestCase
         $s->close();
     }
 
+    /**
+     * The relay refuses thread tokens issued in or before the second of a
+     * revocation (PROTOCOL.md §6): a member removed and re-added at once
+     * must still be handed a token the relay accepts.
+     */
+    public function test_a_member_re_added_in_the_same_second_gets_a_token_the_relay_accepts(): void
+    {
+        $t = $this->thread('alice', ['bob']);
+        $bob = $this->uid('bob');
+        $this->ok($this->rest('DELETE', "/threads/{$t['id']}/participants/{$bob}", 'alice'));
+        $this->ok($this->rest('POST', "/threads/{$t['id']}/participants", 'alice', ['user_id' => $bob]));
+        $keys = $this->ok($this->rest('GET', "/threads/{$t['id']}", 'bob'))['thread']['keys'];
+        // The relay accepts it: the subscription with that token is
+        // acknowledged. (Before the plugin waited out the revocation's
+        // second, this failed whenever removal and re-add fell in one
+        // second, i.e. nearly always here.)
+        $s = new BM_WP_Subscriber($this->h(), $bob, [$t['id']], 20, null, null, [$t['id'] => $keys['token']]);
+        $s->close();
+        $claims = json_decode(base64_decode(strtr(explode('.', $keys['token'])[1], '-_', '+/')), true);
+        $this->assertGreaterThan($this->revoked_at($bob, $t['id']), $claims['iat'], 'iat after the revocation second');
+    }
+
+    /** The second the plugin recorded for the relay's revocation of $user in $thread. */
+    private function revoked_at(int $user, int $thread): int
+    {
+        $recent = (array) get_option('bmr_recent_revocations', []);
+        $this->assertArrayHasKey("{$user}/{$thread}", $recent, 'the revocation was recorded');
+        return (int) $recent["{$user}/{$thread}"];
+    }
+
     public function test_add_and_remove_participants_bumps_epoch_rekeys_and_revokes(): void
     {
         $t = $this->thread('alice', ['bob']);
@@ -181,9 +213,9 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->err($this->rest('DELETE', "/threads/{$t['id']}/participants/{$this->uid('bob')}", 'carol'), 403, 'bm_relay_forbidden');
         $r = $this->ok($this->rest('DELETE', "/threads/{$t['id']}/participants/{$this->uid('bob')}", 'alice'));
         $this->assertSame(1, $r['epoch']);
-        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch']);
-        $this->assertSame([], $this->rows("SELECT * FROM wp_bm_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}"));
-        $this->assertSame(['1', '1'], array_column($this->rows("SELECT key_epoch FROM wp_bm_participants WHERE thread_id = {$t['id']}"), 'key_epoch'));
+        $this->assertSame('1', $this->rows("SELECT epoch FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['epoch']);
+        $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}"));
+        $this->assertSame(['1', '1'], array_column($this->rows("SELECT key_epoch FROM wp_bmr_participants WHERE thread_id = {$t['id']}"), 'key_epoch'));
 
         // bob's subscription is revoked by the relay, and he is told.
         $bob->wait(fn() => count(array_filter($bob->frames, fn($f) => ($f['op'] ?? '') === 'unsub' && ($f['thread'] ?? 0) === $t['id'])) === 1, 5, 'unsub frame');
@@ -206,7 +238,7 @@ final class RestThreadsTest extends BM_WP_TestCase
 
         // A member may leave on their own.
         $this->ok($this->rest('DELETE', "/threads/{$t['id']}/participants/{$this->uid('carol')}", 'carol'));
-        $this->assertSame('2', $this->rows("SELECT epoch FROM wp_bm_threads WHERE id = {$t['id']}")[0]['epoch']);
+        $this->assertSame('2', $this->rows("SELECT epoch FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['epoch']);
     }
 
     /** Claims of a JWT (payload only; the relay checks signatures for real). */
@@ -231,6 +263,15 @@ final class RestThreadsTest extends BM_WP_TestCase
         $bob = $this->sub('bob');
         $this->assertSame([$this->uid('bob')], $online());
         $bob->close();
+        // All threads at once: one request, one question to the relay.
+        $other = $this->thread('alice', ['dave'], 'other');
+        $carols = $this->thread('carol', ['dave'], 'not alice\'s');
+        $bob2 = $this->sub('bob');
+        $many = $this->ok($this->rest('GET', '/presence', 'alice', [], ['threads' => "{$t['id']},{$other['id']},{$carols['id']}"]))['online'];
+        $this->assertSame([(string) $t['id'] => [$this->uid('bob')], (string) $other['id'] => []], $many, 'only her own threads');
+        $bob2->close();
+        $this->err($this->rest('GET', '/presence', 'alice', [], ['threads' => 'x']), 400, 'bm_relay_invalid_param');
+        $this->err($this->rest('GET', '/presence', 'alice', [], ['threads' => implode(',', range(1, 51))]), 400, 'bm_relay_invalid_param');
         $this->err($this->rest('GET', "/threads/{$t['id']}/presence", 'dave'), 403, 'bm_relay_not_member');
         $this->err($this->rest('GET', '/threads/x1/presence', 'alice'), 404, 'rest_no_route');
     }

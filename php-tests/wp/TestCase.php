@@ -27,8 +27,14 @@ abstract class BM_WP_TestCase extends TestCase
 
     protected function setUp(): void
     {
-        BM_Relay_Push::$last_error = null;
+        BM_Relay_Push::reset_request();
         BM_Relay_Settings::apply();
+        // The suite sends and creates far more than a person would in a
+        // minute or an hour: rate limits off (LimitsTest puts them back).
+        if (class_exists('BM_Relay_Limits')) {
+            add_filter('bm_relay_limit_messages_per_minute', '__return_zero');
+            add_filter('bm_relay_limit_threads_per_hour', '__return_zero');
+        }
         clearstatcache();
         $log = $this->h()->run . '/wp-debug.log';
         $this->log_at = is_file($log) ? (int) filesize($log) : 0;
@@ -92,6 +98,8 @@ abstract class BM_WP_TestCase extends TestCase
      */
     protected function rest(string $method, string $route, ?string $user, array $body = [], array $query = [], $nonce = null): array
     {
+        // Each call is a request of its own (PHP keeps no state between them).
+        BM_Relay_Push::reset_request();
         wp_set_current_user($user === null ? 0 : $this->uid($user));
         $req = new WP_REST_Request($method, '/bm/v1' . $route);
         if ($nonce === null) {

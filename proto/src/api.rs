@@ -18,6 +18,46 @@ pub const PATH_PRESENCE: &str = "/v1/presence";
 /// Path of the disconnect endpoint.
 pub const PATH_DISCONNECT: &str = "/v1/disconnect";
 
+/// An endpoint of the signed server API: the relay routes and counts
+/// requests by it, the PHP extension sends to it. One definition, here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /v1/push`.
+    Push,
+    /// `POST /v1/presence`.
+    Presence,
+    /// `POST /v1/disconnect`.
+    Disconnect,
+}
+
+impl Endpoint {
+    /// Every endpoint, in a fixed order (metrics rows).
+    pub const ALL: [Endpoint; 3] = [Endpoint::Push, Endpoint::Presence, Endpoint::Disconnect];
+
+    /// The request path (also what is signed).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Push => PATH_PUSH,
+            Endpoint::Presence => PATH_PRESENCE,
+            Endpoint::Disconnect => PATH_DISCONNECT,
+        }
+    }
+
+    /// The endpoint served at `path`, if any.
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.path() == path)
+    }
+
+    /// A short name, for messages and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Push => "push",
+            Endpoint::Presence => "presence",
+            Endpoint::Disconnect => "disconnect",
+        }
+    }
+}
+
 /// Size limits of the server API; every one is configurable on the relay,
 /// and these are the protocol's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

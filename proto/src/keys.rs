@@ -120,6 +120,18 @@ impl SiteSecret {
         Self(bytes)
     }
 
+    /// The site secret of one blog of a WordPress network:
+    /// `HKDF(network_secret, "blog/{blog}")` (protocol §3.1). `blog` is the
+    /// blog id, 1 … 2^53−1, written as a canonical decimal; `None` outside
+    /// that range. Each blog then derives its own relay and content keys,
+    /// so blogs share no key and each is its own site on the relay.
+    pub fn blog_secret(&self, blog: u64) -> Option<SiteSecret> {
+        if !(1..=crate::ids::MAX_ID).contains(&blog) {
+            return None;
+        }
+        Some(SiteSecret(hkdf32(&self.0, format!("blog/{blog}").as_bytes())))
+    }
+
     /// `HKDF(site_secret, "relay")`.
     pub fn relay_key(&self) -> RelayKey {
         RelayKey(hkdf32(&self.0, b"relay"))

@@ -119,3 +119,29 @@ fn push_signatures_byte_identical() {
         bm_proto::api::PushRequest::parse(s(&case["body"]), &Default::default()).unwrap();
     }
 }
+
+/// `testdata/multisite-v1.json` (scripts/gen-multisite-vectors.py, an
+/// independent HKDF in Python): per-blog site secrets of a network (§3.1).
+#[test]
+fn multisite_blog_secrets() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/multisite-v1.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read vectors")).expect("JSON");
+    let mut checked = 0;
+    for net in v["networks"].as_array().unwrap() {
+        let network = SiteSecret::from_b64(s(&net["network_secret"])).unwrap();
+        assert!(network.blog_secret(0).is_none());
+        assert!(network.blog_secret(bm_proto::ids::MAX_ID + 1).is_none());
+        for b in net["blogs"].as_array().unwrap() {
+            let blog = network.blog_secret(b["blog"].as_u64().unwrap()).unwrap();
+            assert_eq!(blog.to_b64(), s(&b["blog_secret"]));
+            assert_eq!(blog.relay_key().to_b64(), s(&b["relay_key"]));
+            let content = blog.content_key();
+            assert_eq!(content.to_b64(), s(&b["content_key"]));
+            for k in [&b["thread_key"], &b["user_key"]] {
+                assert_eq!(content.key_for(KeyId::parse(s(&k["kid"])).unwrap()).to_b64(), s(&k["key"]));
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+}

@@ -22,7 +22,7 @@
 //! instead of being silently ignored. Relay keys are never echoed in errors.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +138,134 @@ pub struct Limits {
     /// ignore `retry_ms` are spread too). Shorter than
     /// `shutdown_deadline_secs`.
     pub close_spread_secs: f64,
+
+    // Admission of client connections (issue #11: no anonymous client can
+    // exhaust the relay). Read at each accept, so a reload applies to new
+    // connections; open ones keep the values they were admitted under.
+    /// Time from accept an anonymous connection is given: a silent one
+    /// (no complete request head: covers HTTP/2 preface and version
+    /// detection, which hyper does not time) is dropped then; one that made
+    /// only unsigned or refused requests is closed once none is in flight.
+    /// A signed request or a WebSocket upgrade ends the anonymity.
+    pub request_head_timeout_secs: f64,
+    /// An idle keep-alive connection (HTTP/1.1 or h2c, no request in
+    /// flight) is closed after this long (an idle connection costs an fd
+    /// and hyper's buffers). On HTTP/1.1 a later request's head must be
+    /// complete within this plus `request_head_timeout_secs` of the
+    /// previous reply. h2 pings at half of it.
+    pub keepalive_idle_secs: f64,
+    /// Total time allowed to read one server API body: without it a
+    /// client sending a byte a second holds a buffer and a task forever.
+    pub body_timeout_secs: f64,
+    /// Bytes of server API bodies held while being read, over all
+    /// requests, counted as they arrive; the request that would cross it
+    /// gets 503. Bounds the memory unsigned bodies can pin before their
+    /// signature is checked (one cannot be checked before the whole body).
+    pub max_body_bytes_in_flight: usize,
+    /// Client connections open at once (WebSockets included). Each costs a
+    /// file descriptor: keep it below the process's `RLIMIT_NOFILE`, with
+    /// room for the admin listener. Past it, new connections are closed
+    /// at accept, before anything is read.
+    pub max_connections: usize,
+    /// Connections kept for the signed server API: WebSocket upgrades are
+    /// refused (503) once `max_connections - api_reserve_connections`
+    /// connections are open, so browsers filling the relay cannot stop
+    /// WordPress's pushes. Keep it above `max_pending_connections`: then
+    /// WebSockets plus anonymous connections always leave room for signed
+    /// requests.
+    pub api_reserve_connections: usize,
+    /// Anonymous connections: neither a signed server API request nor a
+    /// WebSocket upgrade yet (silent, trickling, half a preface, junk
+    /// requests): the cheapest thing to open in bulk. Past it, the oldest
+    /// one with no request in flight is closed to make room, so a flood
+    /// shortens how long such a connection may stay instead of locking out
+    /// new clients (which send their request at once).
+    pub max_pending_connections: usize,
+    /// Connections open at once from one client address (IPv6: one /64).
+    /// Generous by default: a NAT'd office shares one address.
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one client address (token bucket).
+    pub new_connections_per_ip_per_sec: f64,
+    /// Bucket size of `new_connections_per_ip_per_sec`.
+    pub new_connections_per_ip_burst: f64,
+    /// Peers (CIDRs, e.g. "127.0.0.1/32") whose `X-Forwarded-For` names the
+    /// client: its right-most address that is not itself a trusted proxy.
+    /// From any other peer the header is ignored (anyone can write it).
+    /// Connections from a trusted proxy are not counted per address at
+    /// accept; each WebSocket upgrade through it counts its client address.
+    /// Default: loopback (nginx on the same host, see docs/DEPLOY.md).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Largest HTTP/1.1 request head (hyper's read buffer; at least 8192)
+    /// and h2 header list, bytes. Past it, 431. Also caps the per-connection
+    /// read buffer (hyper's default is ~400 KiB).
+    pub max_request_head_bytes: usize,
+    /// Headers in one HTTP/1.1 request; past it, 431.
+    pub max_headers: usize,
+    /// Concurrent h2 streams per connection (each may be reading a body).
+    pub h2_max_concurrent_streams: u32,
+    /// Connections open at once on the admin listener; past it, closed at
+    /// accept (a scraper needs one or two).
+    pub admin_max_connections: usize,
+}
+
+/// An IP network (`addr/prefix`), for `trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `v6::/n` or a bare address (a single host).
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let net: IpAddr = addr.trim().parse().map_err(|_| format!("`{}` is not an IP address", addr.escape_default()))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("`{}` is not a prefix length of 0..={max}", p.escape_default())),
+            },
+        };
+        Ok(Cidr { net: mask(net, prefix), prefix })
+    }
+
+    /// Whether `ip` is inside the network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.net.is_ipv4() && mask(ip, self.prefix) == self.net
+    }
+}
+
+/// `ip` with every bit past `prefix` cleared.
+pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Cidr::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Limits {
@@ -172,6 +300,24 @@ impl Default for Limits {
             max_revocations_per_site: 100_000,
             reconnect_pace_per_sec: 500.0,
             close_spread_secs: 2.0,
+            request_head_timeout_secs: 10.0,
+            keepalive_idle_secs: 60.0,
+            body_timeout_secs: 10.0,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
+            max_connections: 18_000,
+            api_reserve_connections: 2_500,
+            max_pending_connections: 2_000,
+            max_connections_per_ip: 500,
+            new_connections_per_ip_per_sec: 50.0,
+            new_connections_per_ip_burst: 100.0,
+            // Loopback: the documented deployment has nginx on the same
+            // host, and without this every WebSocket would count against
+            // nginx's one address (max_connections_per_ip).
+            trusted_proxies: vec![Cidr::parse("127.0.0.0/8").expect("valid"), Cidr::parse("::1/128").expect("valid")],
+            max_request_head_bytes: 16 * 1024,
+            max_headers: 64,
+            h2_max_concurrent_streams: 16,
+            admin_max_connections: 32,
         }
     }
 }
@@ -205,6 +351,10 @@ impl Limits {
             ("shutdown_deadline_secs", self.shutdown_deadline_secs),
             ("reconnect_pace_per_sec", self.reconnect_pace_per_sec),
             ("close_spread_secs", self.close_spread_secs),
+            ("request_head_timeout_secs", self.request_head_timeout_secs),
+            ("keepalive_idle_secs", self.keepalive_idle_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("new_connections_per_ip_per_sec", self.new_connections_per_ip_per_sec),
         ];
         for (key, v) in positive_f {
             if !(v.is_finite() && v > 0.0 && v < 1e9) {
@@ -224,6 +374,12 @@ impl Limits {
             ("ws_read_buffer", self.ws_read_buffer),
             ("max_unauthenticated_sockets", self.max_unauthenticated_sockets),
             ("max_revocations_per_site", self.max_revocations_per_site),
+            ("max_connections", self.max_connections),
+            ("max_pending_connections", self.max_pending_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("max_headers", self.max_headers),
+            ("h2_max_concurrent_streams", self.h2_max_concurrent_streams as usize),
+            ("admin_max_connections", self.admin_max_connections),
         ];
         for (key, v) in positive_u {
             if v == 0 {
@@ -232,6 +388,22 @@ impl Limits {
         }
         if self.max_frame_bytes < 256 {
             return Err(("max_frame_bytes", "must be at least 256 (an auth frame carries a token)".into()));
+        }
+        if !(self.new_connections_per_ip_burst.is_finite() && (1.0..1e9).contains(&self.new_connections_per_ip_burst)) {
+            return Err(("new_connections_per_ip_burst", "must be at least 1 (one connection)".into()));
+        }
+        // hyper asserts a read buffer of at least 8 KiB (it panics below).
+        if !(8192..=1024 * 1024).contains(&self.max_request_head_bytes) {
+            return Err(("max_request_head_bytes", "must be between 8192 and 1048576".into()));
+        }
+        if self.max_body_bytes_in_flight < self.max_body {
+            return Err(("max_body_bytes_in_flight", "must be at least max_body (one whole body)".into()));
+        }
+        if self.api_reserve_connections >= self.max_connections {
+            return Err(("api_reserve_connections", "must be below max_connections".into()));
+        }
+        if self.max_pending_connections > self.max_connections {
+            return Err(("max_pending_connections", "must not exceed max_connections".into()));
         }
         if self.idle_timeout_secs <= self.ping_interval_secs {
             return Err(("idle_timeout_secs", "must be longer than ping_interval_secs".into()));
@@ -583,6 +755,12 @@ mod tests {
         assert!(e.contains("line 3, key limits.ping_interval_secs"), "{e}");
         let e = load_text("[limits]\nmax_evnts = 5\n").unwrap_err().to_string();
         assert!(e.contains("max_evnts"), "{e}");
+        let e = load_text("[limits]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err().to_string();
+        assert!(e.contains("prefix length") && e.contains("line"), "{e}");
+        let e = load_text("[limits]\nmax_connections = 100\napi_reserve_connections = 100\n").unwrap_err().to_string();
+        assert!(e.contains("line 3, key limits.api_reserve_connections"), "{e}");
+        let e = load_text("[limits]\nmax_request_head_bytes = 4096\n").unwrap_err().to_string();
+        assert!(e.contains("key limits.max_request_head_bytes"), "{e}");
         let e = load_text("bogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("bogus"), "{e}");
     }

@@ -18,8 +18,69 @@ pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1008, 1013, 4001, 4003, 4008, 40
 /// Push latency histogram bounds, seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
 
-/// Request results of the server API, counted by endpoint and status.
-pub const ENDPOINTS: [&str; 3] = ["push", "presence", "disconnect"];
+pub use bm_proto::api::Endpoint;
+
+/// Why the HTTP layer refused or closed a client (or admin) connection or
+/// request: the `reason` label of `bm_relay_refused_total`. Each is one
+/// limit of `[limits]`, named after its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Total client connections at `max_connections`: closed at accept.
+    MaxConnections,
+    /// Anonymous connections at `max_pending_connections`: the oldest idle
+    /// one closed to make room for the new one (or the new one closed, when
+    /// every one is answering a request).
+    MaxPending,
+    /// One address at `max_connections_per_ip`: 429 at accept (or upgrade, behind a proxy).
+    PerIpConnections,
+    /// One address over `new_connections_per_ip_per_sec`: 429.
+    PerIpRate,
+    /// WebSocket upgrade refused (503) to keep `api_reserve_connections` for pushes.
+    ApiReserve,
+    /// Still anonymous `request_head_timeout_secs` after accept (silent, or
+    /// only unsigned requests), or a later HTTP/1.1 head too slow: closed.
+    RequestHeadTimeout,
+    /// Request head over `max_request_head_bytes` / `max_headers`: 431.
+    HeadTooLarge,
+    /// Server API body not read within `body_timeout_secs`: 408.
+    BodyTimeout,
+    /// Bodies being read at `max_body_bytes_in_flight`: 503.
+    BodyBudget,
+    /// Admin listener at `admin_max_connections`: closed at accept.
+    AdminConnections,
+}
+
+impl Refusal {
+    /// Every reason, in metrics order.
+    pub const ALL: [Refusal; 10] = [
+        Refusal::MaxConnections,
+        Refusal::MaxPending,
+        Refusal::PerIpConnections,
+        Refusal::PerIpRate,
+        Refusal::ApiReserve,
+        Refusal::RequestHeadTimeout,
+        Refusal::HeadTooLarge,
+        Refusal::BodyTimeout,
+        Refusal::BodyBudget,
+        Refusal::AdminConnections,
+    ];
+
+    /// The `reason` label: the limit's key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::MaxPending => "max_pending_connections",
+            Refusal::PerIpConnections => "max_connections_per_ip",
+            Refusal::PerIpRate => "new_connections_per_ip_per_sec",
+            Refusal::ApiReserve => "api_reserve_connections",
+            Refusal::RequestHeadTimeout => "request_head_timeout_secs",
+            Refusal::HeadTooLarge => "max_request_head_bytes",
+            Refusal::BodyTimeout => "body_timeout_secs",
+            Refusal::BodyBudget => "max_body_bytes_in_flight",
+            Refusal::AdminConnections => "admin_max_connections",
+        }
+    }
+}
 
 /// Every counter of the relay.
 #[derive(Default)]
@@ -31,7 +92,17 @@ pub struct Metrics {
     /// Closes initiated by the relay, by code (index in [`CLOSE_CODES`], last = other).
     closes: [AtomicU64; CLOSE_CODES.len() + 1],
     /// Server API requests: endpoint × {ok, client_error, unauthorized, unavailable}.
-    requests: [[AtomicU64; 4]; ENDPOINTS.len()],
+    requests: [[AtomicU64; 4]; Endpoint::ALL.len()],
+    /// Client connections open (HTTP and WebSocket), for `max_connections`.
+    pub client_connections: AtomicU64,
+    /// Anonymous client connections (no signed request, no upgrade yet).
+    pub pending_connections: AtomicU64,
+    /// Admin connections open.
+    pub admin_connections: AtomicU64,
+    /// Idle keep-alive connections closed after `keepalive_idle_secs`.
+    pub idle_closes: AtomicU64,
+    /// Refusals by [`Refusal`] (index in [`Refusal::ALL`]).
+    refused: [AtomicU64; Refusal::ALL.len()],
     /// Events accepted in pushes.
     pub events_pushed: AtomicU64,
     /// Events that reached at least one socket.
@@ -96,11 +167,19 @@ impl Metrics {
         self.closes[i].load(Relaxed)
     }
 
-    /// Counts a server API request by endpoint index and result.
-    pub fn request(&self, endpoint: usize, result: RequestResult) {
-        if let Some(row) = self.requests.get(endpoint) {
-            row[result as usize].fetch_add(1, Relaxed);
-        }
+    /// Counts a server API request by endpoint and result.
+    pub fn request(&self, endpoint: Endpoint, result: RequestResult) {
+        self.requests[endpoint as usize][result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts one refusal.
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Refusals counted so far for `why`.
+    pub fn refused_count(&self, why: Refusal) -> u64 {
+        self.refused[why as usize].load(Relaxed)
     }
 
     /// Counts a socket refused by a cap.
@@ -154,10 +233,18 @@ impl Metrics {
         g(&mut o, "bm_relay_revocations", "Revocation records held.", "gauge", self.revocation_records.load(Relaxed));
         g(&mut o, "bm_relay_revocations_evicted_total", "Revocation records folded into a site-wide floor.", "counter", self.revocations_evicted.load(Relaxed));
         let _ = writeln!(o, "# HELP bm_relay_requests_total Server API requests by endpoint and result.\n# TYPE bm_relay_requests_total counter");
-        for (e, row) in self.requests.iter().enumerate() {
+        for (e, row) in Endpoint::ALL.iter().zip(&self.requests) {
             for (r, c) in row.iter().enumerate() {
-                let _ = writeln!(o, "bm_relay_requests_total{{endpoint=\"{}\",result=\"{}\"}} {}", ENDPOINTS[e], RESULT_NAMES[r], c.load(Relaxed));
+                let _ = writeln!(o, "bm_relay_requests_total{{endpoint=\"{}\",result=\"{}\"}} {}", e.name(), RESULT_NAMES[r], c.load(Relaxed));
             }
+        }
+        g(&mut o, "bm_relay_client_connections", "Client connections open (HTTP and WebSocket).", "gauge", self.client_connections.load(Relaxed));
+        g(&mut o, "bm_relay_pending_connections", "Anonymous client connections (no signed request or upgrade yet).", "gauge", self.pending_connections.load(Relaxed));
+        g(&mut o, "bm_relay_admin_connections", "Admin connections open.", "gauge", self.admin_connections.load(Relaxed));
+        g(&mut o, "bm_relay_idle_closes_total", "Idle keep-alive connections closed.", "counter", self.idle_closes.load(Relaxed));
+        let _ = writeln!(o, "# HELP bm_relay_refused_total Connections and requests refused or closed by a limit, by the limit's key.\n# TYPE bm_relay_refused_total counter");
+        for (r, c) in Refusal::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(o, "bm_relay_refused_total{{reason=\"{}\"}} {}", r.name(), c.load(Relaxed));
         }
         let _ = writeln!(o, "# HELP bm_relay_push_duration_seconds Time to validate and queue one push request.\n# TYPE bm_relay_push_duration_seconds histogram");
         for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
@@ -180,7 +267,11 @@ mod tests {
         let m = Metrics::default();
         m.close(4008);
         m.close(1234);
-        m.request(0, RequestResult::Ok);
+        m.request(Endpoint::Push, RequestResult::Ok);
+        m.request(Endpoint::Disconnect, RequestResult::Unauthorized);
+        m.refused(Refusal::MaxPending);
+        m.refused(Refusal::MaxPending);
+        m.client_connections.store(7, Relaxed);
         m.push_latency(Duration::from_micros(300));
         let text = m.render(Counts { sockets: 2, users: 1, subscriptions: 3, queue_bytes: 10 }, 1);
         assert!(text.contains("bm_relay_closes_total{code=\"4008\"} 1"));
@@ -189,6 +280,17 @@ mod tests {
         assert!(text.contains("bm_relay_push_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("bm_relay_push_duration_seconds_bucket{le=\"0.00025\"} 0"));
         assert!(text.contains("bm_relay_subscriptions 3"));
+        assert!(text.contains("bm_relay_requests_total{endpoint=\"disconnect\",result=\"unauthorized\"} 1"));
+        assert!(text.contains("bm_relay_refused_total{reason=\"max_pending_connections\"} 2"));
+        assert!(text.contains("bm_relay_refused_total{reason=\"body_timeout_secs\"} 0"));
+        assert!(text.contains("bm_relay_client_connections 7"));
+        for r in Refusal::ALL {
+            assert_eq!(Refusal::ALL[r as usize], r, "ALL is in discriminant order");
+        }
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::ALL[e as usize], e);
+            assert_eq!(Endpoint::from_path(&format!("/v1/{}", e.name())), Some(e));
+        }
         m.socket_refused(SocketRefusal::User);
         let text = m.render(Counts::default(), 1);
         assert!(text.contains("bm_relay_sockets_refused_total{cap=\"user\"} 1"), "{text}");

@@ -54,7 +54,7 @@ const DEFAULT_STRINGS = {
   connecting: 'Connecting…',
   connected: 'Connected',
   offlinePolling: 'Offline — checking for messages every few seconds',
-  offline: 'Offline — reconnecting',
+  offlineReconnecting: 'Offline — reconnecting',
   closed: 'Disconnected — reload the page',
   noRelay: 'Live updates are not available — checking for messages every few seconds',
   removed: 'You are no longer a member of “%s”.',
@@ -72,6 +72,21 @@ const TYPING_SHOW_MS = 5000;
 const TYPING_SEND_MS = 2500;
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
+/**
+ * An envelope sealed with a key we do not hold makes the page ask WordPress
+ * (POST /token, then a resync) — but anyone in a thread can send hints
+ * sealed with any epoch of it. So a thread's key is fetched again only for
+ * an epoch newer than the one we know and at most this far ahead …
+ */
+const KEY_EPOCH_AHEAD = 16;
+/** … and at most once per thread in this many ms (the resync likewise). */
+const KEY_REFETCH_MS = 30000;
+/** REST error codes of a stale nonce (WordPress's cookie check, the plugin's own). */
+const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce']);
+/** Threads the page subscribes to on the relay at most (besides the open one). */
+const MAX_LIVE_THREADS = 50;
+/** Pages of 100 threads the list loads at most (10 000 threads). */
+const MAX_THREAD_PAGES = 100;
 /** Largest thread id we accept (JSON-safe ids, as the plugin). */
 const MAX_ID = Number.MAX_SAFE_INTEGER;
 
@@ -128,6 +143,10 @@ export class BmChat {
     this.names = new Map([[this.me, this.t.you]]);
     this.current = null;
     this.bundleCache = null;
+    /** @type {Map<string, number>} thread → when its keys were last fetched for an unknown key id */
+    this.keyFetchedAt = new Map();
+    /** @type {Map<string, number>} thread → when it was last resynced for an unopenable event */
+    this.resyncedAt = new Map();
     this.bundlePromise = null;
     this.client = null;
     this.typingSentAt = 0;
@@ -142,6 +161,46 @@ export class BmChat {
 
   /** One bm/v1 call with the page's nonce; throws RestError on non-2xx. */
   async rest(method, route, body) {
+    try {
+      return await this.restOnce(method, route, body);
+    } catch (e) {
+      // A tab left open past the nonce's life (12-24 h): WordPress refuses
+      // it. Get a fresh one for the same login and try once more.
+      if (e instanceof RestError && e.status === 403 && NONCE_CODES.has(e.code) && (await this.refreshNonce())) {
+        return this.restOnce(method, route, body);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * A new `wp_rest` nonce from WordPress (admin-ajax `rest-nonce`, by the
+   * login cookie); true when there is one. One request at a time.
+   */
+  refreshNonce() {
+    if (!this.cfg.nonce_url) return Promise.resolve(false);
+    if (!this.noncePromise) {
+      this.noncePromise = (async () => {
+        try {
+          const res = await fetch(this.cfg.nonce_url, { credentials: 'same-origin' });
+          const text = (await res.text()).trim();
+          if (!res.ok || !/^[0-9a-f]{10}$/.test(text)) return false;
+          this.cfg.nonce = text;
+          return true;
+        } catch {
+          return false;
+        } finally {
+          setTimeout(() => {
+            this.noncePromise = null;
+          }, 5000);
+        }
+      })();
+    }
+    return this.noncePromise;
+  }
+
+  /** One bm/v1 call as it is, no retry. */
+  async restOnce(method, route, body) {
     const url = this.cfg.rest.replace(/\/$/, '') + route;
     const init = { method, credentials: 'same-origin', headers: { 'X-WP-Nonce': this.cfg.nonce, Accept: 'application/json' } };
     if (body !== undefined) {
@@ -154,7 +213,7 @@ export class BmChat {
     } catch (e) {
       throw new RestError(0, 'network', String(e && e.message ? e.message : e));
     }
-    let json = null;
+    let json;
     try {
       json = await res.json();
     } catch {
@@ -209,7 +268,7 @@ export class BmChat {
     const wanted = Number((/^#thread-(\d+)$/.exec(location.hash) || [])[1]);
     const first = this.threads.has(wanted) ? wanted : this.sortedThreads()[0]?.id;
     if (first) await this.openThread(first, { focus: false });
-    let b = null;
+    let b;
     try {
       b = await this.bundle(true);
     } catch (e) {
@@ -225,6 +284,7 @@ export class BmChat {
     this.presenceTimer = setInterval(() => this.refreshPresence(), 30000);
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden && this.current) this.scheduleRead(this.current);
+      if (!document.hidden) this.refreshPresence();
     });
   }
 
@@ -237,7 +297,9 @@ export class BmChat {
       getThreadToken: async (t) => {
         let cache = await this.bundle();
         if (!cache.threads.has(t)) cache = await this.bundle(true);
-        const k = cache.threads.get(t);
+        // The bundle holds the 500 most active threads; an older one's
+        // keys come with the thread itself.
+        const k = cache.threads.get(t) || (await this.threadKeys(t, cache));
         if (!k) throw new Error(`not a member of thread ${t}`);
         return k.token;
       },
@@ -245,10 +307,16 @@ export class BmChat {
         let cache = await this.bundle();
         if (!cache.keys.has(kid)) {
           // A key we do not hold yet (a new thread, a new epoch): wait for
-          // the bundle being fetched, or fetch one — at most once a second,
-          // so envelopes with unknown key ids cannot make us hammer WordPress.
+          // the bundle being fetched, or fetch one — only for a plausible
+          // key (see keyWorthAsking) and at most once per thread per
+          // KEY_REFETCH_MS, so envelopes with made-up key ids cannot make
+          // every member's page hammer WordPress.
           if (this.bundlePromise) cache = await this.bundlePromise;
-          else if (Date.now() - cache.at > 1000) cache = await this.bundle(true);
+          else if (this.keyWorthAsking(kid, cache) && this.rateOk(this.keyFetchedAt, kid)) {
+            cache = await this.bundle(true);
+            const m = /^t\/(\d+)\//.exec(kid);
+            if (!cache.keys.has(kid) && m && this.threads.has(Number(m[1]))) await this.threadKeys(Number(m[1]), cache);
+          }
         }
         return cache.keys.get(kid) ?? null;
       },
@@ -275,14 +343,68 @@ export class BmChat {
       // An event of one of our threads we could not open (its key arrived
       // later than the event): WordPress has it, read it from there.
       const m = /^t\/(\d+)\//.exec(kid || '');
-      if (reason === 'no_key' && m && this.threads.has(Number(m[1]))) this.resync(Number(m[1]));
+      if (reason === 'no_key' && m && this.threads.has(Number(m[1])) && this.keyWorthAsking(kid, this.bundleCache) && this.rateOk(this.resyncedAt, kid)) {
+        this.resync(Number(m[1]));
+      }
     });
     client.on('hint', (h) => this.onHint(h));
     client.on('unsub', ({ thread, reason }) => {
       if (reason === 'revoked' || reason === 'forbidden') this.verifyMembership(thread);
     });
     client.connect();
-    for (const t of this.threads.keys()) this.subscribe(t);
+    // Live subscriptions (typing hints, thread pushes) for the most active
+    // threads only: the relay allows 256 per socket and limits frames per
+    // second. Every member still gets each event of every thread through
+    // `to`; the open thread is always subscribed (openThread).
+    for (const t of this.sortedThreads().slice(0, MAX_LIVE_THREADS)) this.subscribe(t.id);
+    if (this.current) this.subscribe(this.current);
+  }
+
+  /**
+   * Whether a key id we lack is worth asking WordPress for: our own user
+   * key, or a thread key of the newest epoch we know for that thread or at
+   * most KEY_EPOCH_AHEAD past it (an unknown thread: a small epoch, as a
+   * thread we were just added to has).
+   */
+  keyWorthAsking(kid, cache) {
+    if (kid === `u/${this.me}`) return true;
+    const m = /^t\/(\d{1,16})\/(\d{1,10})$/.exec(kid || '');
+    if (!m) return false;
+    const thread = Number(m[1]);
+    const epoch = Number(m[2]);
+    const known = Math.max(this.threads.get(thread)?.epoch ?? -1, cache?.threads?.get(thread)?.epoch ?? -1);
+    if (known < 0) return epoch <= KEY_EPOCH_AHEAD;
+    // The known epoch itself too: a thread too old for the /token bundle
+    // has its current key fetched on its own (threadKeys).
+    return epoch >= known && epoch <= known + KEY_EPOCH_AHEAD;
+  }
+
+  /** True (and remembered) when `kid`'s thread was not asked about within KEY_REFETCH_MS. */
+  rateOk(map, kid) {
+    const thread = (/^t\/(\d+)\//.exec(kid || '') || [])[1] || kid;
+    const now = Date.now();
+    if (now - (map.get(thread) ?? -Infinity) < KEY_REFETCH_MS) return false;
+    map.set(thread, now);
+    return true;
+  }
+
+  /**
+   * Keys of one thread from `GET /threads/{id}` (a thread too old to be in
+   * the /token bundle), added to the bundle; null when not a member.
+   */
+  async threadKeys(t, cache) {
+    try {
+      const r = await this.rest('GET', `/threads/${t}`);
+      const k = r.thread && r.thread.keys;
+      if (!k) return null;
+      cache.threads.set(Number(k.thread), k);
+      cache.keys.set(k.kid, k.key);
+      if (this.oldKeys) this.oldKeys.set(k.kid, k.key);
+      return k;
+    } catch (e) {
+      if (e instanceof RestError && (e.status === 403 || e.status === 404)) return null;
+      throw e;
+    }
   }
 
   /** Subscribes to a thread's live events (errors are shown by `unsub`). */
@@ -358,16 +480,22 @@ export class BmChat {
     this.loadingThreads = (async () => {
       try {
         const seen = new Set();
-        for (let page = 1; page <= 5; page++) {
+        let complete = false;
+        for (let page = 1; page <= MAX_THREAD_PAGES; page++) {
           const r = await this.rest('GET', `/threads?page=${page}&per_page=100`);
           for (const th of r.threads) {
             seen.add(th.id);
             this.mergeThread(th);
           }
-          if (r.threads.length < 100) break;
+          if (!r.has_more || r.threads.length < 100) {
+            complete = true;
+            break;
+          }
         }
-        // Threads that are gone from the list: we were removed while away.
-        for (const id of [...this.threads.keys()]) if (!seen.has(id)) this.dropThread(id, true);
+        // Threads that are gone from the whole list: we were removed while
+        // away. (Had the list been cut short, an unseen thread may just be
+        // older: it is kept.)
+        if (complete) for (const id of [...this.threads.keys()]) if (!seen.has(id)) this.dropThread(id, true);
         this.renderThreadList();
       } finally {
         this.loadingThreads = null;
@@ -393,7 +521,7 @@ export class BmChat {
     t.updated = th.updated;
     t.lastMessage = th.last_message;
     t.epoch = th.epoch;
-    if (isNew && this.client) this.subscribe(th.id);
+    if (isNew && this.client && this.threads.size <= MAX_LIVE_THREADS) this.subscribe(th.id);
     return t;
   }
 
@@ -548,6 +676,7 @@ export class BmChat {
     const t = this.threads.get(id);
     if (!t) return;
     this.current = id;
+    this.subscribe(id);
     // Phone width shows one pane: the conversation once the person picks one.
     if (focus) this.root.classList.add('bmc-show-conv');
     if (location.hash !== `#thread-${id}`) history.replaceState(null, '', `#thread-${id}`);
@@ -693,21 +822,22 @@ export class BmChat {
 
   /** Asks WordPress which members of the shown threads are online. */
   async refreshPresence() {
-    if (!this.client || this.client.state !== 'connected') return;
+    // A hidden tab shows nobody anything: it does not ask.
+    if (!this.client || this.client.state !== 'connected' || document.hidden) return;
     const ids = this.sortedThreads()
       .slice(0, 20)
       .map((t) => t.id);
-    await Promise.all(
-      ids.map(async (id) => {
-        try {
-          const r = await this.rest('GET', `/threads/${id}/presence`);
-          const t = this.threads.get(id);
-          if (t) t.online = new Set(r.online.filter((u) => u !== this.me));
-        } catch {
-          // The relay cannot be asked right now: keep what we know.
-        }
-      }),
-    );
+    if (!ids.length) return;
+    try {
+      // One request for every thread shown (was one per thread).
+      const r = await this.rest('GET', `/presence?threads=${ids.join(',')}`);
+      for (const [id, users] of Object.entries(r.online || {})) {
+        const t = this.threads.get(Number(id));
+        if (t) t.online = new Set(users.filter((u) => u !== this.me));
+      }
+    } catch {
+      // The relay cannot be asked right now: keep what we know.
+    }
     this.renderThreadList();
     if (this.current) this.renderHeader();
   }
@@ -940,7 +1070,7 @@ export class BmChat {
       connecting: this.t.connecting,
       connected: this.t.connected,
       'offline-polling': this.t.offlinePolling,
-      offline: this.t.offline,
+      offline: this.t.offlineReconnecting,
       closed: this.t.closed,
       'no-relay': this.t.noRelay,
     }[state];

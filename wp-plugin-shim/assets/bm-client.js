@@ -187,6 +187,12 @@ export class BmClient {
     this._keys = new Map();
     /** @private */
     this._seen = new IdWindow(this.o.dedupeSize);
+    /**
+     * @private ids of client hints (`pub`), apart from server events: any
+     * member picks a hint's id, so a hint must never mark a server event
+     * as already seen (it would hide that event from this page).
+     */
+    this._seenHints = new IdWindow(this.o.dedupeSize);
     /** @private serialises frame handling so events are delivered in arrival order */
     this._chain = Promise.resolve();
     /** @private */
@@ -669,16 +675,19 @@ export class BmClient {
       this._drop(f.e, 'wrong_key', 'ws');
       return;
     }
-    const opened = await this._open(f.e, 'ws');
+    const opened = await this._open(f.e, 'ws', this._seenHints);
     if (!opened) return;
     this.stats.hints++;
     this._emit('hint', { id: opened.id, kid: opened.k, thread: f.thread, from: f.from, type: opened.type, data: opened.data });
   }
 
-  /** @private open + dedupe; null when dropped or seen */
-  async _open(envelope, source) {
+  /**
+   * @private open + dedupe against `seen` (server events by default, or the
+   * hints' own window); null when dropped or seen
+   */
+  async _open(envelope, source, seen = this._seen) {
     const id = envelope && typeof envelope === 'object' ? envelope.id : undefined;
-    if (typeof id === 'string' && this._seen.has(id)) {
+    if (typeof id === 'string' && seen.has(id)) {
       this.stats.duplicates++;
       return null;
     }
@@ -696,11 +705,11 @@ export class BmClient {
     try {
       const opened = await openEnvelope(envelope, key, this.o.site);
       // Re-check: the same id may have been delivered while we decrypted.
-      if (this._seen.has(opened.id)) {
+      if (seen.has(opened.id)) {
         this.stats.duplicates++;
         return null;
       }
-      this._seen.add(opened.id);
+      seen.add(opened.id);
       return opened;
     } catch (e) {
       this._drop(envelope, e instanceof EnvelopeError ? e.reason : 'malformed', source);
@@ -924,7 +933,7 @@ export class BmClient {
     const e = await sealEnvelope(key, this.o.site, kid, type, data, { maxCiphertext: MAX_PUB_CIPHERTEXT });
     // Our own hint must not come back to us as someone else's (another tab
     // of ours may still get it: that one is from us, shown as such).
-    this._seen.add(e.id);
+    this._seenHints.add(e.id);
     await this._request({ op: 'pub', thread, e });
     return e.id;
   }

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Settings → bm-relay: the relay settings, the connection status (relay
  * /healthz, extension or fallback, push counters) and a "send test event"
@@ -23,6 +24,9 @@ final class BM_Relay_Admin
         add_action('admin_menu', static function (): void {
             add_options_page(__('bm-relay', 'bm-relay'), __('bm-relay', 'bm-relay'), 'manage_options', self::SLUG, [self::class, 'render']);
         });
+        add_action('network_admin_menu', static function (): void {
+            add_submenu_page('settings.php', __('bm-relay', 'bm-relay'), __('bm-relay', 'bm-relay'), 'manage_network_options', self::SLUG . '-network', [self::class, 'render_network']);
+        });
         add_action('admin_init', [self::class, 'register_settings']);
         add_action('admin_post_bm_relay_test_event', [self::class, 'handle_test_event']);
     }
@@ -34,20 +38,20 @@ final class BM_Relay_Admin
             $v = is_string($v) ? trim($v) : '';
             return $v === '' ? '' : (string) esc_url_raw($v, ['http', 'https', 'ws', 'wss']);
         };
-        register_setting(self::SLUG, 'bm_relay_url', ['type' => 'string', 'sanitize_callback' => $url]);
-        register_setting(self::SLUG, 'bm_relay_public_url', ['type' => 'string', 'sanitize_callback' => $url]);
-        register_setting(self::SLUG, 'bm_relay_admin_url', ['type' => 'string', 'sanitize_callback' => $url]);
-        register_setting(self::SLUG, 'bm_relay_site', ['type' => 'string', 'sanitize_callback' => static function ($v): string {
+        register_setting(self::SLUG, 'bmr_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bmr_public_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bmr_admin_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bmr_site', ['type' => 'string', 'sanitize_callback' => static function ($v): string {
             $v = is_string($v) ? strtolower(trim($v)) : '';
             if ($v !== '' && !preg_match('/^[a-z0-9][a-z0-9._-]{0,63}$/D', $v)) {
-                add_settings_error('bm_relay_site', 'bm_relay_site', __('Site id must match ^[a-z0-9][a-z0-9._-]{0,63}$.', 'bm-relay'));
-                return (string) get_option('bm_relay_site', '');
+                add_settings_error('bmr_site', 'bmr_site', __('Site id must match ^[a-z0-9][a-z0-9._-]{0,63}$.', 'bm-relay'));
+                return (string) get_option('bmr_site', '');
             }
             return $v;
         }]);
-        register_setting(self::SLUG, 'bm_relay_mode', ['type' => 'string', 'sanitize_callback' => static fn($v) => $v === 'async' ? 'async' : 'sync']);
-        register_setting(self::SLUG, 'bm_relay_retention_days', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(0, min(36500, (int) $v))]);
-        register_setting(self::SLUG, 'bm_relay_max_length', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(1, min(20000, (int) $v))]);
+        register_setting(self::SLUG, 'bmr_mode', ['type' => 'string', 'sanitize_callback' => static fn($v) => in_array($v, ['async', 'sync'], true) ? $v : '']);
+        register_setting(self::SLUG, 'bmr_retention_days', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(0, min(36500, (int) $v))]);
+        register_setting(self::SLUG, 'bmr_max_length', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(1, min(20000, (int) $v))]);
     }
 
     /**
@@ -58,7 +62,7 @@ final class BM_Relay_Admin
     public static function status(): array
     {
         $health = ['ok' => false, 'detail' => __('no relay admin URL set', 'bm-relay')];
-        $admin = (string) BM_Relay_Settings::get('bm_relay_admin_url');
+        $admin = (string) BM_Relay_Settings::get('bmr_admin_url');
         if ($admin !== '') {
             $r = wp_remote_get(rtrim($admin, '/') . '/healthz', ['timeout' => 2, 'redirection' => 0]);
             if (is_wp_error($r)) {
@@ -107,9 +111,59 @@ final class BM_Relay_Admin
             wp_die(esc_html__('You are not allowed to do this.', 'bm-relay'), 403);
         }
         check_admin_referer('bm_relay_test_event');
-        set_transient('bm_relay_test_' . get_current_user_id(), self::send_test_event(get_current_user_id()), 60);
+        set_transient('bmr_test_' . get_current_user_id(), self::send_test_event(get_current_user_id()), 60);
         wp_safe_redirect(admin_url('options-general.php?page=' . self::SLUG));
         exit;
+    }
+
+    /**
+     * Whoever may configure the relay may see relay keys: any admin of a
+     * single site; on a network only the network admin (a blog's admin
+     * must not get a key that signs for the blog).
+     */
+    public static function may_see_relay_keys(): bool
+    {
+        return is_multisite() ? current_user_can('manage_network_options') : current_user_can('manage_options');
+    }
+
+    /**
+     * Each blog's site id and relay key, for the relay's configuration
+     * (`--site SITE=RELAY_KEY`, one per blog). Network admins only.
+     *
+     * @return list<array{blog:int,url:string,site:string,relay_key:string}>
+     */
+    public static function network_sites(): array
+    {
+        if (!is_multisite() || !current_user_can('manage_network_options')) {
+            return [];
+        }
+        $out = [];
+        foreach (get_sites(['fields' => 'ids', 'number' => 0]) as $blog_id) {
+            switch_to_blog((int) $blog_id);
+            try {
+                $out[] = ['blog' => (int) $blog_id, 'url' => home_url('/'), 'site' => (string) (bm_stats()['site'] ?? ''), 'relay_key' => bm_relay_key()];
+            } catch (BmRelayException $e) {
+                $out[] = ['blog' => (int) $blog_id, 'url' => home_url('/'), 'site' => '', 'relay_key' => ''];
+            } finally {
+                restore_current_blog();
+            }
+        }
+        return $out;
+    }
+
+    /** Network Admin → Settings → bm-relay: the relay's site list. */
+    public static function render_network(): void
+    {
+        if (!current_user_can('manage_network_options')) {
+            return;
+        }
+        echo '<div class="wrap"><h1>' . esc_html__('bm-relay', 'bm-relay') . '</h1>';
+        echo '<p>' . esc_html__('Each site of the network is a site of its own on the relay, with keys derived from the network secret. Give the relay one --site line per site:', 'bm-relay') . '</p>';
+        echo '<table class="widefat striped" id="bm-relay-network-sites"><thead><tr><th>' . esc_html__('Site', 'bm-relay') . '</th><th>' . esc_html__('Relay --site', 'bm-relay') . '</th></tr></thead><tbody>';
+        foreach (self::network_sites() as $row) {
+            printf('<tr><td>%s</td><td><code>%s</code></td></tr>', esc_html($row['url']), esc_html($row['site'] . '=' . $row['relay_key']));
+        }
+        echo '</tbody></table></div>';
     }
 
     /** Renders the page. */
@@ -119,8 +173,8 @@ final class BM_Relay_Admin
             return;
         }
         $s = self::status();
-        $test = get_transient('bm_relay_test_' . get_current_user_id());
-        delete_transient('bm_relay_test_' . get_current_user_id());
+        $test = get_transient('bmr_test_' . get_current_user_id());
+        delete_transient('bmr_test_' . get_current_user_id());
         echo '<div class="wrap"><h1>' . esc_html__('bm-relay', 'bm-relay') . '</h1>';
         if (is_array($test)) {
             printf('<div class="notice notice-%s"><p>%s</p></div>', $test['ok'] ? 'success' : 'error', esc_html($test['detail']));
@@ -133,7 +187,7 @@ final class BM_Relay_Admin
             __('Secret stored in', 'bm-relay') => $s['secret_source'],
             __('Pushed / failed / dropped', 'bm-relay') => sprintf('%d / %d / %d', $s['stats']['sent'] ?? 0, $s['stats']['failed'] ?? 0, $s['stats']['dropped'] ?? 0),
         ];
-        if ($s['configured']) {
+        if ($s['configured'] && self::may_see_relay_keys()) {
             try {
                 $rows[__('Relay key (for the relay --site option)', 'bm-relay')] = ($s['stats']['site'] ?? '') . '=' . bm_relay_key();
             } catch (BmRelayException $e) {
@@ -153,12 +207,12 @@ final class BM_Relay_Admin
         settings_fields(self::SLUG);
         echo '<table class="form-table">';
         $fields = [
-            'bm_relay_url' => __('Relay push URL (server side, e.g. http://127.0.0.1:8080)', 'bm-relay'),
-            'bm_relay_public_url' => __('Relay WebSocket URL (browser side, e.g. wss://relay.example.com/v1/ws)', 'bm-relay'),
-            'bm_relay_admin_url' => __('Relay admin URL (for /healthz)', 'bm-relay'),
-            'bm_relay_site' => __('Site id', 'bm-relay'),
-            'bm_relay_retention_days' => __('Delete messages after N days (0 keeps them)', 'bm-relay'),
-            'bm_relay_max_length' => __('Longest message (characters)', 'bm-relay'),
+            'bmr_url' => __('Relay push URL (server side, e.g. http://127.0.0.1:8080)', 'bm-relay'),
+            'bmr_public_url' => __('Relay WebSocket URL (browser side, e.g. wss://relay.example.com/v1/ws)', 'bm-relay'),
+            'bmr_admin_url' => __('Relay admin URL (for /healthz)', 'bm-relay'),
+            'bmr_site' => __('Site id', 'bm-relay'),
+            'bmr_retention_days' => __('Delete messages after N days (0 keeps them)', 'bm-relay'),
+            'bmr_max_length' => __('Longest message (characters)', 'bm-relay'),
         ];
         foreach ($fields as $name => $label) {
             printf(
@@ -168,10 +222,12 @@ final class BM_Relay_Admin
                 esc_attr((string) BM_Relay_Settings::get($name))
             );
         }
-        $mode = (string) BM_Relay_Settings::get('bm_relay_mode');
+        $mode = (string) BM_Relay_Settings::get('bmr_mode');
         printf(
-            '<tr><th><label for="bm_relay_mode">%s</label></th><td><select id="bm_relay_mode" name="bm_relay_mode"><option value="sync"%s>sync</option><option value="async"%s>async</option></select></td></tr>',
+            '<tr><th><label for="bmr_mode">%s</label></th><td><select id="bmr_mode" name="bmr_mode"><option value=""%s>%s</option><option value="sync"%s>sync</option><option value="async"%s>async</option></select></td></tr>',
             esc_html__('Push mode (sync records delivery; async never waits)', 'bm-relay'),
+            selected($mode, '', false),
+            esc_html__('automatic (async with the extension)', 'bm-relay'),
             selected($mode, 'sync', false),
             selected($mode, 'async', false)
         );

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Personal-data exporter and eraser, registered with WordPress's privacy
  * tools (Tools → Export/Erase Personal Data).
@@ -41,7 +42,9 @@ final class BM_Relay_Privacy
     }
 
     /**
-     * Exporter: one item per message the user sent (deleted ones excluded).
+     * Exporter: one item per message the user sent (deleted ones excluded),
+     * then one per reaction, PAGE items a page: pages 1 … M hold the
+     * messages, the pages after them the reactions.
      *
      * @return array{data:list<array>,done:bool}
      */
@@ -53,47 +56,56 @@ final class BM_Relay_Privacy
             return ['data' => [], 'done' => true];
         }
         $t = BM_Relay_Schema::tables();
-        $offset = (max(1, $page) - 1) * self::PAGE;
-        $rows = $wpdb->get_results($wpdb->prepare(
-            "SELECT m.*, th.subject FROM {$t['messages']} m JOIN {$t['threads']} th ON th.id = m.thread_id
-             WHERE m.sender_id = %d AND m.deleted_at IS NULL ORDER BY m.id LIMIT %d OFFSET %d",
-            $user->ID,
-            self::PAGE,
-            $offset
+        $page = max(1, $page);
+        $count = (int) $wpdb->get_var($wpdb->prepare(
+            "SELECT COUNT(*) FROM {$t['messages']} WHERE sender_id = %d AND deleted_at IS NULL",
+            $user->ID
         ));
+        $message_pages = (int) ceil($count / self::PAGE);
         $data = [];
-        foreach ($rows as $row) {
-            $data[] = [
-                'group_id' => 'bm-relay-messages',
-                'group_label' => __('Chat messages', 'bm-relay'),
-                'item_id' => 'bm-relay-message-' . (int) $row->id,
-                'data' => [
-                    ['name' => __('Thread', 'bm-relay'), 'value' => (int) $row->thread_id . ($row->subject !== '' ? ' — ' . $row->subject : '')],
-                    ['name' => __('Sent (UTC)', 'bm-relay'), 'value' => $row->created_at],
-                    ['name' => __('Message', 'bm-relay'), 'value' => $row->content],
-                ],
-            ];
-        }
-        if ($page === 1) {
-            $reactions = $wpdb->get_results($wpdb->prepare(
-                "SELECT message_id, meta_value, created_at FROM {$t['meta']} WHERE user_id = %d AND meta_key = %s ORDER BY id",
+        if ($page <= $message_pages) {
+            $rows = $wpdb->get_results($wpdb->prepare(
+                "SELECT m.*, th.subject FROM {$t['messages']} m JOIN {$t['threads']} th ON th.id = m.thread_id
+                 WHERE m.sender_id = %d AND m.deleted_at IS NULL ORDER BY m.id LIMIT %d OFFSET %d",
                 $user->ID,
-                'reaction'
+                self::PAGE,
+                ($page - 1) * self::PAGE
             ));
-            foreach ($reactions as $r) {
+            foreach ($rows as $row) {
                 $data[] = [
-                    'group_id' => 'bm-relay-reactions',
-                    'group_label' => __('Chat reactions', 'bm-relay'),
-                    'item_id' => 'bm-relay-reaction-' . (int) $r->message_id . '-' . md5($r->meta_value),
+                    'group_id' => 'bm-relay-messages',
+                    'group_label' => __('Chat messages', 'bm-relay'),
+                    'item_id' => 'bm-relay-message-' . (int) $row->id,
                     'data' => [
-                        ['name' => __('Message', 'bm-relay'), 'value' => (int) $r->message_id],
-                        ['name' => __('Reaction', 'bm-relay'), 'value' => $r->meta_value],
-                        ['name' => __('Time (UTC)', 'bm-relay'), 'value' => $r->created_at],
+                        ['name' => __('Thread', 'bm-relay'), 'value' => (int) $row->thread_id . ($row->subject !== '' ? ' — ' . $row->subject : '')],
+                        ['name' => __('Sent (UTC)', 'bm-relay'), 'value' => $row->created_at],
+                        ['name' => __('Message', 'bm-relay'), 'value' => $row->content],
                     ],
                 ];
             }
+            // Reactions follow on the next page (even when there are none).
+            return ['data' => $data, 'done' => false];
         }
-        return ['data' => $data, 'done' => count($rows) < self::PAGE];
+        $reactions = $wpdb->get_results($wpdb->prepare(
+            "SELECT id, message_id, meta_value, created_at FROM {$t['meta']} WHERE user_id = %d AND meta_key = %s ORDER BY id LIMIT %d OFFSET %d",
+            $user->ID,
+            'reaction',
+            self::PAGE,
+            ($page - $message_pages - 1) * self::PAGE
+        ));
+        foreach ($reactions as $r) {
+            $data[] = [
+                'group_id' => 'bm-relay-reactions',
+                'group_label' => __('Chat reactions', 'bm-relay'),
+                'item_id' => 'bm-relay-reaction-' . (int) $r->id,
+                'data' => [
+                    ['name' => __('Message', 'bm-relay'), 'value' => (int) $r->message_id],
+                    ['name' => __('Reaction', 'bm-relay'), 'value' => $r->meta_value],
+                    ['name' => __('Time (UTC)', 'bm-relay'), 'value' => $r->created_at],
+                ],
+            ];
+        }
+        return ['data' => $data, 'done' => count($reactions) < self::PAGE];
     }
 
     /**
@@ -118,14 +130,33 @@ final class BM_Relay_Privacy
         $ids = array_map(static fn($r) => (int) $r->id, $rows);
         BM_Relay_Store::purge_messages($ids);
         BM_Relay_Retention::announce_deleted($rows);
+        BM_Relay_Store::recount_threads(array_map(static fn($r) => (int) $r->thread_id, $rows));
         $removed = (bool) $ids;
         $done = count($rows) < self::PAGE;
+        $retained = false;
+        $messages = [];
         if ($done) {
             $removed = (bool) $wpdb->query($wpdb->prepare("DELETE FROM {$t['meta']} WHERE user_id = %d", $user->ID)) || $removed;
             // Leaving every thread bumps its epoch: the erased user's keys
             // open nothing sent afterwards.
             $removed = BM_Relay_Push::remove_everywhere((int) $user->ID) > 0 || $removed;
+            // What is kept, and why: conversations this user started stay
+            // for their other members (their subject and the creator's id).
+            $started = (int) $wpdb->get_var($wpdb->prepare("SELECT COUNT(*) FROM {$t['threads']} WHERE created_by = %d", $user->ID));
+            if ($started > 0) {
+                $retained = true;
+                $messages[] = sprintf(
+                    /* translators: %d: number of conversations */
+                    _n(
+                        'Kept %d chat conversation this user started (its subject and starter): its other members still use it. The user\'s messages, reactions and memberships were removed.',
+                        'Kept %d chat conversations this user started (their subjects and starter): their other members still use them. The user\'s messages, reactions and memberships were removed.',
+                        $started,
+                        'bm-relay'
+                    ),
+                    $started
+                );
+            }
         }
-        return ['items_removed' => $removed, 'items_retained' => false, 'messages' => [], 'done' => $done];
+        return ['items_removed' => $removed, 'items_retained' => $retained, 'messages' => $messages, 'done' => $done];
     }
 }

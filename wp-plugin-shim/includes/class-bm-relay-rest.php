@@ -1,4 +1,5 @@
 <?php
+
 /**
  * REST API `bm/v1` for the browser chat page.
  *
@@ -22,8 +23,8 @@ final class BM_Relay_REST
     public const NS = 'bm/v1';
     /** Largest id (2^53 - 1), as in the protocol. */
     private const MAX_ID = 9007199254740991;
-    /** Members per thread at creation. */
-    private const MAX_PARTICIPANTS = 50;
+    /** Ids accepted in one `participants` list (bounds the work; the member limit is BM_Relay_Limits). */
+    private const MAX_PARTICIPANTS_PARAM = 1000;
 
     /** Registers every route on rest_api_init. */
     public static function register_routes(): void
@@ -63,6 +64,12 @@ final class BM_Relay_REST
         register_rest_route(self::NS, '/users', [
             ['methods' => 'GET', 'callback' => [self::class, 'search_users'], 'permission_callback' => $check],
         ]);
+        register_rest_route(self::NS, '/presence', [
+            ['methods' => 'GET', 'callback' => [self::class, 'presence_many'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, '/moderation/threads', [
+            ['methods' => 'GET', 'callback' => [self::class, 'moderation_threads'], 'permission_callback' => $check],
+        ]);
         register_rest_route(self::NS, '/token', [
             ['methods' => 'POST', 'callback' => [self::class, 'token'], 'permission_callback' => $check],
         ]);
@@ -72,7 +79,8 @@ final class BM_Relay_REST
      * Permission callback of every route: logged in, nonce, capability.
      *
      * The nonce is checked here as well as by WordPress's cookie handler so
-     * the rule holds whatever authenticated the request.
+     * the rule holds whatever authenticated the request — except an
+     * Application Password (HTTP Basic), which carries no cookie to forge.
      *
      * @return true|WP_Error
      */
@@ -85,7 +93,11 @@ final class BM_Relay_REST
         if (!$nonce) {
             $nonce = $request->get_param('_wpnonce');
         }
-        if (!is_string($nonce) || $nonce === '' || !wp_verify_nonce($nonce, 'wp_rest')) {
+        // An Application Password (HTTP Basic, mobile and headless clients)
+        // is not a cookie: no CSRF to guard against, so no nonce. Every
+        // other way in (the login cookie) needs one.
+        $app_password = function_exists('rest_get_authenticated_app_password') && rest_get_authenticated_app_password() !== null;
+        if (!$app_password && (!is_string($nonce) || $nonce === '' || !wp_verify_nonce($nonce, 'wp_rest'))) {
             return new WP_Error('bm_relay_bad_nonce', __('Missing or expired security token (nonce); reload the page.', 'bm-relay'), ['status' => 403]);
         }
         /** Capability a user needs to chat at all. */
@@ -96,10 +108,17 @@ final class BM_Relay_REST
         return true;
     }
 
-    /** True when the user may moderate (delete others' messages, manage members). */
-    private static function can_moderate(): bool
+    /** Capability of moderators (granted to administrators on activation). */
+    public const MODERATE_CAP = 'bmr_moderate';
+
+    /**
+     * True when the user may moderate: list every thread, read it, delete
+     * messages and remove members without being a member (filter
+     * `bm_relay_moderate_capability`, default `bmr_moderate`).
+     */
+    public static function can_moderate(): bool
     {
-        return current_user_can((string) apply_filters('bm_relay_moderate_capability', 'manage_options'));
+        return current_user_can((string) apply_filters('bm_relay_moderate_capability', self::MODERATE_CAP));
     }
 
     /**
@@ -150,7 +169,7 @@ final class BM_Relay_REST
         if ($text === '') {
             return self::bad('text', __('must not be empty', 'bm-relay'));
         }
-        $max = max(1, (int) BM_Relay_Settings::get('bm_relay_max_length'));
+        $max = max(1, (int) BM_Relay_Settings::get('bmr_max_length'));
         if (mb_strlen($text, 'UTF-8') > $max || strlen($text) > 60000) {
             /* translators: %d: maximum number of characters */
             return new WP_Error('bm_relay_too_long', sprintf(__('Message is too long (at most %d characters).', 'bm-relay'), $max), ['status' => 413, 'param' => 'text']);
@@ -160,11 +179,12 @@ final class BM_Relay_REST
 
     /**
      * The thread of a route and the current user's membership, or an error:
-     * 400 malformed id, 404 no such thread, 403 not a member.
+     * 400 malformed id, 404 no such thread, 403 not a member — unless
+     * $moderation and the user moderates (then the membership is null).
      *
-     * @return array{0:object,1:object}|WP_Error
+     * @return array{0:object,1:object|null}|WP_Error
      */
-    private static function member_thread($raw_id)
+    private static function member_thread($raw_id, bool $moderation = false)
     {
         $id = self::id_param($raw_id, 'id');
         if ($id instanceof WP_Error) {
@@ -175,6 +195,9 @@ final class BM_Relay_REST
             return new WP_Error('bm_relay_no_thread', __('No such thread.', 'bm-relay'), ['status' => 404]);
         }
         $me = BM_Relay_Store::membership($id, get_current_user_id());
+        if (!$me && $moderation && self::can_moderate()) {
+            return [$thread, null];
+        }
         if (!$me) {
             return new WP_Error('bm_relay_not_member', __('You are not a member of this thread.', 'bm-relay'), ['status' => 403]);
         }
@@ -186,7 +209,7 @@ final class BM_Relay_REST
      *
      * @return array{0:object,1:object}|WP_Error
      */
-    private static function member_message($raw_id)
+    private static function member_message($raw_id, bool $moderation = false)
     {
         $id = self::id_param($raw_id, 'id');
         if ($id instanceof WP_Error) {
@@ -196,7 +219,7 @@ final class BM_Relay_REST
         if (!$msg) {
             return new WP_Error('bm_relay_no_message', __('No such message.', 'bm-relay'), ['status' => 404]);
         }
-        $found = self::member_thread((string) $msg->thread_id);
+        $found = self::member_thread((string) $msg->thread_id, $moderation);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -266,7 +289,9 @@ final class BM_Relay_REST
                 'last_read_id' => $me ? (int) $me->last_read_id : 0,
                 'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
                 'epoch' => (int) $thread->epoch,
-                'keys' => BM_Relay_Push::thread_keys($user, $thread),
+                // Keys and thread tokens for members only (a moderator reads
+                // over REST; the relay's live stream is for members).
+                'keys' => $me ? BM_Relay_Push::thread_keys($user, $thread) : null,
             ];
         }
         return $out;
@@ -289,14 +314,17 @@ final class BM_Relay_REST
             return self::bad('per_page', __('must be at most 100', 'bm-relay'));
         }
         $user = get_current_user_id();
-        $rows = BM_Relay_Store::threads_for($user, $per, ($page - 1) * $per);
-        return new WP_REST_Response(['threads' => self::format_threads($rows, $user), 'page' => $page, 'per_page' => $per]);
+        // One row more than asked tells whether another page follows.
+        $rows = BM_Relay_Store::threads_for($user, $per + 1, ($page - 1) * $per);
+        $more = count($rows) > $per;
+        $rows = array_slice($rows, 0, $per);
+        return new WP_REST_Response(['threads' => self::format_threads($rows, $user), 'page' => $page, 'per_page' => $per, 'has_more' => $more]);
     }
 
-    /** GET /threads/{id} — one thread (member only). */
+    /** GET /threads/{id} — one thread (member or moderator). */
     public static function get_thread(WP_REST_Request $request)
     {
-        $found = self::member_thread($request['id']);
+        $found = self::member_thread($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -316,9 +344,9 @@ final class BM_Relay_REST
         if (!is_array($raw) || !$raw) {
             return self::bad('participants', __('must be a non-empty list of user ids', 'bm-relay'));
         }
-        if (count($raw) > self::MAX_PARTICIPANTS) {
+        if (count($raw) > self::MAX_PARTICIPANTS_PARAM) {
             /* translators: %d: maximum number of participants */
-            return self::bad('participants', sprintf(__('must hold at most %d users', 'bm-relay'), self::MAX_PARTICIPANTS));
+            return self::bad('participants', sprintf(__('must hold at most %d users', 'bm-relay'), self::MAX_PARTICIPANTS_PARAM));
         }
         $members = [];
         foreach (array_values($raw) as $i => $v) {
@@ -337,6 +365,20 @@ final class BM_Relay_REST
         if (!$members) {
             return self::bad('participants', __('must name someone other than yourself', 'bm-relay'));
         }
+        $limit = BM_Relay_Limits::check_members(count($members) + 1);
+        if ($limit instanceof WP_Error) {
+            return $limit;
+        }
+        foreach ($members as $i => $id) {
+            $limit = BM_Relay_Limits::check_contact($me, $id, 'participants');
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
+        }
+        $limit = BM_Relay_Limits::check_thread_rate($me);
+        if ($limit instanceof WP_Error) {
+            return $limit;
+        }
         $subject = $request->get_param('subject') ?? '';
         if (!is_string($subject) || wp_check_invalid_utf8($subject) !== $subject || mb_strlen($subject, 'UTF-8') > 200) {
             return self::bad('subject', __('must be a string of at most 200 characters', 'bm-relay'));
@@ -347,6 +389,10 @@ final class BM_Relay_REST
             if ($text instanceof WP_Error) {
                 return $text;
             }
+            $limit = BM_Relay_Limits::check_message_rate($me);
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
         }
         $id = BM_Relay_Store::create_thread($me, sanitize_text_field($subject), $members);
         if ($text !== null) {
@@ -354,25 +400,38 @@ final class BM_Relay_REST
         }
         $thread = BM_Relay_Store::thread($id);
         // Everyone, the creator included: their other tabs learn of it too.
+        // One push request for all of them, whatever the thread's size.
+        $events = [];
+        $participants = BM_Relay_Store::members($id);
         foreach (array_merge([$me], $members) as $user) {
-            self::announce_thread($user, $thread);
+            $event = self::announce_event($user, $thread, $participants);
+            if ($event !== null) {
+                $events[] = $event;
+            }
         }
+        BM_Relay_Push::send($events);
         return new WP_REST_Response(['thread' => self::format_thread($thread, $me)], 201);
     }
 
-    /** Sends `thread.added` (thread, key and thread token) to one member. */
-    private static function announce_thread(int $user, object $thread): void
+    /**
+     * The `thread.added` event (thread, key and thread token) for one
+     * member, sealed with their user key; null when no key can be made.
+     *
+     * @param list<int> $participants
+     * @return array<string,mixed>|null
+     */
+    private static function announce_event(int $user, object $thread, array $participants): ?array
     {
         $keys = BM_Relay_Push::thread_keys($user, $thread);
         if ($keys === null) {
-            return;
+            return null;
         }
-        BM_Relay_Push::user_event($user, 'thread.added', [
+        return BM_Relay_Push::user_event_array($user, 'thread.added', [
             'thread' => [
                 'id' => (int) $thread->id,
                 'subject' => (string) $thread->subject,
                 'created_by' => (int) $thread->created_by,
-                'participants' => BM_Relay_Store::members((int) $thread->id),
+                'participants' => $participants,
             ],
             'keys' => $keys,
         ]);
@@ -396,11 +455,25 @@ final class BM_Relay_REST
         if (!get_userdata($user)) {
             return self::bad('user_id', __('is not a user of this site', 'bm-relay'));
         }
+        if (!BM_Relay_Store::membership((int) $thread->id, $user)) {
+            $limit = BM_Relay_Limits::check_members(count(BM_Relay_Store::members((int) $thread->id)) + 1);
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
+            $limit = BM_Relay_Limits::check_contact(get_current_user_id(), $user, 'user_id');
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
+        }
         $added = BM_Relay_Store::add_member((int) $thread->id, $user, (int) $thread->epoch);
         if ($added) {
             $thread = BM_Relay_Store::thread((int) $thread->id);
-            self::announce_thread($user, $thread);
-            BM_Relay_Push::thread_event($thread, 'participant.added', ['thread' => (int) $thread->id, 'user' => $user]);
+            $events = [BM_Relay_Push::thread_event_array($thread, 'participant.added', ['thread' => (int) $thread->id, 'user' => $user])];
+            $announce = self::announce_event($user, $thread, BM_Relay_Store::members((int) $thread->id));
+            if ($announce !== null) {
+                array_unshift($events, $announce);
+            }
+            BM_Relay_Push::send($events);
         }
         return new WP_REST_Response(['thread' => self::format_thread($thread, get_current_user_id()), 'added' => $added]);
     }
@@ -413,7 +486,7 @@ final class BM_Relay_REST
      */
     public static function remove_participant(WP_REST_Request $request)
     {
-        $found = self::member_thread($request['id']);
+        $found = self::member_thread($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -441,7 +514,7 @@ final class BM_Relay_REST
      */
     public static function list_messages(WP_REST_Request $request)
     {
-        $found = self::member_thread($request['id']);
+        $found = self::member_thread($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -478,7 +551,7 @@ final class BM_Relay_REST
             'thread' => (int) $thread->id,
             'messages' => $messages,
             'has_more' => $more,
-            'last_read_id' => (int) $me->last_read_id,
+            'last_read_id' => $me ? (int) $me->last_read_id : 0,
             'epoch' => (int) $thread->epoch,
         ]);
     }
@@ -504,13 +577,18 @@ final class BM_Relay_REST
             return self::bad('client_id', __('must match [A-Za-z0-9_-]{1,64}', 'bm-relay'));
         }
         $me = get_current_user_id();
+        $limit = BM_Relay_Limits::check_message_rate($me);
+        if ($limit instanceof WP_Error) {
+            return $limit;
+        }
         $id = BM_Relay_Store::insert_message((int) $thread->id, $me, $text);
         $message = BM_Relay_Store::format_message(BM_Relay_Store::message($id));
         $data = $message;
         if ($client_id !== null) {
             $data['client_id'] = $client_id;
         }
-        $res = BM_Relay_Push::thread_event($thread, 'message.new', $data, 'm' . $id);
+        // The event id is random (not the message id): nobody can predict it.
+        $res = BM_Relay_Push::thread_event($thread, 'message.new', $data);
         $delivered = [];
         if ($res !== null) {
             $delivered = array_values(array_diff(array_map('intval', $res['online']), [$me]));
@@ -552,7 +630,7 @@ final class BM_Relay_REST
     /** DELETE /messages/{id} — sender or moderator; pushes `message.delete`. */
     public static function delete_message(WP_REST_Request $request)
     {
-        $found = self::member_message($request['id']);
+        $found = self::member_message($request['id'], true);
         if ($found instanceof WP_Error) {
             return $found;
         }
@@ -582,13 +660,22 @@ final class BM_Relay_REST
             return new WP_Error('bm_relay_deleted', __('This message was deleted.', 'bm-relay'), ['status' => 409]);
         }
         $emoji = $request->get_param('emoji');
-        if (!is_string($emoji) || $emoji === '' || mb_strlen($emoji, 'UTF-8') > 16 || strlen($emoji) > 64
-            || wp_check_invalid_utf8($emoji) !== $emoji || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)) {
+        if (
+            !is_string($emoji) || $emoji === '' || mb_strlen($emoji, 'UTF-8') > 16 || strlen($emoji) > 64
+            || wp_check_invalid_utf8($emoji) !== $emoji || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)
+        ) {
             return self::bad('emoji', __('must be one emoji or short code (at most 16 characters, no spaces)', 'bm-relay'));
         }
         $remove = $request->get_param('remove');
         $remove = $remove === true || $remove === 'true' || $remove === '1' || $remove === 1;
         $me = get_current_user_id();
+        if (!$remove) {
+            $now = array_keys(BM_Relay_Store::reactions([(int) $msg->id])[(int) $msg->id] ?? []);
+            $limit = BM_Relay_Limits::check_reaction(array_map('strval', $now), $emoji);
+            if ($limit instanceof WP_Error) {
+                return $limit;
+            }
+        }
         $changed = BM_Relay_Store::set_reaction((int) $msg->id, $me, $emoji, !$remove);
         $list = BM_Relay_Store::reaction_list(BM_Relay_Store::reactions([(int) $msg->id])[(int) $msg->id] ?? []);
         $pushed = false;
@@ -616,7 +703,9 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread] = $found;
-        $upto = (int) $thread->last_message_id;
+        // The newest message now, not the thread row read at the start of
+        // this request (a message stored meanwhile would stay unread).
+        $upto = BM_Relay_Store::last_message_id((int) $thread->id);
         if ($request->get_param('message_id') !== null) {
             $upto = self::id_param($request->get_param('message_id'), 'message_id');
             if ($upto instanceof WP_Error) {
@@ -662,9 +751,54 @@ final class BM_Relay_REST
     }
 
     /**
+     * GET /presence?threads=1,2,3 — who is online in several threads at
+     * once (at most 50, the user's own threads only): one question to the
+     * relay for all their members, so a page refreshes its presence dots
+     * with one request instead of one per thread.
+     */
+    public static function presence_many(WP_REST_Request $request)
+    {
+        $raw = $request->get_param('threads');
+        if (is_string($raw)) {
+            $raw = $raw === '' ? [] : explode(',', $raw);
+        }
+        if (!is_array($raw) || count($raw) > 50) {
+            return self::bad('threads', __('must be a list of at most 50 thread ids', 'bm-relay'));
+        }
+        $ids = [];
+        foreach (array_values($raw) as $i => $v) {
+            $id = self::id_param(is_string($v) ? trim($v) : $v, "threads[$i]");
+            if ($id instanceof WP_Error) {
+                return $id;
+            }
+            $ids[] = $id;
+        }
+        $me = get_current_user_id();
+        $mine = array_values(array_intersect(array_unique($ids), BM_Relay_Store::thread_ids_of($me)));
+        $members = BM_Relay_Store::members_of($mine);
+        $everyone = $members ? array_values(array_unique(array_merge(...array_values($members)))) : [];
+        $online = [];
+        if ($everyone) {
+            try {
+                $online = array_map('intval', bm_presence($everyone));
+            } catch (BmRelayException $e) {
+                return new WP_Error('bm_relay_unavailable', __('The relay cannot be reached right now.', 'bm-relay'), ['status' => 503]);
+            }
+        }
+        $out = [];
+        foreach ($mine as $t) {
+            $out[(string) $t] = array_values(array_intersect($members[$t] ?? [], $online));
+        }
+        return new WP_REST_Response(['online' => (object) $out]);
+    }
+
+    /**
      * GET /users?search=text — people to start a thread with: id, display
      * name and avatar only (never e-mail or login), at most 20, filterable
-     * with `bm_relay_user_search_args`.
+     * with `bm_relay_user_search_args`. Matches the public display name
+     * only (not the login nor its nicename), leaves out people whose
+     * display name is still their login (a search must not enumerate
+     * logins) and people the user may not message (BM_Relay_Limits).
      */
     public static function search_users(WP_REST_Request $request)
     {
@@ -678,14 +812,70 @@ final class BM_Relay_REST
         }
         $args = apply_filters('bm_relay_user_search_args', [
             'search' => '*' . $search . '*',
-            'search_columns' => ['display_name', 'user_nicename'],
-            'number' => 20,
+            'search_columns' => ['display_name'],
+            'number' => 40,
             'orderby' => 'display_name',
-            'fields' => 'ID',
+            'fields' => ['ID', 'user_login', 'display_name'],
             'exclude' => [get_current_user_id()],
         ], $search);
-        $ids = (new WP_User_Query($args))->get_results();
-        return new WP_REST_Response(['users' => array_map(static fn($id) => self::person((int) $id), $ids)]);
+        $me = get_current_user_id();
+        $out = [];
+        foreach ((new WP_User_Query($args))->get_results() as $u) {
+            $id = (int) (is_object($u) ? $u->ID : $u);
+            if (is_object($u) && isset($u->user_login) && (string) $u->display_name === (string) $u->user_login) {
+                continue;
+            }
+            if (!BM_Relay_Limits::can_message($me, $id)) {
+                continue;
+            }
+            $out[] = self::person($id);
+            if (count($out) >= 20) {
+                break;
+            }
+        }
+        return new WP_REST_Response(['users' => $out]);
+    }
+
+    /**
+     * GET /moderation/threads?page=&per_page=&search= — every thread of the
+     * site, newest activity first, for moderators (403 otherwise): id,
+     * subject, creator, members, message count, last activity.
+     */
+    public static function moderation_threads(WP_REST_Request $request)
+    {
+        if (!self::can_moderate()) {
+            return new WP_Error('bm_relay_forbidden', __('You are not allowed to moderate the chat.', 'bm-relay'), ['status' => 403]);
+        }
+        $page = self::id_param($request->get_param('page') ?? '1', 'page');
+        if ($page instanceof WP_Error) {
+            return $page;
+        }
+        $per = self::id_param($request->get_param('per_page') ?? '50', 'per_page');
+        if ($per instanceof WP_Error) {
+            return $per;
+        }
+        if ($per > 100) {
+            return self::bad('per_page', __('must be at most 100', 'bm-relay'));
+        }
+        $search = $request->get_param('search');
+        $search = is_string($search) ? trim($search) : '';
+        $rows = BM_Relay_Store::all_threads($per + 1, ($page - 1) * $per, $search);
+        $more = count($rows) > $per;
+        $rows = array_slice($rows, 0, $per);
+        $members = BM_Relay_Store::members_of(array_map(static fn($t) => (int) $t->id, $rows));
+        $out = [];
+        foreach ($rows as $t) {
+            $out[] = [
+                'id' => (int) $t->id,
+                'subject' => (string) $t->subject,
+                'created_by' => (int) $t->created_by,
+                'created' => BM_Relay_Store::ts($t->created_at),
+                'updated' => BM_Relay_Store::ts($t->updated_at),
+                'participants' => array_map([self::class, 'person'], $members[(int) $t->id] ?? []),
+                'messages' => (int) $t->message_count,
+            ];
+        }
+        return new WP_REST_Response(['threads' => $out, 'page' => $page, 'per_page' => $per, 'has_more' => $more]);
     }
 
     /**
@@ -710,7 +900,7 @@ final class BM_Relay_REST
             }
         }
         return new WP_REST_Response([
-            'url' => (string) BM_Relay_Settings::get('bm_relay_public_url'),
+            'url' => (string) BM_Relay_Settings::get('bmr_public_url'),
             'site' => (string) (bm_stats()['site'] ?? ''),
             'user' => $me,
             'token' => $token,

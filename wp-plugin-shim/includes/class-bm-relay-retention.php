@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Retention: a daily WP-Cron job deletes messages older than the configured
  * number of days and tells the browsers (`message.delete`), so what the
@@ -15,13 +16,13 @@ defined('ABSPATH') || exit;
 final class BM_Relay_Retention
 {
     /** Cron hook name. */
-    public const HOOK = 'bm_relay_retention';
-    /** Messages removed per batch (bounded work per run). */
+    public const HOOK = 'bmr_retention';
+    /** Messages removed per batch. */
     private const BATCH = 500;
-    /** Batches per run at most. */
-    private const MAX_BATCHES = 20;
+    /** Seconds one run may work; what is left is done by a follow-up run. */
+    private const RUN_SECONDS = 20;
 
-    /** Schedules the daily run (activation). */
+    /** Schedules the daily run (activation, and every run: it reschedules itself). */
     public static function schedule(): void
     {
         if (!wp_next_scheduled(self::HOOK)) {
@@ -35,18 +36,28 @@ final class BM_Relay_Retention
         wp_clear_scheduled_hook(self::HOOK);
     }
 
-    /** The cron callback: deletes what is past retention; returns how many. */
+    /**
+     * The cron callback: deletes everything past retention, in batches,
+     * for at most RUN_SECONDS; when more is due, a follow-up run is
+     * scheduled a minute later (so nothing due waits for tomorrow). Then
+     * the unread counts and last-message ids of the touched threads are
+     * recounted. Returns how many messages were deleted.
+     */
     public static function run(): int
     {
         global $wpdb;
-        $days = (int) BM_Relay_Settings::get('bm_relay_retention_days');
+        self::schedule();
+        $days = (int) BM_Relay_Settings::get('bmr_retention_days');
         if ($days < 1) {
             return 0;
         }
         $t = BM_Relay_Schema::tables();
         $cutoff = gmdate('Y-m-d H:i:s', time() - $days * DAY_IN_SECONDS);
         $total = 0;
-        for ($i = 0; $i < self::MAX_BATCHES; $i++) {
+        $threads = [];
+        $until = microtime(true) + (float) apply_filters('bm_relay_retention_run_seconds', self::RUN_SECONDS);
+        $more = false;
+        while (true) {
             $rows = $wpdb->get_results($wpdb->prepare(
                 "SELECT id, thread_id FROM {$t['messages']} WHERE created_at < %s ORDER BY id LIMIT %d",
                 $cutoff,
@@ -57,10 +68,21 @@ final class BM_Relay_Retention
             }
             BM_Relay_Store::purge_messages(array_map(static fn($r) => (int) $r->id, $rows));
             self::announce_deleted($rows);
+            foreach ($rows as $r) {
+                $threads[(int) $r->thread_id] = true;
+            }
             $total += count($rows);
             if (count($rows) < self::BATCH) {
                 break;
             }
+            if (microtime(true) > $until) {
+                $more = true;
+                break;
+            }
+        }
+        BM_Relay_Store::recount_threads(array_keys($threads));
+        if ($more) {
+            wp_schedule_single_event(time() + MINUTE_IN_SECONDS, self::HOOK);
         }
         return $total;
     }

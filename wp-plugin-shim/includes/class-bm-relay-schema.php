@@ -1,8 +1,16 @@
 <?php
+
 /**
  * Database schema: created with dbDelta on activation, upgraded by schema
- * version on every load (cheap option compare), so a plugin update that
- * changes the tables needs no manual step.
+ * version. The upgrade runs once, under a database lock, when the stored
+ * version is older than the code's (a cheap autoloaded option compare on
+ * other requests).
+ *
+ * Every table, option, transient, cron hook and user meta key of the plugin
+ * starts with `bmr_` (prefix of our own). Versions 1 and 2 used `bm_`,
+ * whose `bm_threads` and `bm_message_meta` are Better Messages' table
+ * names; version 3 moves our data to `bmr_` without touching any table we
+ * did not create.
  *
  * @package bm-relay
  */
@@ -16,31 +24,73 @@ final class BM_Relay_Schema
 {
     /**
      * Current schema version. History:
-     * 1 — threads, participants, messages, message meta.
+     * 1 — threads, participants, messages, message meta (`bm_` tables).
      * 2 — threads.last_message_id (backfilled), index on messages.created_at
      *     for retention.
+     * 3 — every table, option and cron hook renamed from `bm_`/`bm_relay_`
+     *     to `bmr_` (no clash with Better Messages).
      */
-    public const VERSION = 2;
+    public const VERSION = 3;
 
     /** Option holding the installed schema version. */
-    public const OPTION = 'bm_relay_db_version';
+    public const OPTION = 'bmr_db_version';
+
+    /** The option that held the version before 3. */
+    public const LEGACY_OPTION = 'bm_relay_db_version';
+
+    /** Table suffixes, without the site prefix. */
+    public const NAMES = [
+        'threads' => 'bmr_threads',
+        'participants' => 'bmr_participants',
+        'messages' => 'bmr_messages',
+        'meta' => 'bmr_message_meta',
+    ];
+
+    /** Names of the same tables in schema 1 and 2. */
+    private const LEGACY_NAMES = [
+        'threads' => 'bm_threads',
+        'participants' => 'bm_participants',
+        'messages' => 'bm_messages',
+        'meta' => 'bm_message_meta',
+    ];
+
+    /** Columns of each table as version 2 created them (what is "ours"). */
+    private const LEGACY_COLUMNS = [
+        'threads' => ['id', 'subject', 'created_by', 'created_at', 'updated_at', 'epoch', 'last_message_id'],
+        'participants' => ['thread_id', 'user_id', 'unread_count', 'last_read_id', 'last_delivered_id', 'key_epoch', 'joined_at'],
+        'messages' => ['id', 'thread_id', 'sender_id', 'content', 'created_at', 'edited_at', 'deleted_at'],
+        'meta' => ['id', 'message_id', 'user_id', 'meta_key', 'meta_value', 'created_at'],
+    ];
+
+    /** Options renamed in version 3: old name => new name. */
+    public const LEGACY_OPTIONS = [
+        'bm_relay_secret' => 'bmr_secret',
+        'bm_relay_url' => 'bmr_url',
+        'bm_relay_public_url' => 'bmr_public_url',
+        'bm_relay_admin_url' => 'bmr_admin_url',
+        'bm_relay_site' => 'bmr_site',
+        'bm_relay_mode' => 'bmr_mode',
+        'bm_relay_retention_days' => 'bmr_retention_days',
+        'bm_relay_max_length' => 'bmr_max_length',
+    ];
+
+    /** Cron hook of versions 1 and 2. */
+    private const LEGACY_CRON = 'bm_relay_retention';
 
     /**
-     * Table names on this site's prefix.
+     * Table names on this site's prefix (the current blog's on multisite).
      *
      * @return array{threads:string,participants:string,messages:string,meta:string}
      */
     public static function tables(): array
     {
         global $wpdb;
-        return [
-            'threads' => $wpdb->prefix . 'bm_threads',
-            'participants' => $wpdb->prefix . 'bm_participants',
-            'messages' => $wpdb->prefix . 'bm_messages',
-            'meta' => $wpdb->prefix . 'bm_message_meta',
-        ];
+        $out = [];
+        foreach (self::NAMES as $k => $name) {
+            $out[$k] = $wpdb->prefix . $name;
+        }
+        return $out;
     }
-
     /**
      * The CREATE TABLE statements of the current version, in dbDelta's
      * format (two spaces after PRIMARY KEY, one field per line).
@@ -102,30 +152,132 @@ final class BM_Relay_Schema
         ];
     }
 
-    /** Activation: tables, secret, cron. */
-    public static function activate(): void
+    /**
+     * Activation hook: this site, or every site of the network when
+     * activated network-wide (each blog gets its tables, site id and cron).
+     *
+     * @param bool $network_wide
+     */
+    public static function activate($network_wide = false): void
     {
-        self::install();
+        if (is_multisite() && $network_wide) {
+            foreach (get_sites(['fields' => 'ids', 'number' => 0]) as $blog_id) {
+                switch_to_blog((int) $blog_id);
+                self::activate_site();
+                restore_current_blog();
+            }
+            return;
+        }
+        self::activate_site();
+    }
+
+    /** Activation on the current blog: tables, secret, cron. */
+    public static function activate_site(): void
+    {
+        self::install(true);
         BM_Relay_Settings::ensure_secret();
+        BM_Relay_Settings::apply();
         BM_Relay_Retention::schedule();
     }
 
-    /** Deactivation: stop the cron job (data stays). */
-    public static function deactivate(): void
+    /**
+     * Deactivation: stop the cron jobs (data stays), on every blog when
+     * deactivated network-wide.
+     *
+     * @param bool $network_wide
+     */
+    public static function deactivate($network_wide = false): void
     {
+        if (is_multisite() && $network_wide) {
+            foreach (get_sites(['fields' => 'ids', 'number' => 0]) as $blog_id) {
+                switch_to_blog((int) $blog_id);
+                BM_Relay_Retention::unschedule();
+                restore_current_blog();
+            }
+            return;
+        }
         BM_Relay_Retention::unschedule();
     }
 
-    /** Creates or upgrades the tables to the current version. */
-    public static function install(): void
+    /** True when the plugin is active for the whole network. */
+    public static function network_active(): bool
     {
-        require_once ABSPATH . 'wp-admin/includes/upgrade.php';
-        $from = (int) get_option(self::OPTION, 0);
-        dbDelta(self::sql());
-        if ($from > 0 && $from < 2) {
-            self::upgrade_to_2();
+        if (!is_multisite()) {
+            return false;
         }
-        update_option(self::OPTION, self::VERSION, true);
+        $active = (array) get_site_option('active_sitewide_plugins', []);
+        return isset($active[plugin_basename(BM_RELAY_FILE)]);
+    }
+
+    /**
+     * `wp_initialize_site` (after WordPress made the blog's own tables): a
+     * new blog of a network where the plugin is network-active gets ours.
+     */
+    public static function initialize_site(WP_Site $site): void
+    {
+        if (!self::network_active()) {
+            return;
+        }
+        switch_to_blog((int) $site->blog_id);
+        self::activate_site();
+        restore_current_blog();
+    }
+
+    /**
+     * `wpmu_drop_tables`: deleting a blog drops its `bmr_` tables with it.
+     *
+     * @param list<string> $tables
+     * @return list<string>
+     */
+    public static function drop_site_tables($tables, $blog_id = 0): array
+    {
+        global $wpdb;
+        $prefix = $wpdb->get_blog_prefix((int) $blog_id);
+        foreach (self::NAMES as $name) {
+            $tables[] = $prefix . $name;
+        }
+        return (array) $tables;
+    }
+
+    /**
+     * Creates or upgrades the tables to the current version, once: under a
+     * MySQL named lock, re-reading the stored version inside it, so two
+     * requests arriving together do not both run it. Returns false when
+     * another process holds the lock (it is doing the work).
+     */
+    public static function install(bool $force = false): bool
+    {
+        global $wpdb;
+        $lock = 'bmr_schema_' . $wpdb->prefix;
+        if ((string) $wpdb->get_var($wpdb->prepare('SELECT GET_LOCK(%s, %d)', $lock, 0)) !== '1') {
+            return false;
+        }
+        try {
+            require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+            wp_cache_delete(self::OPTION, 'options');
+            wp_cache_delete(self::LEGACY_OPTION, 'options');
+            wp_cache_delete('alloptions', 'options');
+            $from = (int) get_option(self::OPTION, 0);
+            if ($from === 0) {
+                $from = (int) get_option(self::LEGACY_OPTION, 0);
+            }
+            if ($from >= self::VERSION && !$force) {
+                return true;
+            }
+            BM_Relay_Moderation::grant();
+            if ($from > 0 && $from < 3) {
+                self::migrate_legacy();
+            }
+            dbDelta(self::sql());
+            if ($from > 0 && $from < 2) {
+                self::upgrade_to_2();
+            }
+            update_option(self::OPTION, self::VERSION, true);
+            delete_option(self::LEGACY_OPTION);
+            return true;
+        } finally {
+            $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', $lock));
+        }
     }
 
     /** Runs install() when the stored version is older than the code's. */
@@ -133,6 +285,77 @@ final class BM_Relay_Schema
     {
         if ((int) get_option(self::OPTION, 0) < self::VERSION) {
             self::install();
+        }
+    }
+
+    /** Column names of a table, or null when it does not exist. */
+    private static function columns(string $table): ?array
+    {
+        global $wpdb;
+        if ($wpdb->get_var($wpdb->prepare('SHOW TABLES LIKE %s', $wpdb->esc_like($table))) !== $table) {
+            return null;
+        }
+        return array_map('strval', $wpdb->get_col("SHOW COLUMNS FROM `$table`", 0));
+    }
+
+    /**
+     * Version 3: moves the data of schema 1/2 (`bm_` tables, `bm_relay_`
+     * options and cron hook) to the `bmr_` names. A legacy table whose
+     * columns are exactly ours is renamed (atomic, every row kept). One
+     * with other columns too is shared with another plugin (Better
+     * Messages' `bm_threads` / `bm_message_meta` on a site that ran both):
+     * our rows are copied into the new table and the shared table is left
+     * as it is — it is not ours to alter or drop.
+     */
+    private static function migrate_legacy(): void
+    {
+        global $wpdb;
+        $new = self::tables();
+        $copy = [];
+        foreach (self::LEGACY_NAMES as $k => $old_name) {
+            $old = $wpdb->prefix . $old_name;
+            $cols = self::columns($old);
+            if ($cols === null || self::columns($new[$k]) !== null) {
+                continue;
+            }
+            $mine = self::LEGACY_COLUMNS[$k];
+            if (!array_diff($cols, $mine)) {
+                // Only columns of ours (version 1 or 2): ours, renamed whole.
+                // Names come from $wpdb->prefix and constants, not from input.
+                $wpdb->query("RENAME TABLE `$old` TO `{$new[$k]}`");
+            } elseif (!array_diff($k === 'threads' ? ['id', 'epoch', 'created_by'] : ['id', 'message_id', 'user_id', 'meta_key', 'meta_value'], $cols)) {
+                // Our columns beside someone else's: shared, copy ours out.
+                $copy[$k] = [$old, array_values(array_intersect($mine, $cols))];
+            }
+        }
+        if ($copy) {
+            dbDelta(self::sql());
+            foreach ($copy as $k => [$old, $cols]) {
+                $list = '`' . implode('`, `', $cols) . '`';
+                if ($k === 'threads') {
+                    // Only threads our own participants or messages refer to.
+                    $wpdb->query("INSERT IGNORE INTO `{$new['threads']}` ($list) SELECT $list FROM `$old` WHERE id IN (SELECT thread_id FROM `{$new['participants']}` UNION SELECT thread_id FROM `{$new['messages']}`)");
+                } else {
+                    $wpdb->query($wpdb->prepare(
+                        "INSERT IGNORE INTO `{$new['meta']}` ($list) SELECT $list FROM `$old` WHERE meta_key = %s AND message_id IN (SELECT id FROM `{$new['messages']}`)",
+                        'reaction'
+                    ));
+                }
+            }
+        }
+        foreach (self::LEGACY_OPTIONS as $old => $name) {
+            $value = get_option($old, null);
+            if ($value === null) {
+                continue;
+            }
+            if (get_option($name, null) === null) {
+                add_option($name, $value, '', $name === 'bmr_secret' ? false : true);
+            }
+            delete_option($old);
+        }
+        if (wp_next_scheduled(self::LEGACY_CRON)) {
+            wp_clear_scheduled_hook(self::LEGACY_CRON);
+            BM_Relay_Retention::schedule();
         }
     }
 
@@ -145,5 +368,39 @@ final class BM_Relay_Schema
         $wpdb->query(
             "UPDATE {$t['threads']} th SET th.last_message_id = COALESCE((SELECT MAX(m.id) FROM {$t['messages']} m WHERE m.thread_id = th.id), 0)"
         );
+    }
+
+    /**
+     * Uninstall on this site (the current blog): drops our four tables —
+     * only `bmr_` ones, never a `bm_` table another plugin may own — and
+     * removes our options, transients, user meta and cron hooks.
+     */
+    public static function uninstall_site(): void
+    {
+        global $wpdb;
+        foreach (self::tables() as $table) {
+            $wpdb->query("DROP TABLE IF EXISTS `$table`");
+        }
+        $wpdb->query($wpdb->prepare(
+            "DELETE FROM {$wpdb->options} WHERE option_name LIKE %s OR option_name LIKE %s OR option_name LIKE %s OR option_name = %s",
+            $wpdb->esc_like('bmr_') . '%',
+            $wpdb->esc_like('_transient_bmr_') . '%',
+            $wpdb->esc_like('_transient_timeout_bmr_') . '%',
+            self::LEGACY_OPTION
+        ));
+        foreach (array_keys(self::LEGACY_OPTIONS) as $old) {
+            delete_option($old);
+        }
+        if (class_exists('BM_Relay_Moderation')) {
+            BM_Relay_Moderation::revoke();
+        } else {
+            foreach (wp_roles()->role_objects as $role) {
+                $role->remove_cap('bmr_moderate');
+            }
+        }
+        wp_cache_flush();
+        foreach (['bmr_retention', 'bmr_retry_disconnect', self::LEGACY_CRON] as $hook) {
+            wp_clear_scheduled_hook($hook);
+        }
     }
 }

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Settings and the site secret.
  *
@@ -7,6 +8,12 @@
  * `bm_relay.secret` INI keys read by the extension or fallback themselves,
  * and only otherwise from an option generated on activation. The first two
  * keep it out of the database (and out of database backups).
+ *
+ * On multisite the same sources hold the *network* secret (the option is a
+ * network option, `bmr_network_secret`), and each blog gets its own site
+ * secret `HKDF(network_secret, "blog/{blog_id}")` (docs/PROTOCOL.md §3.1),
+ * handed to bm_configure() for the current blog (again after every
+ * switch_to_blog()). Blogs share no key.
  *
  * @package bm-relay
  */
@@ -20,17 +27,20 @@ final class BM_Relay_Settings
 {
     /** Option names and defaults. */
     public const DEFAULTS = [
-        'bm_relay_url' => '',            // server side: where WordPress pushes (http://host:port)
-        'bm_relay_public_url' => '',     // browser side: the WebSocket URL (wss://…/v1/ws)
-        'bm_relay_admin_url' => '',      // relay admin listener, for /healthz on the settings page
-        'bm_relay_site' => '',
-        'bm_relay_mode' => 'sync',       // sync gives `online` (delivery marks); async never waits
-        'bm_relay_retention_days' => 0,  // 0 keeps messages forever
-        'bm_relay_max_length' => 5000,   // characters per message
+        'bmr_url' => '',            // server side: where WordPress pushes (http://host:port)
+        'bmr_public_url' => '',     // browser side: the WebSocket URL (wss://…/v1/ws)
+        'bmr_admin_url' => '',      // relay admin listener, for /healthz on the settings page
+        'bmr_site' => '',
+        'bmr_mode' => '',           // '' = auto: async with the extension, sync with the fallback; sync gives `online` (delivery marks)
+        'bmr_retention_days' => 0,  // 0 keeps messages forever
+        'bmr_max_length' => 5000,   // characters per message
     ];
 
     /** Option that holds a generated secret when no other source is set. */
-    public const SECRET_OPTION = 'bm_relay_secret';
+    public const SECRET_OPTION = 'bmr_secret';
+
+    /** Network option (multisite) that holds a generated network secret. */
+    public const NETWORK_SECRET_OPTION = 'bmr_network_secret';
 
     /** @var string|null last configuration error, for the admin page */
     public static $error = null;
@@ -45,16 +55,65 @@ final class BM_Relay_Settings
         return get_option($name, self::DEFAULTS[$name] ?? '');
     }
 
-    /** Where the secret comes from: constant, ini, option or none. */
+    /**
+     * Where the secret comes from: constant, ini, option or none (on
+     * multisite: network-constant, network-ini, network-option or none).
+     */
     public static function secret_source(): string
     {
+        $prefix = is_multisite() ? 'network-' : '';
         if (defined('BM_RELAY_SECRET') && BM_RELAY_SECRET !== '') {
-            return 'constant';
+            return $prefix . 'constant';
         }
         if (self::ini('secret_file') !== '' || self::ini('secret') !== '') {
-            return 'ini';
+            return $prefix . 'ini';
+        }
+        if (is_multisite()) {
+            return get_site_option(self::NETWORK_SECRET_OPTION, '') !== '' ? 'network-option' : 'none';
         }
         return get_option(self::SECRET_OPTION, '') !== '' ? 'option' : 'none';
+    }
+
+    /**
+     * The network secret's 32 bytes (multisite), from the first source set;
+     * null when none is or it is not a secret. Never logged or shown.
+     */
+    public static function network_secret(): ?string
+    {
+        $text = '';
+        switch (self::secret_source()) {
+            case 'network-constant':
+                $text = (string) BM_RELAY_SECRET;
+                break;
+            case 'network-ini':
+                $file = self::ini('secret_file');
+                if ($file !== '') {
+                    $read = is_readable($file) ? file_get_contents($file) : false;
+                    $text = $read === false ? '' : $read;
+                } else {
+                    $text = self::ini('secret');
+                }
+                break;
+            case 'network-option':
+                $text = (string) get_site_option(self::NETWORK_SECRET_OPTION, '');
+                break;
+        }
+        $text = trim($text);
+        if (!preg_match('/^[A-Za-z0-9_-]{43}$/D', $text)) {
+            return null;
+        }
+        $raw = base64_decode(strtr($text, '-_', '+/') . '=', true);
+        return is_string($raw) && strlen($raw) === 32 ? $raw : null;
+    }
+
+    /**
+     * A blog's site secret, base64url: HKDF-SHA256 of the network secret
+     * with salt `bm-relay/v1` and info `blog/{blog_id}` (PROTOCOL.md §3.1).
+     */
+    public static function blog_secret(string $network_secret, int $blog_id): string
+    {
+        $raw = hash_hkdf('sha256', $network_secret, 32, 'blog/' . $blog_id, 'bm-relay/v1');
+        return rtrim(strtr(base64_encode($raw), '+/', '-_'), '=');
     }
 
     /**
@@ -88,10 +147,14 @@ final class BM_Relay_Settings
     {
         if (self::secret_source() === 'none') {
             $secret = rtrim(strtr(base64_encode(random_bytes(32)), '+/', '-_'), '=');
-            add_option(self::SECRET_OPTION, $secret, '', false);
+            if (is_multisite()) {
+                add_site_option(self::NETWORK_SECRET_OPTION, $secret);
+            } else {
+                add_option(self::SECRET_OPTION, $secret, '', false);
+            }
         }
-        if ((string) get_option('bm_relay_site', '') === '' && self::ini('site') === '') {
-            update_option('bm_relay_site', self::default_site());
+        if ((string) get_option('bmr_site', '') === '' && self::ini('site') === '') {
+            update_option('bmr_site', self::default_site());
         }
     }
 
@@ -101,7 +164,14 @@ final class BM_Relay_Settings
         $host = strtolower((string) wp_parse_url(home_url(), PHP_URL_HOST));
         $site = preg_replace('/[^a-z0-9._-]/', '-', $host);
         $site = ltrim((string) $site, '._-');
-        return substr($site !== '' ? $site : 'wordpress', 0, 64);
+        $site = $site !== '' ? $site : 'wordpress';
+        if (is_multisite() && !is_main_site()) {
+            // Blogs of a subdirectory network share the host: the blog id
+            // keeps each one a site of its own on the relay.
+            $suffix = '-' . get_current_blog_id();
+            return substr($site, 0, 64 - strlen($suffix)) . $suffix;
+        }
+        return substr($site, 0, 64);
     }
 
     /**
@@ -111,14 +181,30 @@ final class BM_Relay_Settings
     public static function apply(): void
     {
         $opts = [];
-        foreach (['url' => 'bm_relay_url', 'site' => 'bm_relay_site', 'mode' => 'bm_relay_mode'] as $key => $option) {
+        foreach (['url' => 'bmr_url', 'site' => 'bmr_site', 'mode' => 'bmr_mode'] as $key => $option) {
             $value = (string) self::get($option);
             if ($value !== '') {
                 $opts[$key] = $value;
             }
         }
+        if (!isset($opts['mode'])) {
+            // Auto: the extension sends from a background thread, so async
+            // costs the request nothing; the fallback's async queue is sent
+            // at request end, so there sync (bounded per request) is kept.
+            $opts['mode'] = self::native() ? 'async' : 'sync';
+        }
         $source = self::secret_source();
-        if ($source === 'constant') {
+        if (is_multisite()) {
+            $network = self::network_secret();
+            if ($network !== null) {
+                $opts['secret'] = self::blog_secret($network, get_current_blog_id());
+            } else {
+                // No usable network secret (none set, or malformed): the
+                // INI holds none either (it is one of the sources read
+                // above), so this blog stays unconfigured.
+                self::$error = __('No usable network secret is configured.', 'bm-relay');
+            }
+        } elseif ($source === 'constant') {
             $opts['secret'] = (string) BM_RELAY_SECRET;
         } elseif ($source === 'option') {
             $opts['secret'] = (string) get_option(self::SECRET_OPTION);
@@ -147,6 +233,6 @@ final class BM_Relay_Settings
     public static function mode(): string
     {
         $stats = bm_stats();
-        return (string) ($stats['mode'] ?? self::get('bm_relay_mode'));
+        return (string) ($stats['mode'] ?? self::get('bmr_mode'));
     }
 }

@@ -1,4 +1,5 @@
 <?php
+
 /**
  * The `[bm_chat]` shortcode: the chat page.
  *
@@ -27,6 +28,60 @@ final class BM_Relay_Shortcode
         add_shortcode('bm_chat', [self::class, 'render']);
         add_filter('script_loader_tag', [self::class, 'module_tag'], 10, 3);
         add_action('template_redirect', [self::class, 'native_emoji']);
+        add_action('wp_enqueue_scripts', [self::class, 'enqueue_head']);
+        add_action('wp_head', [self::class, 'import_map'], 1);
+    }
+
+    /** True on a singular page whose content holds [bm_chat]. */
+    private static function page_has_chat(): bool
+    {
+        $post = get_queried_object();
+        return $post instanceof WP_Post && has_shortcode($post->post_content, 'bm_chat');
+    }
+
+    /**
+     * Version of one asset: the plugin's version and the file's time, so a
+     * changed file gets a new URL.
+     */
+    public static function asset_version(string $file): string
+    {
+        $time = @filemtime(BM_RELAY_DIR . 'assets/' . $file);
+        return BM_RELAY_VERSION . '.' . (string) ($time ?: 0);
+    }
+
+    /**
+     * On a page holding [bm_chat], the stylesheet goes in the head (no
+     * flash of unstyled chat, valid markup); render() still enqueues it for
+     * a shortcode found only while the body is built.
+     */
+    public static function enqueue_head(): void
+    {
+        if (self::page_has_chat() && file_exists(BM_RELAY_DIR . 'assets/bm-chat.css')) {
+            wp_enqueue_style(self::HANDLE, plugins_url('assets/bm-chat.css', BM_RELAY_FILE), [], self::asset_version('bm-chat.css'));
+        }
+    }
+
+    /**
+     * An import map giving the modules the page script imports
+     * (bm-client.js, and bm-crypto.js through it) versioned URLs: after a
+     * plugin update the browser cannot pair a new bm-chat.js with a cached
+     * old bm-client.js. (WordPress 6.1 has no script-module API; this works
+     * there and on newer releases.)
+     */
+    public static function import_map(): void
+    {
+        if (!self::page_has_chat()) {
+            return;
+        }
+        $imports = [];
+        foreach (['bm-client.js', 'bm-crypto.js'] as $file) {
+            $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
+            $imports[$url] = add_query_arg('ver', self::asset_version($file), $url);
+        }
+        printf(
+            '<script type="importmap" id="bm-relay-importmap">%s</script>' . "\n",
+            wp_json_encode(['imports' => $imports], JSON_UNESCAPED_SLASHES | JSON_HEX_TAG | JSON_HEX_AMP)
+        );
     }
 
     /**
@@ -116,7 +171,7 @@ final class BM_Relay_Shortcode
             'connecting' => __('Connecting…', 'bm-relay'),
             'connected' => __('Connected', 'bm-relay'),
             'offlinePolling' => __('Offline — checking for messages every few seconds', 'bm-relay'),
-            'offline' => __('Offline — reconnecting', 'bm-relay'),
+            'offlineReconnecting' => __('Offline — reconnecting', 'bm-relay'),
             'closed' => __('Disconnected — reload the page', 'bm-relay'),
             'noRelay' => __('Live updates are not available — checking for messages every few seconds', 'bm-relay'),
             /* translators: %s: conversation title */
@@ -143,17 +198,18 @@ final class BM_Relay_Shortcode
         $config = [
             'rest' => esc_url_raw(rest_url(BM_Relay_REST::NS . '/')),
             'nonce' => wp_create_nonce('wp_rest'),
+            // Where an open tab gets a fresh nonce when its own expired.
+            'nonce_url' => esc_url_raw(admin_url('admin-ajax.php?action=rest-nonce')),
             'user' => get_current_user_id(),
             'strings' => self::strings(),
         ];
         $script = BM_RELAY_DIR . 'assets/bm-chat.js';
         if (file_exists($script)) {
-            // Cache-busting by file time: the module's imports carry no
-            // version, so the page script's own URL changes with each edit.
-            $ver = BM_RELAY_VERSION . '.' . (string) filemtime($script);
-            wp_enqueue_script(self::HANDLE, plugins_url('assets/bm-chat.js', BM_RELAY_FILE), [], $ver, true);
+            // Each file is versioned by its own time (its imports through
+            // the import map printed in the head).
+            wp_enqueue_script(self::HANDLE, plugins_url('assets/bm-chat.js', BM_RELAY_FILE), [], self::asset_version('bm-chat.js'), true);
             if (file_exists(BM_RELAY_DIR . 'assets/bm-chat.css')) {
-                wp_enqueue_style(self::HANDLE, plugins_url('assets/bm-chat.css', BM_RELAY_FILE), [], $ver);
+                wp_enqueue_style(self::HANDLE, plugins_url('assets/bm-chat.css', BM_RELAY_FILE), [], self::asset_version('bm-chat.css'));
             }
         }
         /** Lets the site add its own assets and markup. */

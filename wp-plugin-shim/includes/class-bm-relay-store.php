@@ -1,4 +1,5 @@
 <?php
+
 /**
  * Data access for threads, participants, messages and message meta.
  *
@@ -171,7 +172,7 @@ final class BM_Relay_Store
     {
         global $wpdb;
         $t = BM_Relay_Schema::tables();
-        $last = (int) $wpdb->get_var($wpdb->prepare("SELECT last_message_id FROM {$t['threads']} WHERE id = %d", $thread));
+        $last = self::last_message_id($thread);
         // A new member starts with everything before joining already read.
         return (bool) $wpdb->query($wpdb->prepare(
             "INSERT IGNORE INTO {$t['participants']} (thread_id, user_id, unread_count, last_read_id, last_delivered_id, key_epoch, joined_at) VALUES (%d, %d, 0, %d, %d, %d, %s)",
@@ -237,6 +238,32 @@ final class BM_Relay_Store
         ));
     }
 
+    /**
+     * Every thread of the site (moderation), newest activity first, with
+     * its number of messages; optionally those whose subject contains
+     * $search.
+     *
+     * @return list<object>
+     */
+    public static function all_threads(int $limit, int $offset, string $search = ''): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $where = '';
+        $args = [];
+        if ($search !== '') {
+            $where = 'WHERE th.subject LIKE %s';
+            $args[] = '%' . $wpdb->esc_like($search) . '%';
+        }
+        $args[] = $limit;
+        $args[] = $offset;
+        return $wpdb->get_results($wpdb->prepare(
+            "SELECT th.*, (SELECT COUNT(*) FROM {$t['messages']} m WHERE m.thread_id = th.id) AS message_count
+             FROM {$t['threads']} th $where ORDER BY th.updated_at DESC, th.id DESC LIMIT %d OFFSET %d",
+            ...$args
+        ));
+    }
+
     /** Stores a message: bumps the thread and the other members' unread counts. */
     public static function insert_message(int $thread, int $sender, string $text): int
     {
@@ -256,8 +283,10 @@ final class BM_Relay_Store
             $wpdb->query('ROLLBACK');
             throw new RuntimeException('bm-relay: could not store the message: ' . $wpdb->last_error);
         }
+        // GREATEST: two messages stored at once may reach this update in
+        // either order; the thread's last message is the newer one.
         $wpdb->query($wpdb->prepare(
-            "UPDATE {$t['threads']} SET last_message_id = %d, updated_at = %s WHERE id = %d",
+            "UPDATE {$t['threads']} SET last_message_id = GREATEST(last_message_id, %d), updated_at = %s WHERE id = %d",
             $id,
             $now,
             $thread
@@ -290,6 +319,14 @@ final class BM_Relay_Store
         return $wpdb->get_row($wpdb->prepare("SELECT * FROM {$t['messages']} WHERE id = %d", $id)) ?: null;
     }
 
+    /** Id of a thread's newest message (0 when none). */
+    public static function last_message_id(int $thread): int
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return (int) $wpdb->get_var($wpdb->prepare("SELECT COALESCE(MAX(id), 0) FROM {$t['messages']} WHERE thread_id = %d", $thread));
+    }
+
     /** Replaces a message's text and stamps edited_at. */
     public static function edit_message(int $id, string $text): void
     {
@@ -317,6 +354,30 @@ final class BM_Relay_Store
             $id
         ));
         $wpdb->query($wpdb->prepare("DELETE FROM {$t['meta']} WHERE message_id = %d", $id));
+    }
+
+    /**
+     * After messages were removed for good: each thread's last_message_id
+     * points at its newest remaining message, and each member's unread
+     * count is what is really left after their last-read mark.
+     *
+     * @param list<int> $threads
+     */
+    public static function recount_threads(array $threads): void
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        foreach (array_chunk(array_values(array_unique(array_map('intval', $threads))), 200) as $chunk) {
+            $in = implode(',', array_fill(0, count($chunk), '%d'));
+            $wpdb->query($wpdb->prepare(
+                "UPDATE {$t['threads']} th SET th.last_message_id = COALESCE((SELECT MAX(m.id) FROM {$t['messages']} m WHERE m.thread_id = th.id), 0) WHERE th.id IN ($in)",
+                ...$chunk
+            ));
+            $wpdb->query($wpdb->prepare(
+                "UPDATE {$t['participants']} p SET p.unread_count = (SELECT COUNT(*) FROM {$t['messages']} m WHERE m.thread_id = p.thread_id AND m.id > p.last_read_id AND m.sender_id <> p.user_id AND m.deleted_at IS NULL) WHERE p.thread_id IN ($in)",
+                ...$chunk
+            ));
+        }
     }
 
     /**

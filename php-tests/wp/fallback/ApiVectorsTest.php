@@ -34,6 +34,25 @@ final class ApiVectorsTest extends TestCase
         }
     }
 
+    /** testdata/multisite-v1.json: blog secrets of a network (PROTOCOL.md §3.1) and their keys. */
+    public function test_multisite_blog_secrets_and_keys_match_the_vectors(): void
+    {
+        $m = json_decode((string) file_get_contents(dirname(__DIR__, 3) . '/testdata/multisite-v1.json'), true, 512, JSON_THROW_ON_ERROR);
+        $n = 0;
+        foreach ($m['networks'] as $net) {
+            foreach ($net['blogs'] as $b) {
+                $blog = rtrim(strtr(base64_encode(hash_hkdf('sha256', self::b64d($net['network_secret']), 32, $b['info'], $m['salt'])), '+/', '-_'), '=');
+                $this->assertSame($b['blog_secret'], $blog, "blog {$b['blog']}");
+                bm_configure(['site' => 'example.com', 'secret' => $blog]);
+                $this->assertSame($b['relay_key'], bm_relay_key());
+                $this->assertSame($b['thread_key']['key'], bm_thread_key(1, 0));
+                $this->assertSame($b['user_key']['key'], bm_user_key(1));
+                $n++;
+            }
+        }
+        $this->assertSame(12, $n);
+    }
+
     public function test_every_vector_envelope_opens_and_must_fail_ones_are_refused(): void
     {
         $opened = 0;

@@ -232,15 +232,16 @@ impl Relay {
         Relay { child, port, admin, site: main, config_path, stderr, _dir: dir }
     }
 
-    /// Waits until *this* relay (its pid in `/healthz`) answers; `Err` with
-    /// its stderr if it exits or takes over 15 s.
+    /// Waits until *this* relay answers `/healthz` (the admin port's
+    /// listening socket is one of its descriptors, so the answer is not
+    /// from another process on a recycled port; `/healthz` shows no pid);
+    /// `Err` with its stderr if it exits or takes over 15 s.
     pub async fn wait_healthy(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         let pid = self.child.id();
         loop {
-            if let Ok((200, body)) = http_get(self.admin, "/healthz").await {
-                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                if v["pid"] == pid {
+            if listens_on(pid, self.admin) {
+                if let Ok((200, _)) = http_get(self.admin, "/healthz").await {
                     return Ok(());
                 }
             }
@@ -339,6 +340,24 @@ impl Drop for Relay {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds the TCP socket listening on `port`
+/// (`/proc/<pid>/fd` socket inodes against `/proc/net/tcp`).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    let inodes: Vec<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let want = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, st (0A = LISTEN), inode.
+            f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A" && inodes.iter().any(|i| i == f[9])
+        })
+    })
 }
 
 pub async fn signed_post(port: u16, site: &Site, path: &str, body: &str, ts: u64) -> (u16, Value) {

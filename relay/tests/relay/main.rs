@@ -1,6 +1,7 @@
 //! Integration tests of the real `bm-relay` binary over real sockets on
 //! 127.0.0.1 (one test binary, so the suite links once).
 
+mod admission;
 mod auth;
 mod cli;
 mod common;

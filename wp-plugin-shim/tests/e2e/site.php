@@ -12,6 +12,8 @@
  *   start-relay         start it again
  *   http ext|fallback   restart `php -S` with / without the extension
  *   impl                which bm_relay implementation the web server runs
+ *   bulk-threads N A B  N conversations between users A and B (logins),
+ *                       more recent than any other, straight into the tables
  *   smoke               check the site without a browser: /chat/ answers
  *                       with the chat page, and a message Alice posts over
  *                       REST reaches a WebSocket subscriber connected as Bob
@@ -226,7 +228,7 @@ foreach ([SIGTERM, SIGINT, SIGHUP] as $sig) {
 
 try {
     $h->start();
-    repair_links($h->docroot, '/usr/share/wordpress');
+    repair_links($h->docroot, BM_WP_Harness::wordpress_src());
     // The chat page, and a probe telling which implementation PHP runs.
     $cmd = array_merge($h->php(), [__DIR__ . '/make-page.php', $h->docroot, $h->url]);
     $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes);
@@ -250,6 +252,34 @@ try {
     $stopping = true;
     $stop();
     exit(1);
+}
+
+/**
+ * `bulk-threads N A B`: N conversations between users A and B, straight
+ * into the tables, all more recently active than any other (a person with
+ * a long history). Returns how many threads A has now.
+ */
+function bulk_threads(BM_WP_Harness $h, int $n, int $a, int $b): int
+{
+    $m = $h->mysqli();
+    $now = gmdate('Y-m-d H:i:s', time() + 3600);
+    $stmt = $m->prepare("INSERT INTO wp_bmr_threads (subject, created_by, created_at, updated_at, epoch, last_message_id) VALUES (?, ?, ?, ?, 0, 0)");
+    $part = $m->prepare("INSERT INTO wp_bmr_participants (thread_id, user_id, unread_count, last_read_id, last_delivered_id, key_epoch, joined_at) VALUES (?, ?, 0, 0, 0, 0, ?)");
+    $m->begin_transaction();
+    for ($i = 0; $i < $n; $i++) {
+        $subject = "bulk $i";
+        $stmt->bind_param('siss', $subject, $a, $now, $now);
+        $stmt->execute();
+        $id = $m->insert_id;
+        foreach ([$a, $b] as $u) {
+            $part->bind_param('iis', $id, $u, $now);
+            $part->execute();
+        }
+    }
+    $m->commit();
+    $count = (int) $m->query("SELECT COUNT(*) FROM wp_bmr_participants WHERE user_id = $a")->fetch_row()[0];
+    $m->close();
+    return $count;
 }
 
 /** What the web server runs: 'extension' or 'fallback'. */
@@ -307,6 +337,10 @@ while (($line = fgets(STDIN)) !== false) {
             case '':
                 break;
             default:
+                if (preg_match('/^bulk-threads (\d{1,5}) ([a-z]+) ([a-z]+)$/D', $cmd, $m) && isset($h->users[$m[2]], $h->users[$m[3]])) {
+                    say(['ok' => 'bulk-threads', 'threads' => bulk_threads($h, (int) $m[1], $h->users[$m[2]], $h->users[$m[3]])]);
+                    break;
+                }
                 say(['error' => 'unknown command ' . json_encode($cmd)]);
         }
     } catch (Throwable $e) {

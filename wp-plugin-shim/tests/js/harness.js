@@ -135,7 +135,7 @@ export function relayPost(port, site, relayKey, reqPath, bodyObj) {
         let text = '';
         res.on('data', (d) => (text += d));
         res.on('end', () => {
-          let parsed = null;
+          let parsed;
           try {
             parsed = JSON.parse(text);
           } catch {

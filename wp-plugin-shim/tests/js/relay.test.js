@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
-import { RELAY_BIN, b64u, cleanup, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay, until } from './harness.js';
+import { RELAY_BIN, b64u, cleanup, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay } from './harness.js';
 
 const SITE = makeSite('client-test.local');
 const THREAD = 12;
@@ -188,6 +188,33 @@ test('typing via pub reaches the other member with `from`, not the sender', asyn
   // Bob's publish now fails: not subscribed any more.
   const err = await bob.evaluate((t) => window.client.publish(t, 'typing', {}).then(() => null, (e) => e.code), THREAD);
   assert.equal(err, 'not_subscribed');
+  await alice.close();
+  await bob.close();
+});
+
+test('a member\'s pub cannot hide a server event: hints and server events are deduplicated apart', async () => {
+  wp.reset();
+  const alice = await pageFor(1, { subscribe: true });
+  const bob = await pageFor(2, { subscribe: true });
+  const kid = `t/${THREAD}/0`;
+  // Alice (a member, with her own code) guesses the id of the next server
+  // event and sends a hint with that id first, straight over her socket.
+  const guessed = 'next-message-id';
+  const hint = seal(SITE.site, SITE.keyFor(kid), kid, 'typing', { on: true }, guessed);
+  await alice.evaluate(({ t, e }) => window.client._request({ op: 'pub', thread: t, e }), { t: THREAD, e: hint });
+  await bob.waitForFunction(() => window.bmLog.hints.length > 0, null, { timeout: 3000 });
+  assert.equal((await logOf(bob)).hints[0].id, guessed);
+  // WordPress then pushes a real event with that id: Bob's page shows it.
+  const e = seal(SITE.site, SITE.keyFor(kid), kid, 'message.new', { id: 9, text: 'not hidden' }, guessed);
+  await push([{ to: [2], thread: THREAD, e }]);
+  await bob.waitForSelector(`li[data-id="${guessed}"]`, { timeout: 3000 });
+  const log = await logOf(bob);
+  assert.deepEqual(log.events.map((x) => [x.id, x.type]), [[guessed, 'message.new']]);
+  assert.equal((await statsOf(bob)).duplicates, 0);
+  // Hints still dedupe among themselves: the same hint again is dropped.
+  await alice.evaluate(({ t, e }) => window.client._request({ op: 'pub', thread: t, e }), { t: THREAD, e: hint });
+  await bob.waitForFunction(() => window.client.stats.duplicates === 1, null, { timeout: 3000 });
+  assert.equal((await logOf(bob)).hints.length, 1);
   await alice.close();
   await bob.close();
 });

@@ -6,7 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { VECTORS, cleanup, launchBrowser, openPage, startPageServer } from './harness.js';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { ROOT, VECTORS, cleanup, launchBrowser, openPage, startPageServer } from './harness.js';
+
+const MULTISITE = JSON.parse(fs.readFileSync(path.join(ROOT, 'testdata/multisite-v1.json'), 'utf8'));
 
 let page;
 
@@ -40,6 +45,27 @@ test('HKDF: relay, content, thread and user keys of every site', async () => {
     return out;
   }, VECTORS.sites);
   assert.equal(results.length, VECTORS.sites.reduce((n, s) => n + 2 + 2 * s.thread_keys.length + s.user_keys.length, 0));
+  for (const r of results) assert.equal(r.got, r.want, r.what);
+});
+
+test('multisite (PROTOCOL.md §3.1): blog secrets, then relay, content, thread and user keys of each blog', async () => {
+  const results = await page.evaluate(async (networks) => {
+    const c = await import('/assets/bm-crypto.js');
+    const out = [];
+    for (const net of networks) {
+      for (const b of net.blogs) {
+        const blogSecret = c.b64uEncode(await c.hkdf32(c.b64uDecode(net.network_secret), b.info));
+        out.push({ what: `${net.name} ${b.info}`, got: blogSecret, want: b.blog_secret });
+        const { relayKey, contentKey } = await c.deriveSiteKeys(blogSecret);
+        out.push({ what: `${net.name} blog ${b.blog} relay`, got: c.b64uEncode(relayKey), want: b.relay_key });
+        out.push({ what: `${net.name} blog ${b.blog} content`, got: c.b64uEncode(contentKey), want: b.content_key });
+        out.push({ what: `${net.name} blog ${b.blog} t/1/0`, got: c.b64uEncode(await c.deriveThreadKey(contentKey, 1, 0)), want: b.thread_key.key });
+        out.push({ what: `${net.name} blog ${b.blog} u/1`, got: c.b64uEncode(await c.deriveUserKey(contentKey, 1)), want: b.user_key.key });
+      }
+    }
+    return out;
+  }, MULTISITE.networks);
+  assert.equal(results.length, 12 * 5);
   for (const r of results) assert.equal(r.got, r.want, r.what);
 });
 

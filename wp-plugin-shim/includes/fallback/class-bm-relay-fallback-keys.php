@@ -1,0 +1,85 @@
+<?php
+
+/**
+ * Pure-PHP fallback of the bm_relay extension: keys.
+ *
+ * The key hierarchy (protocol §3): HKDF-SHA256 with salt bm-relay/v1, relay key, envelope keys, strict base64url.
+ * Reads side by side with `proto/src/keys.rs`.
+ *
+ * @package bm-relay
+ * @internal
+ */
+
+/**
+ * The key hierarchy (fallback).
+ *
+ * @internal
+ */
+final class BM_Relay_Fallback_Keys
+{
+    /** HKDF salt of protocol v1. */
+    public const SALT = 'bm-relay/v1';
+
+    /** @var array<string,string> derived keys, keyed by secret hash + label */
+    private static $key_cache = [];
+
+    /** HKDF-SHA256 with the protocol salt, 32 bytes. */
+    public static function hkdf(string $ikm, string $info): string
+    {
+        return hash_hkdf('sha256', $ikm, 32, $info, self::SALT);
+    }
+
+    /** relay_key of the configured secret. */
+    public static function relay_key(): string
+    {
+        return self::derived('relay');
+    }
+
+    /** Key for a key id `t/{t}/{e}` or `u/{u}`. */
+    public static function envelope_key(string $kid): string
+    {
+        return self::derived($kid);
+    }
+
+    /** Derives (and caches per secret) the relay key or an envelope key. */
+    private static function derived(string $label): string
+    {
+        $secret = BM_Relay_Fallback_Config::secret();
+        $tag = hash('sha256', $secret, true) . '|' . $label;
+        if (isset(self::$key_cache[$tag])) {
+            return self::$key_cache[$tag];
+        }
+        if ($label === 'relay') {
+            $key = self::hkdf($secret, 'relay');
+        } else {
+            $content = self::hkdf($secret, 'content');
+            $parts = explode('/', $label);
+            $key = $parts[0] === 't'
+                ? self::hkdf($content, "thread/{$parts[1]}/{$parts[2]}")
+                : self::hkdf($content, "user/{$parts[1]}");
+        }
+        if (count(self::$key_cache) > 1024) {
+            self::$key_cache = [];
+        }
+        return self::$key_cache[$tag] = $key;
+    }
+
+    /** base64url without padding. */
+    public static function b64u(string $raw): string
+    {
+        return rtrim(strtr(base64_encode($raw), '+/', '-_'), '=');
+    }
+
+    /** Strict base64url decode (no padding, canonical); null when invalid. */
+    public static function b64u_decode(string $text): ?string
+    {
+        if (!preg_match('/^[A-Za-z0-9_-]*$/D', $text) || strlen($text) % 4 === 1) {
+            return null;
+        }
+        $raw = base64_decode(strtr($text, '-_', '+/'), true);
+        if ($raw === false || self::b64u($raw) !== $text) {
+            return null;
+        }
+        return $raw;
+    }
+}
