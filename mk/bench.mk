@@ -5,6 +5,7 @@
 #   make bench            full run (about 25 min): bench/RESULTS.md, bench/results.json, bench/plots/*.png
 #   QUICK=1 make bench    smoke run (under 3 min): the same into run/bench/quick/ (the checked-in results stay)
 #   make bench-quick      the same as QUICK=1 make bench
+#   make soak             the relay alone under mixed load for SOAK_MINUTES (default 10): leaks, lost deliveries
 #
 # Peers are installed here, not by `make deps`: the Debian group `bench`
 # (nginx-light, libnginx-mod-nchan, gnuplot-nox), Centrifugo with
@@ -38,3 +39,17 @@ TEST_TARGETS += test-bench
 test-bench: ## bm-bench smoke against bm-relay only: every event delivered (no speed assertion)
 	@test -x target/release/bm-relay -a -x target/release/bm-bench || { $(CARGO) build --release --locked -p bm-relay && $(CARGO) build --release --locked -p bm-bench; }
 	target/release/bm-bench run --quick --servers relay --check --run-dir run/bench/test --out run/bench/test/results.json
+
+# Soak (issue #11): the relay under mixed load for SOAK_MINUTES (chat
+# sockets with pushes and pubs, abrupt kills and reconnects, connect/auth/
+# sub/close churn); fails on any lost or reordered delivery to a live
+# socket, on RSS growing faster than the bound after the warm-up, or on a
+# relay that is dead or unhealthy at the end. Not part of `make test`: it
+# takes minutes by design. Writes run/soak/{summary.json,summary.txt,relay.log}.
+SOAK_MINUTES ?= 10
+.PHONY: soak
+soak: ## soak the relay for SOAK_MINUTES (default 10): fails on lost deliveries or RSS growth → run/soak/
+	$(CARGO) build --release --locked -p bm-relay && $(CARGO) build --release --locked -p bm-bench
+	@mkdir -p run/soak
+	@status=0; target/release/bm-bench soak --minutes $(SOAK_MINUTES) --run-dir run/soak --json run/soak/summary.json \
+	  > run/soak/summary.txt || status=$$?; cat run/soak/summary.txt; echo "soak: wrote run/soak/summary.json"; exit $$status

@@ -153,6 +153,36 @@ impl Ctx {
         Claims::connection(self.site.clone(), uid, unix_now(), 3600).mint(&self.relay_key)
     }
 
+    /// A bm-relay thread token of `user` for `thread` (what `sub` needs).
+    pub fn thread_token(&self, user: u64, thread: u64) -> String {
+        let uid = UserId::new(user).unwrap_or_else(|_| UserId::new(1).expect("1 is a valid user id"));
+        let t = ThreadId::new(thread.max(1)).expect("thread ids start at 1");
+        Claims::thread(self.site.clone(), uid, t, unix_now(), 3600).mint(&self.relay_key)
+    }
+
+    /// A signed bm-relay `POST /v1/push` of one event to the sockets of
+    /// `to` and, with `thread`, to that thread's subscribers (each socket once).
+    pub fn relay_push(&self, to: &[u64], thread: Option<u64>, envelope: &str) -> Request {
+        let mut list = String::with_capacity(to.len() * 8);
+        for (i, u) in to.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            list.push_str(&u.to_string());
+        }
+        let thread = thread.map(|t| format!(r#","thread":{t}"#)).unwrap_or_default();
+        let body = format!(r#"{{"events":[{{"to":[{list}]{thread},"e":{envelope}}}]}}"#);
+        let ts = unix_now();
+        let sig = signing::sign(&self.relay_key, ts, &self.site, "POST", "/v1/push", body.as_bytes());
+        Request::post(
+            &self.addr,
+            "/v1/push",
+            &[("X-BM-Site", self.site.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)],
+            "application/json",
+            body.as_bytes(),
+        )
+    }
+
     /// A Centrifugo connection JWT for `user` with the server-side
     /// subscription to its personal channel `u<user>`. Centrifugo is
     /// configured with the relay key (b64u text) as its HMAC secret.
@@ -285,18 +315,7 @@ impl Ctx {
             s
         };
         match self.kind {
-            Kind::Relay => {
-                let body = format!(r#"{{"events":[{{"to":[{}],"e":{envelope}}}]}}"#, list("", false));
-                let ts = unix_now();
-                let sig = signing::sign(&self.relay_key, ts, &self.site, "POST", "/v1/push", body.as_bytes());
-                Request::post(
-                    &self.addr,
-                    "/v1/push",
-                    &[("X-BM-Site", self.site.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)],
-                    "application/json",
-                    body.as_bytes(),
-                )
-            }
+            Kind::Relay => self.relay_push(users, None, envelope),
             Kind::Centrifugo => {
                 let body = format!(r#"{{"channels":[{}],"data":{envelope}}}"#, list("u", true));
                 Request::post(&self.addr, "/api/broadcast", &[("X-API-Key", CENTRIFUGO_API_KEY.into())], "application/json", body.as_bytes())
@@ -390,6 +409,20 @@ mod tests {
         signing::verify(&secret().relay_key(), ts, sig, &c.site, "POST", "/v1/push", body.as_bytes(), unix_now(), 60).unwrap();
         let parsed = bm_proto::api::PushRequest::parse(body, &bm_proto::api::Limits::default());
         assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn relay_thread_push_verifies_and_thread_token_is_a_thread_token() {
+        let c = ctx(Kind::Relay);
+        let req = c.relay_push(&[], Some(4), &c.envelope(2, 4));
+        let text = String::from_utf8(req.bytes).unwrap();
+        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        let parsed = bm_proto::api::PushRequest::parse(body, &bm_proto::api::Limits::default()).unwrap();
+        assert_eq!(parsed[0].thread, Some(ThreadId::new(4).unwrap()));
+        assert!(parsed[0].to.is_empty());
+        let key = secret().relay_key();
+        let claims = bm_proto::token::verify(&c.thread_token(3, 4), bm_proto::token::TokenKind::Thread, unix_now(), |_| Some(&key));
+        assert!(claims.is_ok(), "{claims:?}");
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn ws_config() -> WebSocketConfig {
 }
 
 /// How long a client may take from connect to ready.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a client does once ready.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -178,9 +178,12 @@ pub async fn run(ctx: Rc<Ctx>, shared: Rc<Shared>, user: u64, src: Ipv4Addr, mod
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+/// A client WebSocket over plain TCP.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn connect(ctx: &Ctx, user: u64, src: Ipv4Addr) -> Result<Ws, String> {
+/// Connects from `src`, upgrades, and runs `ctx`'s handshake for `user`
+/// until the server says the client is ready (or refuses it).
+pub async fn connect(ctx: &Ctx, user: u64, src: Ipv4Addr) -> Result<Ws, String> {
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     sock.bind(SocketAddr::from((src, 0))).map_err(|e| format!("bind {src}: {e}"))?;
     let stream = sock.connect(ctx.addr).await.map_err(|e| format!("connect: {e}"))?;

@@ -19,6 +19,11 @@ pub struct Request {
 }
 
 impl Request {
+    /// A GET without a body (the admin endpoints).
+    pub fn get(host: &SocketAddr, path: &str) -> Self {
+        Request { bytes: format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes() }
+    }
+
     /// A POST with the given extra header lines (each `Name: value`).
     pub fn post(host: &SocketAddr, path: &str, headers: &[(&str, String)], content_type: &str, body: &[u8]) -> Self {
         let mut head = format!(

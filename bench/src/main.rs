@@ -13,6 +13,7 @@ mod procstat;
 mod report;
 mod scenarios;
 mod server;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +92,18 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Soak bm-relay (issue #11): mixed load for N minutes, then fail on
+    /// lost deliveries or growing memory.
+    ///
+    /// Starts its own relay (config and log in --run-dir, loopback only,
+    /// stopped on any exit) and runs, all at once: long-lived chat sockets
+    /// with signed pushes and client `pub` frames, periodic abrupt kills of
+    /// some of them (they reconnect), and connect/auth/sub/close churn. A
+    /// live line on stderr shows progress; the summary goes to stdout (and
+    /// to --json). Exit 0: every check passed; 1: a check failed (lost or
+    /// reordered delivery, RSS slope over the bound after the warm-up, relay
+    /// dead or unhealthy, sockets it closed itself, refusals); 2: could not run.
+    Soak(soak::Opts),
     /// Write RESULTS.md and plots from a `run --out` file.
     Report {
         /// The JSON result.
@@ -107,6 +120,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     match Cli::parse().cmd {
+        Cmd::Soak(opts) => soak::run(opts),
         Cmd::Report { input, output, plots } => match report::write(&input, &output, &plots) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

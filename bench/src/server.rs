@@ -66,8 +66,6 @@ impl Env {
     /// Starts `kind` pinned to the server core and waits until it accepts.
     pub fn start(&self, kind: Kind, log: &Path) -> Result<Server, String> {
         std::fs::create_dir_all(self.run_dir.join(kind.name())).map_err(|e| format!("run dir: {e}"))?;
-        let logf = std::fs::File::create(log).map_err(|e| format!("log {}: {e}", log.display()))?;
-        let logf2 = logf.try_clone().map_err(|e| format!("log: {e}"))?;
         let inner = self.command(kind, "start");
         let mut c = Command::new("taskset");
         c.arg("-c").arg(self.server_cpu.to_string()).arg(inner.get_program()).args(inner.get_args());
@@ -76,35 +74,64 @@ impl Env {
                 c.env(k, v);
             }
         }
-        c.stdin(Stdio::null()).stdout(logf).stderr(logf2).process_group(0);
-        let child = c.spawn().map_err(|e| format!("cannot start {}: {e}", kind.label()))?;
-        let pid = child.id();
-        let mut server = Server { child: Some(child), pid };
         let addr = SocketAddr::from(([127, 0, 0, 1], kind.port()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(child) = server.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    server.child = None;
-                    return Err(format!("{} exited at start ({status}); see {}", kind.label(), log.display()));
-                }
-            }
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                server.stop();
-                return Err(format!("{} did not listen on {addr} within 30 s; see {}", kind.label(), log.display()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let server = launch(c, kind.label(), addr, log)?;
         // let it finish starting (nginx forks its worker after listening)
         std::thread::sleep(Duration::from_millis(500));
         Ok(server)
     }
 }
 
+/// Spawns `c` in its own process group with stdout and stderr to `log`,
+/// and waits (up to 30 s) until `addr` accepts TCP connections. The child
+/// gets SIGKILL if the load generator dies without stopping it (killed,
+/// say), so no run leaves a server behind; a normal exit stops it through
+/// [`Server::stop`] / `Drop`.
+pub fn launch(mut c: Command, label: &str, addr: SocketAddr, log: &Path) -> Result<Server, String> {
+    let logf = std::fs::File::create(log).map_err(|e| format!("log {}: {e}", log.display()))?;
+    let logf2 = logf.try_clone().map_err(|e| format!("log: {e}"))?;
+    c.stdin(Stdio::null()).stdout(logf).stderr(logf2).process_group(0);
+    // SAFETY: prctl is async-signal-safe and is all that runs in the child
+    // between fork and exec. The death signal survives exec (and taskset's
+    // and the peer script's own execs), so it reaches the server itself.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = c.spawn().map_err(|e| format!("cannot start {label}: {e}"))?;
+    let pid = child.id();
+    let mut server = Server { child: Some(child), pid };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(child) = server.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                server.child = None;
+                return Err(format!("{label} exited at start ({status}); see {}", log.display()));
+            }
+        }
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            server.stop();
+            return Err(format!("{label} did not listen on {addr} within 30 s; see {}", log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(server)
+}
+
 impl Server {
+    /// Whether the server process is still running (it has not exited).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// SIGTERM to the group, SIGKILL after 5 s, then reap.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
