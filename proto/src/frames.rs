@@ -35,6 +35,11 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// Any other policy violation.
     pub const POLICY: u16 = 1008;
+    /// A WebSocket protocol error (RFC 6455 §7.4.1): RSV bits, an unmasked
+    /// client frame, a bad opcode, a fragmented or oversized control frame.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8 (RFC 6455 §8.1).
+    pub const INVALID_PAYLOAD: u16 = 1007;
 }
 
 /// Error codes in `{"op":"error"}` frames.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::router::Counts;
 
 /// Close codes counted individually; anything else lands in `other`.
-pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1008, 1013, 4001, 4003, 4008, 4009, 4013, 4029];
+pub const CLOSE_CODES: [u16; 12] = [1000, 1001, 1002, 1007, 1008, 1013, 4001, 4003, 4008, 4009, 4013, 4029];
 
 /// Push latency histogram bounds, seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];

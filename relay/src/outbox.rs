@@ -314,6 +314,19 @@ impl Outbox {
         self.lock().close
     }
 
+    /// Sends FIN after what was written (the socket stays readable): after
+    /// a close for a stream the relay cannot parse on, the client sees the
+    /// close frame and then the end, answers, and closes its side, while
+    /// the relay reads on so that nothing unread makes the kernel reset.
+    pub fn shutdown_write(&self) {
+        if let Some(sock) = self.sock.as_deref() {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain syscall on a descriptor the Arc keeps open;
+            // failure (already shut, not connected) is harmless.
+            unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) };
+        }
+    }
+
     /// The socket's task has ended: write nothing more into the socket.
     pub fn retire(&self) {
         let mut s = self.lock();

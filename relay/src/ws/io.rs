@@ -29,6 +29,28 @@ impl<R> WsIo<R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> WsIo<R> {
+    /// Ends the write side (FIN, after the close frame already written),
+    /// then reads and discards until the peer closes, at most `max` bytes:
+    /// after a frame the relay cannot read on (too large, malformed), the
+    /// rest of it is still arriving, and closing with unread bytes would
+    /// make the kernel reset the connection under the close frame just
+    /// sent. The FIN tells the client to answer and close now, so this
+    /// ends as soon as it does. The caller bounds the time.
+    pub async fn discard_until_eof(&mut self, max: usize) {
+        self.out.shutdown_write();
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        let mut seen = 0;
+        while seen < max {
+            match self.read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen += n,
+            }
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for WsIo<R> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.read).poll_read(cx, buf)

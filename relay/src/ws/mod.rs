@@ -55,6 +55,10 @@ type Ws<R> = WebSocketStream<WsIo<R>>;
 
 /// How long the relay waits for its close frame to be written and answered.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// After a frame it cannot read on, how long (and how many bytes) the
+/// relay reads and discards before it closes (see [`io::WsIo::discard_until_eof`]).
+const DISCARD_LINGER: Duration = Duration::from_secs(2);
+const DISCARD_MAX: usize = 1 << 20;
 
 /// The tungstenite configuration for client sockets: small buffers (an idle
 /// socket must cost little) and the client frame limit.
@@ -139,7 +143,10 @@ fn retry_hint(app: &App) -> u32 {
 fn error_close(e: WsError) -> Option<CloseRequest> {
     match e {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(req(close::FRAME_TOO_LARGE, "frame too large")),
-        WsError::Protocol(_) | WsError::Utf8(_) => Some(req(close::POLICY, "protocol error")),
+        // RFC 6455 §7.4.1: 1002 for a protocol error, 1007 for text that
+        // is not UTF-8.
+        WsError::Protocol(_) => Some(req(close::PROTOCOL_ERROR, "protocol error")),
+        WsError::Utf8(_) => Some(req(close::INVALID_PAYLOAD, "text frame is not UTF-8")),
         _ => None,
     }
 }
@@ -263,9 +270,24 @@ where
 {
     app.metrics.close(why.code);
     tracing::debug!(code = why.code, reason = why.reason, "closing socket");
+    // Closes for a frame the relay could not read: what follows it in the
+    // stream is no frame, so it is read raw, not parsed.
+    let unreadable = matches!(why.code, close::FRAME_TOO_LARGE | close::PROTOCOL_ERROR | close::INVALID_PAYLOAD);
     let _ = timeout(CLOSE_LINGER, async {
         if ws.send(close_frame(why)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
+            loop {
+                match ws.next().await {
+                    Some(Ok(_)) if !unreadable => continue,
+                    Some(Ok(_)) | None if !unreadable => break,
+                    // The stream cannot be parsed on (the rest of a frame
+                    // too large, a protocol error): read it raw, briefly,
+                    // so the close frame is not lost to a reset.
+                    _ => {
+                        let _ = timeout(DISCARD_LINGER, ws.get_mut().discard_until_eof(DISCARD_MAX)).await;
+                        break;
+                    }
+                }
+            }
         }
     })
     .await;

@@ -266,6 +266,19 @@ class WsClient:
         except socket.timeout as e:
             raise AssertionError(f"the relay kept the TCP connection open {timeout} s after the close") from e
 
+    def expect_clean_eof(self, timeout=5.0):
+        """The relay ends TCP with FIN (not RST) within `timeout`, sending
+        nothing more."""
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError as e:
+            raise AssertionError("the relay reset the connection instead of closing it") from e
+        except socket.timeout as e:
+            raise AssertionError(f"the relay kept the TCP connection open {timeout} s after the close") from e
+        if chunk:
+            raise ProtocolViolation(f"bytes after the close handshake: {chunk[:40]!r}")
+
     def is_open_for(self, seconds):
         """True when the relay neither sends nor closes for `seconds`."""
         self.sock.settimeout(seconds)
