@@ -64,6 +64,10 @@ impl SiteRecords {
     }
 }
 
+/// One site's revocations as [`Revocations::export`] gives them: the site,
+/// its floor, and (user, thread, time) records.
+pub type SiteExport = (SiteId, u64, Vec<(UserId, Option<ThreadId>, u64)>);
+
 /// The revocation records of a running relay.
 #[derive(Default)]
 pub struct Revocations {
@@ -138,7 +142,7 @@ impl Revocations {
 
     /// Every record and each site's floor: what a node joining a cluster
     /// copies before it reports ready (ids and times only).
-    pub fn export(&self) -> Vec<(SiteId, u64, Vec<(UserId, Option<ThreadId>, u64)>)> {
+    pub fn export(&self) -> Vec<SiteExport> {
         let sites: Vec<_> = self.sites.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         sites
             .into_iter()

@@ -29,6 +29,10 @@ use crate::conn::{Conn, SubError};
 use crate::frame::Frame;
 use crate::outbox::{CloseRequest, Enqueued};
 
+/// A node's presence state: (site, user, sockets) and (site, thread,
+/// subscribers).
+pub type Inventory = (Vec<(SiteId, UserId, u32)>, Vec<(SiteId, ThreadId, u32)>);
+
 /// Number of shards per table; a power of two.
 const SHARDS: usize = 16;
 
@@ -297,7 +301,7 @@ impl LocalRouter {
     /// Every (site, user, sockets) and (site, thread, subscribers) held
     /// here: the node's own presence state, republished whole only after a
     /// NATS outage or when a peer missed a delta.
-    pub fn inventory(&self) -> (Vec<(SiteId, UserId, u32)>, Vec<(SiteId, ThreadId, u32)>) {
+    pub fn inventory(&self) -> Inventory {
         let sites: Vec<(SiteId, Arc<SiteRoutes>)> =
             self.sites.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let (mut users, mut threads) = (Vec::new(), Vec::new());

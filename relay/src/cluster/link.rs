@@ -466,6 +466,20 @@ fn apply(c: &ClusterRouter, app: &App, msg: Msg, body: bytes::Bytes, live: bool,
                 let u = wire::user(u)?;
                 let t = t.map(wire::thread).transpose()?;
                 app.revoke(&site, &[u], t, at);
+                // Applied to this node's sockets too: a disconnect made
+                // while this node was cut off from NATS arrives this way
+                // (a delta published meanwhile found no subscriber here).
+                let unsub = t.map(|t| Frame::from(frames::unsub(t)));
+                if c.local.disconnect(&site, &[u], t, at, unsub.as_ref(), max_queue) > 0 {
+                    c.mark(|d| match t {
+                        Some(t) => {
+                            d.threads.insert((site.clone(), t));
+                        }
+                        None => {
+                            d.users.insert((site.clone(), u));
+                        }
+                    });
+                }
             }
         }
         Msg::SnapDone { .. } => c.snap_done.store(true, Release),
