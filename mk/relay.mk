@@ -36,3 +36,14 @@ TEST_TARGETS += test-abuse
 .PHONY: test-abuse
 test-abuse: relay ## scripted attacker against the release relay (loopback, ~30 s); asserts RSS, timers, deliveries, caps
 	PYTHONDONTWRITEBYTECODE=1 python3 relay/tests/abuse/abuse.py target/release/bm-relay
+
+# The cluster suite (relay/tests/relay/cluster.rs): real nats-servers on
+# free loopback ports with a private config (one, or three in a NATS
+# cluster), two to four relays joined through them; ~10 s. Its tests are
+# #[ignore]d under test-rust so they run once, here.
+TEST_TARGETS += test-cluster
+
+.PHONY: test-cluster
+test-cluster: ## the relay cluster over real nats-servers (installs nats-server if missing)
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/install-deps.sh broker
+	$(CARGO) test --locked -p bm-relay --test relay cluster:: -- --ignored --test-threads 2

@@ -3,8 +3,11 @@
 //! real relays joined through them, real sockets. Every test is bounded in
 //! time; processes are killed on drop (and with the test process).
 //!
-//! Skipped (with a message) when `nats-server` is not installed:
-//! `make test-cluster` installs it (`scripts/install-deps.sh broker`).
+//! Marked `#[ignore]` so that `cargo test --workspace` (make test-rust)
+//! does not run them a second time: `make test-cluster` (in `make test`)
+//! installs nats-server if missing (`scripts/install-deps.sh broker`) and
+//! runs them with `--ignored`. Run by hand:
+//! `cargo test -p bm-relay --test relay cluster:: -- --ignored`.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -28,10 +31,7 @@ fn nats_bin() -> Option<String> {
 
 macro_rules! need_nats {
     () => {
-        if nats_bin().is_none() {
-            eprintln!("SKIP: nats-server not installed (make test-cluster installs it)");
-            return;
-        }
+        assert!(nats_bin().is_some(), "nats-server is not installed: make test-cluster installs it");
     };
 }
 
@@ -151,6 +151,7 @@ fn ev_data(site: &Site, f: &Value) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
 async fn push_pub_and_presence_cross_nodes() {
     need_nats!();
     let nats = Nats::start();
@@ -193,6 +194,7 @@ async fn push_pub_and_presence_cross_nodes() {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
 async fn disconnect_revokes_on_every_node_and_a_joining_node_learns_it() {
     need_nats!();
     let nats = Nats::start();
@@ -233,6 +235,7 @@ async fn disconnect_revokes_on_every_node_and_a_joining_node_learns_it() {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
 async fn sigkilled_node_leaves_presence_within_the_bound() {
     need_nats!();
     let nats = Nats::start();
@@ -254,6 +257,7 @@ async fn sigkilled_node_leaves_presence_within_the_bound() {
 }
 
 #[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
 async fn nats_down_degrades_then_resyncs_without_restart() {
     need_nats!();
     let mut nats = Nats::start();
@@ -298,6 +302,7 @@ async fn nats_down_degrades_then_resyncs_without_restart() {
 /// Nothing pushed after `ready` is lost: a push from A in the first
 /// instant after a socket on B got `ready` reaches it live, every time.
 #[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
 async fn push_right_after_ready_on_another_node_is_never_lost() {
     need_nats!();
     let nats = Nats::start();
@@ -328,6 +333,7 @@ async fn push_right_after_ready_on_another_node_is_never_lost() {
 /// One server of a three-server NATS cluster dies: the relays on it move
 /// to another and deliveries resume within the bound.
 #[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
 async fn one_nats_server_of_three_killed() {
     need_nats!();
     let mut ns = Nats::cluster3();
@@ -363,6 +369,7 @@ async fn one_nats_server_of_three_killed() {
 /// recipients, not with recipients or nodes; and the traffic of a
 /// reconnect of many sockets.
 #[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
 async fn four_nodes_traffic_per_push_and_reconnect_storm() {
     need_nats!();
     let nats = Nats::start();
