@@ -907,6 +907,31 @@ mod tests {
         assert!(Config::load(&bad).unwrap_err().to_string().contains("--site"));
     }
 
+    /// `[cluster]` from the file, `--nats` over it; no cluster without
+    /// servers; a bad URL or node name is refused; secrets stay out of Debug.
+    #[test]
+    fn cluster_settings() {
+        assert!(load_text("").unwrap().cluster.is_none(), "no --nats: a single node");
+        let c = load_text(
+            "[cluster]\nnats = [\"nats://10.0.0.1:4222\", \"tls://n2:4222\"]\nnode_name = \"r-1\"\npassword = \"s3cret\"\nuser = \"u\"\n",
+        )
+        .unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.nats.len(), 2);
+        assert_eq!(cl.node_name, "r-1");
+        assert_eq!((cl.heartbeat_secs, cl.node_timeout_secs), (1.0, 5.0));
+        assert!(!format!("{cl:?}").contains("s3cret"));
+        let o = Overrides { nats: Some("nats://a:1, nats://b:2".into()), ..Overrides::default() };
+        let cl = Config::load(&o).unwrap().cluster.unwrap();
+        assert_eq!(cl.nats, vec!["nats://a:1", "nats://b:2"]);
+        assert!(cl.node_name.ends_with(&format!("-{}", std::process::id())), "{}", cl.node_name);
+        let bad = Overrides { nats: Some("http://a:1".into()), ..Overrides::default() };
+        assert!(Config::load(&bad).unwrap_err().to_string().contains("nats"));
+        let bad = Overrides { nats: Some("nats://a:1".into()), node_name: Some("a.b".into()), ..Overrides::default() };
+        assert!(Config::load(&bad).is_err(), "a dot would split the NATS subject");
+        assert!(load_text("[cluster]\nnats = [\"nats://a:1\"]\nheartbeat_secs = 3.0\nnode_timeout_secs = 4.0\n").is_err());
+    }
+
     /// An operator who swaps site and key must not see the key echoed.
     #[test]
     fn swapped_site_and_key_are_named_not_echoed() {
