@@ -113,12 +113,17 @@ impl Drop for Nats {
 
 /// A relay in the cluster reached through `urls`, named `name`.
 async fn node(site: &Site, urls: &[String], name: &str) -> Relay {
+    node_with(site, urls, name, "").await
+}
+
+/// [`node`] with lines added to `[limits]`.
+async fn node_with(site: &Site, urls: &[String], name: &str, limits: &str) -> Relay {
     let list: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
     let extra = format!(
         "\n[cluster]\nnats = [{}]\nnode_name = \"{name}\"\nheartbeat_secs = {HEARTBEAT}\nnode_timeout_secs = {NODE_TIMEOUT}\n",
         list.join(", ")
     );
-    Relay::start_with(site.clone(), &[site], &extra).await
+    Relay::start_with(site.clone(), &[site], &format!("{limits}{extra}")).await
 }
 
 async fn healthz(r: &Relay) -> Value {
@@ -375,7 +380,8 @@ async fn four_nodes_traffic_per_push_and_reconnect_storm() {
     let nats = Nats::start();
     let site = Site::new(SITE);
     let a = node(&site, &[nats.url()], "a").await;
-    let b = node(&site, &[nats.url()], "b").await;
+    let storm_limits = "max_unauthenticated_sockets = 20000\nmax_pending_connections = 15000\n";
+    let b = node_with(&site, &[nats.url()], "b", storm_limits).await;
     let c = node(&site, &[nats.url()], "c").await;
     let d = node(&site, &[nats.url()], "d").await;
     let nodes = [&a, &b, &c, &d];
@@ -408,10 +414,14 @@ async fn four_nodes_traffic_per_push_and_reconnect_storm() {
     let t0 = Instant::now();
     let url = b.ws_url();
     let mut tasks = Vec::new();
+    // At most 1000 handshakes in flight (the listen backlog is 4096 here).
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(1000));
     for i in 0..n {
         let url = url.clone();
         let token = site.token(1000 + i);
+        let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
             let mut c = Client::connect(&url).await;
             c.send(json!({"op":"auth","token": token})).await;
             let f = c.recv().await;
