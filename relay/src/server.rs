@@ -90,7 +90,12 @@ pub async fn serve(config: Config, overrides: Overrides) -> Result<(), ServeErro
         }
     }
     tokio::select! {
-        _ = shutdown(&app) => {}
+        _ = async {
+            shutdown(&app).await;
+            if let Some(c) = &cluster {
+                c.leave().await;
+            }
+        } => {}
         // A second SIGTERM/SIGINT ends the wait at once.
         _ = term.recv() => tracing::warn!("second signal: exiting without waiting for sockets"),
         _ = int.recv() => tracing::warn!("second signal: exiting without waiting for sockets"),

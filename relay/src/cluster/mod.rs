@@ -161,6 +161,16 @@ impl ClusterRouter {
         }
     }
 
+    /// At the end of a graceful shutdown: lets the last delta (its sockets
+    /// gone) reach NATS, so peers drop them now rather than after
+    /// `node_timeout_secs`. Bounded: at most about a second.
+    pub async fn leave(&self) {
+        tokio::time::sleep(link::DELTA_EVERY * 10).await;
+        if let Some(c) = self.client.get() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.flush()).await;
+        }
+    }
+
     fn key(&self) -> ClusterKey {
         self.keys.read().unwrap_or_else(|p| p.into_inner())[0].clone()
     }
@@ -280,6 +290,10 @@ impl Fanout for ClusterRouter {
     }
 
     fn presence(&self, site: &SiteId, users: &[UserId]) -> Vec<UserId> {
+        // Cut off from NATS, the directory is stale: this node's own answer.
+        if !self.is_connected() {
+            return self.local.presence(site, users);
+        }
         let local: HashSet<UserId> = self.local.presence(site, users).into_iter().collect();
         let remote = self.dir.online(site, users);
         let mut seen = HashSet::new();

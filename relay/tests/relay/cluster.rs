@@ -287,6 +287,8 @@ async fn nats_down_degrades_then_resyncs_without_restart() {
     assert_eq!(body["cluster"], "degraded", "{body}");
     assert_eq!(body["results"][0]["sockets"], 1);
     assert_eq!(ev_data(&site, &alice.recv().await), json!("local"));
+    let (_, body) = a.post("/v1/presence", &json!({"users":[1, 2]}).to_string()).await;
+    assert_eq!(body, json!({"online":[1],"cluster":"degraded"}), "this node's own answer, said so");
     // A disconnect made while apart reaches Bob's node once NATS is back.
     let (s, _) = a.post("/v1/disconnect", &json!({"users":[2]}).to_string()).await;
     assert_eq!(s, 200);
