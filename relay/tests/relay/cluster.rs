@@ -451,3 +451,33 @@ async fn four_nodes_traffic_per_push_and_reconnect_storm() {
     assert_eq!(online as u64, n);
     assert!(msgs < n as f64, "sync traffic grows with batches, not with sockets x nodes: {msgs}");
 }
+
+/// Anyone on the NATS server can publish: a delivery without a valid MAC
+/// (another key, or garbage) is dropped and counted, never delivered.
+#[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
+async fn forged_cluster_messages_are_refused() {
+    need_nats!();
+    let nats = Nats::start();
+    let site = Site::new(SITE);
+    let b = node(&site, &[nats.url()], "b").await;
+    let mut bob = b.client(2).await;
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let frame = format!("{{\"op\":\"ev\",\"e\":{}}}", serde_json::to_string(&site.user_env(2, json!("forged"))).unwrap());
+    assert!(frame.len() < 0x10000);
+    let mut ws = vec![0x81u8, 126];
+    ws.extend_from_slice(&(frame.len() as u16).to_be_bytes());
+    ws.extend_from_slice(frame.as_bytes());
+    let header = br#"{"t":"dlv","site":"test.local","to":[2],"thread":null}"#;
+    let mut forged = vec![7u8; 32]; // a tag made without the relay keys
+    forged.extend_from_slice(header);
+    forged.push(b'\n');
+    forged.extend_from_slice(&ws);
+    nc.publish("bmr.node.b", forged.into()).await.unwrap();
+    nc.publish("bmr.node.b", bytes::Bytes::from_static(b"garbage")).await.unwrap();
+    nc.publish("bmr.all", bytes::Bytes::from_static(b"{\"t\":\"dis\"}")).await.unwrap();
+    nc.flush().await.unwrap();
+    bob.silent_for(Duration::from_millis(300)).await;
+    assert_eq!(b.metric("bm_relay_cluster_rejected_total").await, 3.0);
+    assert_eq!(b.metric("bm_relay_deliveries_total").await, 0.0);
+}
