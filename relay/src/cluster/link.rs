@@ -165,15 +165,19 @@ async fn connection(c: Arc<ClusterRouter>, client: async_nats::Client, mut event
         for m in &pending {
             c.send(wire::all(), m, &[]);
         }
-        snapshot(&c, &client).await;
         if first {
             first = false;
-            // Only a synced node answers snapshots (and a node never gets
-            // its own request: no_echo).
-            if let Ok(sub) = client.queue_subscribe(wire::snap(), wire::SNAP_GROUP.to_string()).await {
-                snap_sub = Some(tokio::spawn(answer_snapshots(c.clone(), sub)));
+            // Registered at the server (flushed) before this node can say
+            // it is ready: a node started right after it must find it, or
+            // it would believe itself alone. A node never gets its own
+            // request (no_echo).
+            match client.queue_subscribe(wire::snap(), wire::SNAP_GROUP.to_string()).await {
+                Ok(sub) => snap_sub = Some(tokio::spawn(answer_snapshots(c.clone(), sub))),
+                Err(e) => tracing::warn!(node = %c.me, error = %e, "cluster: cannot answer snapshots"),
             }
+            let _ = tokio::time::timeout(SNAPSHOT_WAIT, client.flush()).await;
         }
+        snapshot(&c, &client).await;
     }
     if let Some(h) = snap_sub {
         h.abort();
@@ -274,6 +278,9 @@ fn own_state(c: &ClusterRouter) -> Vec<Entry> {
 /// asked, at most once per [`FULL_EVERY`].
 async fn deltas(c: Arc<ClusterRouter>) {
     let mut last_full: Option<Instant> = None;
+    // Set while a timer will bring a deferred whole state; the timer
+    // clears it when it fires.
+    let timer_armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         c.dirty_notify.notified().await;
         tokio::time::sleep(DELTA_EVERY).await;
@@ -281,23 +288,34 @@ async fn deltas(c: Arc<ClusterRouter>) {
             // Kept: the whole state goes out on reconnect.
             continue;
         }
-        let wants_full = c.dirty.lock().unwrap_or_else(|p| p.into_inner()).full;
-        if wants_full {
-            if let Some(t) = last_full {
-                if t.elapsed() < FULL_EVERY {
-                    tokio::time::sleep(FULL_EVERY - t.elapsed()).await;
-                }
-            }
-        }
+        // A whole state at most once per FULL_EVERY, however many peers
+        // ask; regular deltas are never held back by it (a timer brings
+        // the deferred one).
+        let full_due = match last_full {
+            Some(t) => t.elapsed() >= FULL_EVERY,
+            None => true,
+        };
         let (seq, users, threads, ack, full) = {
             let mut d = c.dirty.lock().unwrap_or_else(|p| p.into_inner());
-            if d.users.is_empty() && d.threads.is_empty() && !d.full {
+            let full = d.full && full_due;
+            if d.full && !full && !timer_armed.swap(true, Relaxed) {
+                let wait = FULL_EVERY.saturating_sub(last_full.map(|t| t.elapsed()).unwrap_or_default());
+                let (c2, armed) = (c.clone(), timer_armed.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    armed.store(false, Relaxed);
+                    c2.dirty_notify.notify_one();
+                });
+            }
+            if d.users.is_empty() && d.threads.is_empty() && !full {
                 continue;
             }
             let seq = d.next_seq;
             d.next_seq += 1;
-            let (ack, full) = (std::mem::take(&mut d.ack), std::mem::take(&mut d.full));
-            (seq, std::mem::take(&mut d.users), std::mem::take(&mut d.threads), ack, full)
+            if full {
+                d.full = false;
+            }
+            (seq, std::mem::take(&mut d.users), std::mem::take(&mut d.threads), std::mem::take(&mut d.ack), full)
         };
         let entries: Vec<Entry> = if full {
             last_full = Some(Instant::now());
@@ -316,11 +334,6 @@ async fn deltas(c: Arc<ClusterRouter>) {
             c.stats.sent_deltas.fetch_add(1, Relaxed);
         }
         c.published.store(seq, Release);
-        if full {
-            // A full state may have raced a socket's own delta: re-mark
-            // nothing; later deltas carry later changes.
-            c.ack_tick.send_modify(|v| *v += 1);
-        }
     }
 }
 
