@@ -481,3 +481,25 @@ async fn forged_cluster_messages_are_refused() {
     assert_eq!(b.metric("bm_relay_cluster_rejected_total").await, 3.0);
     assert_eq!(b.metric("bm_relay_deliveries_total").await, 0.0);
 }
+
+/// A node stopped with SIGTERM closes its sockets and says so before it
+/// exits: its users leave presence on the others at once, not after the
+/// silence bound.
+#[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
+async fn sigterm_node_leaves_presence_at_once() {
+    need_nats!();
+    let nats = Nats::start();
+    let site = Site::new(SITE);
+    let a = node(&site, &[nats.url()], "a").await;
+    let mut b = node_with(&site, &[nats.url()], "b", "close_spread_secs = 0.05\n").await;
+    let _alice = a.client(1).await;
+    let mut bob = b.client(2).await;
+    presence_becomes(&a, &[1, 2], &[1, 2], Duration::from_secs(1)).await;
+    b.signal(libc::SIGTERM);
+    assert_eq!(bob.closed(Duration::from_secs(2)).await.0, 1001);
+    let took = presence_becomes(&a, &[1, 2], &[1], Duration::from_secs_f64(NODE_TIMEOUT)).await;
+    eprintln!("SIGTERMed node's user out of presence {took:?} after its socket closed");
+    assert!(took < Duration::from_secs_f64(NODE_TIMEOUT / 2.0), "{took:?}: not by the silence bound");
+    assert_eq!(b.wait_exit(Duration::from_secs(5)).await, Some(0));
+}
