@@ -890,6 +890,9 @@ mod tests {
         assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
         assert_eq!(c.sites.len(), 1);
         assert_eq!(c.log.format.as_deref(), Some("text"));
+        assert!(c.cluster.is_none(), "the sample is a single node");
+        let clustered = sample.replace("# [cluster]\n# nats", "[cluster]\nnats");
+        assert_eq!(load_text(&clustered).unwrap().cluster.unwrap().nats.len(), 2, "the [cluster] sample parses once uncommented");
     }
 
     #[test]
