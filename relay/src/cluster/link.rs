@@ -177,7 +177,9 @@ async fn connection(c: Arc<ClusterRouter>, client: async_nats::Client, mut event
             }
             let _ = tokio::time::timeout(SNAPSHOT_WAIT, client.flush()).await;
         }
-        snapshot(&c, &client).await;
+        // The first time: presence and revocations. After an outage:
+        // revocations only, since every node republishes its own state.
+        snapshot(&c, &client, c.is_synced()).await;
     }
     if let Some(h) = snap_sub {
         h.abort();
@@ -186,9 +188,9 @@ async fn connection(c: Arc<ClusterRouter>, client: async_nats::Client, mut event
 
 /// Asks one peer for presence and revocations; returns once they are in
 /// (or no peer exists, or [`SNAPSHOT_WAIT`] passed).
-async fn snapshot(c: &ClusterRouter, client: &async_nats::Client) {
+async fn snapshot(c: &ClusterRouter, client: &async_nats::Client, revocations_only: bool) {
     let subject = wire::snap();
-    let msg = Msg::SnapRequest { node: c.me.clone() };
+    let msg = Msg::SnapRequest { node: c.me.clone(), revocations_only };
     let bytes = wire::encode(&c.key(), &subject, &msg, &[]);
     let asked = Instant::now();
     let synced_before = c.is_synced();
@@ -218,8 +220,8 @@ async fn snapshot(c: &ClusterRouter, client: &async_nats::Client) {
 async fn answer_snapshots(c: Arc<ClusterRouter>, mut sub: async_nats::Subscriber) {
     while let Some(m) = sub.next().await {
         let keys = c.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let node = match wire::decode(&keys, m.subject.as_str(), &m.payload) {
-            Ok((Msg::SnapRequest { node }, _)) if valid_node(&node) => node,
+        let (node, revocations_only) = match wire::decode(&keys, m.subject.as_str(), &m.payload) {
+            Ok((Msg::SnapRequest { node, revocations_only }, _)) if valid_node(&node) => (node, revocations_only),
             _ => {
                 c.stats.rejected.fetch_add(1, Relaxed);
                 continue;
@@ -228,7 +230,7 @@ async fn answer_snapshots(c: Arc<ClusterRouter>, mut sub: async_nats::Subscriber
         if let (Some(reply), Some(client)) = (m.reply, c.client.get()) {
             let _ = client.publish(reply, bytes::Bytes::from_static(b"ok")).await;
         }
-        send_snapshot(&c, &node);
+        send_snapshot(&c, &node, revocations_only);
     }
 }
 
@@ -238,8 +240,25 @@ fn valid_node(n: &str) -> bool {
 
 /// What a joining node needs: every node's presence as known here (ours
 /// included), the revocations, then the end mark; all on its own subject.
-fn send_snapshot(c: &ClusterRouter, to: &str) {
+fn send_snapshot(c: &ClusterRouter, to: &str, revocations_only: bool) {
     let subject = wire::node(to);
+    if !revocations_only {
+        send_presence(c, &subject, to);
+    }
+    if let Some(app) = c.app.get() {
+        for (site, floor, recs) in app.revocations.export() {
+            let recs: Vec<(u64, Option<u64>, u64)> = recs.into_iter().map(|(u, t, at)| (u.get(), t.map(|t| t.get()), at)).collect();
+            for r in recs.chunks(CHUNK).map(<[_]>::to_vec).chain(std::iter::once(Vec::new()).filter(|_| floor > 0)) {
+                c.send(subject.clone(), &Msg::Revocations { site: site.to_string(), floor, r }, &[]);
+            }
+        }
+    }
+    c.send(subject, &Msg::SnapDone { from: c.me.clone() }, &[]);
+}
+
+/// Every node's presence as held here, ours included, to `subject`.
+fn send_presence(c: &ClusterRouter, subject: &str, to: &str) {
+    let subject = subject.to_string();
     for (node, epoch, seq, chunks) in c.dir.export(CHUNK) {
         if node == to {
             continue;
@@ -254,15 +273,6 @@ fn send_snapshot(c: &ClusterRouter, to: &str) {
     for (i, e) in chunks.into_iter().enumerate() {
         c.send(subject.clone(), &Msg::Delta { node: c.me.clone(), epoch: c.epoch, seq, reset: i == 0, ack: false, e: e.to_vec() }, &[]);
     }
-    if let Some(app) = c.app.get() {
-        for (site, floor, recs) in app.revocations.export() {
-            let recs: Vec<(u64, Option<u64>, u64)> = recs.into_iter().map(|(u, t, at)| (u.get(), t.map(|t| t.get()), at)).collect();
-            for r in recs.chunks(CHUNK).map(<[_]>::to_vec).chain(std::iter::once(Vec::new()).filter(|_| floor > 0)) {
-                c.send(subject.clone(), &Msg::Revocations { site: site.to_string(), floor, r }, &[]);
-            }
-        }
-    }
-    c.send(subject, &Msg::SnapDone { from: c.me.clone() }, &[]);
 }
 
 /// This node's whole presence state, as delta entries (a reset needs at
@@ -463,6 +473,11 @@ fn apply(c: &ClusterRouter, app: &App, msg: Msg, body: bytes::Bytes, live: bool,
         Msg::Want { node } => {
             if node == c.me {
                 c.mark(|d| d.full = true);
+            } else {
+                // Someone asked already: its answer is broadcast, so this
+                // node does not ask too (O(nodes) wants after an outage,
+                // not one per pair).
+                wanted.insert(node, Instant::now());
             }
         }
         Msg::Ack { node, seq } => {

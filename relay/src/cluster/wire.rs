@@ -101,9 +101,15 @@ pub enum Msg {
     /// A node applied `node`'s deltas up to `seq`.
     #[serde(rename = "ack")]
     Ack { node: String, seq: u64 },
-    /// A joining node asks one peer for presence and revocations.
+    /// A joining node asks one peer for presence and revocations; a node
+    /// back from a NATS outage asks for revocations only (presence comes
+    /// from every node republishing its own state once).
     #[serde(rename = "snapreq")]
-    SnapRequest { node: String },
+    SnapRequest {
+        node: String,
+        #[serde(default)]
+        revocations_only: bool,
+    },
     /// Revocation records copied to a joining node.
     #[serde(rename = "rev")]
     Revocations { site: String, floor: u64, r: Vec<(u64, Option<u64>, u64)> },

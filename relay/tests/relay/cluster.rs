@@ -63,25 +63,50 @@ impl Nats {
         ns
     }
 
+    /// Starts the server; a port taken between probe and bind (by another
+    /// test's process) is retried on a fresh port, except on a restart.
     fn spawn(&mut self) {
-        let routes: Vec<String> = self.routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
-        let conf = format!(
-            "listen: \"127.0.0.1:{}\"\nno_sys_acc: true\ncluster {{\n  name: bmtest\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
-            self.port,
-            self.cluster_port,
-            routes.join(", ")
-        );
-        let path = self.dir.0.join("nats.conf");
-        std::fs::write(&path, conf).unwrap();
-        let mut cmd = Command::new(nats_bin().expect("nats-server"));
-        cmd.arg("-c").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
-        die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("nats-server starts"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(10));
+        self.spawn_on(true)
+    }
+
+    fn spawn_on(&mut self, may_move: bool) {
+        for attempt in 1..=5 {
+            if attempt > 1 {
+                self.port = free_port();
+                if self.routes.is_empty() {
+                    self.cluster_port = free_port();
+                }
+            }
+            let routes: Vec<String> = self.routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
+            let conf = format!(
+                "listen: \"127.0.0.1:{}\"\nno_sys_acc: true\ncluster {{\n  name: bmtest\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                self.port,
+                self.cluster_port,
+                routes.join(", ")
+            );
+            let path = self.dir.0.join("nats.conf");
+            std::fs::write(&path, conf).unwrap();
+            let mut cmd = Command::new(nats_bin().expect("nats-server"));
+            cmd.arg("-c").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+            die_with_parent(&mut cmd);
+            let mut child = cmd.spawn().expect("nats-server starts");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // This very process must hold the port (another test's server
+            // or relay answering on it would mix the tests).
+            loop {
+                if listens_on(child.id(), self.port) {
+                    self.child = Some(child);
+                    return;
+                }
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "nats-server did not listen");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(may_move, "nats-server could not listen again on port {}", self.port);
         }
+        panic!("nats-server did not start in 5 attempts");
     }
 
     pub fn url(&self) -> String {
@@ -101,7 +126,7 @@ impl Nats {
     /// Starts again on the same ports.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn_on(false);
     }
 }
 
