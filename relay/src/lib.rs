@@ -26,6 +26,7 @@
 //! | [`tools`] | `keygen`, `derive`, `token`, `push`, `listen` |
 
 pub mod bucket;
+#[warn(missing_docs)]
 pub mod cluster;
 pub mod config;
 pub mod conn;

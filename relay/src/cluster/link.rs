@@ -420,14 +420,14 @@ fn apply(c: &ClusterRouter, app: &App, msg: Msg, body: bytes::Bytes, live: bool,
             let site = wire::site(&site)?;
             let to = to.into_iter().map(wire::user).collect::<Result<Vec<_>, _>>()?;
             let thread = thread.map(wire::thread).transpose()?;
-            let frame = Frame::from_encoded(body).ok_or(wire::WireError::BadId)?;
+            let frame = Frame::from_encoded(body).ok_or(wire::WireError::BadFrame)?;
             let d = c.local.deliver(&site, &to, thread, &frame, max_queue);
             app.metrics.deliveries.fetch_add(d.sockets, Relaxed);
         }
         Msg::Publish { site, thread } => {
             let site = wire::site(&site)?;
             let thread = wire::thread(thread)?;
-            let frame = Frame::from_encoded(body).ok_or(wire::WireError::BadId)?;
+            let frame = Frame::from_encoded(body).ok_or(wire::WireError::BadFrame)?;
             let d = c.local.deliver(&site, &[], Some(thread), &frame, max_queue);
             app.metrics.deliveries.fetch_add(d.sockets, Relaxed);
         }
@@ -473,7 +473,7 @@ fn apply(c: &ClusterRouter, app: &App, msg: Msg, body: bytes::Bytes, live: bool,
         Msg::Want { node } => {
             if node == c.me {
                 c.mark(|d| d.full = true);
-            } else {
+            } else if valid_node(&node) {
                 // Someone asked already: its answer is broadcast, so this
                 // node does not ask too (O(nodes) wants after an outage,
                 // not one per pair).

@@ -74,48 +74,110 @@ impl ClusterKey {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry(pub String, pub char, pub u64, pub u32);
 
-/// The header of a cluster message.
+/// The header of a cluster message (docs/PROTOCOL.md §7.1). Ids travel as
+/// plain numbers and strings and are validated on receipt.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "t")]
 pub enum Msg {
     /// Deliver the body to these users' sockets and the thread's
     /// subscribers on the receiving node (`/v1/push`).
     #[serde(rename = "dlv")]
-    Deliver { site: String, to: Vec<u64>, thread: Option<u64> },
+    Deliver {
+        /// Site id.
+        site: String,
+        /// Recipients (with a thread: all of the push's recipients).
+        to: Vec<u64>,
+        /// Thread whose subscribers also get it.
+        thread: Option<u64>,
+    },
     /// A client `pub`: deliver the body to the thread's subscribers.
     #[serde(rename = "pub")]
-    Publish { site: String, thread: u64 },
+    Publish {
+        /// Site id.
+        site: String,
+        /// Thread id.
+        thread: u64,
+    },
     /// A `/v1/disconnect`: record the revocation, close or unsubscribe.
     #[serde(rename = "dis")]
-    Disconnect { site: String, users: Vec<u64>, thread: Option<u64>, at: u64 },
+    Disconnect {
+        /// Site id.
+        site: String,
+        /// Users revoked.
+        users: Vec<u64>,
+        /// Only this thread's subscriptions, if given.
+        thread: Option<u64>,
+        /// The request's signed time (WordPress's clock).
+        at: u64,
+    },
     /// A node's presence changes since its previous delta (`seq - 1`), or
     /// with `reset` its whole state (the first chunk clears the old one).
     #[serde(rename = "dlt")]
-    Delta { node: String, epoch: u64, seq: u64, reset: bool, ack: bool, e: Vec<Entry> },
+    Delta {
+        /// The node whose presence this is.
+        node: String,
+        /// That node's epoch (random per process start).
+        epoch: u64,
+        /// That node's delta counter.
+        seq: u64,
+        /// A whole state: replace what is held for the node.
+        reset: bool,
+        /// Receivers acknowledge it (a socket's `ready` waits for that).
+        ack: bool,
+        /// Absolute counts (0: gone).
+        e: Vec<Entry>,
+    },
     /// Liveness, and the last delta seq, so a gap is noticed.
     #[serde(rename = "hb")]
-    Heartbeat { node: String, epoch: u64, seq: u64 },
+    Heartbeat {
+        /// Sender.
+        node: String,
+        /// Sender's epoch.
+        epoch: u64,
+        /// Sender's last delta seq.
+        seq: u64,
+    },
     /// Asks `node` to republish its whole state (coalesced, rate-limited).
     #[serde(rename = "want")]
-    Want { node: String },
+    Want {
+        /// The node asked.
+        node: String,
+    },
     /// A node applied `node`'s deltas up to `seq`.
     #[serde(rename = "ack")]
-    Ack { node: String, seq: u64 },
+    Ack {
+        /// The acknowledging node.
+        node: String,
+        /// The delta acknowledged.
+        seq: u64,
+    },
     /// A joining node asks one peer for presence and revocations; a node
     /// back from a NATS outage asks for revocations only (presence comes
     /// from every node republishing its own state once).
     #[serde(rename = "snapreq")]
     SnapRequest {
+        /// The asking node (answers go to its subject).
         node: String,
+        /// Revocations only, no presence.
         #[serde(default)]
         revocations_only: bool,
     },
     /// Revocation records copied to a joining node.
     #[serde(rename = "rev")]
-    Revocations { site: String, floor: u64, r: Vec<(u64, Option<u64>, u64)> },
+    Revocations {
+        /// Site id.
+        site: String,
+        /// The site's floor (every token issued at or before is refused).
+        floor: u64,
+        /// (user, thread, time) records.
+        r: Vec<(u64, Option<u64>, u64)>,
+    },
     /// The end of a snapshot.
     #[serde(rename = "snapdone")]
-    SnapDone { from: String },
+    SnapDone {
+        /// The answering node.
+        from: String,
+    },
 }
 
 /// Why a cluster message was dropped.
@@ -133,6 +195,9 @@ pub enum WireError {
     /// An id is out of range.
     #[error("bad id in a cluster message")]
     BadId,
+    /// The body is not one complete text frame.
+    #[error("malformed frame in a cluster message")]
+    BadFrame,
 }
 
 /// Encodes a message for `subject`.
@@ -181,6 +246,23 @@ mod tests {
 
     fn key(b: u8) -> ClusterKey {
         ClusterKey([b; 32])
+    }
+
+    /// A frame from another node is taken only whole and well-formed.
+    #[test]
+    fn frames_from_peers_are_checked() {
+        use crate::frame::Frame;
+        for n in [0, 5, 125, 126, 300, 70_000] {
+            let f = Frame::text(&"x".repeat(n));
+            assert_eq!(Frame::from_encoded(f.bytes().clone()).as_ref(), Some(&f), "{n}");
+            let b = f.bytes();
+            assert!(Frame::from_encoded(b.slice(..b.len() - 1)).is_none(), "truncated {n}");
+        }
+        assert!(Frame::from_encoded(Bytes::from_static(b"\x82\x01x")).is_none(), "binary");
+        assert!(Frame::from_encoded(Bytes::from_static(b"\x81\x81xxxxx")).is_none(), "masked");
+        assert!(Frame::from_encoded(Bytes::from_static(b"\x81\x02x\xff")).is_none(), "not UTF-8");
+        assert!(Frame::from_encoded(Bytes::from_static(b"\x81\x01xy")).is_none(), "two frames");
+        assert!(Frame::from_encoded(Bytes::from_static(b"\x81")).is_none());
     }
 
     #[test]
