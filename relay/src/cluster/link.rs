@@ -80,7 +80,7 @@ async fn options(c: &ClusterRouter, events: mpsc::UnboundedSender<bool>) -> Resu
         // A dead server is noticed within ~2 pings.
         .ping_interval(Duration::from_secs(2))
         .subscription_capacity(1 << 16)
-        .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(1000)))
+        .reconnect_delay_callback(|n| Duration::from_millis((100 * n.saturating_sub(1) as u64).min(1000)))
         .event_callback(move |e| {
             let tx = events.clone();
             async move {

@@ -43,6 +43,10 @@ use wire::{ClusterKey, Msg};
 /// `bm_relay_cluster_ready_unconfirmed_total` counts it).
 pub const READY_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a starting node that cannot reach NATS reports "syncing"
+/// (503) before it reports "degraded" and serves its own sockets.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
 /// Messages waiting for the publisher task; past this, cluster messages
 /// are dropped and counted (a push's own sockets are never held back).
 const OUT_QUEUE: usize = 65_536;
@@ -102,6 +106,10 @@ pub struct ClusterRouter {
     ack_tick: watch::Sender<u64>,
     connected: AtomicBool,
     synced: AtomicBool,
+    /// When this node started: it reports "syncing" (not ready) until its
+    /// first sync, or "degraded" once [`STARTUP_WAIT`] has passed without
+    /// reaching NATS.
+    started: std::time::Instant,
     /// The snapshot asked for has fully arrived.
     snap_done: AtomicBool,
     /// Current key first, then the one before a reload.
@@ -141,6 +149,7 @@ impl ClusterRouter {
             ack_tick: watch::channel(0).0,
             connected: AtomicBool::new(false),
             synced: AtomicBool::new(false),
+            started: std::time::Instant::now(),
             snap_done: AtomicBool::new(false),
             keys: RwLock::new(vec![ClusterKey::derive(config)]),
             app: OnceLock::new(),
@@ -359,10 +368,12 @@ impl Fanout for ClusterRouter {
     }
 
     fn cluster_status(&self) -> Option<&'static str> {
-        if !self.is_connected() {
-            Some("degraded")
-        } else if !self.is_synced() {
+        let synced = self.is_synced();
+        if !synced && (self.is_connected() || self.started.elapsed() < STARTUP_WAIT) {
+            // Not ready: presence and revocations not copied yet.
             Some("syncing")
+        } else if !self.is_connected() {
+            Some("degraded")
         } else {
             Some("ok")
         }

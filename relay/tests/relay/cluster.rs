@@ -148,7 +148,8 @@ async fn node_with(site: &Site, urls: &[String], name: &str, limits: &str) -> Re
         "\n[cluster]\nnats = [{}]\nnode_name = \"{name}\"\nheartbeat_secs = {HEARTBEAT}\nnode_timeout_secs = {NODE_TIMEOUT}\n",
         list.join(", ")
     );
-    Relay::start_with(site.clone(), &[site], &format!("{limits}{extra}")).await
+    let log = std::env::var("BM_TEST_RELAY_LOG").unwrap_or_else(|_| "info".into());
+    Relay::start_env(site.clone(), &[site], &format!("{limits}{extra}"), &[("RUST_LOG", log.as_str())]).await
 }
 
 async fn healthz(r: &Relay) -> Value {
@@ -503,7 +504,7 @@ async fn forged_cluster_messages_are_refused() {
     nc.publish("bmr.all", bytes::Bytes::from_static(b"{\"t\":\"dis\"}")).await.unwrap();
     nc.flush().await.unwrap();
     bob.silent_for(Duration::from_millis(300)).await;
-    assert_eq!(b.metric("bm_relay_cluster_rejected_total").await, 3.0);
+    assert_eq!(b.metric("bm_relay_cluster_rejected_total").await, 3.0, "{}", b.log());
     assert_eq!(b.metric("bm_relay_deliveries_total").await, 0.0);
 }
 
