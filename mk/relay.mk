@@ -47,3 +47,9 @@ TEST_TARGETS += test-cluster
 test-cluster: ## the relay cluster over real nats-servers (installs nats-server if missing)
 	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/install-deps.sh broker
 	$(CARGO) test --locked -p bm-relay --test relay cluster:: -- --ignored --test-threads 2
+
+# Two relays over a three-server NATS cluster, a push to relay 1 reaching a
+# listener on relay 2 (relay level: no WordPress). Stops on its own.
+.PHONY: demo-relay-cluster
+demo-relay-cluster: relay ## two relays over three nats-servers: a push to relay 1 reaches Bob on relay 2
+	bash scripts/demo-relay-cluster.sh
