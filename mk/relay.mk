@@ -49,3 +49,20 @@ CONFORMANCE_PYTHON ?= /usr/bin/python3
 test-conformance: relay ## RFC 6455 conformance of the relay's WebSockets (Python clients, real sockets)
 	@$(CONFORMANCE_PYTHON) -c 'import websockets' 2>/dev/null || bash scripts/install-deps.sh conformance
 	BM_RELAY_BIN=$(CURDIR)/target/release/bm-relay timeout 600 $(CONFORMANCE_PYTHON) relay/tests/conformance/test_ws_conformance.py
+
+# The cluster suite (relay/tests/relay/cluster.rs): real nats-servers on
+# free loopback ports with a private config (one, or three in a NATS
+# cluster), two to four relays joined through them; ~10 s. Its tests are
+# #[ignore]d under test-rust so they run once, here.
+TEST_TARGETS += test-cluster
+
+.PHONY: test-cluster
+test-cluster: ## the relay cluster over real nats-servers (installs nats-server if missing)
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/install-deps.sh broker
+	$(CARGO) test --locked -p bm-relay --test relay cluster:: -- --ignored --test-threads 2
+
+# Two relays over a three-server NATS cluster, a push to relay 1 reaching a
+# listener on relay 2 (relay level: no WordPress). Stops on its own.
+.PHONY: demo-relay-cluster
+demo-relay-cluster: relay ## two relays over three nats-servers: a push to relay 1 reaches Bob on relay 2
+	bash scripts/demo-relay-cluster.sh

@@ -470,6 +470,70 @@ struct FileConfig {
     limits: Option<Spanned<toml::Table>>,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    cluster: Option<ClusterFile>,
+}
+
+/// The `[cluster]` table of the config file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    #[serde(default)]
+    nats: Vec<String>,
+    node_name: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    credentials_file: Option<PathBuf>,
+    nkey_seed_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+    heartbeat_secs: Option<f64>,
+    node_timeout_secs: Option<f64>,
+}
+
+/// Joining other relays over NATS (docs/PROTOCOL.md, "Cluster"). Absent:
+/// a single node, exactly as without this feature.
+#[derive(Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://host:4222`), tried in turn.
+    pub nats: Vec<String>,
+    /// This node's name, unique in the cluster (default: host name + pid).
+    pub node_name: String,
+    /// NATS user (with `password`); file or `BM_RELAY_NATS_USER` only.
+    pub user: Option<String>,
+    /// NATS password; file or `BM_RELAY_NATS_PASSWORD` only.
+    pub password: Option<String>,
+    /// NATS token; file or `BM_RELAY_NATS_TOKEN` only.
+    pub token: Option<String>,
+    /// A NATS `.creds` file (JWT + nkey).
+    pub credentials_file: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// CA certificate (PEM) for `tls://` servers; TLS is then required.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Interval of this node's heartbeat.
+    pub heartbeat_secs: f64,
+    /// A node not heard from for this long leaves presence on the others.
+    pub node_timeout_secs: f64,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password or token.
+        f.debug_struct("ClusterConfig").field("nats", &self.nats).field("node_name", &self.node_name).finish()
+    }
+}
+
+/// The default node name: host name + pid, unique per process.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    format!("{}-{}", if host.is_empty() { "relay" } else { &host }, std::process::id())
+}
+
+/// A node name usable as a NATS subject token.
+fn valid_node_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// What the command line (and, through clap, the environment) adds on top
@@ -491,6 +555,10 @@ pub struct Overrides {
     pub sites: Vec<String>,
     /// `--log-format`.
     pub log_format: Option<String>,
+    /// `--nats` / `BM_RELAY_NATS`: comma-separated NATS URLs.
+    pub nats: Option<String>,
+    /// `--node-name` / `BM_RELAY_NODE_NAME`.
+    pub node_name: Option<String>,
 }
 
 /// The relay's complete, validated configuration.
@@ -509,6 +577,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Logging.
     pub log: LogConfig,
+    /// The cluster, if `--nats` / `[cluster] nats` names servers.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -584,6 +654,7 @@ impl Config {
         let mut log = LogConfig::default();
         let mut warnings = Vec::new();
         let mut sites_file: Option<PathBuf> = None;
+        let mut cluster_file = ClusterFile::default();
 
         if let Some(path) = &o.config {
             let text = std::fs::read_to_string(path)
@@ -616,6 +687,9 @@ impl Config {
                 })?;
             }
             log = file.log;
+            if let Some(c) = file.cluster {
+                cluster_file = c;
+            }
             if let Some(v) = &file.sites_file {
                 // Relative to the config file's folder, as an admin reads it.
                 let p = Path::new(v.get_ref());
@@ -656,13 +730,54 @@ impl Config {
             Some(other) => return Err(invalid("log.format", format!("`{other}` is neither `text` nor `json`"))),
         }
         limits.validate().map_err(|(key, msg)| invalid(format!("limits.{key}"), msg))?;
-        Ok(Config { listen, admin_listen, sites: Arc::new(sites), limits, log, warnings })
+        let cluster = cluster_config(o, cluster_file)?;
+        Ok(Config { listen, admin_listen, sites: Arc::new(sites), limits, log, warnings, cluster })
     }
 
     /// Reads only the config file named by `path` (for tests and tooling).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         Config::load(&Overrides { config: Some(path.to_path_buf()), ..Overrides::default() })
     }
+}
+
+/// The cluster settings: file, then environment, then flags. Credentials
+/// come from the file or the environment only (argv is world-readable).
+fn cluster_config(o: &Overrides, f: ClusterFile) -> Result<Option<ClusterConfig>, ConfigError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut nats = f.nats;
+    if let Some(v) = &o.nats {
+        nats = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    }
+    if nats.is_empty() {
+        return Ok(None);
+    }
+    for u in &nats {
+        let ok = ["nats://", "tls://"].iter().any(|p| u.starts_with(p)) && u.len() > 7;
+        if !ok {
+            return Err(invalid("cluster.nats / --nats", format!("`{}` is not a nats:// or tls:// URL", u.escape_default())));
+        }
+    }
+    let node_name = o.node_name.clone().or(f.node_name).unwrap_or_else(default_node_name);
+    if !valid_node_name(&node_name) {
+        return Err(invalid("cluster.node_name / --node-name", "use 1-64 characters of A-Z a-z 0-9 - _"));
+    }
+    let heartbeat_secs = f.heartbeat_secs.unwrap_or(1.0);
+    let node_timeout_secs = f.node_timeout_secs.unwrap_or(5.0);
+    if !(0.05..=60.0).contains(&heartbeat_secs) || node_timeout_secs < 2.0 * heartbeat_secs || node_timeout_secs > 600.0 {
+        return Err(invalid("cluster", "heartbeat_secs must be 0.05-60 and node_timeout_secs at least twice it (at most 600)"));
+    }
+    Ok(Some(ClusterConfig {
+        nats,
+        node_name,
+        user: env("BM_RELAY_NATS_USER").or(f.user),
+        password: env("BM_RELAY_NATS_PASSWORD").or(f.password),
+        token: env("BM_RELAY_NATS_TOKEN").or(f.token),
+        credentials_file: env("BM_RELAY_NATS_CREDS").map(PathBuf::from).or(f.credentials_file),
+        nkey_seed_file: env("BM_RELAY_NATS_NKEY_SEED_FILE").map(PathBuf::from).or(f.nkey_seed_file),
+        tls_ca_file: env("BM_RELAY_NATS_TLS_CA").map(PathBuf::from).or(f.tls_ca_file),
+        heartbeat_secs,
+        node_timeout_secs,
+    }))
 }
 
 /// Reads a key file: `"site id" = "relay key"` lines (TOML). Refuses a
@@ -775,6 +890,9 @@ mod tests {
         assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
         assert_eq!(c.sites.len(), 1);
         assert_eq!(c.log.format.as_deref(), Some("text"));
+        assert!(c.cluster.is_none(), "the sample is a single node");
+        let clustered = sample.replace("# [cluster]\n# nats", "[cluster]\nnats");
+        assert_eq!(load_text(&clustered).unwrap().cluster.unwrap().nats.len(), 2, "the [cluster] sample parses once uncommented");
     }
 
     #[test]
@@ -790,6 +908,31 @@ mod tests {
         assert_eq!(c.sites.len(), 3);
         let bad = Overrides { sites: vec!["nokey".into()], ..Overrides::default() };
         assert!(Config::load(&bad).unwrap_err().to_string().contains("--site"));
+    }
+
+    /// `[cluster]` from the file, `--nats` over it; no cluster without
+    /// servers; a bad URL or node name is refused; secrets stay out of Debug.
+    #[test]
+    fn cluster_settings() {
+        assert!(load_text("").unwrap().cluster.is_none(), "no --nats: a single node");
+        let c = load_text(
+            "[cluster]\nnats = [\"nats://10.0.0.1:4222\", \"tls://n2:4222\"]\nnode_name = \"r-1\"\npassword = \"s3cret\"\nuser = \"u\"\n",
+        )
+        .unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.nats.len(), 2);
+        assert_eq!(cl.node_name, "r-1");
+        assert_eq!((cl.heartbeat_secs, cl.node_timeout_secs), (1.0, 5.0));
+        assert!(!format!("{cl:?}").contains("s3cret"));
+        let o = Overrides { nats: Some("nats://a:1, nats://b:2".into()), ..Overrides::default() };
+        let cl = Config::load(&o).unwrap().cluster.unwrap();
+        assert_eq!(cl.nats, vec!["nats://a:1", "nats://b:2"]);
+        assert!(cl.node_name.ends_with(&format!("-{}", std::process::id())), "{}", cl.node_name);
+        let bad = Overrides { nats: Some("http://a:1".into()), ..Overrides::default() };
+        assert!(Config::load(&bad).unwrap_err().to_string().contains("nats"));
+        let bad = Overrides { nats: Some("nats://a:1".into()), node_name: Some("a.b".into()), ..Overrides::default() };
+        assert!(Config::load(&bad).is_err(), "a dot would split the NATS subject");
+        assert!(load_text("[cluster]\nnats = [\"nats://a:1\"]\nheartbeat_secs = 3.0\nnode_timeout_secs = 4.0\n").is_err());
     }
 
     /// An operator who swaps site and key must not see the key echoed.

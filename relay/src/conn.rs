@@ -150,6 +150,12 @@ impl Conn {
         std::mem::take(&mut *self.subs()).into_iter().map(|(t, _)| t).collect()
     }
 
+    /// The threads the socket watches (left in place; for the cluster's
+    /// presence directory, read before a teardown takes them).
+    pub fn threads(&self) -> Vec<ThreadId> {
+        self.subs().iter().map(|(t, _)| *t).collect()
+    }
+
     /// Number of subscriptions.
     pub fn sub_count(&self) -> usize {
         self.subs().len()

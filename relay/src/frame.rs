@@ -47,6 +47,24 @@ impl Frame {
         Frame(Bytes::from(b))
     }
 
+    /// A complete frame received from another relay of the cluster: only a
+    /// single final, unmasked text frame whose length header matches, so a
+    /// malformed message cannot corrupt a socket's byte stream.
+    pub fn from_encoded(b: Bytes) -> Option<Frame> {
+        if b.len() < 2 || b[0] != (0x80 | OP_TEXT) || b[1] & 0x80 != 0 {
+            return None;
+        }
+        let (header, n) = match b[1] {
+            126 => (4, u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize),
+            127 => (10, u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize),
+            n => (2, n as usize),
+        };
+        if b.len() != header + n || std::str::from_utf8(&b[header..]).is_err() {
+            return None;
+        }
+        Some(Frame(b))
+    }
+
     /// A text frame (the relay's frames are JSON text).
     pub fn text(payload: &str) -> Frame {
         Frame::encode(OP_TEXT, payload.as_bytes())

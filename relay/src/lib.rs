@@ -13,6 +13,7 @@
 //! | [`frame`] | one server frame, encoded once per event and shared by every recipient |
 //! | [`outbox`] | one socket's write side: the bounded queue and the direct write into the socket |
 //! | [`conn`] | one socket's routing handle: site, user, token times, subscriptions, its outbox |
+//! | [`cluster`] | several relays as one over core NATS: the [`router::Fanout`] of a cluster node |
 //! | [`router`] | the sharded routing table behind the [`router::Fanout`] trait, with the socket caps |
 //! | [`revocations`] | what `/v1/disconnect` revoked, bounded per site |
 //! | [`bucket`] | the token bucket behind every rate limit |
@@ -25,6 +26,8 @@
 //! | [`tools`] | `keygen`, `derive`, `token`, `push`, `listen` |
 
 pub mod bucket;
+#[warn(missing_docs)]
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod frame;

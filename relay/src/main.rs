@@ -147,6 +147,15 @@ struct ServeArgs {
     /// Log format: text or json. The filter is RUST_LOG (default: info).
     #[arg(long)]
     log_format: Option<String>,
+    /// Join a cluster over NATS: comma-separated server URLs
+    /// (nats://h1:4222,nats://h2:4222). Credentials come from the config
+    /// file's [cluster] table or BM_RELAY_NATS_USER / _PASSWORD / _TOKEN /
+    /// _CREDS, never from the command line.
+    #[arg(long, env = "BM_RELAY_NATS")]
+    nats: Option<String>,
+    /// This node's name in the cluster [default: host name + pid].
+    #[arg(long, env = "BM_RELAY_NODE_NAME")]
+    node_name: Option<String>,
 }
 
 /// Whether an event may be logged at all, whatever the filter says: the
@@ -221,6 +230,8 @@ fn main() -> ExitCode {
                 env_sites: std::env::var("BM_RELAY_SITES").ok(),
                 sites: a.site,
                 log_format: a.log_format,
+                nats: a.nats,
+                node_name: a.node_name,
             };
             let config = match Config::load(&overrides) {
                 Ok(c) => c,

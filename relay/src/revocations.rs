@@ -64,6 +64,10 @@ impl SiteRecords {
     }
 }
 
+/// One site's revocations as [`Revocations::export`] gives them: the site,
+/// its floor, and (user, thread, time) records.
+pub type SiteExport = (SiteId, u64, Vec<(UserId, Option<ThreadId>, u64)>);
+
 /// The revocation records of a running relay.
 #[derive(Default)]
 pub struct Revocations {
@@ -134,6 +138,29 @@ impl Revocations {
         }
         let covers = |scope: Scope| r.at.get(&scope).is_some_and(|t| iat <= *t);
         covers((user, None)) || (thread.is_some() && covers((user, thread)))
+    }
+
+    /// Every record and each site's floor: what a node joining a cluster
+    /// copies before it reports ready (ids and times only).
+    pub fn export(&self) -> Vec<SiteExport> {
+        let sites: Vec<_> = self.sites.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        sites
+            .into_iter()
+            .map(|(site, r)| {
+                let r = r.read().unwrap_or_else(|p| p.into_inner());
+                (site, r.floor, r.at.iter().map(|((u, t), at)| (*u, *t, *at)).collect())
+            })
+            .collect()
+    }
+
+    /// Raises a site's floor (copied from a peer); never lowers it.
+    pub fn raise_floor(&self, site: &SiteId, floor: u64) {
+        if floor == 0 {
+            return;
+        }
+        let records = self.sites.write().unwrap_or_else(|p| p.into_inner()).entry(site.clone()).or_default().clone();
+        let mut r = records.write().unwrap_or_else(|p| p.into_inner());
+        r.floor = r.floor.max(floor);
     }
 
     /// Records held, over all sites (for `/metrics`).

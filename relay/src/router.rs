@@ -29,6 +29,10 @@ use crate::conn::{Conn, SubError};
 use crate::frame::Frame;
 use crate::outbox::{CloseRequest, Enqueued};
 
+/// A node's presence state: (site, user, sockets) and (site, thread,
+/// subscribers).
+pub type Inventory = (Vec<(SiteId, UserId, u32)>, Vec<(SiteId, ThreadId, u32)>);
+
 /// Number of shards per table; a power of two.
 const SHARDS: usize = 16;
 
@@ -92,6 +96,21 @@ pub trait Fanout: Send + Sync + 'static {
     fn sockets(&self, site: Option<&SiteId>) -> Vec<Arc<Conn>>;
     /// Counts for `/metrics`: sockets, users online, subscriptions.
     fn counts(&self) -> Counts;
+    /// A wait before a registered socket is told `ready`: in a cluster,
+    /// until every other node can route to it (docs/PROTOCOL.md,
+    /// "Cluster"). `None` (the single node): no wait, no allocation.
+    fn routable(&self, _conn: &Arc<Conn>) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        None
+    }
+    /// What push results and `/healthz` add about the cluster: `None` for a
+    /// single node or a healthy cluster, `Some("degraded")` while NATS is
+    /// unreachable.
+    fn cluster_status(&self) -> Option<&'static str> {
+        None
+    }
+    /// Appends the cluster's Prometheus lines to `/metrics` (none for a
+    /// single node).
+    fn cluster_metrics(&self, _out: &mut String) {}
 }
 
 /// Gauges for `/metrics`.
@@ -264,6 +283,39 @@ impl LocalRouter {
             .entry(site.clone())
             .or_insert_with(|| Arc::new(SiteRoutes { users: Shards::new(), threads: Shards::new(), sockets: AtomicUsize::new(0) }))
             .clone()
+    }
+}
+
+impl LocalRouter {
+    /// Sockets of `user` that are not closing (the cluster's presence
+    /// directory publishes this count).
+    pub fn user_sockets(&self, site: &SiteId, user: UserId) -> u32 {
+        self.site(site).map(|r| r.users.with(user, |c| c.iter().filter(|c| c.close_requested().is_none()).count() as u32)).unwrap_or(0)
+    }
+
+    /// Subscribers of `thread` here.
+    pub fn thread_sockets(&self, site: &SiteId, thread: ThreadId) -> u32 {
+        self.site(site).map(|r| r.threads.with(thread, |c| c.len() as u32)).unwrap_or(0)
+    }
+
+    /// Every (site, user, sockets) and (site, thread, subscribers) held
+    /// here: the node's own presence state, republished whole only after a
+    /// NATS outage or when a peer missed a delta.
+    pub fn inventory(&self) -> Inventory {
+        let sites: Vec<(SiteId, Arc<SiteRoutes>)> =
+            self.sites.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (mut users, mut threads) = (Vec::new(), Vec::new());
+        for (id, s) in sites {
+            for m in &s.users.maps {
+                let m = m.lock().unwrap_or_else(|p| p.into_inner());
+                users.extend(m.iter().map(|(u, l)| (id.clone(), *u, l.len() as u32)));
+            }
+            for m in &s.threads.maps {
+                let m = m.lock().unwrap_or_else(|p| p.into_inner());
+                threads.extend(m.iter().map(|(t, l)| (id.clone(), *t, l.len() as u32)));
+            }
+        }
+        (users, threads)
     }
 }
 

@@ -37,6 +37,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The cluster link could not start (bad address or credentials).
+    #[error("cluster: {0}")]
+    Cluster(crate::cluster::link::ClusterError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -60,20 +63,39 @@ pub async fn serve(config: Config, overrides: Overrides) -> Result<(), ServeErro
         sites = config.sites.len(),
         "bm-relay listening"
     );
-    let router: Arc<dyn Fanout> = Arc::new(LocalRouter::new());
+    // Without a cluster the router is today's `LocalRouter`, unwrapped:
+    // a single node pays nothing for the cluster's existence.
+    let cluster = config.cluster.clone().map(|c| crate::cluster::ClusterRouter::new(c, &config));
+    let router: Arc<dyn Fanout> = match &cluster {
+        Some(c) => c.clone(),
+        None => Arc::new(LocalRouter::new()),
+    };
     let app = App::new(config, router);
+    if let Some(c) = &cluster {
+        crate::cluster::link::start(c.clone(), app.clone()).await.map_err(ServeError::Cluster)?;
+    }
     tokio::spawn(crate::http::serve_client(client, app.clone()));
     tokio::spawn(crate::http::serve_admin(admin, app.clone()));
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&app, &overrides).await,
+            _ = hup.recv() => {
+                reload(&app, &overrides).await;
+                if let Some(c) = &cluster {
+                    c.rekey(&app.config());
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tokio::select! {
-        _ = shutdown(&app) => {}
+        _ = async {
+            shutdown(&app).await;
+            if let Some(c) = &cluster {
+                c.leave().await;
+            }
+        } => {}
         // A second SIGTERM/SIGINT ends the wait at once.
         _ = term.recv() => tracing::warn!("second signal: exiting without waiting for sockets"),
         _ = int.recv() => tracing::warn!("second signal: exiting without waiting for sockets"),

@@ -75,17 +75,35 @@ fn admin_request(req: Request<Incoming>, app: &App) -> Response<Body> {
         (&Method::GET, "/healthz") => {
             let cfg = app.config();
             let down = app.is_shutting_down();
+            // In a cluster: "syncing" (503, not ready: presence and
+            // revocations not yet copied), "degraded" (200: NATS down, this
+            // node serves its own sockets) or "ok".
+            let cluster = app.router.cluster_status();
+            let syncing = cluster == Some("syncing");
+            let status = if down {
+                "shutting_down"
+            } else if syncing {
+                "syncing"
+            } else if cluster == Some("degraded") {
+                "degraded"
+            } else {
+                "ok"
+            };
             // No pid: nothing here helps an attacker aim at the process.
-            let body = serde_json::json!({
-                "status": if down { "shutting_down" } else { "ok" },
+            let mut body = serde_json::json!({
+                "status": status,
                 "version": env!("CARGO_PKG_VERSION"),
                 "sites": cfg.sites.len(),
                 "connections": app.metrics.ws_open.load(Relaxed),
             });
-            json(if down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, body.to_string())
+            if let Some(c) = cluster {
+                body["cluster"] = serde_json::Value::from(c);
+            }
+            json(if down || syncing { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, body.to_string())
         }
         (&Method::GET, "/metrics") => {
-            let text = app.metrics.render(app.router.counts(), app.config().sites.len());
+            let mut text = app.metrics.render(app.router.counts(), app.config().sites.len());
+            app.router.cluster_metrics(&mut text);
             let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

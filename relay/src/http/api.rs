@@ -214,11 +214,19 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
                 }
                 results.push(PushResult { online: d.online, sockets: d.sockets });
             }
+            // Documented in PROTOCOL.md, "Cluster": present only while this
+            // node cannot reach NATS (results are then this node's alone).
+            if app.router.cluster_status() == Some("degraded") {
+                return Ok(serde_json::json!({ "results": results, "cluster": "degraded" }).to_string());
+            }
             Ok(serde_json::to_string(&PushResponse { results }).expect("results serialize"))
         }
         Endpoint::Presence => {
             let p: PresenceRequest = api::parse_users_body(text, &api_limits)?;
             let online = app.router.presence(&site, &p.users);
+            if app.router.cluster_status() == Some("degraded") {
+                return Ok(serde_json::json!({ "online": online, "cluster": "degraded" }).to_string());
+            }
             Ok(serde_json::to_string(&PresenceResponse { online }).expect("presence serializes"))
         }
         Endpoint::Disconnect => {

@@ -218,6 +218,12 @@ where
         return finish(&app, ws, why).await;
     }
     tracing::debug!(conn = conn.id, site = %conn.site, user = %conn.user, "socket authenticated");
+    // In a cluster, `ready` waits (bounded) until every node can route to
+    // this socket: nothing pushed after `ready` is lost (PROTOCOL.md,
+    // "Cluster"). A single node returns None here and never waits.
+    if let Some(routable) = app.router.routable(&conn) {
+        routable.await;
+    }
     conn.enqueue(&Frame::from(frames::ready(claims.sub, claims.exp)), limits.outbound_queue_bytes);
 
     let exp = claims.exp;

@@ -212,6 +212,8 @@ impl Relay {
             .env_remove("BM_RELAY_SITES")
             .env_remove("BM_RELAY_LISTEN")
             .env_remove("BM_RELAY_ADMIN_LISTEN")
+            .env_remove("BM_RELAY_NATS")
+            .env_remove("BM_RELAY_NODE_NAME")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0);

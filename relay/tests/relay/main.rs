@@ -4,6 +4,7 @@
 mod admission;
 mod auth;
 mod cli;
+mod cluster;
 mod common;
 mod delivery;
 mod hardening;
