@@ -14,12 +14,15 @@ declare -A GROUPS_=(
   # `make lint-php` (PHP_CodeSniffer, ruleset phpcs.xml)
   [lint]="php-codesniffer"
   [broker]="nats-server"
+  # `make package` / `make test-package`: lintian checks the debs,
+  # systemd-analyze verifies the unit, adduser runs the relay's postinst
+  [package]="lintian systemd adduser"
   [browser]="chromium fonts-noto-color-emoji"
   # benchmarks only (mk/bench.mk installs it; not part of `make deps`)
   [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
 )
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint)
+[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint package)
 
 want=()
 for g in "${groups[@]}"; do

@@ -45,7 +45,10 @@ fi
 
 # 3. systemd.
 if command -v systemd-analyze >/dev/null; then
-  sed -e "s#/usr/local/bin/bm-relay#$BIN#" bm-relay.service > "$tmp/bm-relay.service"
+  # The man: pages of Documentation= exist only once the Debian package is
+  # installed (verify runs `man` on them); make test-package verifies the
+  # installed unit with them, here they are left out.
+  sed -e "s#/usr/bin/bm-relay#$BIN#" -e '/^Documentation=/ s#man:[^ ]* *##g' bm-relay.service > "$tmp/bm-relay.service"
   out=$(systemd-analyze verify "$tmp/bm-relay.service" 2>&1 || true)
   if [ -n "$out" ]; then echo "$out" >&2; echo "check: systemd-analyze verify failed" >&2; exit 1; fi
   echo "check: systemd-analyze verify accepts bm-relay.service"
