@@ -55,14 +55,9 @@ enum Peek {
 /// One `recv(MSG_PEEK | MSG_DONTWAIT)`: whether a read would return now,
 /// without changing the socket's blocking mode (one syscall, not three).
 fn peek_now(s: &TcpStream) -> Peek {
-    extern "C" {
-        fn recv(fd: std::os::raw::c_int, buf: *mut std::os::raw::c_void, len: usize, flags: std::os::raw::c_int) -> isize;
-    }
-    const MSG_PEEK: std::os::raw::c_int = 0x02;
-    const MSG_DONTWAIT: std::os::raw::c_int = 0x40;
     let mut byte = 0u8;
     // SAFETY: a 1-byte buffer we own; the fd is open for the call's duration.
-    let n = unsafe { recv(s.as_raw_fd(), (&raw mut byte).cast(), 1, MSG_PEEK | MSG_DONTWAIT) };
+    let n = unsafe { libc::recv(s.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
     if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
         Peek::Empty
     } else {

@@ -111,6 +111,8 @@ fn maybe_log_failures(force: bool) {
     });
 }
 
+// PHP's own logger (main/main.c); not bound by ext-php-rs. The severity is
+// a syslog level.
 extern "C" {
     fn php_log_err_with_severity(message: *const std::os::raw::c_char, syslog_type: std::os::raw::c_int);
 }
@@ -118,8 +120,8 @@ extern "C" {
 /// Writes one line to the PHP error log (never shown to the visitor).
 fn log_error(msg: &str) {
     if let Ok(c) = std::ffi::CString::new(msg.replace('\0', " ")) {
-        // SAFETY: PHP's logger copies the NUL-terminated string; 4 is LOG_WARNING.
-        unsafe { php_log_err_with_severity(c.as_ptr(), 4) };
+        // SAFETY: PHP's logger copies the NUL-terminated string.
+        unsafe { php_log_err_with_severity(c.as_ptr(), libc::LOG_WARNING) };
     }
 }
 
@@ -596,24 +598,7 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
 /// ourselves with RTLD_NODELETE makes the unload a no-op, as for a
 /// statically built extension.
 fn pin_library() {
-    use std::os::raw::{c_char, c_int, c_void};
-    /// glibc's `Dl_info`.
-    #[repr(C)]
-    struct DlInfo {
-        dli_fname: *const c_char,
-        dli_fbase: *mut c_void,
-        dli_sname: *const c_char,
-        dli_saddr: *mut c_void,
-    }
-    extern "C" {
-        fn dladdr(addr: *const c_void, info: *mut DlInfo) -> c_int;
-        fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
-    }
-    // glibc values (dlfcn.h).
-    const RTLD_NOW: c_int = 0x2;
-    const RTLD_NOLOAD: c_int = 0x4;
-    const RTLD_NODELETE: c_int = 0x1000;
-    let mut info = DlInfo {
+    let mut info = libc::Dl_info {
         dli_fname: std::ptr::null(),
         dli_fbase: std::ptr::null_mut(),
         dli_sname: std::ptr::null(),
@@ -622,8 +607,8 @@ fn pin_library() {
     // SAFETY: dladdr only reads the loader's tables for an address inside
     // this library; dlopen with RTLD_NOLOAD never loads anything new.
     unsafe {
-        if dladdr(pin_library as *const c_void, &mut info) != 0 && !info.dli_fname.is_null() {
-            dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+        if libc::dladdr(pin_library as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+            libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE);
         }
     }
 }

@@ -38,19 +38,11 @@ extern "C" fn forked_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
 }
 
-extern "C" {
-    fn pthread_atfork(
-        prepare: Option<extern "C" fn()>,
-        parent: Option<extern "C" fn()>,
-        child: Option<extern "C" fn()>,
-    ) -> std::os::raw::c_int;
-}
-
 fn register_atfork() -> bool {
     REGISTER.call_once(|| {
         // SAFETY: registers a handler that only touches an atomic, which is
         // async-signal-safe and valid in the single-threaded child.
-        let rc = unsafe { pthread_atfork(None, None, Some(forked_child)) };
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child as unsafe extern "C" fn())) };
         ATFORK_REGISTERED.store(rc == 0, Ordering::SeqCst);
     });
     ATFORK_REGISTERED.load(Ordering::SeqCst)

@@ -108,21 +108,11 @@ impl Stats {
 /// On Linux both are per thread, so the PHP thread is left alone. Failure
 /// (not permitted) changes nothing.
 fn lower_thread_priority() {
-    #[repr(C)]
-    struct SchedParam {
-        priority: std::os::raw::c_int,
-    }
-    extern "C" {
-        fn setpriority(which: std::os::raw::c_int, who: std::os::raw::c_uint, prio: std::os::raw::c_int) -> std::os::raw::c_int;
-        fn sched_setscheduler(pid: std::os::raw::c_int, policy: std::os::raw::c_int, param: *const SchedParam) -> std::os::raw::c_int;
-    }
-    const PRIO_PROCESS: std::os::raw::c_int = 0;
-    const SCHED_BATCH: std::os::raw::c_int = 3;
-    let param = SchedParam { priority: 0 };
+    let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: plain syscall wrappers; pid/who 0 is the calling thread on Linux.
     unsafe {
-        sched_setscheduler(0, SCHED_BATCH, &param);
-        setpriority(PRIO_PROCESS, 0, 10);
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
