@@ -15,8 +15,9 @@ declare -A GROUPS_=(
   [lint]="php-codesniffer"
   [broker]="nats-server"
   # `make package` / `make test-package`: lintian checks the debs,
-  # systemd-analyze verifies the unit, adduser runs the relay's postinst
-  [package]="lintian systemd adduser"
+  # systemd-analyze verifies the unit, adduser runs the relay's postinst;
+  # also `make test-relay-deploy` (nginx -t, systemd-analyze verify)
+  [package]="lintian systemd adduser nginx-light openssl"
   [browser]="chromium fonts-noto-color-emoji"
   # benchmarks only (mk/bench.mk installs it; not part of `make deps`)
   [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
