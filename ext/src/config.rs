@@ -350,18 +350,18 @@ mod tests {
         for (k, v) in [("timeout_ms", "0"), ("timeout_ms", "abc"), ("queue_size", "-1"), ("mode", "fast"),
                        ("url", "ftp://x"), ("url", "http://u:p@x"), ("site", "Bad Site"), ("flush_timeout_ms", "9999999")] {
             let err = Settings::parse(&raw(&[(k, v)])).unwrap_err();
-            assert!(err.message.contains(&format!("bm_relay.{k}")), "{k}={v}: {}", err.message);
+            assert!(err.to_string().contains(&format!("bm_relay.{k}")), "{k}={v}: {err}");
         }
-        assert!(raw(&[]).clone().set("nope", "1".into()).unwrap_err().message.contains("'nope'"));
+        assert!(raw(&[]).clone().set("nope", "1".into()).unwrap_err().to_string().contains("'nope'"));
     }
 
     #[test]
     fn secret_never_echoed_and_override_wins() {
         let r = raw(&[("secret", "not-a-secret-but-private")]);
         let e = load_secret(&r).unwrap_err();
-        assert!(e.message.contains("bm_relay.secret") && !e.message.contains("private"));
+        assert!(e.to_string().contains("bm_relay.secret") && !e.to_string().contains("private"));
         let mut r = raw(&[("secret_file", "/nonexistent/secret")]);
-        assert!(load_secret(&r).unwrap_err().message.contains("no such file"));
+        assert!(load_secret(&r).unwrap_err().to_string().contains("no such file"));
         r.set("secret", "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0".into()).unwrap();
         assert!(load_secret(&r).is_ok());
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
 
-use crate::error::BmError;
+use crate::error::{BmError, Unreachable};
 use crate::relay::{self, Endpoint, Target};
 
 /// Largest reply accepted (the relay's answers are small JSON documents).
@@ -280,11 +280,11 @@ pub fn send(
         target.site,
         body.len()
     )
-    .map_err(|e| BmError::relay(e.to_string(), 0))?;
+    .map_err(|e| BmError::internal(e.to_string()))?;
     request.extend_from_slice(body.as_bytes());
 
-    let unreachable = |why: String| BmError::relay(format!("relay unreachable for {} at {}: {why}", endpoint.name(), target.base_url), 0);
-    let timeout = || unreachable(format!("no answer within timeout_ms={}", target.timeout.as_millis()));
+    let unreachable = |cause: Unreachable| BmError::unreachable(endpoint.name(), target.base_url.as_str(), cause);
+    let timeout = || unreachable(Unreachable::Timeout { timeout_ms: target.timeout.as_millis() });
     if slot.as_ref().is_some_and(|c| c.url != *url || !c.still_open()) {
         *slot = None;
     }
@@ -296,7 +296,10 @@ pub fn send(
                 Ok(c) => c,
                 Err(Failure::Timeout) => return Err(timeout()),
                 Err(Failure::Connect(e)) | Err(Failure::Io(e)) | Err(Failure::Stale(e)) => {
-                    return Err(unreachable(format!("cannot connect (connect_timeout_ms={}): {e}", target.connect_timeout.as_millis())))
+                    return Err(unreachable(Unreachable::Connect {
+                        connect_timeout_ms: target.connect_timeout.as_millis(),
+                        error: e.to_string(),
+                    }))
                 }
             },
         };
@@ -309,7 +312,9 @@ pub fn send(
             }
             Err(Failure::Stale(_)) if attempt == 0 => continue,
             Err(Failure::Timeout) => return Err(timeout()),
-            Err(Failure::Stale(e)) | Err(Failure::Io(e)) | Err(Failure::Connect(e)) => return Err(unreachable(e.to_string())),
+            Err(Failure::Stale(e)) | Err(Failure::Io(e)) | Err(Failure::Connect(e)) => {
+                return Err(unreachable(Unreachable::Io(e.to_string())))
+            }
         }
     }
     Err(timeout())
@@ -318,6 +323,7 @@ pub fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use std::net::TcpListener;
     use std::sync::Arc;
 
@@ -383,15 +389,16 @@ mod tests {
         assert!(slot.is_some(), "kept alive");
         assert_eq!(send(&mut slot, &u, &t, Endpoint::Disconnect, "{}", deadline(), Wait::PollFirst).unwrap(), r#"{"closed":3}"#);
         let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), (401, "relay refused push: HTTP 401 bad_signature: wrong"));
+        assert_eq!((err.code(), err.to_string().as_str()), (401, "relay refused push: HTTP 401 bad_signature: wrong"));
         let heads = server.join().unwrap();
         assert!(heads[0].starts_with("POST /v1/presence HTTP/1.1\r\n"));
         assert!(heads[2].starts_with("POST /v1/push HTTP/1.1\r\n"));
         assert!(heads.iter().all(|h| h.contains("X-BM-Site: direct.example") && h.contains("X-BM-Signature: v1=")));
         // The server closed the connection: the next call notices and reconnects (and fails: nobody listens).
         let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
-        assert_eq!(err.code, 0);
-        assert!(err.message.starts_with(&format!("relay unreachable for push at {url}: cannot connect")), "{}", err.message);
+        assert_eq!(err.code(), 0);
+        assert!(matches!(err.kind(), ErrorKind::Unreachable { cause: Unreachable::Connect { .. }, .. }) && !err.is_retryable());
+        assert!(err.to_string().starts_with(&format!("relay unreachable for push at {url}: cannot connect")), "{err}");
     }
 
     #[test]
@@ -402,7 +409,8 @@ mod tests {
         let started = Instant::now();
         let err = send(&mut None, &HttpUrl::parse(&url).unwrap(), &t, Endpoint::Push, "{}", Instant::now() + Duration::from_millis(200), Wait::Block)
             .unwrap_err();
-        assert!(err.message.contains("no answer within timeout_ms=2000"), "{}", err.message);
+        assert!(err.to_string().contains("no answer within timeout_ms=2000"), "{err}");
+        assert!(matches!(err.kind(), ErrorKind::Unreachable { cause: Unreachable::Timeout { timeout_ms: 2000 }, .. }));
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(listener);
     }

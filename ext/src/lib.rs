@@ -147,12 +147,13 @@ fn deliver(res: &Resolved, sealed: Vec<event::SealedEvent>, many: bool) -> BmRes
             let wait = res.settings.timeout;
             let text = worker::with_worker(|w| w.call(&target, Endpoint::Push, body, n, wait))??;
             let reply: PushResponse = serde_json::from_str(&text)
-                .map_err(|e| BmError::relay(format!("relay answered push with an unreadable body: {e}"), 200))?;
+                .map_err(|e| BmError::bad_reply(format!("relay answered push with an unreadable body: {e}")))?;
             if reply.results.len() != sealed.len() {
-                return Err(BmError::relay(
-                    format!("relay answered {} results for {} events", reply.results.len(), sealed.len()),
-                    200,
-                ));
+                return Err(BmError::bad_reply(format!(
+                    "relay answered {} results for {} events",
+                    reply.results.len(),
+                    sealed.len()
+                )));
             }
             if many {
                 let mut list = ZendHashTable::with_capacity(reply.results.len() as u32);
@@ -365,7 +366,7 @@ fn users_call<T: serde::de::DeserializeOwned>(endpoint: Endpoint, body: String) 
     let wait = res.settings.timeout;
     let text = worker::with_worker(|w| w.call(&target, endpoint, body, 0, wait))??;
     serde_json::from_str(&text).map_err(|e| {
-        BmError::relay(format!("relay answered {} with an unreadable body: {e}", endpoint.name()), 200)
+        BmError::bad_reply(format!("relay answered {} with an unreadable body: {e}", endpoint.name()))
     })
 }
 

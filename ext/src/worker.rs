@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::error::BmError;
+use crate::error::{BmError, Unreachable};
 use crate::relay::{self, Endpoint, Target};
 
 /// Most events in one push request (the protocol's default relay limit).
@@ -92,7 +92,7 @@ impl Stats {
         self.failed.fetch_add(events, Ordering::Relaxed);
         self.unlogged_failures.fetch_add(events.max(1), Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        *lock(&self.last_error) = Some((err.message.clone(), now));
+        *lock(&self.last_error) = Some((err.to_string(), now));
     }
 }
 
@@ -209,7 +209,7 @@ impl Worker {
             .on_thread_start(lower_thread_priority)
             .enable_all()
             .build()
-            .map_err(|e| BmError::relay(format!("cannot start the background sender: {e}"), 0))?;
+            .map_err(|e| BmError::internal(format!("cannot start the background sender: {e}")))?;
         let shared = Arc::new(Shared::new());
         runtime.spawn(sender(shared.clone()));
         Ok(Worker {
@@ -233,7 +233,7 @@ impl Worker {
                 drop(p);
                 self.shared.stats.dropped.fetch_add(n, Ordering::Relaxed);
                 let err = BmError::input(format!("queue full ({queue_size} events): {n} event(s) dropped"));
-                *lock(&self.shared.stats.last_error) = Some((err.message, unix_now()));
+                *lock(&self.shared.stats.last_error) = Some((err.to_string(), unix_now()));
                 self.shared.stats.unlogged_failures.fetch_add(n, Ordering::Relaxed);
                 return false;
             }
@@ -258,10 +258,7 @@ impl Worker {
         let started = Instant::now();
         let deadline = started + wait;
         let timeout_error = || {
-            BmError::relay(
-                format!("relay unreachable for {} at {}: no answer within timeout_ms={}", endpoint.name(), target.base_url, wait.as_millis()),
-                0,
-            )
+            BmError::unreachable(endpoint.name(), target.base_url.as_str(), Unreachable::Timeout { timeout_ms: wait.as_millis() })
         };
         let result = if self.shared.pending() > 0 && !self.flush(wait) {
             Err(timeout_error())
@@ -296,7 +293,7 @@ impl Worker {
                 self.shared.stats.record_request(sent_at);
                 match r {
                     Err(_elapsed) => break Err(timeout_error()),
-                    Ok(Err(e)) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") && Instant::now() < deadline => continue,
+                    Ok(Err(e)) if e.is_retryable() && attempt == 1 && Instant::now() < deadline => continue,
                     Ok(r) => break r,
                 }
             }
@@ -369,7 +366,7 @@ impl Local {
             .enable_all()
             .max_blocking_threads(1)
             .build()
-            .map_err(|e| BmError::relay(format!("cannot start the call runtime: {e}"), 0))?;
+            .map_err(|e| BmError::internal(format!("cannot start the call runtime: {e}")))?;
         Ok(Local { runtime, clients: HashMap::new() })
     }
 
@@ -379,7 +376,7 @@ impl Local {
         }
         // The client's pool must belong to this runtime: build it inside it.
         let _guard = self.runtime.enter();
-        let c = relay::build_client(connect_timeout).map_err(|e| BmError::relay(e, 0))?;
+        let c = relay::build_client(connect_timeout).map_err(BmError::internal)?;
         self.clients.insert(connect_timeout, c.clone());
         Ok(c)
     }
@@ -408,7 +405,7 @@ pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, BmError> {
     }
     match slot.as_mut() {
         Some(w) => Ok(f(w)),
-        None => Err(BmError::relay("background sender unavailable", 0)),
+        None => Err(BmError::internal("background sender unavailable")),
     }
 }
 
@@ -478,7 +475,7 @@ async fn sender(shared: Arc<Shared>) {
             };
             match &client {
                 Ok(client) => send_batch(&shared, client, &target, &batch).await,
-                Err(e) => Err(BmError::relay(e.clone(), 0)),
+                Err(e) => Err(BmError::internal(e.clone())),
             }
         };
         match result {
@@ -524,7 +521,7 @@ async fn send_batch(shared: &Shared, client: &reqwest::Client, target: &Target, 
         shared.stats.record_request(started);
         match r {
             Ok(_) => return Ok(()),
-            Err(e) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") => {
+            Err(e) if e.is_retryable() && attempt == 1 => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(e),
@@ -698,8 +695,8 @@ mod tests {
         assert!(w.enqueue((0..3).map(|i| ev(&t, i)).collect(), 10_000));
         assert!(w.flush(Duration::from_secs(5)));
         let err = w.call(&t, Endpoint::Push, r#"{"events":[]}"#.into(), 2, Duration::from_secs(5)).unwrap_err();
-        assert_eq!(err.code, 0);
-        assert!(err.message.starts_with("relay unreachable for push at http://127.0.0.1:"), "{}", err.message);
+        assert_eq!(err.code(), 0);
+        assert!(err.to_string().starts_with("relay unreachable for push at http://127.0.0.1:"), "{err}");
         let stats = &w.shared.stats;
         assert_eq!(stats.failed.load(Ordering::Relaxed), 5);
         assert_eq!(stats.sent.load(Ordering::Relaxed), 0);
