@@ -317,6 +317,7 @@ impl Resolved {
                     relay_key: keys.relay.clone(),
                     timeout: self.settings.timeout,
                     connect_timeout: self.settings.connect_timeout,
+                    transport: crate::transport::Transport::for_url(&self.settings.url),
                 }))
             })
             .clone()

@@ -17,6 +17,7 @@ use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
 
 use crate::error::{BmError, Unreachable};
 use crate::relay::{self, Endpoint, Target};
+use crate::transport::HttpUrl;
 
 /// Largest reply accepted (the relay's answers are small JSON documents).
 const MAX_REPLY: usize = 4 * 1024 * 1024;
@@ -62,37 +63,6 @@ fn peek_now(s: &TcpStream) -> Peek {
         Peek::Empty
     } else {
         Peek::Ready
-    }
-}
-
-/// `http://host:port/prefix` split up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    /// Host as written (name or IP; IPv6 without brackets).
-    pub host: String,
-    /// Port (default 80).
-    pub port: u16,
-    /// Path prefix without trailing slash ("" for none).
-    pub prefix: String,
-}
-
-impl HttpUrl {
-    /// Parses an `http://` base URL; None for anything else (https).
-    pub fn parse(base: &str) -> Option<HttpUrl> {
-        let url = reqwest::Url::parse(base).ok()?;
-        if url.scheme() != "http" {
-            return None;
-        }
-        let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
-        Some(HttpUrl { host, port: url.port().unwrap_or(80), prefix: url.path().trim_end_matches('/').to_string() })
-    }
-
-    fn host_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
     }
 }
 
@@ -371,6 +341,7 @@ mod tests {
             relay_key: RelayKey::from_bytes([3; 32]),
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
+            transport: crate::transport::Transport::for_url(url),
         })
     }
 

@@ -16,6 +16,7 @@
 //! | [`event`] | checking and sealing one event |
 //! | [`relay`] | signed HTTP requests and the relay's replies |
 //! | [`direct`] | blocking keep-alive HTTP/1.1 for sync calls to an http relay |
+//! | [`transport`] | http (direct) or https (reqwest), decided once per target |
 //! | [`worker`] | fork-safe runtime, queue, batching sender, stats |
 //!
 //! The PHP API is documented in `docs/PHP-API.md`; IDE stubs are in
@@ -31,6 +32,7 @@ pub mod ini;
 pub mod json;
 pub mod random;
 pub mod relay;
+pub mod transport;
 pub mod request;
 pub mod values;
 pub mod worker;

@@ -12,6 +12,7 @@ use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
 use bm_proto::{RelayKey, SiteId, ThreadId, UserId};
 
 use crate::error::{BmError, Unreachable};
+use crate::transport::Transport;
 
 /// Where and how to send: one per (url, site, secret, timeouts) in force.
 pub struct Target {
@@ -25,6 +26,8 @@ pub struct Target {
     pub timeout: Duration,
     /// Connection bound.
     pub connect_timeout: Duration,
+    /// http (direct client) or https (reqwest), from `base_url`'s scheme.
+    pub transport: Transport,
 }
 
 impl Target {

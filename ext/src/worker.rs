@@ -40,6 +40,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{BmError, Unreachable};
+use crate::transport::Transport;
 use crate::relay::{self, Endpoint, Target};
 
 /// Most events in one push request (the protocol's default relay limit).
@@ -263,10 +264,10 @@ impl Worker {
         let result = if self.shared.pending() > 0 && !self.flush(wait) {
             Err(timeout_error())
         } else {
-            if let Some(url) = crate::direct::HttpUrl::parse(&target.base_url) {
+            if let Transport::Direct(url) = &target.transport {
                 // Plain http: a direct blocking exchange on this thread.
                 let sent_at = Instant::now();
-                let r = crate::direct::send(&mut self.direct, &url, target, endpoint, &body, deadline, crate::direct::Wait::PollFirst);
+                let r = crate::direct::send(&mut self.direct, url, target, endpoint, &body, deadline, crate::direct::Wait::PollFirst);
                 self.shared.stats.record_request(sent_at);
                 match &r {
                     Ok(_) => {
@@ -464,8 +465,8 @@ async fn sender(shared: Arc<Shared>) {
         };
         last_batch = tokio::time::Instant::now();
         let n = batch.len() as u64;
-        let result = if let Some(url) = crate::direct::HttpUrl::parse(&target.base_url) {
-            send_batch_direct(&shared, &mut direct, &url, &target, &batch)
+        let result = if let Transport::Direct(url) = &target.transport {
+            send_batch_direct(&shared, &mut direct, url, &target, &batch)
         } else {
             let client = match clients.get(&target.connect_timeout) {
                 Some(c) => Ok(c.clone()),
@@ -496,7 +497,7 @@ async fn sender(shared: Arc<Shared>) {
 fn send_batch_direct(
     shared: &Shared,
     conn: &mut Option<crate::direct::Conn>,
-    url: &crate::direct::HttpUrl,
+    url: &crate::transport::HttpUrl,
     target: &Target,
     batch: &[String],
 ) -> Result<(), BmError> {
@@ -544,6 +545,7 @@ mod tests {
             relay_key: RelayKey::from_bytes([7; 32]),
             timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
+            transport: crate::transport::Transport::for_url(url),
         })
     }
 
