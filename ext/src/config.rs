@@ -200,7 +200,7 @@ impl Keys {
 
     /// The thread or user key named `id`, derived once per request.
     pub fn envelope_key(&self, id: bm_proto::KeyId) -> bm_proto::EnvelopeKey {
-        let mut cache = crate::worker::lock(&self.derived);
+        let mut cache = crate::sync::lock(&self.derived);
         if let Some(k) = cache.get(&id) {
             return k.clone();
         }
@@ -378,7 +378,7 @@ mod tests {
         for t in 1..=300 {
             keys.envelope_key(bm_proto::KeyId::parse(&format!("t/{t}/1")).unwrap());
         }
-        assert!(crate::worker::lock(&keys.derived).len() <= MAX_CACHED_KEYS);
+        assert!(crate::sync::lock(&keys.derived).len() <= MAX_CACHED_KEYS);
         assert_eq!(keys.envelope_key(id).to_b64(), first.to_b64());
     }
 

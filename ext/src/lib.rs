@@ -17,6 +17,7 @@
 //! | [`relay`] | signed HTTP requests and the relay's replies |
 //! | [`direct`] | blocking keep-alive HTTP/1.1 for sync calls to an http relay |
 //! | [`transport`] | http (direct) or https (reqwest), decided once per target |
+//! | [`sync`] | poison-tolerant mutex locking |
 //! | [`worker`] | fork-safe runtime, queue, batching sender, stats |
 //!
 //! The PHP API is documented in `docs/PHP-API.md`; IDE stubs are in
@@ -32,6 +33,7 @@ pub mod ini;
 pub mod json;
 pub mod random;
 pub mod relay;
+pub mod sync;
 pub mod transport;
 pub mod request;
 pub mod values;
@@ -108,7 +110,7 @@ fn maybe_log_failures(force: bool) {
             return;
         }
         w.last_logged = Some(Instant::now());
-        let last = worker::lock(&w.shared.stats.last_error).as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
+        let last = sync::lock(&w.shared.stats.last_error).as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
         log_error(&format!("bm_relay: {n} event(s) or call(s) not delivered to the relay; last error: {last}"));
     });
 }
@@ -470,9 +472,9 @@ fn stat_array() -> BmResult<ZBox<ZendHashTable>> {
             s.failed.load(Ordering::Relaxed),
             s.dropped.load(Ordering::Relaxed),
             s.batches.load(Ordering::Relaxed),
-            worker::lock(&s.last_error).clone(),
+            sync::lock(&s.last_error).clone(),
             worker::percentiles(&w.push_latency),
-            worker::percentiles(&worker::lock(&s.batch_latency)),
+            worker::percentiles(&sync::lock(&s.batch_latency)),
         )
     })
     .unwrap_or((0, 0, 0, 0, 0, None, (0, 0), (0, 0)));

@@ -36,10 +36,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{BmError, Unreachable};
+use crate::sync::lock;
 use crate::transport::Transport;
 use crate::relay::{self, Endpoint, Target};
 
@@ -115,12 +116,6 @@ fn lower_thread_priority() {
         libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
-}
-
-/// Locks a mutex, ignoring poisoning: every critical section here leaves
-/// the data consistent, and a panic in one must not stop PHP's requests.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Pushes a sample into a bounded ring.
