@@ -14,8 +14,12 @@ use bm_proto::{ContentKey, RelayKey, SiteId, SiteSecret};
 
 use crate::error::{BmError, BmResult};
 
-/// Every setting name, without the `bm_relay.` prefix, with its default.
-/// The order is the order of phpinfo() and of the generated ini file.
+/// Every setting name, without the `bm_relay.` prefix, with its default:
+/// the one list of settings. `bm_configure()` accepts exactly these keys and
+/// phpinfo() shows them in this order; the INI entries (`ini.rs`), the
+/// sample `ext/bm_relay.ini` (shipped in the Debian package) and the table
+/// of docs/PHP-API.md are checked against it by the test
+/// `every_copy_of_the_settings_list_matches_keys`, in order and defaults.
 pub const KEYS: [(&str, &str); 9] = [
     ("url", ""),
     ("site", ""),
@@ -388,5 +392,45 @@ mod tests {
         assert_eq!(check_url("https://relay.example.com/base").unwrap(), "https://relay.example.com/base");
         assert!(check_url("127.0.0.1:80").is_err());
         assert!(check_url("http://x/?a=1").is_err());
+    }
+
+    /// The settings list exists once, here; the places that must restate
+    /// it (C-string INI entries, the shipped ini, the docs' table) are
+    /// compared with it, key by key, in order, with their defaults.
+    #[test]
+    fn every_copy_of_the_settings_list_matches_keys() {
+        let ini_rs = include_str!("ini.rs");
+        let entries: Vec<String> = ini_rs
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("IniEntryDef::new(c\"bm_relay."))
+            .map(|rest| {
+                let (key, rest) = rest.split_once('"').unwrap();
+                let default = rest.split('"').nth(1).unwrap();
+                format!("{key}={default}")
+            })
+            .collect();
+        let keys: Vec<String> = KEYS.iter().map(|(k, d)| format!("{k}={d}")).collect();
+        assert_eq!(entries, keys, "ext/src/ini.rs");
+
+        let sample = include_str!("../bm_relay.ini");
+        let sample_keys: Vec<&str> = sample
+            .lines()
+            .filter_map(|l| l.strip_prefix(";bm_relay."))
+            .map(|l| l.split([' ', '=']).next().unwrap())
+            .collect();
+        assert_eq!(sample_keys, KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "ext/bm_relay.ini");
+
+        let doc = include_str!("../../docs/PHP-API.md");
+        let rows: Vec<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `bm_relay."))
+            .map(|l| {
+                let (key, rest) = l.split_once('`').unwrap();
+                let default = rest.split('|').nth(1).unwrap().trim();
+                let default = if default == "(none)" { "" } else { default.trim_matches('`') };
+                format!("{key}={default}")
+            })
+            .collect();
+        assert_eq!(rows, keys, "the settings table of docs/PHP-API.md");
     }
 }
