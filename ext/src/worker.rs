@@ -3,7 +3,7 @@
 //! [`crate::direct`] for an `http://` relay, one reqwest client per connect
 //! timeout for `https://`), and the queue between PHP and them.
 //!
-//! Fork safety (see NOTES.md, "PHP-FPM and threads"): FPM's master runs MINIT
+//! Fork safety: FPM's master runs MINIT
 //! and then forks; threads do not survive a fork, so a runtime made before it
 //! is dead in the children. The worker is therefore created lazily on first
 //! use and tagged with `std::process::id()`. When the pid differs (we are a
