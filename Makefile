@@ -20,6 +20,11 @@ TEST_TARGETS := test-rust
 
 -include mk/*.mk
 
+# Every part's file must be there: a missing mk/<part>.mk would drop its
+# suite from `make test` without a word. A new part adds its name here.
+MK_PARTS := relay ext wp client e2e bench package
+$(foreach m,$(MK_PARTS),$(if $(wildcard mk/$(m).mk),,$(error mk/$(m).mk is missing: its tests would silently not run)))
+
 # Fast, self-contained suites first; the end-to-end test, which needs all
 # the others' parts, last. Targets not named here run after these.
 TEST_ORDER := test-rust test-relay-deploy test-client test-ext test-fallback test-wp test-e2e

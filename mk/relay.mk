@@ -25,6 +25,7 @@ demo-relay: relay ## the relay alone: a generated site, a push reaching `bm-rela
 	bash scripts/demo-relay.sh
 
 test-relay-deploy: relay ## relay/deploy: sample TOML starts a relay, nginx -t, systemd-analyze verify
+	@bash scripts/install-deps.sh package
 	bash relay/deploy/check.sh
 
 # The scripted attacker of issue #11 against the release relay on loopback

@@ -38,24 +38,22 @@ test-wp-ext: wp-deps wp-relay wp-ext plugin-zip
 	@php -n -d extension=$(WP_EXT_SO) -r 'exit(function_exists("bm_push") && (new ReflectionFunction("bm_push"))->isInternal() ? 0 : 1);' \
 	  || { echo "test-wp: $(WP_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; }
 	@echo "== WordPress suite with the extension ($(WP_EXT_SO))"
-	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_EXPECT_IMPL=extension BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 56 php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
 	@echo "== WordPress multisite suite with the extension"
-	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
+	@BM_EXPECT_IMPL=extension BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 6 php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
 test-wp-fallback: wp-deps wp-relay plugin-zip
 	@echo "== WordPress suite with the pure-PHP fallback"
-	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_EXPECT_IMPL=fallback BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 56 php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
 	@echo "== WordPress multisite suite with the pure-PHP fallback"
-	@BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
+	@BM_EXPECT_IMPL=fallback BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 6 php $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
 test-fallback: wp-deps ## the PHP API suite and vectors without the extension (pure-PHP fallback)
 	@echo "== API vectors, pure-PHP fallback"
-	php $(WP_PHPUNIT) -c php-tests/wp/fallback/phpunit.xml
-	@if [ -f php-tests/api/phpunit.xml ]; then \
-	  echo "== php-tests/api without the extension (fallback), excluding group ext-only"; \
-	  $(MAKE) --no-print-directory wp-relay && \
-	  BM_RELAY_BIN=$(WP_RELAY) php $(WP_PHPUNIT) -c php-tests/api/phpunit.xml --exclude-group ext-only --do-not-cache-result; \
-	else echo "test-fallback: php-tests/api does not exist yet"; fi
+	BM_EXPECT_IMPL=fallback scripts/test-floor.sh 29 php $(WP_PHPUNIT) -c php-tests/wp/fallback/phpunit.xml
+	@echo "== php-tests/api without the extension (fallback), excluding group ext-only"
+	@$(MAKE) --no-print-directory wp-relay
+	BM_EXPECT_IMPL=fallback BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 139 php $(WP_PHPUNIT) -c php-tests/api/phpunit.xml --exclude-group ext-only --do-not-cache-result
 
 # Translation template of the plugin (text domain bm-relay), from the
 # WordPress i18n functions in its PHP files.
@@ -72,15 +70,20 @@ wp-pot: ## regenerate wp-plugin-shim/languages/bm-relay.pot (xgettext)
 # files, as bm-relay/ in a zip (Plugins → Add New → Upload Plugin).
 PLUGIN_VERSION := $(shell sed -n 's/^ \* Version: *//p' wp-plugin-shim/bm-relay.php)
 PLUGIN_ZIP     := $(CURDIR)/run/bm-relay-$(PLUGIN_VERSION).zip
+# The copy a sysadmin uploads (make package puts the debs beside it).
+PLUGIN_DIST_ZIP := $(CURDIR)/dist/bm-relay-plugin-$(PLUGIN_VERSION).zip
 
 .PHONY: plugin-zip
-plugin-zip: ## build run/bm-relay-VERSION.zip, the installable plugin (no tests, no node files)
+plugin-zip: ## build the installable plugin: run/bm-relay-VERSION.zip and dist/bm-relay-plugin-VERSION.zip (no tests, no node files)
 	@rm -rf run/plugin-zip && mkdir -p run/plugin-zip/bm-relay
 	@tar -C wp-plugin-shim --exclude=./tests --exclude=./node_modules --exclude=./package.json --exclude=./package-lock.json --exclude=./eslint.config.js -cf - . \
 	  | tar -C run/plugin-zip/bm-relay -xf -
 	@rm -f $(PLUGIN_ZIP) && cd run/plugin-zip && python3 -m zipfile -c $(PLUGIN_ZIP) bm-relay
 	@rm -rf run/plugin-zip
-	@echo "plugin-zip: $(PLUGIN_ZIP)"
+	@if python3 -m zipfile -l $(PLUGIN_ZIP) | grep -E '/(tests|node_modules)/|package(-lock)?\.json|eslint\.config|\.git'; then \
+	  echo "plugin-zip: the zip holds the dev files listed above" >&2; exit 1; fi
+	@mkdir -p dist && cp -f $(PLUGIN_ZIP) $(PLUGIN_DIST_ZIP)
+	@echo "plugin-zip: $(PLUGIN_ZIP)"; echo "plugin-zip: $(PLUGIN_DIST_ZIP) (WordPress: Plugins → Add New → Upload Plugin)"
 
 # A current WordPress besides Debian's 6.1 (2022): the 6.7-alpha nightly
 # build of the npm package @wp-playground/wordpress-builds@0.9.19 (its

@@ -14,6 +14,10 @@ declare -A GROUPS_=(
   # `make lint-php` (PHP_CodeSniffer, ruleset phpcs.xml)
   [lint]="php-codesniffer"
   [broker]="nats-server"
+  # `make package` / `make test-package`: lintian checks the debs,
+  # systemd-analyze verifies the unit, adduser runs the relay's postinst;
+  # also `make test-relay-deploy` (nginx -t, systemd-analyze verify)
+  [package]="lintian systemd adduser nginx-light openssl"
   [browser]="chromium fonts-noto-color-emoji"
   # make test-conformance: an independent WebSocket client for the relay
   [conformance]="python3 python3-websockets"
@@ -21,7 +25,7 @@ declare -A GROUPS_=(
   [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
 )
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint conformance)
+[ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint conformance package)
 
 want=()
 for g in "${groups[@]}"; do

@@ -14,8 +14,12 @@ use bm_proto::{ContentKey, RelayKey, SiteId, SiteSecret};
 
 use crate::error::{BmError, BmResult};
 
-/// Every setting name, without the `bm_relay.` prefix, with its default.
-/// The order is the order of phpinfo() and of the generated ini file.
+/// Every setting name, without the `bm_relay.` prefix, with its default:
+/// the one list of settings. `bm_configure()` accepts exactly these keys and
+/// phpinfo() shows them in this order; the INI entries (`ini.rs`), the
+/// sample `ext/bm_relay.ini` (shipped in the Debian package) and the table
+/// of docs/PHP-API.md are checked against it by the test
+/// `every_copy_of_the_settings_list_matches_keys`, in order and defaults.
 pub const KEYS: [(&str, &str); 9] = [
     ("url", ""),
     ("site", ""),
@@ -200,7 +204,7 @@ impl Keys {
 
     /// The thread or user key named `id`, derived once per request.
     pub fn envelope_key(&self, id: bm_proto::KeyId) -> bm_proto::EnvelopeKey {
-        let mut cache = crate::worker::lock(&self.derived);
+        let mut cache = crate::sync::lock(&self.derived);
         if let Some(k) = cache.get(&id) {
             return k.clone();
         }
@@ -317,6 +321,7 @@ impl Resolved {
                     relay_key: keys.relay.clone(),
                     timeout: self.settings.timeout,
                     connect_timeout: self.settings.connect_timeout,
+                    transport: crate::transport::Transport::for_url(&self.settings.url),
                 }))
             })
             .clone()
@@ -350,18 +355,18 @@ mod tests {
         for (k, v) in [("timeout_ms", "0"), ("timeout_ms", "abc"), ("queue_size", "-1"), ("mode", "fast"),
                        ("url", "ftp://x"), ("url", "http://u:p@x"), ("site", "Bad Site"), ("flush_timeout_ms", "9999999")] {
             let err = Settings::parse(&raw(&[(k, v)])).unwrap_err();
-            assert!(err.message.contains(&format!("bm_relay.{k}")), "{k}={v}: {}", err.message);
+            assert!(err.to_string().contains(&format!("bm_relay.{k}")), "{k}={v}: {err}");
         }
-        assert!(raw(&[]).clone().set("nope", "1".into()).unwrap_err().message.contains("'nope'"));
+        assert!(raw(&[]).clone().set("nope", "1".into()).unwrap_err().to_string().contains("'nope'"));
     }
 
     #[test]
     fn secret_never_echoed_and_override_wins() {
         let r = raw(&[("secret", "not-a-secret-but-private")]);
         let e = load_secret(&r).unwrap_err();
-        assert!(e.message.contains("bm_relay.secret") && !e.message.contains("private"));
+        assert!(e.to_string().contains("bm_relay.secret") && !e.to_string().contains("private"));
         let mut r = raw(&[("secret_file", "/nonexistent/secret")]);
-        assert!(load_secret(&r).unwrap_err().message.contains("no such file"));
+        assert!(load_secret(&r).unwrap_err().to_string().contains("no such file"));
         r.set("secret", "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0".into()).unwrap();
         assert!(load_secret(&r).is_ok());
     }
@@ -377,7 +382,7 @@ mod tests {
         for t in 1..=300 {
             keys.envelope_key(bm_proto::KeyId::parse(&format!("t/{t}/1")).unwrap());
         }
-        assert!(crate::worker::lock(&keys.derived).len() <= MAX_CACHED_KEYS);
+        assert!(crate::sync::lock(&keys.derived).len() <= MAX_CACHED_KEYS);
         assert_eq!(keys.envelope_key(id).to_b64(), first.to_b64());
     }
 
@@ -387,5 +392,45 @@ mod tests {
         assert_eq!(check_url("https://relay.example.com/base").unwrap(), "https://relay.example.com/base");
         assert!(check_url("127.0.0.1:80").is_err());
         assert!(check_url("http://x/?a=1").is_err());
+    }
+
+    /// The settings list exists once, here; the places that must restate
+    /// it (C-string INI entries, the shipped ini, the docs' table) are
+    /// compared with it, key by key, in order, with their defaults.
+    #[test]
+    fn every_copy_of_the_settings_list_matches_keys() {
+        let ini_rs = include_str!("ini.rs");
+        let entries: Vec<String> = ini_rs
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("IniEntryDef::new(c\"bm_relay."))
+            .map(|rest| {
+                let (key, rest) = rest.split_once('"').unwrap();
+                let default = rest.split('"').nth(1).unwrap();
+                format!("{key}={default}")
+            })
+            .collect();
+        let keys: Vec<String> = KEYS.iter().map(|(k, d)| format!("{k}={d}")).collect();
+        assert_eq!(entries, keys, "ext/src/ini.rs");
+
+        let sample = include_str!("../bm_relay.ini");
+        let sample_keys: Vec<&str> = sample
+            .lines()
+            .filter_map(|l| l.strip_prefix(";bm_relay."))
+            .map(|l| l.split([' ', '=']).next().unwrap())
+            .collect();
+        assert_eq!(sample_keys, KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "ext/bm_relay.ini");
+
+        let doc = include_str!("../../docs/PHP-API.md");
+        let rows: Vec<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `bm_relay."))
+            .map(|l| {
+                let (key, rest) = l.split_once('`').unwrap();
+                let default = rest.split('|').nth(1).unwrap().trim();
+                let default = if default == "(none)" { "" } else { default.trim_matches('`') };
+                format!("{key}={default}")
+            })
+            .collect();
+        assert_eq!(rows, keys, "the settings table of docs/PHP-API.md");
     }
 }

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
 
-use crate::error::BmError;
+use crate::error::{BmError, Unreachable};
 use crate::relay::{self, Endpoint, Target};
+use crate::transport::HttpUrl;
 
 /// Largest reply accepted (the relay's answers are small JSON documents).
 const MAX_REPLY: usize = 4 * 1024 * 1024;
@@ -55,49 +56,13 @@ enum Peek {
 /// One `recv(MSG_PEEK | MSG_DONTWAIT)`: whether a read would return now,
 /// without changing the socket's blocking mode (one syscall, not three).
 fn peek_now(s: &TcpStream) -> Peek {
-    extern "C" {
-        fn recv(fd: std::os::raw::c_int, buf: *mut std::os::raw::c_void, len: usize, flags: std::os::raw::c_int) -> isize;
-    }
-    const MSG_PEEK: std::os::raw::c_int = 0x02;
-    const MSG_DONTWAIT: std::os::raw::c_int = 0x40;
     let mut byte = 0u8;
     // SAFETY: a 1-byte buffer we own; the fd is open for the call's duration.
-    let n = unsafe { recv(s.as_raw_fd(), (&raw mut byte).cast(), 1, MSG_PEEK | MSG_DONTWAIT) };
+    let n = unsafe { libc::recv(s.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
     if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
         Peek::Empty
     } else {
         Peek::Ready
-    }
-}
-
-/// `http://host:port/prefix` split up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    /// Host as written (name or IP; IPv6 without brackets).
-    pub host: String,
-    /// Port (default 80).
-    pub port: u16,
-    /// Path prefix without trailing slash ("" for none).
-    pub prefix: String,
-}
-
-impl HttpUrl {
-    /// Parses an `http://` base URL; None for anything else (https).
-    pub fn parse(base: &str) -> Option<HttpUrl> {
-        let url = reqwest::Url::parse(base).ok()?;
-        if url.scheme() != "http" {
-            return None;
-        }
-        let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
-        Some(HttpUrl { host, port: url.port().unwrap_or(80), prefix: url.path().trim_end_matches('/').to_string() })
-    }
-
-    fn host_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
     }
 }
 
@@ -285,11 +250,11 @@ pub fn send(
         target.site,
         body.len()
     )
-    .map_err(|e| BmError::relay(e.to_string(), 0))?;
+    .map_err(|e| BmError::internal(e.to_string()))?;
     request.extend_from_slice(body.as_bytes());
 
-    let unreachable = |why: String| BmError::relay(format!("relay unreachable for {} at {}: {why}", endpoint.name(), target.base_url), 0);
-    let timeout = || unreachable(format!("no answer within timeout_ms={}", target.timeout.as_millis()));
+    let unreachable = |cause: Unreachable| BmError::unreachable(endpoint.name(), target.base_url.as_str(), cause);
+    let timeout = || unreachable(Unreachable::Timeout { timeout_ms: target.timeout.as_millis() });
     if slot.as_ref().is_some_and(|c| c.url != *url || !c.still_open()) {
         *slot = None;
     }
@@ -301,7 +266,10 @@ pub fn send(
                 Ok(c) => c,
                 Err(Failure::Timeout) => return Err(timeout()),
                 Err(Failure::Connect(e)) | Err(Failure::Io(e)) | Err(Failure::Stale(e)) => {
-                    return Err(unreachable(format!("cannot connect (connect_timeout_ms={}): {e}", target.connect_timeout.as_millis())))
+                    return Err(unreachable(Unreachable::Connect {
+                        connect_timeout_ms: target.connect_timeout.as_millis(),
+                        error: e.to_string(),
+                    }))
                 }
             },
         };
@@ -314,7 +282,9 @@ pub fn send(
             }
             Err(Failure::Stale(_)) if attempt == 0 => continue,
             Err(Failure::Timeout) => return Err(timeout()),
-            Err(Failure::Stale(e)) | Err(Failure::Io(e)) | Err(Failure::Connect(e)) => return Err(unreachable(e.to_string())),
+            Err(Failure::Stale(e)) | Err(Failure::Io(e)) | Err(Failure::Connect(e)) => {
+                return Err(unreachable(Unreachable::Io(e.to_string())))
+            }
         }
     }
     Err(timeout())
@@ -323,6 +293,7 @@ pub fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use std::net::TcpListener;
     use std::sync::Arc;
 
@@ -370,6 +341,7 @@ mod tests {
             relay_key: RelayKey::from_bytes([3; 32]),
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
+            transport: crate::transport::Transport::for_url(url),
         })
     }
 
@@ -388,15 +360,16 @@ mod tests {
         assert!(slot.is_some(), "kept alive");
         assert_eq!(send(&mut slot, &u, &t, Endpoint::Disconnect, "{}", deadline(), Wait::PollFirst).unwrap(), r#"{"closed":3}"#);
         let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), (401, "relay refused push: HTTP 401 bad_signature: wrong"));
+        assert_eq!((err.code(), err.to_string().as_str()), (401, "relay refused push: HTTP 401 bad_signature: wrong"));
         let heads = server.join().unwrap();
         assert!(heads[0].starts_with("POST /v1/presence HTTP/1.1\r\n"));
         assert!(heads[2].starts_with("POST /v1/push HTTP/1.1\r\n"));
         assert!(heads.iter().all(|h| h.contains("X-BM-Site: direct.example") && h.contains("X-BM-Signature: v1=")));
         // The server closed the connection: the next call notices and reconnects (and fails: nobody listens).
         let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
-        assert_eq!(err.code, 0);
-        assert!(err.message.starts_with(&format!("relay unreachable for push at {url}: cannot connect")), "{}", err.message);
+        assert_eq!(err.code(), 0);
+        assert!(matches!(err.kind(), ErrorKind::Unreachable { cause: Unreachable::Connect { .. }, .. }) && !err.is_retryable());
+        assert!(err.to_string().starts_with(&format!("relay unreachable for push at {url}: cannot connect")), "{err}");
     }
 
     #[test]
@@ -407,7 +380,8 @@ mod tests {
         let started = Instant::now();
         let err = send(&mut None, &HttpUrl::parse(&url).unwrap(), &t, Endpoint::Push, "{}", Instant::now() + Duration::from_millis(200), Wait::Block)
             .unwrap_err();
-        assert!(err.message.contains("no answer within timeout_ms=2000"), "{}", err.message);
+        assert!(err.to_string().contains("no answer within timeout_ms=2000"), "{err}");
+        assert!(matches!(err.kind(), ErrorKind::Unreachable { cause: Unreachable::Timeout { timeout_ms: 2000 }, .. }));
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(listener);
     }

@@ -169,7 +169,7 @@ mod tests {
     fn seal_php(php: &str, prefix: &str) -> Result<(SealedEvent, Vec<u8>), String> {
         let (site, keys, limits) = fixture();
         let ev = Embed::eval(php).map_err(|e| format!("eval: {e:?}"))?;
-        let sealed = seal(&ev, prefix, &site, &keys, &limits).map_err(|e| e.message)?;
+        let sealed = seal(&ev, prefix, &site, &keys, &limits).map_err(|e| e.to_string())?;
         let plain = sealed.envelope.open(&site, &keys.content.key_for(sealed.envelope.k), DEFAULT_MAX_CIPHERTEXT).unwrap();
         Ok((sealed, plain))
     }

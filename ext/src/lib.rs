@@ -16,6 +16,8 @@
 //! | [`event`] | checking and sealing one event |
 //! | [`relay`] | signed HTTP requests and the relay's replies |
 //! | [`direct`] | blocking keep-alive HTTP/1.1 for sync calls to an http relay |
+//! | [`transport`] | http (direct) or https (reqwest), decided once per target |
+//! | [`sync`] | poison-tolerant mutex locking |
 //! | [`worker`] | fork-safe runtime, queue, batching sender, stats |
 //!
 //! The PHP API is documented in `docs/PHP-API.md`; IDE stubs are in
@@ -31,6 +33,8 @@ pub mod ini;
 pub mod json;
 pub mod random;
 pub mod relay;
+pub mod sync;
+pub mod transport;
 pub mod request;
 pub mod values;
 pub mod worker;
@@ -106,11 +110,13 @@ fn maybe_log_failures(force: bool) {
             return;
         }
         w.last_logged = Some(Instant::now());
-        let last = worker::lock(&w.shared.stats.last_error).as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
+        let last = sync::lock(&w.shared.stats.last_error).as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
         log_error(&format!("bm_relay: {n} event(s) or call(s) not delivered to the relay; last error: {last}"));
     });
 }
 
+// PHP's own logger (main/main.c); not bound by ext-php-rs. The severity is
+// a syslog level.
 extern "C" {
     fn php_log_err_with_severity(message: *const std::os::raw::c_char, syslog_type: std::os::raw::c_int);
 }
@@ -118,8 +124,8 @@ extern "C" {
 /// Writes one line to the PHP error log (never shown to the visitor).
 fn log_error(msg: &str) {
     if let Ok(c) = std::ffi::CString::new(msg.replace('\0', " ")) {
-        // SAFETY: PHP's logger copies the NUL-terminated string; 4 is LOG_WARNING.
-        unsafe { php_log_err_with_severity(c.as_ptr(), 4) };
+        // SAFETY: PHP's logger copies the NUL-terminated string.
+        unsafe { php_log_err_with_severity(c.as_ptr(), libc::LOG_WARNING) };
     }
 }
 
@@ -145,12 +151,13 @@ fn deliver(res: &Resolved, sealed: Vec<event::SealedEvent>, many: bool) -> BmRes
             let wait = res.settings.timeout;
             let text = worker::with_worker(|w| w.call(&target, Endpoint::Push, body, n, wait))??;
             let reply: PushResponse = serde_json::from_str(&text)
-                .map_err(|e| BmError::relay(format!("relay answered push with an unreadable body: {e}"), 200))?;
+                .map_err(|e| BmError::bad_reply(format!("relay answered push with an unreadable body: {e}")))?;
             if reply.results.len() != sealed.len() {
-                return Err(BmError::relay(
-                    format!("relay answered {} results for {} events", reply.results.len(), sealed.len()),
-                    200,
-                ));
+                return Err(BmError::bad_reply(format!(
+                    "relay answered {} results for {} events",
+                    reply.results.len(),
+                    sealed.len()
+                )));
             }
             if many {
                 let mut list = ZendHashTable::with_capacity(reply.results.len() as u32);
@@ -363,7 +370,7 @@ fn users_call<T: serde::de::DeserializeOwned>(endpoint: Endpoint, body: String) 
     let wait = res.settings.timeout;
     let text = worker::with_worker(|w| w.call(&target, endpoint, body, 0, wait))??;
     serde_json::from_str(&text).map_err(|e| {
-        BmError::relay(format!("relay answered {} with an unreadable body: {e}", endpoint.name()), 200)
+        BmError::bad_reply(format!("relay answered {} with an unreadable body: {e}", endpoint.name()))
     })
 }
 
@@ -465,9 +472,9 @@ fn stat_array() -> BmResult<ZBox<ZendHashTable>> {
             s.failed.load(Ordering::Relaxed),
             s.dropped.load(Ordering::Relaxed),
             s.batches.load(Ordering::Relaxed),
-            worker::lock(&s.last_error).clone(),
+            sync::lock(&s.last_error).clone(),
             worker::percentiles(&w.push_latency),
-            worker::percentiles(&worker::lock(&s.batch_latency)),
+            worker::percentiles(&sync::lock(&s.batch_latency)),
         )
     })
     .unwrap_or((0, 0, 0, 0, 0, None, (0, 0), (0, 0)));
@@ -596,24 +603,7 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
 /// ourselves with RTLD_NODELETE makes the unload a no-op, as for a
 /// statically built extension.
 fn pin_library() {
-    use std::os::raw::{c_char, c_int, c_void};
-    /// glibc's `Dl_info`.
-    #[repr(C)]
-    struct DlInfo {
-        dli_fname: *const c_char,
-        dli_fbase: *mut c_void,
-        dli_sname: *const c_char,
-        dli_saddr: *mut c_void,
-    }
-    extern "C" {
-        fn dladdr(addr: *const c_void, info: *mut DlInfo) -> c_int;
-        fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
-    }
-    // glibc values (dlfcn.h).
-    const RTLD_NOW: c_int = 0x2;
-    const RTLD_NOLOAD: c_int = 0x4;
-    const RTLD_NODELETE: c_int = 0x1000;
-    let mut info = DlInfo {
+    let mut info = libc::Dl_info {
         dli_fname: std::ptr::null(),
         dli_fbase: std::ptr::null_mut(),
         dli_sname: std::ptr::null(),
@@ -622,8 +612,8 @@ fn pin_library() {
     // SAFETY: dladdr only reads the loader's tables for an address inside
     // this library; dlopen with RTLD_NOLOAD never loads anything new.
     unsafe {
-        if dladdr(pin_library as *const c_void, &mut info) != 0 && !info.dli_fname.is_null() {
-            dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+        if libc::dladdr(pin_library as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+            libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE);
         }
     }
 }

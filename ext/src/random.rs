@@ -38,19 +38,11 @@ extern "C" fn forked_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
 }
 
-extern "C" {
-    fn pthread_atfork(
-        prepare: Option<extern "C" fn()>,
-        parent: Option<extern "C" fn()>,
-        child: Option<extern "C" fn()>,
-    ) -> std::os::raw::c_int;
-}
-
 fn register_atfork() -> bool {
     REGISTER.call_once(|| {
         // SAFETY: registers a handler that only touches an atomic, which is
         // async-signal-safe and valid in the single-threaded child.
-        let rc = unsafe { pthread_atfork(None, None, Some(forked_child)) };
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child as unsafe extern "C" fn())) };
         ATFORK_REGISTERED.store(rc == 0, Ordering::SeqCst);
     });
     ATFORK_REGISTERED.load(Ordering::SeqCst)
@@ -67,7 +59,7 @@ pub fn process_id() -> u32 {
         return std::process::id();
     }
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
-    let mut cache = crate::worker::lock(&PID_CACHE);
+    let mut cache = crate::sync::lock(&PID_CACHE);
     match *cache {
         Some((g, pid)) if g == generation => pid,
         _ => {
@@ -98,7 +90,7 @@ pub fn fill(out: &mut [u8]) {
         return;
     }
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
-    let mut slot = crate::worker::lock(&GENERATOR);
+    let mut slot = crate::sync::lock(&GENERATOR);
     let fresh = match slot.as_ref() {
         Some(g) => g.generation != generation || g.drawn + out.len() > RESEED_AFTER,
         None => true,
@@ -145,13 +137,13 @@ mod tests {
     #[test]
     fn the_generator_is_reseeded_after_its_budget() {
         let _ = nonce();
-        let before = crate::worker::lock(&GENERATOR).as_ref().map(|g| g.drawn).unwrap_or(0);
+        let before = crate::sync::lock(&GENERATOR).as_ref().map(|g| g.drawn).unwrap_or(0);
         assert!(before > 0);
-        if let Some(g) = crate::worker::lock(&GENERATOR).as_mut() {
+        if let Some(g) = crate::sync::lock(&GENERATOR).as_mut() {
             g.drawn = RESEED_AFTER;
         }
         let _ = nonce();
-        let after = crate::worker::lock(&GENERATOR).as_ref().map(|g| g.drawn).unwrap_or(0);
+        let after = crate::sync::lock(&GENERATOR).as_ref().map(|g| g.drawn).unwrap_or(0);
         // Other tests may draw meanwhile; the count restarted either way.
         assert!(after < RESEED_AFTER / 2, "a fresh seed after the budget ({after} bytes drawn)");
     }

@@ -11,7 +11,8 @@ use bm_proto::api::ErrorBody;
 use bm_proto::signing::{self, HEADER_SIGNATURE, HEADER_SITE, HEADER_TIMESTAMP};
 use bm_proto::{RelayKey, SiteId, ThreadId, UserId};
 
-use crate::error::BmError;
+use crate::error::{BmError, Unreachable};
+use crate::transport::Transport;
 
 /// Where and how to send: one per (url, site, secret, timeouts) in force.
 pub struct Target {
@@ -25,6 +26,8 @@ pub struct Target {
     pub timeout: Duration,
     /// Connection bound.
     pub connect_timeout: Duration,
+    /// http (direct client) or https (reqwest), from `base_url`'s scheme.
+    pub transport: Transport,
 }
 
 impl Target {
@@ -139,18 +142,18 @@ pub fn relay_error(endpoint: Endpoint, status: u16, body: &str) -> BmError {
         Ok(b) => format!("{}: {}", b.error.code, b.error.message),
         Err(_) => "(no error body)".to_string(),
     };
-    BmError::relay(format!("relay refused {}: HTTP {status} {detail}", endpoint.name()), i32::from(status))
+    BmError::refused(endpoint.name(), status, detail)
 }
 
 fn transport_error(endpoint: Endpoint, base: &str, e: &reqwest::Error, target: &Target) -> BmError {
-    let why = if e.is_timeout() {
-        format!("no answer within timeout_ms={}", target.timeout.as_millis())
+    let cause = if e.is_timeout() {
+        Unreachable::Timeout { timeout_ms: target.timeout.as_millis() }
     } else if e.is_connect() {
-        format!("cannot connect (connect_timeout_ms={}): {}", target.connect_timeout.as_millis(), root_cause(e))
+        Unreachable::Connect { connect_timeout_ms: target.connect_timeout.as_millis(), error: root_cause(e) }
     } else {
-        root_cause(e)
+        Unreachable::Io(root_cause(e))
     };
-    BmError::relay(format!("relay unreachable for {} at {base}: {why}", endpoint.name()), 0)
+    BmError::unreachable(endpoint.name(), base, cause)
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -179,8 +182,8 @@ mod tests {
     #[test]
     fn relay_errors_carry_status_and_code() {
         let e = relay_error(Endpoint::Push, 401, r#"{"error":{"code":"bad_signature","message":"nope"}}"#);
-        assert_eq!(e.code, 401);
-        assert_eq!(e.message, "relay refused push: HTTP 401 bad_signature: nope");
-        assert_eq!(relay_error(Endpoint::Presence, 502, "<html>").message, "relay refused presence: HTTP 502 (no error body)");
+        assert_eq!(e.code(), 401);
+        assert_eq!(e.to_string(), "relay refused push: HTTP 401 bad_signature: nope");
+        assert_eq!(relay_error(Endpoint::Presence, 502, "<html>").to_string(), "relay refused presence: HTTP 502 (no error body)");
     }
 }

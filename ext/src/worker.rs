@@ -3,7 +3,7 @@
 //! [`crate::direct`] for an `http://` relay, one reqwest client per connect
 //! timeout for `https://`), and the queue between PHP and them.
 //!
-//! Fork safety (see NOTES.md, "PHP-FPM and threads"): FPM's master runs MINIT
+//! Fork safety: FPM's master runs MINIT
 //! and then forks; threads do not survive a fork, so a runtime made before it
 //! is dead in the children. The worker is therefore created lazily on first
 //! use and tagged with `std::process::id()`. When the pid differs (we are a
@@ -36,10 +36,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::error::BmError;
+use crate::error::{BmError, Unreachable};
+use crate::sync::lock;
+use crate::transport::Transport;
 use crate::relay::{self, Endpoint, Target};
 
 /// Most events in one push request (the protocol's default relay limit).
@@ -92,7 +94,7 @@ impl Stats {
         self.failed.fetch_add(events, Ordering::Relaxed);
         self.unlogged_failures.fetch_add(events.max(1), Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        *lock(&self.last_error) = Some((err.message.clone(), now));
+        *lock(&self.last_error) = Some((err.to_string(), now));
     }
 }
 
@@ -108,28 +110,12 @@ impl Stats {
 /// On Linux both are per thread, so the PHP thread is left alone. Failure
 /// (not permitted) changes nothing.
 fn lower_thread_priority() {
-    #[repr(C)]
-    struct SchedParam {
-        priority: std::os::raw::c_int,
-    }
-    extern "C" {
-        fn setpriority(which: std::os::raw::c_int, who: std::os::raw::c_uint, prio: std::os::raw::c_int) -> std::os::raw::c_int;
-        fn sched_setscheduler(pid: std::os::raw::c_int, policy: std::os::raw::c_int, param: *const SchedParam) -> std::os::raw::c_int;
-    }
-    const PRIO_PROCESS: std::os::raw::c_int = 0;
-    const SCHED_BATCH: std::os::raw::c_int = 3;
-    let param = SchedParam { priority: 0 };
+    let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: plain syscall wrappers; pid/who 0 is the calling thread on Linux.
     unsafe {
-        sched_setscheduler(0, SCHED_BATCH, &param);
-        setpriority(PRIO_PROCESS, 0, 10);
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
-}
-
-/// Locks a mutex, ignoring poisoning: every critical section here leaves
-/// the data consistent, and a panic in one must not stop PHP's requests.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Pushes a sample into a bounded ring.
@@ -219,7 +205,7 @@ impl Worker {
             .on_thread_start(lower_thread_priority)
             .enable_all()
             .build()
-            .map_err(|e| BmError::relay(format!("cannot start the background sender: {e}"), 0))?;
+            .map_err(|e| BmError::internal(format!("cannot start the background sender: {e}")))?;
         let shared = Arc::new(Shared::new());
         runtime.spawn(sender(shared.clone()));
         Ok(Worker {
@@ -243,7 +229,7 @@ impl Worker {
                 drop(p);
                 self.shared.stats.dropped.fetch_add(n, Ordering::Relaxed);
                 let err = BmError::input(format!("queue full ({queue_size} events): {n} event(s) dropped"));
-                *lock(&self.shared.stats.last_error) = Some((err.message, unix_now()));
+                *lock(&self.shared.stats.last_error) = Some((err.to_string(), unix_now()));
                 self.shared.stats.unlogged_failures.fetch_add(n, Ordering::Relaxed);
                 return false;
             }
@@ -268,18 +254,15 @@ impl Worker {
         let started = Instant::now();
         let deadline = started + wait;
         let timeout_error = || {
-            BmError::relay(
-                format!("relay unreachable for {} at {}: no answer within timeout_ms={}", endpoint.name(), target.base_url, wait.as_millis()),
-                0,
-            )
+            BmError::unreachable(endpoint.name(), target.base_url.as_str(), Unreachable::Timeout { timeout_ms: wait.as_millis() })
         };
         let result = if self.shared.pending() > 0 && !self.flush(wait) {
             Err(timeout_error())
         } else {
-            if let Some(url) = crate::direct::HttpUrl::parse(&target.base_url) {
+            if let Transport::Direct(url) = &target.transport {
                 // Plain http: a direct blocking exchange on this thread.
                 let sent_at = Instant::now();
-                let r = crate::direct::send(&mut self.direct, &url, target, endpoint, &body, deadline, crate::direct::Wait::PollFirst);
+                let r = crate::direct::send(&mut self.direct, url, target, endpoint, &body, deadline, crate::direct::Wait::PollFirst);
                 self.shared.stats.record_request(sent_at);
                 match &r {
                     Ok(_) => {
@@ -306,7 +289,7 @@ impl Worker {
                 self.shared.stats.record_request(sent_at);
                 match r {
                     Err(_elapsed) => break Err(timeout_error()),
-                    Ok(Err(e)) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") && Instant::now() < deadline => continue,
+                    Ok(Err(e)) if e.is_retryable() && attempt == 1 && Instant::now() < deadline => continue,
                     Ok(r) => break r,
                 }
             }
@@ -379,7 +362,7 @@ impl Local {
             .enable_all()
             .max_blocking_threads(1)
             .build()
-            .map_err(|e| BmError::relay(format!("cannot start the call runtime: {e}"), 0))?;
+            .map_err(|e| BmError::internal(format!("cannot start the call runtime: {e}")))?;
         Ok(Local { runtime, clients: HashMap::new() })
     }
 
@@ -389,7 +372,7 @@ impl Local {
         }
         // The client's pool must belong to this runtime: build it inside it.
         let _guard = self.runtime.enter();
-        let c = relay::build_client(connect_timeout).map_err(|e| BmError::relay(e, 0))?;
+        let c = relay::build_client(connect_timeout).map_err(BmError::internal)?;
         self.clients.insert(connect_timeout, c.clone());
         Ok(c)
     }
@@ -418,7 +401,7 @@ pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, BmError> {
     }
     match slot.as_mut() {
         Some(w) => Ok(f(w)),
-        None => Err(BmError::relay("background sender unavailable", 0)),
+        None => Err(BmError::internal("background sender unavailable")),
     }
 }
 
@@ -477,8 +460,8 @@ async fn sender(shared: Arc<Shared>) {
         };
         last_batch = tokio::time::Instant::now();
         let n = batch.len() as u64;
-        let result = if let Some(url) = crate::direct::HttpUrl::parse(&target.base_url) {
-            send_batch_direct(&shared, &mut direct, &url, &target, &batch)
+        let result = if let Transport::Direct(url) = &target.transport {
+            send_batch_direct(&shared, &mut direct, url, &target, &batch)
         } else {
             let client = match clients.get(&target.connect_timeout) {
                 Some(c) => Ok(c.clone()),
@@ -488,7 +471,7 @@ async fn sender(shared: Arc<Shared>) {
             };
             match &client {
                 Ok(client) => send_batch(&shared, client, &target, &batch).await,
-                Err(e) => Err(BmError::relay(e.clone(), 0)),
+                Err(e) => Err(BmError::internal(e.clone())),
             }
         };
         match result {
@@ -509,7 +492,7 @@ async fn sender(shared: Arc<Shared>) {
 fn send_batch_direct(
     shared: &Shared,
     conn: &mut Option<crate::direct::Conn>,
-    url: &crate::direct::HttpUrl,
+    url: &crate::transport::HttpUrl,
     target: &Target,
     batch: &[String],
 ) -> Result<(), BmError> {
@@ -534,7 +517,7 @@ async fn send_batch(shared: &Shared, client: &reqwest::Client, target: &Target, 
         shared.stats.record_request(started);
         match r {
             Ok(_) => return Ok(()),
-            Err(e) if e.code == 0 && attempt == 1 && !e.message.contains("timeout_ms") => {
+            Err(e) if e.is_retryable() && attempt == 1 => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => return Err(e),
@@ -557,6 +540,7 @@ mod tests {
             relay_key: RelayKey::from_bytes([7; 32]),
             timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
+            transport: crate::transport::Transport::for_url(url),
         })
     }
 
@@ -708,8 +692,8 @@ mod tests {
         assert!(w.enqueue((0..3).map(|i| ev(&t, i)).collect(), 10_000));
         assert!(w.flush(Duration::from_secs(5)));
         let err = w.call(&t, Endpoint::Push, r#"{"events":[]}"#.into(), 2, Duration::from_secs(5)).unwrap_err();
-        assert_eq!(err.code, 0);
-        assert!(err.message.starts_with("relay unreachable for push at http://127.0.0.1:"), "{}", err.message);
+        assert_eq!(err.code(), 0);
+        assert!(err.to_string().starts_with("relay unreachable for push at http://127.0.0.1:"), "{err}");
         let stats = &w.shared.stats;
         assert_eq!(stats.failed.load(Ordering::Relaxed), 5);
         assert_eq!(stats.sent.load(Ordering::Relaxed), 0);

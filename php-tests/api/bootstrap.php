@@ -15,5 +15,7 @@ if (!function_exists('bm_push')) {
     fwrite(STDERR, "php-tests/api: neither the bm_relay extension nor the fallback is loaded\n");
     exit(1);
 }
+require_once dirname(__DIR__) . '/lib/expect-impl.php';
+bm_expect_implementation('php-tests/api');
 require_once dirname(__DIR__) . '/lib/bm-api-harness.php';
 fwrite(STDERR, 'php-tests/api: testing ' . (extension_loaded('bm_relay') ? 'the bm_relay extension ' . phpversion('bm_relay') : 'the pure-PHP fallback') . "\n");

@@ -11,6 +11,8 @@
  */
 
 require_once dirname(__DIR__) . '/lib/wp-harness.php';
+require_once dirname(__DIR__) . '/lib/expect-impl.php';
+bm_expect_implementation('php-tests/wp', true);
 
 $bm_h = new BM_WP_Harness(['http' => true, 'relay' => !getenv('BM_WP_NO_RELAY')]);
 try {

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 /// to disk. It is given each site's relay key, never the site secret.
 #[derive(Parser)]
 #[command(name = "bm-relay", version, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }

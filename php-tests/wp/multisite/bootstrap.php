@@ -7,6 +7,8 @@
  */
 
 require_once dirname(__DIR__, 2) . '/lib/wp-harness.php';
+require_once dirname(__DIR__, 2) . '/lib/expect-impl.php';
+bm_expect_implementation('php-tests/wp/multisite', true);
 
 $bm_h = new BM_WP_Harness(['http' => false, 'relay' => true, 'multisite' => true]);
 try {
