@@ -647,6 +647,24 @@ impl Config {
     /// Builds the configuration: defaults, then the file (if any), then the
     /// environment, then flags. Every error names its origin.
     pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let file = match &o.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                Some((path.clone(), text))
+            }
+            None => None,
+        };
+        Config::build(o, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
+    }
+
+    /// A configuration from TOML text alone, as if read from a file at
+    /// `path` (named in errors; a relative `sites_file` is taken from its
+    /// folder): what the fuzzer and tools use without touching the disk.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::build(&Overrides::default(), Some((path, text)))
+    }
+
+    fn build(o: &Overrides, config_file: Option<(&Path, &str)>) -> Result<Config, ConfigError> {
         let mut listen = DEFAULT_LISTEN.parse().expect("default address parses");
         let mut admin_listen = DEFAULT_ADMIN_LISTEN.parse().expect("default address parses");
         let mut sites = HashMap::new();
@@ -656,9 +674,7 @@ impl Config {
         let mut sites_file: Option<PathBuf> = None;
         let mut cluster_file = ClusterFile::default();
 
-        if let Some(path) = &o.config {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        if let Some((path, text)) = config_file {
             let name = path.display().to_string();
             let file: FileConfig = toml::from_str(&text).map_err(|e| {
                 let at = e.span().map(|s| format!(" line {}", line_of(&text, s.start))).unwrap_or_default();
