@@ -676,29 +676,29 @@ impl Config {
 
         if let Some((path, text)) = config_file {
             let name = path.display().to_string();
-            let file: FileConfig = toml::from_str(&text).map_err(|e| {
-                let at = e.span().map(|s| format!(" line {}", line_of(&text, s.start))).unwrap_or_default();
+            let file: FileConfig = toml::from_str(text).map_err(|e| {
+                let at = e.span().map(|s| format!(" line {}", line_of(text, s.start))).unwrap_or_default();
                 invalid(format!("{name}{at}"), e.message().to_string())
             })?;
             if let Some(v) = &file.listen {
-                listen = parse_addr(v.get_ref(), &format!("{name} line {}, key listen", line_of(&text, v.span().start)))?;
+                listen = parse_addr(v.get_ref(), &format!("{name} line {}, key listen", line_of(text, v.span().start)))?;
             }
             if let Some(v) = &file.admin_listen {
                 admin_listen =
-                    parse_addr(v.get_ref(), &format!("{name} line {}, key admin_listen", line_of(&text, v.span().start)))?;
+                    parse_addr(v.get_ref(), &format!("{name} line {}, key admin_listen", line_of(text, v.span().start)))?;
             }
             for (site, key) in &file.sites {
-                let origin = format!("{name} line {}, key sites.\"{}\"", line_of(&text, site.span().start), shown_site(site.get_ref()));
+                let origin = format!("{name} line {}, key sites.\"{}\"", line_of(text, site.span().start), shown_site(site.get_ref()));
                 let (id, key) = site_entry(site.get_ref(), key.get_ref(), &origin)?;
                 sites.insert(id, key);
             }
             if let Some(table) = &file.limits {
                 let start = table.span().start;
                 limits = Limits::deserialize(toml::Value::Table(table.get_ref().clone())).map_err(|e| {
-                    invalid(format!("{name} line {}, table [limits]", line_of(&text, start)), e.message().to_string())
+                    invalid(format!("{name} line {}, table [limits]", line_of(text, start)), e.message().to_string())
                 })?;
                 limits.validate().map_err(|(key, msg)| {
-                    let line = find_key_line(&text, key).unwrap_or_else(|| line_of(&text, start));
+                    let line = find_key_line(text, key).unwrap_or_else(|| line_of(text, start));
                     invalid(format!("{name} line {line}, key limits.{key}"), msg)
                 })?;
             }
