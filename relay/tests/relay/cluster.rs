@@ -363,6 +363,43 @@ async fn push_right_after_ready_on_another_node_is_never_lost() {
     assert_eq!(b.metric("bm_relay_cluster_ready_unconfirmed_total").await, 0.0);
 }
 
+/// Nothing pushed after a `sub`'s `ok` is lost: a thread push from A in
+/// the first instant after a socket on B got `ok` for the thread reaches
+/// it live, every time (the socket's user is not a recipient, so only the
+/// thread routes it). Without the gate on `ok` (PROTOCOL.md §7) a push
+/// often finds no route to B yet.
+#[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
+async fn thread_push_right_after_sub_ok_on_another_node_is_never_lost() {
+    need_nats!();
+    let nats = Nats::start();
+    let site = Site::new(SITE);
+    let a = node(&site, &[nats.url()], "a").await;
+    let b = node(&site, &[nats.url()], "b").await;
+    let mut http = Http::connect(a.port).await;
+    // One socket on B, subscribed to a new thread every round: `ready`
+    // is long past, only the `sub` is new.
+    let mut c = b.client(5).await;
+    let rounds = 60;
+    let mut lost = 0;
+    for i in 0..rounds {
+        let thread = 1000 + i;
+        c.sub(&site, 5, thread).await; // returns on `ok`
+        let body = json!({"events":[{ "to": [9], "thread": thread, "e": site.thread_env(thread, json!(i)) }]}).to_string();
+        let (s, r) = http.signed_post(&site, "/v1/push", &body).await;
+        assert_eq!(s, 200, "{r}");
+        match c.next_within(Duration::from_secs(2)).await {
+            Some(Seen::Frame(f)) => assert_eq!(ev_data(&site, &f), json!(i)),
+            other => {
+                lost += 1;
+                eprintln!("round {i}: {other:?}, result {r}");
+            }
+        }
+    }
+    assert_eq!(lost, 0, "{lost} of {rounds} thread pushes right after `ok` were lost");
+    assert_eq!(b.metric("bm_relay_cluster_sub_unconfirmed_total").await, 0.0);
+}
+
 /// One server of a three-server NATS cluster dies: the relays on it move
 /// to another and deliveries resume within the bound.
 #[tokio::test]
