@@ -8,9 +8,8 @@
 //! installs nats-server if missing (`scripts/install-deps.sh broker`) and
 //! runs them with `--ignored`. Run by hand:
 //! `cargo test -p bm-relay --test relay cluster:: -- --ignored`.
+//! ([`Nats`] is in `common.rs`: `BM_TEST_CLUSTER=1` uses it too.)
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -22,118 +21,10 @@ use crate::common::*;
 const HEARTBEAT: f64 = 0.25;
 const NODE_TIMEOUT: f64 = 2.0;
 
-fn nats_bin() -> Option<String> {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(|p| p.to_string())
-}
-
 macro_rules! need_nats {
     () => {
         assert!(nats_bin().is_some(), "nats-server is not installed: make test-cluster installs it");
     };
-}
-
-/// One nats-server on 127.0.0.1, optionally in a NATS cluster (routes).
-pub struct Nats {
-    child: Option<Child>,
-    pub port: u16,
-    cluster_port: u16,
-    routes: Vec<u16>,
-    dir: TempDir,
-}
-
-impl Nats {
-    pub fn start() -> Nats {
-        Nats::start_routed(free_port(), &[])
-    }
-
-    /// A server whose cluster listener is `cluster_port`, routed to `routes`.
-    fn start_routed(cluster_port: u16, routes: &[u16]) -> Nats {
-        let mut n = Nats { child: None, port: free_port(), cluster_port, routes: routes.to_vec(), dir: TempDir::new() };
-        n.spawn();
-        n
-    }
-
-    /// Three servers in one NATS cluster.
-    pub fn cluster3() -> Vec<Nats> {
-        let cps = [free_port(), free_port(), free_port()];
-        let ns: Vec<Nats> = (0..3).map(|i| Nats::start_routed(cps[i], &cps.iter().copied().filter(|p| *p != cps[i]).collect::<Vec<_>>())).collect();
-        ns
-    }
-
-    /// Starts the server; a port taken between probe and bind (by another
-    /// test's process) is retried on a fresh port, except on a restart.
-    fn spawn(&mut self) {
-        self.spawn_on(true)
-    }
-
-    fn spawn_on(&mut self, may_move: bool) {
-        for attempt in 1..=5 {
-            if attempt > 1 {
-                self.port = free_port();
-                if self.routes.is_empty() {
-                    self.cluster_port = free_port();
-                }
-            }
-            let routes: Vec<String> = self.routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
-            let conf = format!(
-                "listen: \"127.0.0.1:{}\"\nno_sys_acc: true\ncluster {{\n  name: bmtest\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
-                self.port,
-                self.cluster_port,
-                routes.join(", ")
-            );
-            let path = self.dir.0.join("nats.conf");
-            std::fs::write(&path, conf).unwrap();
-            let mut cmd = Command::new(nats_bin().expect("nats-server"));
-            cmd.arg("-c").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
-            die_with_parent(&mut cmd);
-            let mut child = cmd.spawn().expect("nats-server starts");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            // This very process must hold the port (another test's server
-            // or relay answering on it would mix the tests).
-            loop {
-                if listens_on(child.id(), self.port) {
-                    self.child = Some(child);
-                    return;
-                }
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "nats-server did not listen");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            assert!(may_move, "nats-server could not listen again on port {}", self.port);
-        }
-        panic!("nats-server did not start in 5 attempts");
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL, reaped.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe {
-                libc::kill(-(c.id() as i32), libc::SIGKILL);
-            }
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts again on the same ports.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn_on(false);
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A relay in the cluster reached through `urls`, named `name`.
