@@ -1,7 +1,7 @@
 # bm-relay — top-level build.  `make help` lists the targets.
 #
 # Two commands do all set-up on a fresh Debian 12 machine:
-#   make demo   run the whole thing on loopback
+#   make demo   run the whole thing on loopback (demo-cluster: two relays over NATS)
 #   make test   build everything and run every test
 
 SHELL := /bin/bash
@@ -16,7 +16,7 @@ CARGO ?= cargo
 # its test target to TEST_TARGETS, so `make test` runs them all in order.
 TEST_TARGETS := test-rust
 
-.PHONY: help deps build test test-rust lint demo clean
+.PHONY: help deps build test test-rust lint demo demo-cluster clean
 
 -include mk/*.mk
 
@@ -58,6 +58,9 @@ lint: ## clippy with warnings as errors; phpcs and eslint on the WordPress plugi
 
 demo: deps build ## run the whole system on loopback (see README); Ctrl-C stops it
 	@if [ -f scripts/demo.sh ]; then bash scripts/demo.sh; else bash scripts/demo-relay.sh; fi
+
+demo-cluster: deps build ## make demo with two relays over three nats-servers (Alice on relay 1, Bob on relay 2); Ctrl-C stops it
+	bash scripts/demo-cluster.sh
 
 clean: ## remove build output and run state
 	$(CARGO) clean

@@ -67,3 +67,15 @@ test-cluster: ## the relay cluster over real nats-servers (installs nats-server 
 .PHONY: demo-relay-cluster
 demo-relay-cluster: relay ## two relays over three nats-servers: a push to relay 1 reaches Bob on relay 2
 	bash scripts/demo-relay-cluster.sh
+
+# The relay's integration suite again, each test against a two-node
+# cluster (BM_TEST_CLUSTER=1, relay/tests/relay/common.rs): one
+# nats-server and two relays per test, clients and pushes alternating
+# between the nodes, metrics summed. Tests single-node by nature (per-node
+# caps, per-process reload) say so and return. ~45 s; the cluster suite
+# itself stays #[ignore]d here (test-cluster runs it).
+TEST_TARGETS += test-relay-on-cluster
+.PHONY: test-relay-on-cluster
+test-relay-on-cluster: ## the relay integration suite against a two-node cluster (nats-server + two relays per test)
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/install-deps.sh broker
+	BM_TEST_CLUSTER=1 $(CARGO) test --locked -p bm-relay --test relay

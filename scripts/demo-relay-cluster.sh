@@ -12,11 +12,12 @@
 # Everything stops on exit or Ctrl-C. Ports: BM_DEMO_PORT (default 8787)
 # and the next ones (relays and their admin ports), NATS from 14222.
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/nats-cluster.sh
+. scripts/lib/nats-cluster.sh
 
 BIN=${BM_RELAY_BIN:-target/release/bm-relay}
 [ -x "$BIN" ] || { echo "demo-relay-cluster: $BIN is missing; run 'make relay' first" >&2; exit 1; }
-NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
-[ -x "$NATS" ] || bash scripts/install-deps.sh broker
 PORT=${BM_DEMO_PORT:-8787}
 NPORT=${BM_DEMO_NATS_PORT:-14222}
 SITE=demo.local
@@ -33,17 +34,8 @@ trap 'exit 130' INT TERM
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "1. three nats-servers in one NATS cluster (127.0.0.1:$NPORT-$((NPORT + 2)))"
-for i in 0 1 2; do
-  routes=""
-  for j in 0 1 2; do [ "$i" = "$j" ] || routes="$routes nats-route://127.0.0.1:$((NPORT + 100 + j))"; done
-  cat >"$RUN/nats$i.conf" <<CONF
-listen: "127.0.0.1:$((NPORT + i))"
-no_sys_acc: true
-cluster { name: bmdemo, listen: "127.0.0.1:$((NPORT + 100 + i))", routes: [$(echo $routes | sed 's/ /, /g')] }
-CONF
-  "$NATS" -c "$RUN/nats$i.conf" >"$RUN/nats$i.log" 2>&1 &
-  pids+=($!)
-done
+nats_cluster_start "$RUN" "$NPORT"
+nats_cluster_wait "$NPORT"
 
 keys=$("$BIN" keygen --site "$SITE" --json)
 SECRET=$(sed -E 's/.*"site_secret":"([^"]+)".*/\1/' <<<"$keys")

@@ -102,6 +102,12 @@ pub trait Fanout: Send + Sync + 'static {
     fn routable(&self, _conn: &Arc<Conn>) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
         None
     }
+    /// The same wait before a `sub` is answered `ok`: in a cluster, until
+    /// every other node routes the thread's pushes to this node. `None`
+    /// (the single node): no wait, no allocation.
+    fn subscribed(&self, _conn: &Arc<Conn>, _thread: ThreadId) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        None
+    }
     /// What push results and `/healthz` add about the cluster: `None` for a
     /// single node or a healthy cluster, `Some("degraded")` while NATS is
     /// unreachable.

@@ -38,9 +38,10 @@ use crate::state::App;
 use directory::Directory;
 use wire::{ClusterKey, Msg};
 
-/// Longest a socket's `ready` waits for the other nodes to acknowledge
-/// its presence (the stated lag bound; past it `ready` goes anyway and
-/// `bm_relay_cluster_ready_unconfirmed_total` counts it).
+/// Longest a socket's `ready` (or a `sub`'s `ok`) waits for the other
+/// nodes to acknowledge its presence (the stated lag bound; past it the
+/// reply goes anyway and `bm_relay_cluster_ready_unconfirmed_total`, or
+/// `..._sub_unconfirmed_total`, counts it).
 pub const READY_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a starting node that cannot reach NATS reports "syncing"
@@ -79,6 +80,8 @@ pub struct ClusterStats {
     pub dropped: AtomicU64,
     /// Sockets told `ready` before every node acknowledged them.
     pub ready_unconfirmed: AtomicU64,
+    /// `sub`s answered `ok` before every node acknowledged them.
+    pub sub_unconfirmed: AtomicU64,
     /// Nodes dropped from presence for silence.
     pub nodes_expired: AtomicU64,
     /// Whole-state republishes of this node.
@@ -221,6 +224,37 @@ impl ClusterRouter {
         });
     }
 
+    /// The wait behind [`Fanout::routable`] and [`Fanout::subscribed`]:
+    /// `mark` puts the key again into the next delta, flagged `ack`
+    /// (whatever was flushed since the change itself), and the future ends
+    /// once every known peer acknowledged that delta, or after
+    /// [`READY_WAIT`] (counted in `unconfirmed`). `None`, at no cost, when
+    /// there is no peer to wait for or NATS is unreachable.
+    fn acked(&self, mark: impl FnOnce(&mut Dirty), unconfirmed: fn(&ClusterStats) -> &AtomicU64) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        if !self.is_connected() || self.dir.peers().is_empty() {
+            return None;
+        }
+        let seq = self.mark(|d| {
+            mark(d);
+            d.ack = true;
+        });
+        let me = self.this.upgrade()?;
+        let mut tick = self.ack_tick.subscribe();
+        Some(Box::pin(async move {
+            let waited = tokio::time::timeout(READY_WAIT, async {
+                while me.is_connected() && !me.all_acked(seq) {
+                    if tick.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if waited.is_err() {
+                unconfirmed(&me.stats).fetch_add(1, Relaxed);
+            }
+        }))
+    }
+
     /// True when every known peer acknowledged deltas up to `seq`.
     fn all_acked(&self, seq: u64) -> bool {
         let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
@@ -341,30 +375,17 @@ impl Fanout for ClusterRouter {
     }
 
     fn routable(&self, conn: &Arc<Conn>) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
-        if !self.is_connected() || self.dir.peers().is_empty() {
-            return None;
-        }
-        // Marked again with `ack`: the delta carrying this socket's user is
-        // the next one, whatever was flushed since `register`.
-        let seq = self.mark(|d| {
-            d.users.insert((conn.site.clone(), conn.user));
-            d.ack = true;
-        });
-        let me = self.this.upgrade()?;
-        let mut tick = self.ack_tick.subscribe();
-        Some(Box::pin(async move {
-            let waited = tokio::time::timeout(READY_WAIT, async {
-                while me.is_connected() && !me.all_acked(seq) {
-                    if tick.changed().await.is_err() {
-                        return;
-                    }
-                }
-            })
-            .await;
-            if waited.is_err() {
-                me.stats.ready_unconfirmed.fetch_add(1, Relaxed);
-            }
-        }))
+        let key = (conn.site.clone(), conn.user);
+        self.acked(|d| {
+            d.users.insert(key);
+        }, |s| &s.ready_unconfirmed)
+    }
+
+    fn subscribed(&self, conn: &Arc<Conn>, thread: ThreadId) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let key = (conn.site.clone(), thread);
+        self.acked(|d| {
+            d.threads.insert(key);
+        }, |s| &s.sub_unconfirmed)
     }
 
     fn cluster_status(&self) -> Option<&'static str> {
@@ -395,6 +416,7 @@ impl Fanout for ClusterRouter {
         g(o, "bm_relay_cluster_rejected_total", "Cluster messages dropped (bad MAC, malformed).", "counter", s.rejected.load(Relaxed));
         g(o, "bm_relay_cluster_dropped_total", "Cluster messages not sent (publisher queue full).", "counter", s.dropped.load(Relaxed));
         g(o, "bm_relay_cluster_ready_unconfirmed_total", "Sockets told ready before every node acknowledged them.", "counter", s.ready_unconfirmed.load(Relaxed));
+        g(o, "bm_relay_cluster_sub_unconfirmed_total", "Thread subs answered ok before every node acknowledged them.", "counter", s.sub_unconfirmed.load(Relaxed));
         g(o, "bm_relay_cluster_nodes_expired_total", "Nodes dropped from presence for silence.", "counter", s.nodes_expired.load(Relaxed));
         g(o, "bm_relay_cluster_full_republishes_total", "Whole-state republishes of this node.", "counter", s.full_republishes.load(Relaxed));
         if let Some(c) = self.client.get() {

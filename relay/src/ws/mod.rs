@@ -238,6 +238,7 @@ where
         generation,
         // Moved, not cloned: an idle socket holds one reference.
         cfg,
+        gated: None,
     };
     let ended = s.main_loop(ws).await;
     // From here on the socket is not routable: no push counts it as

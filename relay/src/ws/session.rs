@@ -55,6 +55,8 @@ enum Step {
 struct Woken {
     read: Option<Option<Result<Message, WsError>>>,
     wrote: Option<io::Result<()>>,
+    /// The held `sub` `ok` may go, with this `ref`.
+    gate_open: Option<Option<i64>>,
 }
 
 /// One authenticated socket's private state.
@@ -71,6 +73,13 @@ pub(super) struct Session<'a> {
     /// bytes for it, not the few hundred of a `Limits`.
     pub cfg: Arc<Config>,
     pub generation: u64,
+    /// A `sub`'s `ok` held until the cluster routes the thread here
+    /// ([`crate::router::Fanout::subscribed`]; always `None` on a single
+    /// node); it ends with the `ref` the `ok` answers. While it is held
+    /// the client's next frames are not read, so replies keep the order
+    /// of the ops; the outbox still drains and the timers still run. One
+    /// pointer (16 bytes) per socket, nothing allocated on a single node.
+    pub gated: Option<std::pin::Pin<Box<dyn Future<Output = Option<i64>> + Send>>>,
 }
 
 impl Session<'_> {
@@ -117,6 +126,7 @@ impl Session<'_> {
             timer.as_mut().reset((last_ping + ping_every).min(self.exp_at).min(idle_at));
             let notified = out.wake.notified();
             tokio::pin!(notified);
+            let gated = &mut self.gated;
             let woken = poll_fn(|cx| {
                 let mut w = Woken::default();
                 if out.has_pending() {
@@ -124,11 +134,20 @@ impl Session<'_> {
                         w.wrote = Some(r);
                     }
                 }
-                if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
-                    w.read = Some(m);
+                match gated {
+                    Some(gate) => {
+                        if let Poll::Ready(r) = gate.as_mut().poll(cx) {
+                            w.gate_open = Some(r);
+                        }
+                    }
+                    None => {
+                        if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                            w.read = Some(m);
+                        }
+                    }
                 }
                 let other = notified.as_mut().poll(cx).is_ready() | timer.as_mut().poll(cx).is_ready();
-                if other || w.read.is_some() || w.wrote.is_some() {
+                if other || w.gate_open.is_some() || w.read.is_some() || w.wrote.is_some() {
                     Poll::Ready(w)
                 } else {
                     Poll::Pending
@@ -137,6 +156,10 @@ impl Session<'_> {
             .await;
             if let Some(Err(_)) = woken.wrote {
                 return Ended::Gone;
+            }
+            if let Some(r#ref) = woken.gate_open {
+                self.gated = None;
+                self.reply(frames::ok(r#ref));
             }
             if let Some(m) = woken.read {
                 last_seen = Instant::now();
@@ -221,7 +244,7 @@ impl Session<'_> {
             Err(e) => return self.refuse_token(r#ref, e),
         };
         match self.app.router.subscribe(self.conn, thread, c.iat, self.cfg.limits.max_subscriptions) {
-            Ok(_) => {
+            Ok(new) => {
                 // Re-checked after the insert: a `/v1/disconnect` for this
                 // thread that ran between the verification above and the
                 // insert did not see this subscription.
@@ -229,7 +252,19 @@ impl Session<'_> {
                     self.app.router.unsubscribe(self.conn, thread);
                     return self.refuse_token(r#ref, TokenError::Revoked);
                 }
-                self.reply(frames::ok(r#ref))
+                // In a cluster, `ok` waits (bounded) until every node routes
+                // the thread's pushes here, as `ready` does for the socket
+                // (PROTOCOL.md, "Cluster"). A single node never waits, nor
+                // does a repeated `sub` (the thread was routed already).
+                match if new { self.app.router.subscribed(self.conn, thread) } else { None } {
+                    Some(gate) => {
+                        self.gated = Some(Box::pin(async move {
+                            gate.await;
+                            r#ref
+                        }))
+                    }
+                    None => self.reply(frames::ok(r#ref)),
+                }
             }
             Err(SubError::TooMany) => self.refuse(
                 r#ref,

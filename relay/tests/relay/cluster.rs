@@ -8,9 +8,8 @@
 //! installs nats-server if missing (`scripts/install-deps.sh broker`) and
 //! runs them with `--ignored`. Run by hand:
 //! `cargo test -p bm-relay --test relay cluster:: -- --ignored`.
+//! ([`Nats`] is in `common.rs`: `BM_TEST_CLUSTER=1` uses it too.)
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -22,118 +21,10 @@ use crate::common::*;
 const HEARTBEAT: f64 = 0.25;
 const NODE_TIMEOUT: f64 = 2.0;
 
-fn nats_bin() -> Option<String> {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(|p| p.to_string())
-}
-
 macro_rules! need_nats {
     () => {
         assert!(nats_bin().is_some(), "nats-server is not installed: make test-cluster installs it");
     };
-}
-
-/// One nats-server on 127.0.0.1, optionally in a NATS cluster (routes).
-pub struct Nats {
-    child: Option<Child>,
-    pub port: u16,
-    cluster_port: u16,
-    routes: Vec<u16>,
-    dir: TempDir,
-}
-
-impl Nats {
-    pub fn start() -> Nats {
-        Nats::start_routed(free_port(), &[])
-    }
-
-    /// A server whose cluster listener is `cluster_port`, routed to `routes`.
-    fn start_routed(cluster_port: u16, routes: &[u16]) -> Nats {
-        let mut n = Nats { child: None, port: free_port(), cluster_port, routes: routes.to_vec(), dir: TempDir::new() };
-        n.spawn();
-        n
-    }
-
-    /// Three servers in one NATS cluster.
-    pub fn cluster3() -> Vec<Nats> {
-        let cps = [free_port(), free_port(), free_port()];
-        let ns: Vec<Nats> = (0..3).map(|i| Nats::start_routed(cps[i], &cps.iter().copied().filter(|p| *p != cps[i]).collect::<Vec<_>>())).collect();
-        ns
-    }
-
-    /// Starts the server; a port taken between probe and bind (by another
-    /// test's process) is retried on a fresh port, except on a restart.
-    fn spawn(&mut self) {
-        self.spawn_on(true)
-    }
-
-    fn spawn_on(&mut self, may_move: bool) {
-        for attempt in 1..=5 {
-            if attempt > 1 {
-                self.port = free_port();
-                if self.routes.is_empty() {
-                    self.cluster_port = free_port();
-                }
-            }
-            let routes: Vec<String> = self.routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
-            let conf = format!(
-                "listen: \"127.0.0.1:{}\"\nno_sys_acc: true\ncluster {{\n  name: bmtest\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
-                self.port,
-                self.cluster_port,
-                routes.join(", ")
-            );
-            let path = self.dir.0.join("nats.conf");
-            std::fs::write(&path, conf).unwrap();
-            let mut cmd = Command::new(nats_bin().expect("nats-server"));
-            cmd.arg("-c").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
-            die_with_parent(&mut cmd);
-            let mut child = cmd.spawn().expect("nats-server starts");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            // This very process must hold the port (another test's server
-            // or relay answering on it would mix the tests).
-            loop {
-                if listens_on(child.id(), self.port) {
-                    self.child = Some(child);
-                    return;
-                }
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "nats-server did not listen");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            assert!(may_move, "nats-server could not listen again on port {}", self.port);
-        }
-        panic!("nats-server did not start in 5 attempts");
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL, reaped.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe {
-                libc::kill(-(c.id() as i32), libc::SIGKILL);
-            }
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts again on the same ports.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn_on(false);
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A relay in the cluster reached through `urls`, named `name`.
@@ -361,6 +252,43 @@ async fn push_right_after_ready_on_another_node_is_never_lost() {
     }
     assert_eq!(lost, 0, "{lost} of {rounds} pushes right after ready were lost");
     assert_eq!(b.metric("bm_relay_cluster_ready_unconfirmed_total").await, 0.0);
+}
+
+/// Nothing pushed after a `sub`'s `ok` is lost: a thread push from A in
+/// the first instant after a socket on B got `ok` for the thread reaches
+/// it live, every time (the socket's user is not a recipient, so only the
+/// thread routes it). Without the gate on `ok` (PROTOCOL.md §7) a push
+/// often finds no route to B yet.
+#[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
+async fn thread_push_right_after_sub_ok_on_another_node_is_never_lost() {
+    need_nats!();
+    let nats = Nats::start();
+    let site = Site::new(SITE);
+    let a = node(&site, &[nats.url()], "a").await;
+    let b = node(&site, &[nats.url()], "b").await;
+    let mut http = Http::connect(a.port).await;
+    // One socket on B, subscribed to a new thread every round: `ready`
+    // is long past, only the `sub` is new.
+    let mut c = b.client(5).await;
+    let rounds = 60;
+    let mut lost = 0;
+    for i in 0..rounds {
+        let thread = 1000 + i;
+        c.sub(&site, 5, thread).await; // returns on `ok`
+        let body = json!({"events":[{ "to": [9], "thread": thread, "e": site.thread_env(thread, json!(i)) }]}).to_string();
+        let (s, r) = http.signed_post(&site, "/v1/push", &body).await;
+        assert_eq!(s, 200, "{r}");
+        match c.next_within(Duration::from_secs(2)).await {
+            Some(Seen::Frame(f)) => assert_eq!(ev_data(&site, &f), json!(i)),
+            other => {
+                lost += 1;
+                eprintln!("round {i}: {other:?}, result {r}");
+            }
+        }
+    }
+    assert_eq!(lost, 0, "{lost} of {rounds} thread pushes right after `ok` were lost");
+    assert_eq!(b.metric("bm_relay_cluster_sub_unconfirmed_total").await, 0.0);
 }
 
 /// One server of a three-server NATS cluster dies: the relays on it move

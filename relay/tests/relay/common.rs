@@ -125,6 +125,35 @@ pub struct Relay {
     pub config_path: std::path::PathBuf,
     pub stderr: Arc<Mutex<String>>,
     _dir: TempDir,
+    /// `BM_TEST_CLUSTER=1`: the second node (see [`on_cluster`]).
+    pub peer: Option<Box<Relay>>,
+    /// `BM_TEST_CLUSTER=1`: the nats-server joining the two nodes.
+    nats: Option<Nats>,
+    /// Alternates sockets over the two nodes.
+    ws_turn: std::sync::atomic::AtomicUsize,
+    /// Alternates server API calls over the two nodes.
+    post_turn: std::sync::atomic::AtomicUsize,
+}
+
+/// `BM_TEST_CLUSTER=1` (`make test-relay-on-cluster`): the suite runs
+/// against a two-node cluster. [`Relay::start`] and its variants start a
+/// nats-server and two nodes joined through it (and wait until each
+/// knows the other); [`Relay::ws_url`] (so every client) alternates
+/// between the nodes, [`Relay::post`] (so every push, presence,
+/// disconnect) too, and [`Relay::metric`] sums both nodes. `port`,
+/// `admin` and the process helpers are the first node's. A test that is
+/// single-node by nature returns early through [`single_node_only`].
+pub fn on_cluster() -> bool {
+    std::env::var("BM_TEST_CLUSTER").is_ok_and(|v| v == "1")
+}
+
+/// True (and says why on stderr) when the suite runs on a cluster and
+/// the calling test, single-node by nature, must not run there.
+pub fn single_node_only(why: &str) -> bool {
+    if on_cluster() {
+        eprintln!("not run on the cluster (BM_TEST_CLUSTER=1): {why}");
+    }
+    on_cluster()
 }
 
 /// A temporary directory removed on drop (holds the test's config file).
@@ -178,6 +207,30 @@ impl Relay {
 
     /// [`Relay::start_with`] with extra environment variables (e.g. `RUST_LOG`).
     pub async fn start_env(main: Site, sites: &[&Site], limits: &str, env: &[(&str, &str)]) -> Relay {
+        // The cluster tests configure their own nodes.
+        if !on_cluster() || limits.contains("[cluster]") {
+            return Relay::start_one(main, sites, limits, env).await;
+        }
+        let nats = Nats::start();
+        let node = |name: &str| format!("{limits}\n[cluster]\nnats = [\"{}\"]\nnode_name = \"{name}\"\nheartbeat_secs = 0.25\nnode_timeout_secs = 2.0\n", nats.url());
+        let mut a = Relay::start_one(main.clone(), sites, &node("a"), env).await;
+        let b = Relay::start_one(main, sites, &node("b"), env).await;
+        // Each must know the other before the test starts: from then on
+        // `ready` and `ok` wait for the other's acknowledgement.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for r in [&a, &b] {
+            while r.node_metric("bm_relay_cluster_peers").await != 1.0 {
+                assert!(Instant::now() < deadline, "the two nodes did not see each other within 10 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        a.peer = Some(Box::new(b));
+        a.nats = Some(nats);
+        a
+    }
+
+    /// One relay process (what [`Relay::start_env`] starts off the cluster).
+    async fn start_one(main: Site, sites: &[&Site], limits: &str, env: &[(&str, &str)]) -> Relay {
         // A port taken by someone else between probe and bind makes the
         // relay exit at once: try again with other ports.
         for attempt in 1..=5 {
@@ -231,7 +284,19 @@ impl Relay {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Relay { child, port, admin, site: main, config_path, stderr, _dir: dir }
+        Relay {
+            child,
+            port,
+            admin,
+            site: main,
+            config_path,
+            stderr,
+            _dir: dir,
+            peer: None,
+            nats: None,
+            ws_turn: Default::default(),
+            post_turn: Default::default(),
+        }
     }
 
     /// Waits until *this* relay answers `/healthz` (the admin port's
@@ -281,13 +346,23 @@ impl Relay {
         None
     }
 
+    /// The WebSocket URL; on the cluster, each call the next node's.
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/v1/ws", self.port)
+        format!("ws://127.0.0.1:{}/v1/ws", self.next(&self.ws_turn))
     }
 
-    /// A signed POST of `body` to `path` for the relay's main site.
+    /// This node's port, or on the cluster each call the next node's.
+    fn next(&self, turn: &std::sync::atomic::AtomicUsize) -> u16 {
+        match &self.peer {
+            Some(p) if turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 1 => p.port,
+            _ => self.port,
+        }
+    }
+
+    /// A signed POST of `body` to `path` for the relay's main site (on
+    /// the cluster, each call to the next node).
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        signed_post(self.port, &self.site, path, body, now()).await
+        signed_post(self.next(&self.post_turn), &self.site, path, body, now()).await
     }
 
     /// `POST /v1/push` with `events` (a JSON array).
@@ -299,8 +374,18 @@ impl Relay {
         http_get(self.admin, "/metrics").await.unwrap().1
     }
 
-    /// Value of one metrics line (exact name with labels).
+    /// Value of one metrics line (exact name with labels); on the
+    /// cluster, the sum over both nodes.
     pub async fn metric(&self, name: &str) -> f64 {
+        let mut v = self.node_metric(name).await;
+        if let Some(p) = &self.peer {
+            v += p.node_metric(name).await;
+        }
+        v
+    }
+
+    /// [`Relay::metric`] of this one process.
+    pub async fn node_metric(&self, name: &str) -> f64 {
         let text = self.metrics().await;
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).map(|v| v.parse().unwrap()))
@@ -497,5 +582,114 @@ impl Client {
         self.send(serde_json::json!({"op":"sub","thread":thread,"token":site.thread_token(user, thread),"ref":thread})).await;
         let ok = self.recv().await;
         assert_eq!(ok, serde_json::json!({"op":"ok","ref":thread}));
+    }
+}
+
+/// The nats-server binary, if installed.
+pub fn nats_bin() -> Option<String> {
+    ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(|p| p.to_string())
+}
+
+/// One nats-server on 127.0.0.1, optionally in a NATS cluster (routes).
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+    cluster_port: u16,
+    routes: Vec<u16>,
+    dir: TempDir,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        Nats::start_routed(free_port(), &[])
+    }
+
+    /// A server whose cluster listener is `cluster_port`, routed to `routes`.
+    pub fn start_routed(cluster_port: u16, routes: &[u16]) -> Nats {
+        let mut n = Nats { child: None, port: free_port(), cluster_port, routes: routes.to_vec(), dir: TempDir::new() };
+        n.spawn();
+        n
+    }
+
+    /// Three servers in one NATS cluster.
+    pub fn cluster3() -> Vec<Nats> {
+        let cps = [free_port(), free_port(), free_port()];
+        let ns: Vec<Nats> = (0..3).map(|i| Nats::start_routed(cps[i], &cps.iter().copied().filter(|p| *p != cps[i]).collect::<Vec<_>>())).collect();
+        ns
+    }
+
+    /// Starts the server; a port taken between probe and bind (by another
+    /// test's process) is retried on a fresh port, except on a restart.
+    fn spawn(&mut self) {
+        self.spawn_on(true)
+    }
+
+    fn spawn_on(&mut self, may_move: bool) {
+        for attempt in 1..=5 {
+            if attempt > 1 {
+                self.port = free_port();
+                if self.routes.is_empty() {
+                    self.cluster_port = free_port();
+                }
+            }
+            let routes: Vec<String> = self.routes.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
+            let conf = format!(
+                "listen: \"127.0.0.1:{}\"\nno_sys_acc: true\ncluster {{\n  name: bmtest\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                self.port,
+                self.cluster_port,
+                routes.join(", ")
+            );
+            let path = self.dir.0.join("nats.conf");
+            std::fs::write(&path, conf).unwrap();
+            let mut cmd = Command::new(nats_bin().expect("nats-server"));
+            cmd.arg("-c").arg(&path).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+            die_with_parent(&mut cmd);
+            let mut child = cmd.spawn().expect("nats-server starts");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // This very process must hold the port (another test's server
+            // or relay answering on it would mix the tests).
+            loop {
+                if listens_on(child.id(), self.port) {
+                    self.child = Some(child);
+                    return;
+                }
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "nats-server did not listen");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(may_move, "nats-server could not listen again on port {}", self.port);
+        }
+        panic!("nats-server did not start in 5 attempts");
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, reaped.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(-(c.id() as i32), libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn_on(false);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

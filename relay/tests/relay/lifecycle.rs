@@ -11,6 +11,9 @@ use crate::common::*;
 
 #[tokio::test]
 async fn sighup_reloads_sites_and_limits_without_dropping_sockets() {
+    if single_node_only("a reload (SIGHUP to one process, its config file) is per process") {
+        return;
+    }
     let a = Site::new(SITE);
     let b = Site::new("b.example");
     let c = Site::new("c.example");

@@ -27,6 +27,15 @@
  * ones); BM_SITE_PASSWORD sets the users' password; BM_TOKEN_TTL sets the
  * lifetime of the tokens WordPress gives browsers (filter
  * bm_relay_token_ttl, through a must-use plugin).
+ *
+ * Cluster (`make demo-cluster`): BM_CLUSTER_NATS="URL1 URL2" (NATS
+ * servers already running) starts the site's relay as cluster node
+ * relay-1 joined through URL1, and a second relay, relay-2, joined
+ * through URL2 (ports BM_RELAY2_PORT, BM_ADMIN2_PORT; default free).
+ * WordPress pushes to relay 1 only; the users in BM_RELAY2_USERS
+ * (logins, space-separated; default "bob") are given relay 2's URL in
+ * their token bundle (a must-use plugin on the core `rest_post_dispatch`
+ * filter), so their browsers connect there.
  */
 
 declare(strict_types=1);
@@ -167,7 +176,7 @@ function smoke(BM_WP_Harness $h): array
         @posix_kill(-$pid, SIGKILL);
         proc_close($proc);
     }
-    return ['ok' => 'smoke', 'thread' => $thread, 'subscribed_ms' => $subscribed, 'send_to_receive_ms' => $latency, 'total_ms' => $ms()];
+    return ['ok' => 'smoke', 'bob_url' => $tok['url'], 'thread' => $thread, 'subscribed_ms' => $subscribed, 'send_to_receive_ms' => $latency, 'total_ms' => $ms()];
 }
 
 $h = new BM_WP_Harness(['http' => true, 'relay' => true]);
@@ -206,6 +215,70 @@ if (!mkdir($tmp, 0700)) {
 }
 putenv("TMPDIR=$tmp");
 
+// Cluster mode: relay 1 (the harness's relay) joins through the first
+// NATS URL; relay 2 is started below, after the site (it needs the key).
+$cluster = preg_split('/\s+/', trim((string) getenv('BM_CLUSTER_NATS')), -1, PREG_SPLIT_NO_EMPTY) ?: [];
+$relay2 = null;
+if ($cluster) {
+    foreach ($cluster as $u) {
+        if (!preg_match('#^nats://127\.0\.0\.1:[0-9]{1,5}$#D', $u)) {
+            fwrite(STDERR, "site.php: BM_CLUSTER_NATS takes nats://127.0.0.1:PORT URLs, got " . json_encode($u) . "\n");
+            exit(2);
+        }
+    }
+    $h->relay_args = ['--nats', $cluster[0], '--node-name', 'relay-1'];
+    $relay2 = ['port' => BM_WP_Harness::free_port(), 'admin' => BM_WP_Harness::free_port()];
+    foreach (['BM_RELAY2_PORT' => 'port', 'BM_ADMIN2_PORT' => 'admin'] as $env => $k) {
+        $v = getenv($env);
+        if ($v !== false && $v !== '') {
+            if (!preg_match('/^[1-9][0-9]{0,4}$/D', $v) || (int) $v > 65535) {
+                fwrite(STDERR, "site.php: $env must be a port number, got " . json_encode($v) . "\n");
+                exit(2);
+            }
+            $relay2[$k] = (int) $v;
+        }
+    }
+    $relay2['ws_url'] = 'ws://127.0.0.1:' . $relay2['port'] . '/v1/ws';
+    $relay2['users'] = preg_split('/\s+/', trim((string) (getenv('BM_RELAY2_USERS') ?: 'bob')), -1, PREG_SPLIT_NO_EMPTY);
+}
+
+/**
+ * Cluster mode: starts relay 2 (a harness process, stopped with the rest)
+ * and the must-use plugin sending the BM_RELAY2_USERS to it.
+ *
+ * @param array{port:int,admin:int,ws_url:string,users:list<string>} $r2
+ */
+function start_relay2(BM_WP_Harness $h, array $r2, string $nats): void
+{
+    $h->spawn('relay2', [$h->relay_bin(), 'serve', '--listen', '127.0.0.1:' . $r2['port'], '--admin-listen', '127.0.0.1:' . $r2['admin'],
+        '--site', $h->site . '=' . $h->relay_key, '--nats', $nats, '--node-name', 'relay-2']);
+    $deadline = microtime(true) + 15;
+    while ($h->http_status('http://127.0.0.1:' . $r2['admin'] . '/healthz') !== 200) {
+        if (microtime(true) > $deadline) {
+            throw new RuntimeException('relay 2 did not become healthy within 15 s (see relay2.log)');
+        }
+        usleep(50000);
+    }
+    @mkdir($h->docroot . '/wp-content/mu-plugins', 0755);
+    file_put_contents($h->docroot . '/wp-content/mu-plugins/bm-demo-cluster.php', sprintf(<<<'PHP'
+<?php
+// make demo-cluster: these users' browsers connect to relay 2; WordPress
+// pushes to relay 1 (the site's setting) and the cluster carries it over.
+add_filter('rest_post_dispatch', static function ($res, $server, $req) {
+    if (!($res instanceof WP_REST_Response) || $res->is_error() || $req->get_route() !== '/bm/v1/token'
+        || !in_array(wp_get_current_user()->user_login, %s, true)) {
+        return $res;
+    }
+    $data = $res->get_data();
+    if (is_array($data) && isset($data['url'])) {
+        $data['url'] = %s;
+        $res->set_data($data);
+    }
+    return $res;
+}, 10, 3);
+PHP, var_export($r2['users'], true), var_export($r2['ws_url'], true)));
+}
+
 $ext = (string) getenv('BM_EXT_SO');
 $stop = static function () use ($h, $tmp): void {
     $h->stop();
@@ -228,6 +301,9 @@ foreach ([SIGTERM, SIGINT, SIGHUP] as $sig) {
 
 try {
     $h->start();
+    if ($relay2 !== null) {
+        start_relay2($h, $relay2, $cluster[count($cluster) - 1]);
+    }
     repair_links($h->docroot, BM_WP_Harness::wordpress_src());
     // The chat page, and a probe telling which implementation PHP runs.
     $cmd = array_merge($h->php(), [__DIR__ . '/make-page.php', $h->docroot, $h->url]);
@@ -304,6 +380,7 @@ say([
     'relay_key' => $h->relay_key,
     'run' => $h->run,
     'impl' => $impl(),
+    'relay2' => $relay2 === null ? null : ['ws_url' => $relay2['ws_url'], 'admin_port' => $relay2['admin'], 'users' => $relay2['users']],
 ]);
 
 while (($line = fgets(STDIN)) !== false) {
