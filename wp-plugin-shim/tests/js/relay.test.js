@@ -38,7 +38,6 @@ const wp = {
     this.tokenLife = {};
     this.lastToken = {};
     this.tokenRequests = {};
-    this.revokedAt = {};
     this.stored = {};
     this.catchupRequests = {};
     this.pollRequests = {};
@@ -46,6 +45,23 @@ const wp = {
 };
 
 const forbidden = (msg) => Object.assign(new Error(msg), { status: 403 });
+
+/**
+ * What the relay revoked, as WordPress remembers it ("user" or
+ * "user/thread" → unix second). Not reset between tests: the relay keeps
+ * its revocations too. PROTOCOL.md §6: tokens of a scope revoked at t carry
+ * iat > t.
+ */
+const revokedAt = {};
+const notBefore = (...keys) => Math.max(Math.floor(Date.now() / 1000), ...keys.map((k) => (revokedAt[k] ?? -1) + 1));
+
+/** POST /v1/disconnect as WordPress does it: the revocation is recorded first. */
+async function disconnect(body) {
+  // One second ahead: the request's signed timestamp is at most that.
+  const t = Math.floor(Date.now() / 1000) + 1;
+  for (const u of body.users) revokedAt[body.thread ? `${u}/${body.thread}` : `${u}`] = t;
+  return relayPost(relay.port, SITE.site, SITE.relayKey, '/v1/disconnect', body);
+}
 
 const routes = {
   '/wp/token': (url) => {
@@ -56,7 +72,7 @@ const routes = {
     if (mode === 'same' && wp.lastToken[user]) return { token: wp.lastToken[user] };
     // As WordPress does (PROTOCOL.md §6): after revoking a user at second
     // t, its tokens carry iat > t (the relay refuses iat <= t).
-    const iat = Math.max(Math.floor(Date.now() / 1000), (wp.revokedAt[user] ?? -1) + 1);
+    const iat = notBefore(`${user}`);
     let exp = iat + (wp.tokenLife[user] || 3600);
     let token = mintToken(SITE.relayKey, { site: SITE.site, sub: user, iat, exp });
     // Two tokens minted in one second would be equal: a real WordPress
@@ -78,7 +94,8 @@ const routes = {
       wp.staleThreadToken[user] = false;
       return { token: mintToken(SITE.relayKey, { site: SITE.site, sub: user, thread, iat: now - 3660, exp: now - 60 }) };
     }
-    return { token: mintToken(SITE.relayKey, { site: SITE.site, sub: user, thread, iat: now, exp: now + 3600 }) };
+    const iat = notBefore(`${user}`, `${user}/${thread}`);
+    return { token: mintToken(SITE.relayKey, { site: SITE.site, sub: user, thread, iat, exp: iat + 3600 }) };
   },
   '/wp/key': (url) => {
     const user = Number(url.searchParams.get('user'));
@@ -180,7 +197,7 @@ test('typing via pub reaches the other member with `from`, not the sender', asyn
   await push([{ to: [], thread: THREAD, e }]);
   await bob.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
   await alice.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
-  const d = await relayPost(relay.port, SITE.site, SITE.relayKey, '/v1/disconnect', { users: [2], thread: THREAD });
+  const d = await disconnect({ users: [2], thread: THREAD });
   assert.equal(d.status, 200);
   await bob.waitForFunction(() => window.bmLog.unsubs.length > 0, null, { timeout: 3000 });
   assert.deepEqual((await logOf(bob)).unsubs, [{ thread: THREAD, reason: 'revoked' }]);
@@ -311,7 +328,7 @@ test('revoked (4003): no retry with the same token; a new token reconnects', asy
   wp.reset();
   wp.tokenMode[2] = 'same';
   const page = await pageFor(2);
-  const d = await relayPost(relay.port, SITE.site, SITE.relayKey, '/v1/disconnect', { users: [2] });
+  const d = await disconnect({ users: [2] });
   assert.equal(d.status, 200);
   await page.waitForFunction(() => window.client.state === 'closed', null, { timeout: 5000 });
   const log = await logOf(page);
@@ -323,10 +340,7 @@ test('revoked (4003): no retry with the same token; a new token reconnects', asy
   // The same again, but WordPress hands out a new token: the client reconnects.
   wp.tokenMode[3] = 'ok';
   const other = await pageFor(3);
-  // Recorded before the request (the client asks for a token as soon as
-  // the 4003 arrives), one second ahead: the request's timestamp is at most that.
-  wp.revokedAt[3] = Math.floor(Date.now() / 1000) + 1;
-  await relayPost(relay.port, SITE.site, SITE.relayKey, '/v1/disconnect', { users: [3] });
+  await disconnect({ users: [3] });
   await other.waitForFunction(() => window.bmLog.states.includes('disconnected:4003'), null, { timeout: 5000 });
   await other.waitForFunction(() => window.client.state === 'connected', null, { timeout: 5000 });
   assert.equal(await other.evaluate(() => window.bmSockets), 2);
