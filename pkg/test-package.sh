@@ -201,16 +201,16 @@ wait "$listen_pid" || { cat "$tmp/listen.err" >&2; fail "the subscriber did not 
 listen_pid=""
 grep -q '"from the package"' "$tmp/listen.out" || { cat "$tmp/listen.out" >&2; fail "the event did not arrive opened"; }
 for s in "$secret" "$relay_key"; do
-    ! grep -qF "$s" "$tmp/relay.log" "$tmp/push.out" || fail "a key appears in the relay log or PHP output"
+    ! grep -qF -e "$s" "$tmp/relay.log" "$tmp/push.out" || fail "a key appears in the relay log or PHP output"
 done
-php -d "bm_relay.secret_file=$tmp/site.secret" --ri bm_relay | grep -qF "$secret" && fail "php --ri shows the secret"
+php -d "bm_relay.secret_file=$tmp/site.secret" --ri bm_relay | grep -qF -e "$secret" && fail "php --ri shows the secret"
 ok "PHP bm_push → packaged relay → subscriber opened {\"text\":\"from the package\"}; no key in logs or phpinfo"
 kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=""
 
 # 3. An upgrade (here: the same version again) keeps the admin's files.
 $SUDO dpkg -i "$DEB_RELAY" > "$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log" >&2; fail "dpkg -i again"; }
 grep -q "^listen = \"127.0.0.1:$port\"" /etc/bm-relay/relay.toml || fail "reinstalling lost the edit of relay.toml"
-$SUDO grep -qF "$relay_key" /etc/bm-relay/sites.toml || fail "reinstalling lost the key file"
+$SUDO grep -qF -e "$relay_key" /etc/bm-relay/sites.toml || fail "reinstalling lost the key file"
 ok "reinstall keeps the edited relay.toml and the key file"
 
 # 4. Remove: PHP keeps working; config stays. Purge: nothing is left.

@@ -92,6 +92,9 @@ export const CLOSE = Object.freeze({
   POLICY: 1008,
 });
 
+/** Wait before asking WordPress again when it handed back the refused token (ms). */
+const SAME_SECOND_RETRY_MS = 1100;
+
 /** Longest reconnect delay a relay may ask for (ms); a larger hint is capped. */
 const MAX_RETRY_HINT = 600000;
 
@@ -382,7 +385,15 @@ export class BmClient {
     const t = this._token;
     if (t && !this._tokenRefused && t.localExpiry - Date.now() > this._margin(t.lifetime)) return t.value;
     const previous = t ? t.value : null;
-    const value = await this.o.getToken();
+    let value = await this.o.getToken();
+    if (this._tokenRefused && value === previous) {
+      // A token minted in the very second of a revocation is refused
+      // (PROTOCOL.md §6) and WordPress mints the same one again within
+      // that second: ask once more in the next second before giving up.
+      await new Promise((r) => setTimeout(r, SAME_SECOND_RETRY_MS));
+      if (this._stopped) throw new BmError('closed', 'the client was stopped');
+      value = await this.o.getToken();
+    }
     if (typeof value !== 'string' || !value) throw new BmError('token_failed', 'getToken returned no token');
     if (this._tokenRefused && value === previous) {
       throw new BmError('token_refused', 'getToken returned the token the relay refused');
