@@ -123,7 +123,10 @@ fn check_token(tok: &str, key: &RelayKey) {
                 assert_eq!(serde_json::from_str::<Claims>(&json).expect("claims read back"), c);
                 // Any change to the signature is refused.
                 let (input, sig) = tok.rsplit_once('.').expect("verified tokens have three parts");
-                let flipped = format!("{input}.{}", if sig.starts_with('A') { sig.replacen('A', "B", 1) } else { format!("A{}", &sig[1..]) });
+                let flipped = format!(
+                    "{input}.{}",
+                    if sig.starts_with('A') { sig.replacen('A', "B", 1) } else { format!("A{}", &sig[1..]) }
+                );
                 assert!(token::verify(&flipped, kind, NOW, |_| Some(key)).is_err(), "a changed signature verified");
             }
             Err(TokenError::Revoked) => panic!("verify never returns Revoked by itself"),
@@ -198,8 +201,8 @@ pub fn client_frame(data: &[u8]) {
         }
         Err(e) => {
             assert_eq!(e.code, frames::codes::BAD_FRAME);
-            let reply: ServerFrame = serde_json::from_str(&frames::error(e.r#ref, e.code, &e.message))
-                .expect("the error reply is JSON");
+            let reply: ServerFrame =
+                serde_json::from_str(&frames::error(e.r#ref, e.code, &e.message)).expect("the error reply is JSON");
             assert_eq!(reply.op, "error");
             assert_eq!(reply.r#ref, e.r#ref);
             assert_eq!(reply.message.as_deref(), Some(e.message.as_str()));
@@ -322,16 +325,20 @@ pub fn config(data: &[u8]) {
     let Some(source) = text(data) else { return };
     let r = bm_relay::config::Config::from_toml(std::path::Path::new("fuzz.toml"), source);
     // The strings given as site keys: none may appear in output.
-    let secrets: Vec<String> = text(data)
-        .and_then(|t| t.parse::<toml_lite::Doc>().ok())
-        .map(|d| d.site_values)
-        .unwrap_or_default();
+    let secrets: Vec<String> =
+        text(data).and_then(|t| t.parse::<toml_lite::Doc>().ok()).map(|d| d.site_values).unwrap_or_default();
     match r {
         Ok(c) => {
             let l = &c.limits;
             assert!(l.idle_timeout_secs > l.ping_interval_secs);
             assert!(l.max_frame_bytes >= 256);
-            for v in [l.auth_timeout_secs, l.ping_interval_secs, l.idle_timeout_secs, l.pub_rate_per_sec, l.frame_rate_per_sec] {
+            for v in [
+                l.auth_timeout_secs,
+                l.ping_interval_secs,
+                l.idle_timeout_secs,
+                l.pub_rate_per_sec,
+                l.frame_rate_per_sec,
+            ] {
                 assert!(v.is_finite() && v > 0.0);
                 let _ = bm_relay::config::Limits::dur(v);
             }

@@ -188,7 +188,8 @@ impl Ctx {
     /// configured with the relay key (b64u text) as its HMAC secret.
     pub fn centrifugo_token(&self, user: u64) -> String {
         let header = b64::encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = serde_json::json!({"sub": user.to_string(), "exp": unix_now() + 3600, "channels": [format!("u{user}")]});
+        let claims =
+            serde_json::json!({"sub": user.to_string(), "exp": unix_now() + 3600, "channels": [format!("u{user}")]});
         let mut t = format!("{header}.{}", b64::encode(claims.to_string()));
         let mut m = HmacSha256::new_from_slice(self.relay_key.to_b64().as_bytes()).expect("HMAC takes any key length");
         m.update(t.as_bytes());
@@ -201,7 +202,9 @@ impl Ctx {
     pub fn hello(&self, user: u64) -> Option<String> {
         match self.kind {
             Kind::Relay => Some(format!(r#"{{"op":"auth","token":"{}"}}"#, self.relay_token(user))),
-            Kind::Centrifugo => Some(format!(r#"{{"id":1,"connect":{{"token":"{}","name":"bm-bench"}}}}"#, self.centrifugo_token(user))),
+            Kind::Centrifugo => {
+                Some(format!(r#"{{"id":1,"connect":{{"token":"{}","name":"bm-bench"}}}}"#, self.centrifugo_token(user)))
+            }
             Kind::Nchan | Kind::Socketio => None,
         }
     }
@@ -318,7 +321,13 @@ impl Ctx {
             Kind::Relay => self.relay_push(users, None, envelope),
             Kind::Centrifugo => {
                 let body = format!(r#"{{"channels":[{}],"data":{envelope}}}"#, list("u", true));
-                Request::post(&self.addr, "/api/broadcast", &[("X-API-Key", CENTRIFUGO_API_KEY.into())], "application/json", body.as_bytes())
+                Request::post(
+                    &self.addr,
+                    "/api/broadcast",
+                    &[("X-API-Key", CENTRIFUGO_API_KEY.into())],
+                    "application/json",
+                    body.as_bytes(),
+                )
             }
             Kind::Nchan => {
                 let path = format!("/pub?c={}", list("u", false));
@@ -392,7 +401,9 @@ mod tests {
     #[test]
     fn event_ids_in_batched_frames() {
         let mut seen = vec![];
-        for_each_event_id("{\"push\":{\"pub\":{\"data\":{\"id\":\"b1\"}}}}\n{\"id\":2}\n{\"id\":\"b23\"}", |s| seen.push(s));
+        for_each_event_id("{\"push\":{\"pub\":{\"data\":{\"id\":\"b1\"}}}}\n{\"id\":2}\n{\"id\":\"b23\"}", |s| {
+            seen.push(s)
+        });
         assert_eq!(seen, vec![1, 23]);
     }
 
@@ -406,7 +417,8 @@ mod tests {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let ts = head.lines().find_map(|l| l.strip_prefix("X-BM-Timestamp: ")).unwrap();
         let sig = head.lines().find_map(|l| l.strip_prefix("X-BM-Signature: ")).unwrap();
-        signing::verify(&secret().relay_key(), ts, sig, &c.site, "POST", "/v1/push", body.as_bytes(), unix_now(), 60).unwrap();
+        signing::verify(&secret().relay_key(), ts, sig, &c.site, "POST", "/v1/push", body.as_bytes(), unix_now(), 60)
+            .unwrap();
         let parsed = bm_proto::api::PushRequest::parse(body, &bm_proto::api::Limits::default());
         assert!(parsed.is_ok(), "{parsed:?}");
     }
@@ -421,7 +433,10 @@ mod tests {
         assert_eq!(parsed[0].thread, Some(ThreadId::new(4).unwrap()));
         assert!(parsed[0].to.is_empty());
         let key = secret().relay_key();
-        let claims = bm_proto::token::verify(&c.thread_token(3, 4), bm_proto::token::TokenKind::Thread, unix_now(), |_| Some(&key));
+        let claims =
+            bm_proto::token::verify(&c.thread_token(3, 4), bm_proto::token::TokenKind::Thread, unix_now(), |_| {
+                Some(&key)
+            });
         assert!(claims.is_ok(), "{claims:?}");
     }
 

@@ -132,7 +132,14 @@ pub enum Mode {
 
 /// One client: connect from `src`, handshake, then hold or leave. Returns
 /// whether it became ready.
-pub async fn run(ctx: Rc<Ctx>, shared: Rc<Shared>, user: u64, src: Ipv4Addr, mode: Mode, mut stop: watch::Receiver<bool>) -> bool {
+pub async fn run(
+    ctx: Rc<Ctx>,
+    shared: Rc<Shared>,
+    user: u64,
+    src: Ipv4Addr,
+    mode: Mode,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
     shared.connecting.set(shared.connecting.get() + 1);
     let r = timeout(HANDSHAKE_TIMEOUT, connect(&ctx, user, src)).await;
     shared.connecting.set(shared.connecting.get() - 1);

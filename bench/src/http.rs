@@ -101,11 +101,10 @@ impl Conn {
             read_more(stream, &mut self.buf).await?;
         };
         let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| HttpError::Protocol(format!("bad status line: {}", head.lines().next().unwrap_or(""))))?;
+        let status: u16 =
+            head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
+                HttpError::Protocol(format!("bad status line: {}", head.lines().next().unwrap_or("")))
+            })?;
         let lower = head.to_ascii_lowercase();
         let close = lower.contains("\r\nconnection: close");
         let body = if let Some(len) = header(&lower, "content-length").and_then(|v| v.parse::<usize>().ok()) {
@@ -150,7 +149,10 @@ impl Conn {
             self.stream = None;
         }
         if !(200..300).contains(&status) {
-            return Err(HttpError::Status { status, body: String::from_utf8_lossy(&body[..body.len().min(200)]).to_string() });
+            return Err(HttpError::Status {
+                status,
+                body: String::from_utf8_lossy(&body[..body.len().min(200)]).to_string(),
+            });
         }
         Ok(body)
     }
@@ -215,7 +217,8 @@ mod tests {
 
     #[tokio::test]
     async fn chunked_and_error_status() {
-        let addr = serve_once(b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").await;
+        let addr =
+            serve_once(b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").await;
         let mut c = Conn::new(addr);
         let req = Request::post(&addr, "/x", &[("X-A", "1".into())], "text/plain", b"body");
         match c.send(&req).await {

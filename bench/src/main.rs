@@ -128,7 +128,21 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Run { servers, scenarios, quick, json, out, peers, run_dir, relay_bin, server_cpu, loadgen_cpu, chat_rates, idle_steps, check } => {
+        Cmd::Run {
+            servers,
+            scenarios,
+            quick,
+            json,
+            out,
+            peers,
+            run_dir,
+            relay_bin,
+            server_cpu,
+            loadgen_cpu,
+            chat_rates,
+            idle_steps,
+            check,
+        } => {
             let mut plan = if quick { Plan::quick() } else { Plan::full() };
             if let Some(r) = chat_rates {
                 plan.chat_rates = r;
@@ -137,7 +151,8 @@ fn main() -> ExitCode {
                 plan.idle_steps = s;
             }
             let nofile = procstat::raise_nofile();
-            let biggest = plan.idle_steps.iter().copied().max().unwrap_or(0).max(plan.broadcast_clients).max(plan.chat_users);
+            let biggest =
+                plan.idle_steps.iter().copied().max().unwrap_or(0).max(plan.broadcast_clients).max(plan.chat_users);
             if biggest + 200 > nofile {
                 eprintln!("bm-bench: {biggest} clients need more than this process's open-file limit ({nofile}); lower the sizes");
                 return ExitCode::from(2);
@@ -178,7 +193,15 @@ fn main() -> ExitCode {
             for kind in servers {
                 let version = env.version(kind);
                 eprintln!("== {} ({version})", kind.label());
-                let mut sr = ServerResult { kind, version, idle: None, broadcast: None, chat: None, churn: None, errors: Vec::new() };
+                let mut sr = ServerResult {
+                    kind,
+                    version,
+                    idle: None,
+                    broadcast: None,
+                    chat: None,
+                    churn: None,
+                    errors: Vec::new(),
+                };
                 for &sc in &scenarios {
                     let name = match sc {
                         Scenario::Idle => "idle",
@@ -207,7 +230,9 @@ fn main() -> ExitCode {
                     let p = plan.clone();
                     match sc {
                         Scenario::Idle => sr.idle = Some(local.block_on(&rt, scenarios::idle(ctx, pid, &p))),
-                        Scenario::Broadcast => sr.broadcast = Some(local.block_on(&rt, scenarios::broadcast(ctx, pid, &p))),
+                        Scenario::Broadcast => {
+                            sr.broadcast = Some(local.block_on(&rt, scenarios::broadcast(ctx, pid, &p)))
+                        }
                         Scenario::Chat => sr.chat = Some(local.block_on(&rt, scenarios::chat(ctx, pid, &p))),
                         Scenario::Churn => sr.churn = Some(local.block_on(&rt, scenarios::churn(ctx, pid, &p))),
                     }

@@ -150,7 +150,11 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
     let _ = writeln!(s, "## Machine\n");
     let m = &r.machine;
     let _ = writeln!(s, "- CPU: {} × {} ({} MiB RAM), {}", m.cpus, m.cpu, m.mem_mib, m.kernel);
-    let _ = writeln!(s, "- load average at start: `{}` (the machine is shared; figures are from one run, side by side)", m.loadavg);
+    let _ = writeln!(
+        s,
+        "- load average at start: `{}` (the machine is shared; figures are from one run, side by side)",
+        m.loadavg
+    );
     let _ = writeln!(s, "- server pinned to one core, load generator to the other (taskset / sched_setaffinity)");
     let _ = writeln!(s, "- load generator: {}", r.loadgen);
     let _ = writeln!(s, "- server CPU from `/proc/<pid>/stat` (utime+stime of the server's process tree), RSS from `/proc/<pid>/status`, kernel socket memory from `/proc/net/sockstat`\n");
@@ -167,8 +171,11 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
     let _ = writeln!(s, "| server | connections | failed | server RSS MiB | RSS KiB/conn | kernel TCP MiB | kernel KiB/conn | ratio vs bm-relay |\n|---|---|---|---|---|---|---|---|");
     for x in &r.servers {
         for row in x.idle.iter().flatten() {
-            let base = relay.and_then(|rl| rl.idle.as_ref()).and_then(|v| v.iter().find(|q| q.connections.abs_diff(row.connections) * 50 < row.connections.max(1)));
-            let ratio = base.map(|b| ratio_lower_better(b.rss_per_conn, row.rss_per_conn)).unwrap_or_else(|| "–".into());
+            let base = relay
+                .and_then(|rl| rl.idle.as_ref())
+                .and_then(|v| v.iter().find(|q| q.connections.abs_diff(row.connections) * 50 < row.connections.max(1)));
+            let ratio =
+                base.map(|b| ratio_lower_better(b.rss_per_conn, row.rss_per_conn)).unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {:.1} | {} | {:.1} | {} | {} |",
@@ -192,7 +199,8 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
     let rb = relay.and_then(|x| x.broadcast.as_ref());
     for x in &r.servers {
         if let Some(b) = &x.broadcast {
-            let ratio = rb.map(|q| ratio_lower_better(q.cpu_s_per_million, b.cpu_s_per_million)).unwrap_or_else(|| "–".into());
+            let ratio =
+                rb.map(|q| ratio_lower_better(q.cpu_s_per_million, b.cpu_s_per_million)).unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 s,
                 "| {} | {} | {} / {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} | {:.0} % | {} |",
@@ -228,7 +236,9 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
         if let Some(c) = &x.chat {
             let r1 = rc.map(|q| ratio_higher_better(q.max_held_rate, c.max_held_rate)).unwrap_or_else(|| "–".into());
             let r2 = rc
-                .and_then(|q| Some(ratio_lower_better(q.cpu_us_per_delivery_at_fixed?, c.cpu_us_per_delivery_at_fixed?)))
+                .and_then(|q| {
+                    Some(ratio_lower_better(q.cpu_us_per_delivery_at_fixed?, c.cpu_us_per_delivery_at_fixed?))
+                })
                 .unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 s,
@@ -272,7 +282,8 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
     let rch = relay.and_then(|x| x.churn.as_ref());
     for x in &r.servers {
         if let Some(c) = &x.churn {
-            let ratio = rch.map(|q| ratio_lower_better(q.cpu_ms_per_cycle, c.cpu_ms_per_cycle)).unwrap_or_else(|| "–".into());
+            let ratio =
+                rch.map(|q| ratio_lower_better(q.cpu_ms_per_cycle, c.cpu_ms_per_cycle)).unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 s,
                 "| {} | {} | {:.0} | {} | {:.3} | {:.0} % | {} |",
@@ -293,7 +304,8 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
     if !analysis.is_empty() {
         let _ = writeln!(s, "\n{analysis}");
     }
-    let errs: Vec<String> = r.servers.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {}: {e}", x.kind.label()))).collect();
+    let errs: Vec<String> =
+        r.servers.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {}: {e}", x.kind.label()))).collect();
     if !errs.is_empty() {
         let _ = writeln!(s, "\n## Scenarios that could not run\n\n{}", errs.join("\n"));
     }
@@ -316,7 +328,13 @@ fn gnuplot_data(r: &RunResult, dir: &Path) -> std::io::Result<Vec<(String, Strin
         if let Some(c) = &x.chat {
             let _ = writeln!(lat, "# {name}");
             for st in &c.steps {
-                let _ = writeln!(lat, "{} {:.3} {:.3}", st.achieved_rate, st.latency.p50_ms.max(0.01), st.latency.p99_ms.max(0.01));
+                let _ = writeln!(
+                    lat,
+                    "{} {:.3} {:.3}",
+                    st.achieved_rate,
+                    st.latency.p50_ms.max(0.01),
+                    st.latency.p99_ms.max(0.01)
+                );
             }
             let _ = writeln!(lat, "\n");
         }
@@ -407,15 +425,24 @@ pub fn targets(r: &RunResult) -> Vec<String> {
         }
         if let (Some(a), Some(b)) = (&relay.broadcast, &o.broadcast) {
             if a.cpu_s_per_million >= b.cpu_s_per_million {
-                behind.push(format!("{name} broadcast CPU per delivery ({:.1} vs {:.1} CPU-s per million)", a.cpu_s_per_million, b.cpu_s_per_million));
+                behind.push(format!(
+                    "{name} broadcast CPU per delivery ({:.1} vs {:.1} CPU-s per million)",
+                    a.cpu_s_per_million, b.cpu_s_per_million
+                ));
             }
             if a.latency.p50_ms >= b.latency.p50_ms {
-                behind.push(format!("{name} broadcast p50 latency ({:.1} vs {:.1} ms)", a.latency.p50_ms, b.latency.p50_ms));
+                behind.push(format!(
+                    "{name} broadcast p50 latency ({:.1} vs {:.1} ms)",
+                    a.latency.p50_ms, b.latency.p50_ms
+                ));
             }
         }
         if let (Some(a), Some(b)) = (&relay.chat, &o.chat) {
             if a.max_held_rate < b.max_held_rate {
-                behind.push(format!("{name} chat highest rate held ({:.0} vs {:.0}/s)", a.max_held_rate, b.max_held_rate));
+                behind.push(format!(
+                    "{name} chat highest rate held ({:.0} vs {:.0}/s)",
+                    a.max_held_rate, b.max_held_rate
+                ));
             }
             if let (Some(x), Some(y)) = (a.cpu_us_per_delivery_at_fixed, b.cpu_us_per_delivery_at_fixed) {
                 if x >= y {
@@ -425,7 +452,10 @@ pub fn targets(r: &RunResult) -> Vec<String> {
         }
         if let (Some(a), Some(b)) = (&relay.churn, &o.churn) {
             if a.cpu_ms_per_cycle >= b.cpu_ms_per_cycle {
-                behind.push(format!("{name} churn CPU per cycle ({:.3} vs {:.3} ms)", a.cpu_ms_per_cycle, b.cpu_ms_per_cycle));
+                behind.push(format!(
+                    "{name} churn CPU per cycle ({:.3} vs {:.3} ms)",
+                    a.cpu_ms_per_cycle, b.cpu_ms_per_cycle
+                ));
             }
         }
     }
@@ -476,12 +506,18 @@ pub fn check(r: &RunResult) -> Vec<String> {
         }
         if let Some(b) = &x.broadcast {
             if b.delivered != b.expected || b.publish_errors > 0 || b.clients == 0 {
-                out.push(format!("{name} broadcast: {} of {} delivered, {} publish errors", b.delivered, b.expected, b.publish_errors));
+                out.push(format!(
+                    "{name} broadcast: {} of {} delivered, {} publish errors",
+                    b.delivered, b.expected, b.publish_errors
+                ));
             }
         }
         if let Some(st) = x.chat.as_ref().and_then(|c| c.steps.first()) {
             if st.delivered < st.expected || st.publish_errors > 0 || st.expected == 0 {
-                out.push(format!("{name} chat: {} of {} delivered, {} publish errors", st.delivered, st.expected, st.publish_errors));
+                out.push(format!(
+                    "{name} chat: {} of {} delivered, {} publish errors",
+                    st.delivered, st.expected, st.publish_errors
+                ));
             }
         }
         if let Some(c) = &x.churn {
@@ -496,12 +532,18 @@ pub fn check(r: &RunResult) -> Vec<String> {
 /// Reads a result file, writes the markdown and the plots.
 pub fn write(input: &Path, output: &Path, plots: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
-    let r: RunResult = serde_json::from_str(&text).map_err(|e| format!("{} is not a bm-bench result: {e}", input.display()))?;
+    let r: RunResult =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a bm-bench result: {e}", input.display()))?;
     let scripts = gnuplot_data(&r, plots).map_err(|e| format!("plots: {e}"))?;
     let mut made_png = true;
     for (name, body) in &scripts {
         std::fs::write(plots.join(name), body).map_err(|e| format!("plots: {e}"))?;
-        let ok = std::process::Command::new("gnuplot").arg(name).current_dir(plots).status().map(|s| s.success()).unwrap_or(false);
+        let ok = std::process::Command::new("gnuplot")
+            .arg(name)
+            .current_dir(plots)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         made_png &= ok;
     }
     if !made_png {
@@ -511,9 +553,12 @@ pub fn write(input: &Path, output: &Path, plots: &Path) -> Result<(), String> {
         (Some(_), Ok(p)) => p.display().to_string(),
         _ => plots.display().to_string(),
     };
-    let peers_doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/CONFIGS.md")).unwrap_or_default();
-    let analysis = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ANALYSIS.md")).unwrap_or_default();
-    std::fs::write(output, markdown(&r, &rel, peers_doc.trim(), analysis.trim())).map_err(|e| format!("cannot write {}: {e}", output.display()))
+    let peers_doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/CONFIGS.md")).unwrap_or_default();
+    let analysis =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ANALYSIS.md")).unwrap_or_default();
+    std::fs::write(output, markdown(&r, &rel, peers_doc.trim(), analysis.trim()))
+        .map_err(|e| format!("cannot write {}: {e}", output.display()))
 }
 
 #[cfg(test)]

@@ -226,7 +226,14 @@ fn progress(label: String, shared: Rc<Shared>, extra: Rc<Cell<u64>>) -> JoinHand
 
 /// Opens clients for users `from..=to`, at most 256 handshakes at a time;
 /// returns when all are ready or failed (or after 120 s).
-async fn connect_range(ctx: &Rc<Ctx>, shared: &Rc<Shared>, from: u64, to: u64, sources: u8, stop: &watch::Receiver<bool>) {
+async fn connect_range(
+    ctx: &Rc<Ctx>,
+    shared: &Rc<Shared>,
+    from: u64,
+    to: u64,
+    sources: u8,
+    stop: &watch::Receiver<bool>,
+) {
     let launched_before = shared.ready.get() + shared.failed.get();
     let mut launched = 0u64;
     for u in from..=to {
@@ -426,7 +433,15 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
     let errors = Rc::new(Cell::new(0u64));
     let mut workers = Vec::new();
     for _ in 0..plan.chat_publishers {
-        let (q, n, c, th, err, sh, qd) = (queue.clone(), notify.clone(), ctx.clone(), threads.clone(), errors.clone(), shared.clone(), queued.clone());
+        let (q, n, c, th, err, sh, qd) = (
+            queue.clone(),
+            notify.clone(),
+            ctx.clone(),
+            threads.clone(),
+            errors.clone(),
+            shared.clone(),
+            queued.clone(),
+        );
         workers.push(tokio::task::spawn_local(async move {
             let mut conn = http::Conn::new(c.addr);
             loop {
@@ -566,7 +581,8 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
     }
     sleep(Duration::from_millis(300)).await;
     let max_held_rate = steps.iter().filter(|s| s.held).map(|s| s.target_rate).fold(0.0, f64::max);
-    let at_fixed = steps.iter().find(|s| (s.target_rate - plan.chat_fixed_rate).abs() < 1.0).map(|s| s.cpu_us_per_delivery);
+    let at_fixed =
+        steps.iter().find(|s| (s.target_rate - plan.chat_fixed_rate).abs() < 1.0).map(|s| s.cpu_us_per_delivery);
     Chat {
         users: plan.chat_users,
         threads: plan.chat_threads,
@@ -597,7 +613,8 @@ pub async fn churn(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Churn {
                 let i = k.get();
                 k.set(i + 1);
                 let user = 1 + (i * 7919 + w) % 100_000;
-                clients::run(c.clone(), s.clone(), user, clients::source_addr(i, sources), Mode::Leave, st.clone()).await;
+                clients::run(c.clone(), s.clone(), user, clients::source_addr(i, sources), Mode::Leave, st.clone())
+                    .await;
             }
         }));
     }

@@ -291,7 +291,18 @@ impl State {
     fn register(&self, user: u64, role: Role, cmd: Option<mpsc::UnboundedSender<Cmd>>) -> u64 {
         let sid = self.next_sid.get() + 1;
         self.next_sid.set(sid);
-        self.socks.borrow_mut().insert(sid, Sock { user, role, threads: Vec::new(), cmd, pub_pending: None, tracks: HashMap::new(), lost: HashSet::new() });
+        self.socks.borrow_mut().insert(
+            sid,
+            Sock {
+                user,
+                role,
+                threads: Vec::new(),
+                cmd,
+                pub_pending: None,
+                tracks: HashMap::new(),
+                lost: HashSet::new(),
+            },
+        );
         self.by_user.borrow_mut().entry(user).or_default().push(sid);
         inc(&self.c.connects);
         sid
@@ -605,7 +616,9 @@ fn free_port_pair(seed: u64) -> u16 {
     let mut rng = Rng(seed ^ 0x9E37_79B9_7F4A_7C15);
     loop {
         let p = 20000 + rng.below(12766) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
             return p;
         }
     }
@@ -628,8 +641,13 @@ fn per_ip_lifts(nofile: u64) -> String {
 
 /// The keys of [`per_ip_lifts`]: a relay that names one of them as an
 /// unknown field predates them.
-const PER_IP_KEYS: [&str; 5] =
-    ["max_connections", "max_pending_connections", "max_connections_per_ip", "new_connections_per_ip_per_sec", "new_connections_per_ip_burst"];
+const PER_IP_KEYS: [&str; 5] = [
+    "max_connections",
+    "max_pending_connections",
+    "max_connections_per_ip",
+    "new_connections_per_ip_per_sec",
+    "new_connections_per_ip_burst",
+];
 
 /// Writes `relay.toml` into the run dir and starts `bm-relay serve` on it;
 /// first with the per-address caps lifted and, if this relay refuses them
@@ -768,7 +786,11 @@ async fn drive(st: Rc<State>, relay: &mut Server, caps_lifted: bool) -> Summary 
                         Fate::Pending | Fate::Accepted => {
                             inc(&st.c.lost_at_end);
                             if fl.len() < 10 {
-                                fl.push(format!("at the end: socket {sid} (user {}) never got b{q} from {}", s.user, source_name(*src)));
+                                fl.push(format!(
+                                    "at the end: socket {sid} (user {}) never got b{q} from {}",
+                                    s.user,
+                                    source_name(*src)
+                                ));
                             }
                         }
                         Fate::Refused | Fate::Unknown => inc(&st.c.excluded_unknown),
@@ -815,7 +837,12 @@ async fn drive(st: Rc<State>, relay: &mut Server, caps_lifted: bool) -> Summary 
         problems.push(format!("the relay still counts {after_close:?} sockets 10 s after every client closed"));
     }
     if c.lost.get() + c.lost_at_end.get() > 0 {
-        problems.push(format!("{} deliveries lost ({} overtaken by a later event, {} missing at the end)", c.lost.get() + c.lost_at_end.get(), c.lost.get(), c.lost_at_end.get()));
+        problems.push(format!(
+            "{} deliveries lost ({} overtaken by a later event, {} missing at the end)",
+            c.lost.get() + c.lost_at_end.get(),
+            c.lost.get(),
+            c.lost_at_end.get()
+        ));
     }
     if c.reordered.get() + c.duplicates.get() > 0 {
         problems.push(format!("{} events out of order, {} duplicated", c.reordered.get(), c.duplicates.get()));
@@ -824,25 +851,33 @@ async fn drive(st: Rc<State>, relay: &mut Server, caps_lifted: bool) -> Summary 
         problems.push("no delivery was checked".into());
     }
     if c.server_closes.get() > 0 {
-        problems.push(format!("the relay closed {} sockets of its own accord (see server_close_codes)", c.server_closes.get()));
+        problems.push(format!(
+            "the relay closed {} sockets of its own accord (see server_close_codes)",
+            c.server_closes.get()
+        ));
     }
     if c.connect_failures.get() > 0 {
         problems.push(format!("{} connects or handshakes failed (see errors)", c.connect_failures.get()));
     }
     if c.push_refused.get() + c.pub_refused.get() + c.sub_refused.get() > 0 {
-        problems.push(format!("the relay refused {} pushes, {} pubs, {} subs (see errors)", c.push_refused.get(), c.pub_refused.get(), c.sub_refused.get()));
+        problems.push(format!(
+            "the relay refused {} pushes, {} pubs, {} subs (see errors)",
+            c.push_refused.get(),
+            c.pub_refused.get(),
+            c.sub_refused.get()
+        ));
     }
     if c.relay_undercount.get() > 0 {
-        problems.push(format!("{} push replies counted fewer sockets than were ready for them", c.relay_undercount.get()));
+        problems
+            .push(format!("{} push replies counted fewer sockets than were ready for them", c.relay_undercount.get()));
     }
     // the memory check
     let warm_s = warmup.as_secs_f64();
     let fit: Vec<(f64, f64)> = samples.iter().filter(|s| s.0 >= warm_s).map(|s| (s.0 / 60.0, s.1 as f64)).collect();
     let slope = slope(&fit);
     match slope {
-        Some(s) if s > opts.max_slope_kib_per_min => {
-            problems.push(format!("RSS grows {s:.0} KiB/min after the warm-up (bound {:.0})", opts.max_slope_kib_per_min))
-        }
+        Some(s) if s > opts.max_slope_kib_per_min => problems
+            .push(format!("RSS grows {s:.0} KiB/min after the warm-up (bound {:.0})", opts.max_slope_kib_per_min)),
         Some(_) => {}
         None => problems.push(format!("too few RSS samples after the warm-up ({}) to fit a slope", fit.len())),
     }
@@ -1221,7 +1256,12 @@ fn make_pub(st: &State, sid: u64) -> Option<String> {
     };
     let source = PUB_SOURCE_BASE + sid;
     let seq = st.new_event(source);
-    let to: Vec<u64> = st.by_thread.borrow().get(&thread).map(|v| v.iter().copied().filter(|&x| x != sid).collect()).unwrap_or_default();
+    let to: Vec<u64> = st
+        .by_thread
+        .borrow()
+        .get(&thread)
+        .map(|v| v.iter().copied().filter(|&x| x != sid).collect())
+        .unwrap_or_default();
     st.expect(seq, source, &to);
     if let Some(s) = st.socks.borrow_mut().get_mut(&sid) {
         s.pub_pending = Some(seq);
@@ -1247,7 +1287,8 @@ async fn publisher(st: Rc<State>, p: u64, stop: watch::Receiver<bool>) {
             let mut to: Vec<u64> = (0..n).map(|_| 1 + r.below(st.opts.chat_sockets.max(1))).collect();
             // now and then a churn user that is online right now
             if r.unit() < 0.3 {
-                let churn: Vec<u64> = st.socks.borrow().values().filter(|s| s.role == Role::Churn).map(|s| s.user).collect();
+                let churn: Vec<u64> =
+                    st.socks.borrow().values().filter(|s| s.role == Role::Churn).map(|s| s.user).collect();
                 if !churn.is_empty() {
                     to.push(churn[r.below(churn.len() as u64) as usize]);
                 }
@@ -1281,7 +1322,9 @@ async fn publisher(st: Rc<State>, p: u64, stop: watch::Receiver<bool>) {
                     };
                     if n < still {
                         inc(&st.c.relay_undercount);
-                        st.note_error(format!("push b{seq}: relay counted {n} sockets, {still} were ready and are still open"));
+                        st.note_error(format!(
+                            "push b{seq}: relay counted {n} sockets, {still} were ready and are still open"
+                        ));
                     }
                 }
             }
@@ -1312,7 +1355,10 @@ async fn pub_scheduler(st: Rc<State>, stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         tick.tick().await;
         let socks = st.socks.borrow();
-        let ready: Vec<&Sock> = socks.values().filter(|s| s.role == Role::Chat && !s.threads.is_empty() && s.pub_pending.is_none()).collect();
+        let ready: Vec<&Sock> = socks
+            .values()
+            .filter(|s| s.role == Role::Chat && !s.threads.is_empty() && s.pub_pending.is_none())
+            .collect();
         if ready.is_empty() {
             continue;
         }

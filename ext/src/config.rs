@@ -246,16 +246,18 @@ pub fn load_secret(raw: &RawSettings) -> BmResult<SiteSecret> {
     match secret_source(raw) {
         SecretSource::File => {
             let path = raw.get("secret_file").trim();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| BmError::input(format!("bm_relay.secret_file: cannot read '{path}': {}", io_reason(&e))))?;
-            SiteSecret::from_b64(&text)
-                .map_err(|_| BmError::input(format!("bm_relay.secret_file: '{path}' does not hold a site secret ({FORM})")))
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                BmError::input(format!("bm_relay.secret_file: cannot read '{path}': {}", io_reason(&e)))
+            })?;
+            SiteSecret::from_b64(&text).map_err(|_| {
+                BmError::input(format!("bm_relay.secret_file: '{path}' does not hold a site secret ({FORM})"))
+            })
         }
         SecretSource::Inline => SiteSecret::from_b64(raw.get("secret"))
             .map_err(|_| BmError::input(format!("bm_relay.secret is not a site secret ({FORM})"))),
-        SecretSource::None => Err(BmError::input(
-            "no site secret configured: set bm_relay.secret_file (preferred) or bm_relay.secret",
-        )),
+        SecretSource::None => {
+            Err(BmError::input("no site secret configured: set bm_relay.secret_file (preferred) or bm_relay.secret"))
+        }
     }
 }
 
@@ -352,8 +354,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        for (k, v) in [("timeout_ms", "0"), ("timeout_ms", "abc"), ("queue_size", "-1"), ("mode", "fast"),
-                       ("url", "ftp://x"), ("url", "http://u:p@x"), ("site", "Bad Site"), ("flush_timeout_ms", "9999999")] {
+        for (k, v) in [
+            ("timeout_ms", "0"),
+            ("timeout_ms", "abc"),
+            ("queue_size", "-1"),
+            ("mode", "fast"),
+            ("url", "ftp://x"),
+            ("url", "http://u:p@x"),
+            ("site", "Bad Site"),
+            ("flush_timeout_ms", "9999999"),
+        ] {
             let err = Settings::parse(&raw(&[(k, v)])).unwrap_err();
             assert!(err.to_string().contains(&format!("bm_relay.{k}")), "{k}={v}: {err}");
         }

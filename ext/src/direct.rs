@@ -146,7 +146,13 @@ fn connect(url: &HttpUrl, connect_timeout: Duration, deadline: Instant) -> Resul
 }
 
 /// Reads one reply: status and body. `fresh` is false on a reused connection.
-fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool, wait: Wait) -> Result<(u16, String, bool), Failure> {
+fn exchange(
+    conn: &mut Conn,
+    request: &[u8],
+    deadline: Instant,
+    reused: bool,
+    wait: Wait,
+) -> Result<(u16, String, bool), Failure> {
     let stale_or = |e: io::Error, got_any: bool| if reused && !got_any { Failure::Stale(e) } else { io_failure(e) };
     {
         let s = conn.reader.get_mut();
@@ -159,7 +165,12 @@ fn exchange(conn: &mut Conn, request: &[u8], deadline: Instant, reused: bool, wa
     }
     conn.arm_read(deadline)?;
     match conn.reader.read_line(&mut line) {
-        Ok(0) => return Err(stale_or(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a reply"), false)),
+        Ok(0) => {
+            return Err(stale_or(
+                io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a reply"),
+                false,
+            ))
+        }
         Ok(_) => {}
         Err(e) => return Err(stale_or(e, false)),
     }
@@ -356,9 +367,15 @@ mod tests {
         let u = HttpUrl::parse(&url).unwrap();
         let mut slot = None;
         let deadline = || Instant::now() + Duration::from_secs(5);
-        assert_eq!(send(&mut slot, &u, &t, Endpoint::Presence, "{}", deadline(), Wait::PollFirst).unwrap(), r#"{"online":[]}"#);
+        assert_eq!(
+            send(&mut slot, &u, &t, Endpoint::Presence, "{}", deadline(), Wait::PollFirst).unwrap(),
+            r#"{"online":[]}"#
+        );
         assert!(slot.is_some(), "kept alive");
-        assert_eq!(send(&mut slot, &u, &t, Endpoint::Disconnect, "{}", deadline(), Wait::PollFirst).unwrap(), r#"{"closed":3}"#);
+        assert_eq!(
+            send(&mut slot, &u, &t, Endpoint::Disconnect, "{}", deadline(), Wait::PollFirst).unwrap(),
+            r#"{"closed":3}"#
+        );
         let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
         assert_eq!((err.code(), err.to_string().as_str()), (401, "relay refused push: HTTP 401 bad_signature: wrong"));
         let heads = server.join().unwrap();
@@ -368,7 +385,10 @@ mod tests {
         // The server closed the connection: the next call notices and reconnects (and fails: nobody listens).
         let err = send(&mut slot, &u, &t, Endpoint::Push, "{}", deadline(), Wait::PollFirst).unwrap_err();
         assert_eq!(err.code(), 0);
-        assert!(matches!(err.kind(), ErrorKind::Unreachable { cause: Unreachable::Connect { .. }, .. }) && !err.is_retryable());
+        assert!(
+            matches!(err.kind(), ErrorKind::Unreachable { cause: Unreachable::Connect { .. }, .. })
+                && !err.is_retryable()
+        );
         assert!(err.to_string().starts_with(&format!("relay unreachable for push at {url}: cannot connect")), "{err}");
     }
 
@@ -378,8 +398,16 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let t = target(&url);
         let started = Instant::now();
-        let err = send(&mut None, &HttpUrl::parse(&url).unwrap(), &t, Endpoint::Push, "{}", Instant::now() + Duration::from_millis(200), Wait::Block)
-            .unwrap_err();
+        let err = send(
+            &mut None,
+            &HttpUrl::parse(&url).unwrap(),
+            &t,
+            Endpoint::Push,
+            "{}",
+            Instant::now() + Duration::from_millis(200),
+            Wait::Block,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no answer within timeout_ms=2000"), "{err}");
         assert!(matches!(err.kind(), ErrorKind::Unreachable { cause: Unreachable::Timeout { timeout_ms: 2000 }, .. }));
         assert!(started.elapsed() < Duration::from_secs(2));

@@ -186,8 +186,12 @@ impl std::fmt::Display for BmError {
         f.write_str(&self.inner.context)?;
         match &self.inner.kind {
             ErrorKind::Input(m) | ErrorKind::BadReply(m) | ErrorKind::Internal(m) => f.write_str(m),
-            ErrorKind::Unreachable { endpoint, url, cause } => write!(f, "relay unreachable for {endpoint} at {url}: {cause}"),
-            ErrorKind::Refused { endpoint, status, detail } => write!(f, "relay refused {endpoint}: HTTP {status} {detail}"),
+            ErrorKind::Unreachable { endpoint, url, cause } => {
+                write!(f, "relay unreachable for {endpoint} at {url}: {cause}")
+            }
+            ErrorKind::Refused { endpoint, status, detail } => {
+                write!(f, "relay refused {endpoint}: HTTP {status} {detail}")
+            }
         }
     }
 }
@@ -214,11 +218,17 @@ mod tests {
     #[test]
     fn codes_and_messages_are_the_documented_ones() {
         let timeout = unreachable(Unreachable::Timeout { timeout_ms: 2000 });
-        assert_eq!((timeout.code(), timeout.to_string().as_str()), (0, "relay unreachable for push at http://127.0.0.1:8787: no answer within timeout_ms=2000"));
+        assert_eq!(
+            (timeout.code(), timeout.to_string().as_str()),
+            (0, "relay unreachable for push at http://127.0.0.1:8787: no answer within timeout_ms=2000")
+        );
         let connect = unreachable(Unreachable::Connect { connect_timeout_ms: 500, error: "Connection refused".into() });
         assert_eq!(connect.to_string(), "relay unreachable for push at http://127.0.0.1:8787: cannot connect (connect_timeout_ms=500): Connection refused");
         let refused = BmError::refused("presence", 401, "bad_signature: wrong").context("bm_presence(): ");
-        assert_eq!((refused.code(), refused.to_string().as_str()), (401, "bm_presence(): relay refused presence: HTTP 401 bad_signature: wrong"));
+        assert_eq!(
+            (refused.code(), refused.to_string().as_str()),
+            (401, "bm_presence(): relay refused presence: HTTP 401 bad_signature: wrong")
+        );
         assert_eq!(BmError::bad_reply("relay answered 1 results for 2 events").code(), 200);
         let input = BmError::input("must be an integer").context("[1]").context("bm_push_many(): events");
         assert_eq!((input.code(), input.to_string().as_str()), (0, "bm_push_many(): events[1]must be an integer"));

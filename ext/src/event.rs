@@ -95,7 +95,10 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
             "id" => {
                 if !value.is_null() {
                     let Some(s) = value.str() else {
-                        return Err(BmError::input(format!("{f} must be a string or null, got {}", values::type_name(value))));
+                        return Err(BmError::input(format!(
+                            "{f} must be a string or null, got {}",
+                            values::type_name(value)
+                        )));
                     };
                     id = Some(EventId::new(s).map_err(|e| BmError::input(format!("{f}: {e}")))?);
                 }
@@ -170,7 +173,8 @@ mod tests {
         let (site, keys, limits) = fixture();
         let ev = Embed::eval(php).map_err(|e| format!("eval: {e:?}"))?;
         let sealed = seal(&ev, prefix, &site, &keys, &limits).map_err(|e| e.to_string())?;
-        let plain = sealed.envelope.open(&site, &keys.content.key_for(sealed.envelope.k), DEFAULT_MAX_CIPHERTEXT).unwrap();
+        let plain =
+            sealed.envelope.open(&site, &keys.content.key_for(sealed.envelope.k), DEFAULT_MAX_CIPHERTEXT).unwrap();
         Ok((sealed, plain))
     }
 
@@ -186,7 +190,10 @@ mod tests {
             assert_eq!(s.to.iter().map(|u| u.get()).collect::<Vec<_>>(), [1, 2]);
             assert_eq!(s.live_thread.map(ThreadId::get), Some(12));
             assert_eq!((s.envelope.k.to_string(), s.envelope.id.as_str()), ("t/12/3".to_string(), "abc"));
-            assert_eq!(String::from_utf8(plain).unwrap(), r#"{"type":"message.new","data":{"t":"é/😀","n":1,"f":0.1,"e":[]}}"#);
+            assert_eq!(
+                String::from_utf8(plain).unwrap(),
+                r#"{"type":"message.new","data":{"t":"é/😀","n":1,"f":0.1,"e":[]}}"#
+            );
             // User key; data defaults to null; not live → no thread routing.
             let (s, plain) = seal_php("['type' => 'typing', 'to' => [7]]", "").unwrap();
             assert_eq!((s.envelope.k.to_string(), s.live_thread), ("u/7".to_string(), None));

@@ -20,10 +20,7 @@ fn call(name: &str, args: Vec<&dyn ext_php_rs::convert::IntoZvalDyn>) -> BmResul
 }
 
 fn last_error_msg() -> String {
-    call("json_last_error_msg", vec![])
-        .ok()
-        .and_then(|z| z.string())
-        .unwrap_or_else(|| "unknown JSON error".into())
+    call("json_last_error_msg", vec![]).ok().and_then(|z| z.string()).unwrap_or_else(|| "unknown JSON error".into())
 }
 
 /// The plaintext `{"type":…,"data":…}` of an event, as `json_encode` writes
@@ -31,8 +28,7 @@ fn last_error_msg() -> String {
 pub fn encode_payload<F: std::fmt::Display + ?Sized>(kind: &str, data: &Zval, field: &F) -> BmResult<Vec<u8>> {
     let mut ht = ZendHashTable::with_capacity(2);
     ht.insert("type", kind).map_err(|e| BmError::input(format!("{field}: {e}")))?;
-    ht.insert("data", data.dereference().shallow_clone())
-        .map_err(|e| BmError::input(format!("{field}: {e}")))?;
+    ht.insert("data", data.dereference().shallow_clone()).map_err(|e| BmError::input(format!("{field}: {e}")))?;
     let mut arr = Zval::new();
     arr.set_hashtable(ht);
     let out = call("json_encode", vec![&arr, &ENCODE_FLAGS])?;

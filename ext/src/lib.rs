@@ -33,9 +33,9 @@ pub mod ini;
 pub mod json;
 pub mod random;
 pub mod relay;
+pub mod request;
 pub mod sync;
 pub mod transport;
-pub mod request;
 pub mod values;
 pub mod worker;
 
@@ -43,7 +43,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bm_proto::api::{Limits, PresenceResponse, PushResponse, DisconnectResponse};
+use bm_proto::api::{DisconnectResponse, Limits, PresenceResponse, PushResponse};
 use bm_proto::envelope::{Envelope, DEFAULT_MAX_CIPHERTEXT};
 use bm_proto::{Claims, UserId};
 use ext_php_rs::boxed::ZBox;
@@ -79,8 +79,6 @@ fn id_list(ids: &[UserId]) -> BmResult<ZBox<ZendHashTable>> {
     }
     Ok(ht)
 }
-
-
 
 fn push_result_array(r: &bm_proto::api::PushResult) -> BmResult<ZBox<ZendHashTable>> {
     let mut ht = ZendHashTable::with_capacity(2);
@@ -133,10 +131,8 @@ fn log_error(msg: &str) {
 /// the async queue verdict.
 fn deliver(res: &Resolved, sealed: Vec<event::SealedEvent>, many: bool) -> BmResult<Zval> {
     let target = res.target()?;
-    let jsons: Vec<String> = sealed
-        .iter()
-        .map(|s| relay::event_json(&s.to, s.live_thread, &s.envelope.to_json()))
-        .collect();
+    let jsons: Vec<String> =
+        sealed.iter().map(|s| relay::event_json(&s.to, s.live_thread, &s.envelope.to_json())).collect();
     let mut out = Zval::new();
     match res.settings.mode {
         Mode::Async => {
@@ -235,7 +231,9 @@ pub fn bm_flush(timeout_ms: Option<&Zval>) -> PhpResult<bool> {
             Some(z) => {
                 let v = values::int_of(z, "timeout_ms", "an integer number of milliseconds 0..600000")?;
                 if !(0..=600_000).contains(&v) {
-                    return Err(BmError::input(format!("timeout_ms must be an integer number of milliseconds 0..600000, got {v}")));
+                    return Err(BmError::input(format!(
+                        "timeout_ms must be an integer number of milliseconds 0..600000, got {v}"
+                    )));
                 }
                 Duration::from_millis(v as u64)
             }
@@ -272,11 +270,11 @@ pub fn bm_open(envelope: &Zval) -> PhpResult<Zval> {
             let res = request::resolved()?;
             let site = res.site()?;
             let keys = res.keys()?;
-            let env = Envelope::parse(text, DEFAULT_MAX_CIPHERTEXT).map_err(|e| BmError::input(format!("envelope: {e}")))?;
+            let env =
+                Envelope::parse(text, DEFAULT_MAX_CIPHERTEXT).map_err(|e| BmError::input(format!("envelope: {e}")))?;
             let key = keys.content.key_for(env.k);
-            let plain = env
-                .open(&site, &key, DEFAULT_MAX_CIPHERTEXT)
-                .map_err(|e| BmError::input(format!("envelope: {e}")))?;
+            let plain =
+                env.open(&site, &key, DEFAULT_MAX_CIPHERTEXT).map_err(|e| BmError::input(format!("envelope: {e}")))?;
             let plain = std::str::from_utf8(&plain).map_err(|_| BmError::input("envelope: payload is not UTF-8"))?;
             let mut decoded = json::decode_assoc(plain, "envelope payload")?;
             let Some(arr) = decoded.array_mut() else {
@@ -369,9 +367,8 @@ fn users_call<T: serde::de::DeserializeOwned>(endpoint: Endpoint, body: String) 
     let target = res.target()?;
     let wait = res.settings.timeout;
     let text = worker::with_worker(|w| w.call(&target, endpoint, body, 0, wait))??;
-    serde_json::from_str(&text).map_err(|e| {
-        BmError::bad_reply(format!("relay answered {} with an unreadable body: {e}", endpoint.name()))
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| BmError::bad_reply(format!("relay answered {} with an unreadable body: {e}", endpoint.name())))
 }
 
 /// `bm_presence(array $user_ids): array` — those of the users with at least

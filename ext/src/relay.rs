@@ -34,8 +34,11 @@ impl Target {
     /// True when two targets send to the same place with the same key, so
     /// their events may share one batch.
     pub fn same_destination(&self, other: &Target) -> bool {
-        self.base_url == other.base_url && self.site == other.site && self.relay_key == other.relay_key
-            && self.timeout == other.timeout && self.connect_timeout == other.connect_timeout
+        self.base_url == other.base_url
+            && self.site == other.site
+            && self.relay_key == other.relay_key
+            && self.timeout == other.timeout
+            && self.connect_timeout == other.connect_timeout
     }
 }
 
@@ -109,7 +112,12 @@ pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, String
 /// Sends one signed request and returns the 200 body, or an error whose
 /// message says what failed and whose code is the HTTP status (0 when no
 /// HTTP answer came).
-pub async fn send(client: &reqwest::Client, target: &Target, endpoint: Endpoint, body: String) -> Result<String, BmError> {
+pub async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    endpoint: Endpoint,
+    body: String,
+) -> Result<String, BmError> {
     let path = endpoint.path();
     let ts = unix_now();
     let sig = signing::sign(&target.relay_key, ts, &target.site, "POST", path, body.as_bytes());
@@ -126,10 +134,7 @@ pub async fn send(client: &reqwest::Client, target: &Target, endpoint: Endpoint,
         .await
         .map_err(|e| transport_error(endpoint, &target.base_url, &e, target))?;
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| transport_error(endpoint, &target.base_url, &e, target))?;
+    let text = resp.text().await.map_err(|e| transport_error(endpoint, &target.base_url, &e, target))?;
     if status == 200 {
         return Ok(text);
     }
@@ -184,6 +189,9 @@ mod tests {
         let e = relay_error(Endpoint::Push, 401, r#"{"error":{"code":"bad_signature","message":"nope"}}"#);
         assert_eq!(e.code(), 401);
         assert_eq!(e.to_string(), "relay refused push: HTTP 401 bad_signature: nope");
-        assert_eq!(relay_error(Endpoint::Presence, 502, "<html>").to_string(), "relay refused presence: HTTP 502 (no error body)");
+        assert_eq!(
+            relay_error(Endpoint::Presence, 502, "<html>").to_string(),
+            "relay refused presence: HTTP 502 (no error body)"
+        );
     }
 }

@@ -52,7 +52,6 @@ impl HttpUrl {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

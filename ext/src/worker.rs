@@ -40,9 +40,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{BmError, Unreachable};
+use crate::relay::{self, Endpoint, Target};
 use crate::sync::lock;
 use crate::transport::Transport;
-use crate::relay::{self, Endpoint, Target};
 
 /// Most events in one push request (the protocol's default relay limit).
 pub const MAX_BATCH_EVENTS: usize = 1000;
@@ -250,11 +250,22 @@ impl Worker {
     /// included) takes at most `wait`. A failure before any HTTP answer
     /// (a keep-alive connection the relay closed) is retried once while time
     /// remains; a duplicate push carries the same event ids.
-    pub fn call(&mut self, target: &Target, endpoint: Endpoint, body: String, events: u64, wait: Duration) -> Result<String, BmError> {
+    pub fn call(
+        &mut self,
+        target: &Target,
+        endpoint: Endpoint,
+        body: String,
+        events: u64,
+        wait: Duration,
+    ) -> Result<String, BmError> {
         let started = Instant::now();
         let deadline = started + wait;
         let timeout_error = || {
-            BmError::unreachable(endpoint.name(), target.base_url.as_str(), Unreachable::Timeout { timeout_ms: wait.as_millis() })
+            BmError::unreachable(
+                endpoint.name(),
+                target.base_url.as_str(),
+                Unreachable::Timeout { timeout_ms: wait.as_millis() },
+            )
         };
         let result = if self.shared.pending() > 0 && !self.flush(wait) {
             Err(timeout_error())
@@ -262,7 +273,15 @@ impl Worker {
             if let Transport::Direct(url) = &target.transport {
                 // Plain http: a direct blocking exchange on this thread.
                 let sent_at = Instant::now();
-                let r = crate::direct::send(&mut self.direct, url, target, endpoint, &body, deadline, crate::direct::Wait::PollFirst);
+                let r = crate::direct::send(
+                    &mut self.direct,
+                    url,
+                    target,
+                    endpoint,
+                    &body,
+                    deadline,
+                    crate::direct::Wait::PollFirst,
+                );
                 self.shared.stats.record_request(sent_at);
                 match &r {
                     Ok(_) => {
@@ -498,7 +517,15 @@ fn send_batch_direct(
 ) -> Result<(), BmError> {
     let body = relay::push_body(batch.iter().map(String::as_str));
     let started = Instant::now();
-    let r = crate::direct::send(conn, url, target, Endpoint::Push, &body, started + target.timeout, crate::direct::Wait::Block);
+    let r = crate::direct::send(
+        conn,
+        url,
+        target,
+        Endpoint::Push,
+        &body,
+        started + target.timeout,
+        crate::direct::Wait::Block,
+    );
     shared.stats.record_request(started);
     r.map(|_| ())
 }
@@ -507,7 +534,12 @@ fn send_batch_direct(
 /// timeout) is retried once, which covers a keep-alive connection the relay
 /// closed while idle (a restart). A duplicate that this could cause carries
 /// the same event ids, which clients drop.
-async fn send_batch(shared: &Shared, client: &reqwest::Client, target: &Target, batch: &[String]) -> Result<(), BmError> {
+async fn send_batch(
+    shared: &Shared,
+    client: &reqwest::Client,
+    target: &Target,
+    batch: &[String],
+) -> Result<(), BmError> {
     let body = relay::push_body(batch.iter().map(String::as_str));
     let mut attempt = 0;
     loop {
@@ -624,7 +656,13 @@ mod tests {
             let results = vec![r#"{"online":[1],"sockets":1}"#; n].join(",");
             let reply = format!(r#"{{"results":[{results}]}}"#);
             lock(&seen).push((path, site, body));
-            if write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}", reply.len()).is_err() {
+            if write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                reply.len()
+            )
+            .is_err()
+            {
                 return;
             }
         }
@@ -641,9 +679,8 @@ mod tests {
         let a2 = target("http://127.0.0.1:1", "a.example"); // same destination, other Arc
         let b = target("http://127.0.0.1:1", "b.example");
         lock(&shared.queue).extend([ev(&a, 0), ev(&a2, 1), ev(&b, 2), ev(&a, 3)]);
-        let sizes: Vec<(String, usize)> = std::iter::from_fn(|| take(&shared))
-            .map(|(t, batch)| (t.site.to_string(), batch.len()))
-            .collect();
+        let sizes: Vec<(String, usize)> =
+            std::iter::from_fn(|| take(&shared)).map(|(t, batch)| (t.site.to_string(), batch.len())).collect();
         assert_eq!(sizes, [("a.example".into(), 2), ("b.example".into(), 1), ("a.example".into(), 1)]);
         lock(&shared.queue).extend((0..MAX_BATCH_EVENTS + 5).map(|i| ev(&a, i)));
         assert_eq!(take(&shared).unwrap().1.len(), MAX_BATCH_EVENTS);
@@ -663,7 +700,8 @@ mod tests {
         let reply = w.call(&t, Endpoint::Disconnect, r#"{"users":[1]}"#.into(), 0, Duration::from_secs(5)).unwrap();
         assert!(reply.starts_with(r#"{"results":"#));
         assert_eq!(w.shared.pending(), 0);
-        w.call(&t, Endpoint::Push, r#"{"events":[{"to":[1],"e":{"i":100}}]}"#.into(), 1, Duration::from_secs(5)).unwrap();
+        w.call(&t, Endpoint::Push, r#"{"events":[{"to":[1],"e":{"i":100}}]}"#.into(), 1, Duration::from_secs(5))
+            .unwrap();
         assert!(w.enqueue(vec![ev(&t, 101)], 10_000));
         assert!(w.flush(Duration::from_secs(5)));
         let stats = &w.shared.stats;

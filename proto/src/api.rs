@@ -241,19 +241,15 @@ impl<'a> PushRequest<'a> {
     /// envelope shape and size, and the user-key rule (an envelope sealed
     /// with `u/{u}` goes to user `u` alone, with no thread).
     pub fn parse(body: &'a str, limits: &Limits) -> Result<Vec<ValidEvent<'a>>, ApiError> {
-        let req: PushRequest<'a> = serde_json::from_str(body)
-            .map_err(|e| ApiError::new(ErrorCode::Malformed, format!("push body: {e}")))?;
+        let req: PushRequest<'a> =
+            serde_json::from_str(body).map_err(|e| ApiError::new(ErrorCode::Malformed, format!("push body: {e}")))?;
         if req.events.len() > limits.max_events {
             return Err(ApiError::new(
                 ErrorCode::TooLarge,
                 format!("{} events, over the limit of {}", req.events.len(), limits.max_events),
             ));
         }
-        req.events
-            .into_iter()
-            .enumerate()
-            .map(|(i, ev)| ev.validate(i, limits))
-            .collect()
+        req.events.into_iter().enumerate().map(|(i, ev)| ev.validate(i, limits)).collect()
     }
 }
 
@@ -445,7 +441,13 @@ mod tests {
         let d: DisconnectRequest = parse_users_body(r#"{"users":[1],"thread":4}"#, &Limits::default()).unwrap();
         assert_eq!(d.thread.unwrap().get(), 4);
         let small = Limits { max_recipients: 1, ..Limits::default() };
-        assert_eq!(parse_users_body::<PresenceRequest>(r#"{"users":[1,2]}"#, &small).unwrap_err().code, ErrorCode::TooLarge);
-        assert_eq!(parse_users_body::<PresenceRequest>(r#"{"users":[0]}"#, &small).unwrap_err().code, ErrorCode::Malformed);
+        assert_eq!(
+            parse_users_body::<PresenceRequest>(r#"{"users":[1,2]}"#, &small).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            parse_users_body::<PresenceRequest>(r#"{"users":[0]}"#, &small).unwrap_err().code,
+            ErrorCode::Malformed
+        );
     }
 }

@@ -112,8 +112,7 @@ pub fn aad(site: &SiteId, id: &EventId, k: KeyId) -> Vec<u8> {
 impl Envelope {
     /// Parses envelope JSON and checks its shape (see [`Envelope::check`]).
     pub fn parse(json: &str, max_ciphertext: usize) -> Result<Self, EnvelopeError> {
-        let env: Envelope =
-            serde_json::from_str(json).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let env: Envelope = serde_json::from_str(json).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         env.check(max_ciphertext)?;
         Ok(env)
     }
@@ -166,13 +165,7 @@ impl Envelope {
         let c = cipher
             .encrypt(Nonce::from_slice(&nonce), AeadInput { msg: plaintext, aad: &aad })
             .expect("AES-GCM encryption only fails for inputs over 64 GiB");
-        Envelope {
-            v: PROTOCOL_VERSION,
-            id,
-            k,
-            n: b64::encode(nonce),
-            c: b64::encode(c),
-        }
+        Envelope { v: PROTOCOL_VERSION, id, k, n: b64::encode(nonce), c: b64::encode(c) }
     }
 
     /// Seals a `{"type","data"}` payload.
@@ -193,7 +186,12 @@ impl Envelope {
     }
 
     /// Opens and parses the `{"type","data"}` payload.
-    pub fn open_payload(&self, site: &SiteId, key: &EnvelopeKey, max_ciphertext: usize) -> Result<Payload, EnvelopeError> {
+    pub fn open_payload(
+        &self,
+        site: &SiteId,
+        key: &EnvelopeKey,
+        max_ciphertext: usize,
+    ) -> Result<Payload, EnvelopeError> {
         Payload::from_plaintext(&self.open(site, key, max_ciphertext)?)
     }
 

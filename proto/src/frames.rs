@@ -140,10 +140,9 @@ impl<'a> ClientFrame<'a> {
             "auth" => ClientOp::Auth { token: token()? },
             "sub" => ClientOp::Sub { thread: thread()?, token: token()? },
             "unsub" => ClientOp::Unsub { thread: thread()? },
-            "pub" => ClientOp::Pub {
-                thread: thread()?,
-                e: raw.e.ok_or_else(|| bad("`pub` needs an envelope `e`".into()))?,
-            },
+            "pub" => {
+                ClientOp::Pub { thread: thread()?, e: raw.e.ok_or_else(|| bad("`pub` needs an envelope `e`".into()))? }
+            }
             "refresh" => ClientOp::Refresh { token: token()? },
             "ping" => ClientOp::Ping,
             other => return Err(bad(format!("unknown op `{}`", other.chars().take(32).collect::<String>()))),
@@ -298,8 +297,16 @@ mod tests {
     fn relay_frames_are_valid_json() {
         let u = UserId::new(2).unwrap();
         let t = ThreadId::new(12).unwrap();
-        for s in [ready(u, 5), ok(Some(1)), ok(None), pong(Some(-2)), error(Some(1), "x", "a \"q\"\n"),
-                  unsub(t), ev(r#"{"v":1}"#), ev_from(t, u, r#"{"v":1}"#)] {
+        for s in [
+            ready(u, 5),
+            ok(Some(1)),
+            ok(None),
+            pong(Some(-2)),
+            error(Some(1), "x", "a \"q\"\n"),
+            unsub(t),
+            ev(r#"{"v":1}"#),
+            ev_from(t, u, r#"{"v":1}"#),
+        ] {
             let f: ServerFrame = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert!(!f.op.is_empty());
         }

@@ -19,18 +19,10 @@ pub const MAX_ID: u64 = (1 << 53) - 1;
 pub enum IdError {
     /// A numeric id outside its range.
     #[error("{what} {value} is out of range ({min}..={max})")]
-    OutOfRange {
-        what: &'static str,
-        value: u64,
-        min: u64,
-        max: u64,
-    },
+    OutOfRange { what: &'static str, value: u64, min: u64, max: u64 },
     /// Text that does not have the required form.
     #[error("{what} is malformed: {reason}")]
-    Malformed {
-        what: &'static str,
-        reason: &'static str,
-    },
+    Malformed { what: &'static str, reason: &'static str },
 }
 
 /// Parses a canonical decimal: digits only, no sign, no leading zero (except
@@ -204,10 +196,7 @@ fn check_site(s: &str) -> Result<(), &'static str> {
     if !(b[0].is_ascii_lowercase() || b[0].is_ascii_digit()) {
         return Err("must start with a-z or 0-9");
     }
-    if !b
-        .iter()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
-    {
+    if !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')) {
         return Err("may only hold a-z 0-9 . _ -");
     }
     Ok(())
@@ -267,18 +256,12 @@ pub enum KeyId {
 impl KeyId {
     /// Parses the strict text form (decimal numbers, no leading zeros).
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        const BAD: IdError = IdError::Malformed {
-            what: "key id",
-            reason: "expected t/{thread}/{epoch} or u/{user}",
-        };
+        const BAD: IdError = IdError::Malformed { what: "key id", reason: "expected t/{thread}/{epoch} or u/{user}" };
         let mut parts = text.split('/');
         let key_id = match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("t"), Some(t), Some(e), None) => KeyId::Thread {
                 thread: t.parse()?,
-                epoch: parse_canonical_decimal(e)
-                    .and_then(|e| u32::try_from(e).ok())
-                    .map(Epoch)
-                    .ok_or(BAD)?,
+                epoch: parse_canonical_decimal(e).and_then(|e| u32::try_from(e).ok()).map(Epoch).ok_or(BAD)?,
             },
             (Some("u"), Some(u), None, None) => KeyId::User(u.parse()?),
             _ => return Err(BAD),
@@ -400,9 +383,27 @@ mod tests {
     #[test]
     fn key_ids_strict() {
         for bad in [
-            "", "t", "t/1", "t/1/", "t//0", "t/0/0", "t/01/0", "t/1/00", "t/1/01", "t/1/-1",
-            "t/1/4294967296", "t/9007199254740992/0", "u/0", "u/01", "u/", "u/1/2", "x/1",
-            "T/1/0", "t/1/0/", " u/1", "u/+1",
+            "",
+            "t",
+            "t/1",
+            "t/1/",
+            "t//0",
+            "t/0/0",
+            "t/01/0",
+            "t/1/00",
+            "t/1/01",
+            "t/1/-1",
+            "t/1/4294967296",
+            "t/9007199254740992/0",
+            "u/0",
+            "u/01",
+            "u/",
+            "u/1/2",
+            "x/1",
+            "T/1/0",
+            "t/1/0/",
+            " u/1",
+            "u/+1",
         ] {
             assert!(KeyId::parse(bad).is_err(), "{bad:?}");
         }

@@ -146,10 +146,7 @@ impl SiteSecret {
 impl ContentKey {
     /// The key named by `id`, derived from this content key.
     pub fn key_for(&self, id: KeyId) -> EnvelopeKey {
-        EnvelopeKey {
-            id,
-            key: hkdf32(&self.0, id.hkdf_info().as_bytes()),
-        }
+        EnvelopeKey { id, key: hkdf32(&self.0, id.hkdf_info().as_bytes()) }
     }
 
     /// Thread key `t/{thread}/{epoch}`.
@@ -176,8 +173,8 @@ pub struct EnvelopeKey {
 impl EnvelopeKey {
     /// A key received in text form (a browser's view), with its id.
     pub fn from_b64(id: KeyId, text: &str) -> Result<Self, KeyError> {
-        let key = b64::decode_array::<KEY_LEN>(text.trim().as_bytes())
-            .ok_or(KeyError::Malformed { what: "envelope key" })?;
+        let key =
+            b64::decode_array::<KEY_LEN>(text.trim().as_bytes()).ok_or(KeyError::Malformed { what: "envelope key" })?;
         Ok(Self { id, key })
     }
 
@@ -219,8 +216,14 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_refused_without_echo() {
-        for bad in ["", "abc", "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM", "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0A",
-                    "IpHYzcMQQR5+wnN4pmHJNRh8B+TVY26bw8QAsnJEuM0", "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0="] {
+        for bad in [
+            "",
+            "abc",
+            "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM",
+            "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0A",
+            "IpHYzcMQQR5+wnN4pmHJNRh8B+TVY26bw8QAsnJEuM0",
+            "IpHYzcMQQR5-wnN4pmHJNRh8B-TVY26bw8QAsnJEuM0=",
+        ] {
             let err = SiteSecret::from_b64(bad).unwrap_err();
             assert!(!err.to_string().contains("IpHY"));
         }

@@ -72,8 +72,7 @@ pub fn verify(
     now: u64,
     max_skew_secs: u64,
 ) -> Result<(), SignatureError> {
-    let timestamp = crate::ids::parse_canonical_decimal(timestamp_header.trim())
-        .ok_or(SignatureError::BadTimestamp)?;
+    let timestamp = crate::ids::parse_canonical_decimal(timestamp_header.trim()).ok_or(SignatureError::BadTimestamp)?;
     let hex_sig = signature_header.trim().strip_prefix("v1=").ok_or(SignatureError::BadSignature)?;
     let mut tag = [0u8; 32];
     hex::decode_to_slice(hex_sig, &mut tag).map_err(|_| SignatureError::BadSignature)?;
@@ -97,7 +96,8 @@ mod tests {
     fn request_signatures_are_domain_separated_from_jwts() {
         let key = crate::RelayKey::from_bytes([7; 32]);
         let site = SiteId::new("example.com").unwrap();
-        let jwt = crate::token::Claims::connection(site.clone(), crate::UserId::new(2).unwrap(), 1_764_000_000, 3600).mint(&key);
+        let jwt = crate::token::Claims::connection(site.clone(), crate::UserId::new(2).unwrap(), 1_764_000_000, 3600)
+            .mint(&key);
         let (input, _) = jwt.rsplit_once('.').unwrap();
         assert!(input.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'));
         for (ts, method, path) in [(0u64, "POST", "/v1/push"), (u64::MAX, "", "")] {
@@ -107,7 +107,8 @@ mod tests {
         // And concretely: the token's tag is no request signature over its input.
         let tag = jwt.rsplit_once('.').unwrap().1;
         let as_sig = format!("v1={}", hex::encode(crate::b64::decode(tag).unwrap()));
-        assert!(verify(&key, "1764000000", &as_sig, &site, "POST", "/v1/push", input.as_bytes(), 1_764_000_000, 60).is_err());
+        assert!(verify(&key, "1764000000", &as_sig, &site, "POST", "/v1/push", input.as_bytes(), 1_764_000_000, 60)
+            .is_err());
     }
 
     use super::*;

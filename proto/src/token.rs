@@ -160,8 +160,7 @@ pub fn verify<'k>(
         return Err(TokenError::Malformed("too long"));
     }
     let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed("not three parts"))?;
-    let (header_b64, claims_b64) =
-        signing_input.split_once('.').ok_or(TokenError::Malformed("not three parts"))?;
+    let (header_b64, claims_b64) = signing_input.split_once('.').ok_or(TokenError::Malformed("not three parts"))?;
     if claims_b64.contains('.') {
         return Err(TokenError::Malformed("not three parts"));
     }
@@ -175,8 +174,8 @@ pub fn verify<'k>(
         return Err(TokenError::Malformed("typ is not JWT"));
     }
     let claims_json = b64::decode(claims_b64).map_err(|_| TokenError::Malformed("claims are not base64url"))?;
-    let claims: Claims =
-        serde_json::from_slice(&claims_json).map_err(|_| TokenError::Malformed("claims are missing or of the wrong type"))?;
+    let claims: Claims = serde_json::from_slice(&claims_json)
+        .map_err(|_| TokenError::Malformed("claims are missing or of the wrong type"))?;
     let key = key_for(&claims.site).ok_or(TokenError::UnknownSite)?;
     let sig = b64::decode_array::<32>(sig_b64).ok_or(TokenError::Signature)?;
     // `verify_slice` compares in constant time.
@@ -287,8 +286,13 @@ mod tests {
             r#"{"site":"example.com","sub":"2","iat":1764000000}"#,
             r#"{"site":"example.com","sub":"2","thread":0,"iat":1764000000,"exp":1764003600}"#,
         ] {
-            assert!(matches!(check(&forge(r#"{"alg":"HS256","typ":"JWT"}"#, claims), TokenKind::Connection),
-                Err(TokenError::Malformed(_))), "{claims}");
+            assert!(
+                matches!(
+                    check(&forge(r#"{"alg":"HS256","typ":"JWT"}"#, claims), TokenKind::Connection),
+                    Err(TokenError::Malformed(_))
+                ),
+                "{claims}"
+            );
         }
     }
 }

@@ -39,10 +39,13 @@ fn key_derivations() {
         assert_eq!(content.to_b64(), s(&site["content_key"]));
         for tk in site["thread_keys"].as_array().unwrap() {
             let kid = KeyId::parse(s(&tk["kid"])).unwrap();
-            assert_eq!(kid, KeyId::Thread {
-                thread: bm_proto::ThreadId::new(tk["thread"].as_u64().unwrap()).unwrap(),
-                epoch: bm_proto::Epoch(tk["epoch"].as_u64().unwrap() as u32),
-            });
+            assert_eq!(
+                kid,
+                KeyId::Thread {
+                    thread: bm_proto::ThreadId::new(tk["thread"].as_u64().unwrap()).unwrap(),
+                    epoch: bm_proto::Epoch(tk["epoch"].as_u64().unwrap() as u32),
+                }
+            );
             assert_eq!(content.key_for(kid).to_b64(), s(&tk["key"]), "{kid}");
             checked += 1;
         }

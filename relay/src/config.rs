@@ -222,7 +222,8 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let net: IpAddr = addr.trim().parse().map_err(|_| format!("`{}` is not an IP address", addr.escape_default()))?;
+        let net: IpAddr =
+            addr.trim().parse().map_err(|_| format!("`{}` is not an IP address", addr.escape_default()))?;
         let max = if net.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -447,7 +448,6 @@ const FRAME_OVERHEAD: usize = 80;
 /// An envelope's JSON besides its ciphertext: `v`, `k`, `id`, `n`, names.
 const ENVELOPE_FIELDS: usize = 200;
 
-
 /// Log output settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -608,9 +608,7 @@ fn parse_addr(value: &str, origin: &str) -> Result<SocketAddr, ConfigError> {
 
 /// Reads one `site=key` pair; the key is never echoed.
 fn parse_site_pair(pair: &str, origin: &str) -> Result<(SiteId, RelayKey), ConfigError> {
-    let (site, key) = pair
-        .split_once('=')
-        .ok_or_else(|| invalid(origin, "expected SITE=RELAY_KEY"))?;
+    let (site, key) = pair.split_once('=').ok_or_else(|| invalid(origin, "expected SITE=RELAY_KEY"))?;
     site_entry(site.trim(), key.trim(), origin)
 }
 
@@ -649,7 +647,8 @@ impl Config {
     pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
         let file = match &o.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
                 Some((path.clone(), text))
             }
             None => None,
@@ -681,14 +680,21 @@ impl Config {
                 invalid(format!("{name}{at}"), e.message().to_string())
             })?;
             if let Some(v) = &file.listen {
-                listen = parse_addr(v.get_ref(), &format!("{name} line {}, key listen", line_of(text, v.span().start)))?;
+                listen =
+                    parse_addr(v.get_ref(), &format!("{name} line {}, key listen", line_of(text, v.span().start)))?;
             }
             if let Some(v) = &file.admin_listen {
-                admin_listen =
-                    parse_addr(v.get_ref(), &format!("{name} line {}, key admin_listen", line_of(text, v.span().start)))?;
+                admin_listen = parse_addr(
+                    v.get_ref(),
+                    &format!("{name} line {}, key admin_listen", line_of(text, v.span().start)),
+                )?;
             }
             for (site, key) in &file.sites {
-                let origin = format!("{name} line {}, key sites.\"{}\"", line_of(text, site.span().start), shown_site(site.get_ref()));
+                let origin = format!(
+                    "{name} line {}, key sites.\"{}\"",
+                    line_of(text, site.span().start),
+                    shown_site(site.get_ref())
+                );
                 let (id, key) = site_entry(site.get_ref(), key.get_ref(), &origin)?;
                 sites.insert(id, key);
             }
@@ -770,7 +776,10 @@ fn cluster_config(o: &Overrides, f: ClusterFile) -> Result<Option<ClusterConfig>
     for u in &nats {
         let ok = ["nats://", "tls://"].iter().any(|p| u.starts_with(p)) && u.len() > 7;
         if !ok {
-            return Err(invalid("cluster.nats / --nats", format!("`{}` is not a nats:// or tls:// URL", u.escape_default())));
+            return Err(invalid(
+                "cluster.nats / --nats",
+                format!("`{}` is not a nats:// or tls:// URL", u.escape_default()),
+            ));
         }
     }
     let node_name = o.node_name.clone().or(f.node_name).unwrap_or_else(default_node_name);
@@ -779,8 +788,12 @@ fn cluster_config(o: &Overrides, f: ClusterFile) -> Result<Option<ClusterConfig>
     }
     let heartbeat_secs = f.heartbeat_secs.unwrap_or(1.0);
     let node_timeout_secs = f.node_timeout_secs.unwrap_or(5.0);
-    if !(0.05..=60.0).contains(&heartbeat_secs) || node_timeout_secs < 2.0 * heartbeat_secs || node_timeout_secs > 600.0 {
-        return Err(invalid("cluster", "heartbeat_secs must be 0.05-60 and node_timeout_secs at least twice it (at most 600)"));
+    if !(0.05..=60.0).contains(&heartbeat_secs) || node_timeout_secs < 2.0 * heartbeat_secs || node_timeout_secs > 600.0
+    {
+        return Err(invalid(
+            "cluster",
+            "heartbeat_secs must be 0.05-60 and node_timeout_secs at least twice it (at most 600)",
+        ));
     }
     Ok(Some(ClusterConfig {
         nats,
@@ -798,25 +811,36 @@ fn cluster_config(o: &Overrides, f: ClusterFile) -> Result<Option<ClusterConfig>
 
 /// Reads a key file: `"site id" = "relay key"` lines (TOML). Refuses a
 /// file others can write; warns when others can read it.
-fn read_sites_file(path: &Path, sites: &mut HashMap<SiteId, RelayKey>, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+fn read_sites_file(
+    path: &Path,
+    sites: &mut HashMap<SiteId, RelayKey>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let name = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let mode = meta.permissions().mode();
     if mode & 0o002 != 0 {
-        return Err(invalid(&name, "the key file is writable by every user; chmod 600 (or 640 with the service's group)"));
+        return Err(invalid(
+            &name,
+            "the key file is writable by every user; chmod 600 (or 640 with the service's group)",
+        ));
     }
     if mode & 0o004 != 0 {
-        warnings.push(format!("{name} is readable by every user: it holds relay keys; chmod 600 (or 640 with the service's group)"));
+        warnings.push(format!(
+            "{name} is readable by every user: it holds relay keys; chmod 600 (or 640 with the service's group)"
+        ));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let table: BTreeMap<Spanned<String>, Spanned<String>> = toml::from_str(&text).map_err(|e| {
         // Not the parser's message: it may quote the line, and the line may hold a key.
         let at = e.span().map(|s| format!(" line {}", line_of(&text, s.start))).unwrap_or_default();
         invalid(format!("{name}{at}"), "expected lines of the form \"site id\" = \"relay key\"")
     })?;
     for (site, key) in &table {
-        let origin = format!("{name} line {}, site \"{}\"", line_of(&text, site.span().start), shown_site(site.get_ref()));
+        let origin =
+            format!("{name} line {}, site \"{}\"", line_of(&text, site.span().start), shown_site(site.get_ref()));
         let (id, key) = site_entry(site.get_ref(), key.get_ref(), &origin)?;
         sites.insert(id, key);
     }
@@ -878,7 +902,9 @@ mod tests {
     fn errors_name_line_and_key() {
         let e = load_text("listen = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("line 1, key listen"), "{e}");
-        let e = load_text(&format!("[sites]\n\"ok.site\" = \"{KEY}\"\n\"Bad Site\" = \"{KEY}\"\n")).unwrap_err().to_string();
+        let e = load_text(&format!("[sites]\n\"ok.site\" = \"{KEY}\"\n\"Bad Site\" = \"{KEY}\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 3") && e.contains("Bad Site"), "{e}");
         let e = load_text("[sites]\n\"a\" = \"secret-looking-but-short\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && !e.contains("secret-looking"), "{e}");
@@ -908,7 +934,11 @@ mod tests {
         assert_eq!(c.log.format.as_deref(), Some("text"));
         assert!(c.cluster.is_none(), "the sample is a single node");
         let clustered = sample.replace("# [cluster]\n# nats", "[cluster]\nnats");
-        assert_eq!(load_text(&clustered).unwrap().cluster.unwrap().nats.len(), 2, "the [cluster] sample parses once uncommented");
+        assert_eq!(
+            load_text(&clustered).unwrap().cluster.unwrap().nats.len(),
+            2,
+            "the [cluster] sample parses once uncommented"
+        );
     }
 
     #[test]
@@ -948,7 +978,9 @@ mod tests {
         assert!(Config::load(&bad).unwrap_err().to_string().contains("nats"));
         let bad = Overrides { nats: Some("nats://a:1".into()), node_name: Some("a.b".into()), ..Overrides::default() };
         assert!(Config::load(&bad).is_err(), "a dot would split the NATS subject");
-        assert!(load_text("[cluster]\nnats = [\"nats://a:1\"]\nheartbeat_secs = 3.0\nnode_timeout_secs = 4.0\n").is_err());
+        assert!(
+            load_text("[cluster]\nnats = [\"nats://a:1\"]\nheartbeat_secs = 3.0\nnode_timeout_secs = 4.0\n").is_err()
+        );
     }
 
     /// An operator who swaps site and key must not see the key echoed.

@@ -300,7 +300,15 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return die(e, 2),
             };
-            let args = ListenArgs { url, token, threads: thread.into_iter().zip(thread_token).collect(), secret, site, count, timeout };
+            let args = ListenArgs {
+                url,
+                token,
+                threads: thread.into_iter().zip(thread_token).collect(),
+                secret,
+                site,
+                count,
+                timeout,
+            };
             match runtime().block_on(tools::listen(args)) {
                 Ok(code) => ExitCode::from(code as u8),
                 Err(e) => die(e, 1),
@@ -344,7 +352,22 @@ mod tests {
             vec!["bm-relay", "derive", "--secret", s],
             vec!["bm-relay", "token", "--secret", s, "--site", "a", "--user", "1"],
             vec!["bm-relay", "push", "--url", "http://x", "--site", "a", "--secret", s, "--to", "1"],
-            vec!["bm-relay", "listen", "--url", "ws://x", "--token", s, "--thread", "1", "--thread-token", s, "--secret", s, "--site", "a"],
+            vec![
+                "bm-relay",
+                "listen",
+                "--url",
+                "ws://x",
+                "--token",
+                s,
+                "--thread",
+                "1",
+                "--thread-token",
+                s,
+                "--secret",
+                s,
+                "--site",
+                "a",
+            ],
         ] {
             assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
         }

@@ -211,15 +211,31 @@ impl Metrics {
         g(&mut o, "bm_relay_users", "Users with at least one socket.", "gauge", counts.users);
         g(&mut o, "bm_relay_subscriptions", "Thread subscriptions.", "gauge", counts.subscriptions);
         g(&mut o, "bm_relay_queue_bytes", "Bytes waiting in outbound queues.", "gauge", counts.queue_bytes);
-        g(&mut o, "bm_relay_connections_opened_total", "WebSocket upgrades accepted.", "counter", self.ws_opened.load(Relaxed));
-        g(&mut o, "bm_relay_events_pushed_total", "Events accepted by /v1/push.", "counter", self.events_pushed.load(Relaxed));
-        let _ = writeln!(o, "# HELP bm_relay_events_total Pushed events by result.\n# TYPE bm_relay_events_total counter");
+        g(
+            &mut o,
+            "bm_relay_connections_opened_total",
+            "WebSocket upgrades accepted.",
+            "counter",
+            self.ws_opened.load(Relaxed),
+        );
+        g(
+            &mut o,
+            "bm_relay_events_pushed_total",
+            "Events accepted by /v1/push.",
+            "counter",
+            self.events_pushed.load(Relaxed),
+        );
+        let _ =
+            writeln!(o, "# HELP bm_relay_events_total Pushed events by result.\n# TYPE bm_relay_events_total counter");
         let _ = writeln!(o, "bm_relay_events_total{{result=\"delivered\"}} {}", self.events_delivered.load(Relaxed));
         let _ = writeln!(o, "bm_relay_events_total{{result=\"unrouted\"}} {}", self.events_unrouted.load(Relaxed));
         g(&mut o, "bm_relay_deliveries_total", "Frames queued to sockets.", "counter", self.deliveries.load(Relaxed));
         g(&mut o, "bm_relay_pubs_total", "Client pub frames relayed.", "counter", self.pubs.load(Relaxed));
         g(&mut o, "bm_relay_frame_errors_total", "Client frames refused.", "counter", self.frame_errors.load(Relaxed));
-        let _ = writeln!(o, "# HELP bm_relay_closes_total Sockets closed by the relay, by code.\n# TYPE bm_relay_closes_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP bm_relay_closes_total Sockets closed by the relay, by code.\n# TYPE bm_relay_closes_total counter"
+        );
         for (i, c) in self.closes.iter().enumerate() {
             let code = CLOSE_CODES.get(i).map(|c| c.to_string()).unwrap_or_else(|| "other".into());
             let _ = writeln!(o, "bm_relay_closes_total{{code=\"{code}\"}} {}", c.load(Relaxed));
@@ -228,31 +244,76 @@ impl Metrics {
         let _ = writeln!(o, "bm_relay_slow_consumer_closes_total {}", self.closes_with(4008));
         let _ = writeln!(o, "# HELP bm_relay_sockets_refused_total Sockets closed at admission by a cap.\n# TYPE bm_relay_sockets_refused_total counter");
         for (i, name) in SOCKET_REFUSALS.iter().enumerate() {
-            let _ = writeln!(o, "bm_relay_sockets_refused_total{{cap=\"{name}\"}} {}", self.sockets_refused[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "bm_relay_sockets_refused_total{{cap=\"{name}\"}} {}",
+                self.sockets_refused[i].load(Relaxed)
+            );
         }
         g(&mut o, "bm_relay_revocations", "Revocation records held.", "gauge", self.revocation_records.load(Relaxed));
-        g(&mut o, "bm_relay_revocations_evicted_total", "Revocation records folded into a site-wide floor.", "counter", self.revocations_evicted.load(Relaxed));
+        g(
+            &mut o,
+            "bm_relay_revocations_evicted_total",
+            "Revocation records folded into a site-wide floor.",
+            "counter",
+            self.revocations_evicted.load(Relaxed),
+        );
         let _ = writeln!(o, "# HELP bm_relay_requests_total Server API requests by endpoint and result.\n# TYPE bm_relay_requests_total counter");
         for (e, row) in Endpoint::ALL.iter().zip(&self.requests) {
             for (r, c) in row.iter().enumerate() {
-                let _ = writeln!(o, "bm_relay_requests_total{{endpoint=\"{}\",result=\"{}\"}} {}", e.name(), RESULT_NAMES[r], c.load(Relaxed));
+                let _ = writeln!(
+                    o,
+                    "bm_relay_requests_total{{endpoint=\"{}\",result=\"{}\"}} {}",
+                    e.name(),
+                    RESULT_NAMES[r],
+                    c.load(Relaxed)
+                );
             }
         }
-        g(&mut o, "bm_relay_client_connections", "Client connections open (HTTP and WebSocket).", "gauge", self.client_connections.load(Relaxed));
-        g(&mut o, "bm_relay_pending_connections", "Anonymous client connections (no signed request or upgrade yet).", "gauge", self.pending_connections.load(Relaxed));
-        g(&mut o, "bm_relay_admin_connections", "Admin connections open.", "gauge", self.admin_connections.load(Relaxed));
-        g(&mut o, "bm_relay_idle_closes_total", "Idle keep-alive connections closed.", "counter", self.idle_closes.load(Relaxed));
+        g(
+            &mut o,
+            "bm_relay_client_connections",
+            "Client connections open (HTTP and WebSocket).",
+            "gauge",
+            self.client_connections.load(Relaxed),
+        );
+        g(
+            &mut o,
+            "bm_relay_pending_connections",
+            "Anonymous client connections (no signed request or upgrade yet).",
+            "gauge",
+            self.pending_connections.load(Relaxed),
+        );
+        g(
+            &mut o,
+            "bm_relay_admin_connections",
+            "Admin connections open.",
+            "gauge",
+            self.admin_connections.load(Relaxed),
+        );
+        g(
+            &mut o,
+            "bm_relay_idle_closes_total",
+            "Idle keep-alive connections closed.",
+            "counter",
+            self.idle_closes.load(Relaxed),
+        );
         let _ = writeln!(o, "# HELP bm_relay_refused_total Connections and requests refused or closed by a limit, by the limit's key.\n# TYPE bm_relay_refused_total counter");
         for (r, c) in Refusal::ALL.iter().zip(&self.refused) {
             let _ = writeln!(o, "bm_relay_refused_total{{reason=\"{}\"}} {}", r.name(), c.load(Relaxed));
         }
         let _ = writeln!(o, "# HELP bm_relay_push_duration_seconds Time to validate and queue one push request.\n# TYPE bm_relay_push_duration_seconds histogram");
         for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(o, "bm_relay_push_duration_seconds_bucket{{le=\"{b}\"}} {}", self.latency_buckets[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "bm_relay_push_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                self.latency_buckets[i].load(Relaxed)
+            );
         }
         let n = self.latency_count.load(Relaxed);
         let _ = writeln!(o, "bm_relay_push_duration_seconds_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(o, "bm_relay_push_duration_seconds_sum {}", self.latency_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ =
+            writeln!(o, "bm_relay_push_duration_seconds_sum {}", self.latency_sum_micros.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(o, "bm_relay_push_duration_seconds_count {n}");
         o
     }

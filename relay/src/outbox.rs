@@ -28,7 +28,6 @@ use tokio::sync::Notify;
 
 use crate::frame::Frame;
 
-
 /// Why and how the relay wants a socket closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseRequest {

@@ -94,7 +94,8 @@ mod tests {
     #[tokio::test]
     async fn closes_go_out_in_batches_over_the_spread() {
         use bm_proto::{SiteId, UserId};
-        let conns: Vec<Arc<Conn>> = (1..=100).map(|u| Arc::new(Conn::new(SiteId::new("s").unwrap(), UserId::new(u).unwrap()))).collect();
+        let conns: Vec<Arc<Conn>> =
+            (1..=100).map(|u| Arc::new(Conn::new(SiteId::new("s").unwrap(), UserId::new(u).unwrap()))).collect();
         let started = tokio::time::Instant::now();
         let req = CloseRequest::new(1001, "bye");
         let n = close_paced(conns.clone(), req, Duration::from_millis(200), 50.0).await;

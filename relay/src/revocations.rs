@@ -89,7 +89,15 @@ impl Revocations {
     /// Records that `users` lost access (to `thread`, or altogether) at
     /// `at` (the signed request time), keeping at most `max_records` for
     /// the site, and forgets records older than `retain_secs` before `at`.
-    pub fn revoke(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>, at: u64, retain_secs: u64, max_records: usize) -> Revoked {
+    pub fn revoke(
+        &self,
+        site: &SiteId,
+        users: &[UserId],
+        thread: Option<ThreadId>,
+        at: u64,
+        retain_secs: u64,
+        max_records: usize,
+    ) -> Revoked {
         let records = match self.site(site) {
             Some(r) => r,
             None => self.sites.write().unwrap_or_else(|p| p.into_inner()).entry(site.clone()).or_default().clone(),
@@ -120,7 +128,8 @@ impl Revocations {
             // Stale duplicates must not grow the queue without bound.
             if r.order.len() > 2 * max_records.max(1) + 16 {
                 let at = &r.at;
-                let live: VecDeque<(u64, Scope)> = r.order.iter().copied().filter(|(t, s)| at.get(s) == Some(t)).collect();
+                let live: VecDeque<(u64, Scope)> =
+                    r.order.iter().copied().filter(|(t, s)| at.get(s) == Some(t)).collect();
                 r.order = live;
             }
         }
@@ -143,7 +152,8 @@ impl Revocations {
     /// Every record and each site's floor: what a node joining a cluster
     /// copies before it reports ready (ids and times only).
     pub fn export(&self) -> Vec<SiteExport> {
-        let sites: Vec<_> = self.sites.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let sites: Vec<_> =
+            self.sites.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         sites
             .into_iter()
             .map(|(site, r)| {

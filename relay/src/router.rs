@@ -80,7 +80,14 @@ pub trait Fanout: Send + Sync + 'static {
     fn unsubscribe(&self, conn: &Arc<Conn>, thread: ThreadId) -> bool;
     /// Queues a server push to every socket of `to` and every subscriber of
     /// `thread`, each socket at most once.
-    fn deliver(&self, site: &SiteId, to: &[UserId], thread: Option<ThreadId>, frame: &Frame, max_queue: usize) -> Delivery;
+    fn deliver(
+        &self,
+        site: &SiteId,
+        to: &[UserId],
+        thread: Option<ThreadId>,
+        frame: &Frame,
+        max_queue: usize,
+    ) -> Delivery;
     /// Queues a client `pub` to the thread's subscribers except `sender`.
     fn publish(&self, sender: &Conn, thread: ThreadId, frame: &Frame, max_queue: usize) -> Delivery;
     /// The users among `users` with at least one socket.
@@ -90,7 +97,15 @@ pub trait Fanout: Send + Sync + 'static {
     /// `thread` ends their subscriptions to it opened with a thread token
     /// issued at or before `at` and tells them; returns sockets affected.
     /// Tokens issued later were minted after the revocation and stand.
-    fn disconnect(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>, at: u64, unsub_frame: Option<&Frame>, max_queue: usize) -> u64;
+    fn disconnect(
+        &self,
+        site: &SiteId,
+        users: &[UserId],
+        thread: Option<ThreadId>,
+        at: u64,
+        unsub_frame: Option<&Frame>,
+        max_queue: usize,
+    ) -> u64;
     /// Every registered socket of `site` (or of every site): what a reload
     /// or a shutdown closes, at its own pace.
     fn sockets(&self, site: Option<&SiteId>) -> Vec<Arc<Conn>>;
@@ -105,7 +120,11 @@ pub trait Fanout: Send + Sync + 'static {
     /// The same wait before a `sub` is answered `ok`: in a cluster, until
     /// every other node routes the thread's pushes to this node. `None`
     /// (the single node): no wait, no allocation.
-    fn subscribed(&self, _conn: &Arc<Conn>, _thread: ThreadId) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+    fn subscribed(
+        &self,
+        _conn: &Arc<Conn>,
+        _thread: ThreadId,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
         None
     }
     /// What push results and `/healthz` add about the cluster: `None` for a
@@ -287,7 +306,9 @@ impl LocalRouter {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(site.clone())
-            .or_insert_with(|| Arc::new(SiteRoutes { users: Shards::new(), threads: Shards::new(), sockets: AtomicUsize::new(0) }))
+            .or_insert_with(|| {
+                Arc::new(SiteRoutes { users: Shards::new(), threads: Shards::new(), sockets: AtomicUsize::new(0) })
+            })
             .clone()
     }
 }
@@ -296,7 +317,9 @@ impl LocalRouter {
     /// Sockets of `user` that are not closing (the cluster's presence
     /// directory publishes this count).
     pub fn user_sockets(&self, site: &SiteId, user: UserId) -> u32 {
-        self.site(site).map(|r| r.users.with(user, |c| c.iter().filter(|c| c.close_requested().is_none()).count() as u32)).unwrap_or(0)
+        self.site(site)
+            .map(|r| r.users.with(user, |c| c.iter().filter(|c| c.close_requested().is_none()).count() as u32))
+            .unwrap_or(0)
     }
 
     /// Subscribers of `thread` here.
@@ -386,7 +409,14 @@ impl Fanout for LocalRouter {
         conn.remove_sub(thread) || removed
     }
 
-    fn deliver(&self, site: &SiteId, to: &[UserId], thread: Option<ThreadId>, frame: &Frame, max_queue: usize) -> Delivery {
+    fn deliver(
+        &self,
+        site: &SiteId,
+        to: &[UserId],
+        thread: Option<ThreadId>,
+        frame: &Frame,
+        max_queue: usize,
+    ) -> Delivery {
         let mut d = Delivery::default();
         let Some(routes) = self.site(site) else { return d };
         for &user in to {
@@ -442,7 +472,15 @@ impl Fanout for LocalRouter {
             .collect()
     }
 
-    fn disconnect(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>, at: u64, unsub_frame: Option<&Frame>, max_queue: usize) -> u64 {
+    fn disconnect(
+        &self,
+        site: &SiteId,
+        users: &[UserId],
+        thread: Option<ThreadId>,
+        at: u64,
+        unsub_frame: Option<&Frame>,
+        max_queue: usize,
+    ) -> u64 {
         let Some(routes) = self.site(site) else { return 0 };
         let mut n = 0;
         let mut seen = HashSet::new();
@@ -451,7 +489,12 @@ impl Fanout for LocalRouter {
             for c in conns {
                 match thread {
                     None => {
-                        if c.iat() <= at && c.request_close(CloseRequest::new(bm_proto::frames::close::REVOKED, "revoked by the server")) {
+                        if c.iat() <= at
+                            && c.request_close(CloseRequest::new(
+                                bm_proto::frames::close::REVOKED,
+                                "revoked by the server",
+                            ))
+                        {
                             n += 1;
                         }
                     }
@@ -474,14 +517,16 @@ impl Fanout for LocalRouter {
         match site {
             Some(site) => self.site(site).map(|r| r.users.all()).unwrap_or_default(),
             None => {
-                let sites: Vec<Arc<SiteRoutes>> = self.sites.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+                let sites: Vec<Arc<SiteRoutes>> =
+                    self.sites.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
                 sites.iter().flat_map(|s| s.users.all()).collect()
             }
         }
     }
 
     fn counts(&self) -> Counts {
-        let sites: Vec<Arc<SiteRoutes>> = self.sites.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let sites: Vec<Arc<SiteRoutes>> =
+            self.sites.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let mut c = Counts::default();
         for s in sites {
             c.sockets += s.users.value_count();

@@ -47,9 +47,8 @@ pub enum ServeError {
 
 /// Runs the relay until a graceful shutdown completes.
 pub async fn serve(config: Config, overrides: Overrides) -> Result<(), ServeError> {
-    let client = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let client =
+        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let admin = TcpListener::bind(config.admin_listen)
         .await
         .map_err(|source| ServeError::Bind { addr: config.admin_listen, source })?;
@@ -129,7 +128,13 @@ async fn reload(app: &App, overrides: &Overrides) {
     }
     let limits = &new.limits;
     let revoked = CloseRequest::new(close::REVOKED, "site removed or re-keyed");
-    let closed = crate::pacing::close_paced(conns, revoked, Limits::dur(limits.close_spread_secs), limits.reconnect_pace_per_sec).await;
+    let closed = crate::pacing::close_paced(
+        conns,
+        revoked,
+        Limits::dur(limits.close_spread_secs),
+        limits.reconnect_pace_per_sec,
+    )
+    .await;
     tracing::info!(sites = new.sites.len(), closed, "configuration reloaded");
 }
 
@@ -141,7 +146,13 @@ async fn shutdown(app: &App) {
     let going_away = CloseRequest::new(close::GOING_AWAY, "relay shutting down");
     let all = app.router.sockets(None);
     let _ = tokio::time::timeout(deadline, async {
-        crate::pacing::close_paced(all, going_away, Limits::dur(limits.close_spread_secs), limits.reconnect_pace_per_sec).await;
+        crate::pacing::close_paced(
+            all,
+            going_away,
+            Limits::dur(limits.close_spread_secs),
+            limits.reconnect_pace_per_sec,
+        )
+        .await;
         app.sockets_closed().await;
     })
     .await;

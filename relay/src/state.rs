@@ -104,9 +104,22 @@ impl App {
 
     /// Records a `/v1/disconnect` signed at `at` (its `X-BM-Timestamp`):
     /// tokens of that scope issued at or before `at` are refused from now on.
-    pub fn revoke(&self, site: &bm_proto::SiteId, users: &[bm_proto::UserId], thread: Option<bm_proto::ThreadId>, at: u64) {
+    pub fn revoke(
+        &self,
+        site: &bm_proto::SiteId,
+        users: &[bm_proto::UserId],
+        thread: Option<bm_proto::ThreadId>,
+        at: u64,
+    ) {
         let limits = &self.config().limits;
-        let r = self.revocations.revoke(site, users, thread, at, limits.max_token_ttl_secs, limits.max_revocations_per_site);
+        let r = self.revocations.revoke(
+            site,
+            users,
+            thread,
+            at,
+            limits.max_token_ttl_secs,
+            limits.max_revocations_per_site,
+        );
         self.metrics.revocation_records.store(self.revocations.len() as u64, Ordering::Relaxed);
         if r.evicted > 0 {
             self.metrics.revocations_evicted.fetch_add(r.evicted, Ordering::Relaxed);

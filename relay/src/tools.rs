@@ -34,7 +34,10 @@ fn fail(msg: impl Into<String>) -> ToolError {
 pub fn read_secret(arg: &str) -> Result<SiteSecret, ToolError> {
     let text = if arg == "-" {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|e| fail(format!("cannot read the secret from stdin: {e}")))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| fail(format!("cannot read the secret from stdin: {e}")))?;
         line
     } else {
         arg.to_owned()
@@ -139,9 +142,12 @@ pub async fn push(a: PushArgs) -> Result<(u16, String), ToolError> {
     let key = match (thread, to.as_slice()) {
         (Some(t), _) => content.thread_key(t, bm_proto::Epoch(a.epoch)),
         (None, [u]) => content.user_key(*u),
-        (None, _) => return Err(fail("without --thread, give exactly one --to (the envelope is sealed with that user's key)")),
+        (None, _) => {
+            return Err(fail("without --thread, give exactly one --to (the envelope is sealed with that user's key)"))
+        }
     };
-    let data: serde_json::Value = serde_json::from_str(&a.data).map_err(|e| fail(format!("--data is not JSON: {e}")))?;
+    let data: serde_json::Value =
+        serde_json::from_str(&a.data).map_err(|e| fail(format!("--data is not JSON: {e}")))?;
     let env = Envelope::seal_payload(&site, &key, EventId::random(), &Payload { kind: a.kind, data });
     let mut event = serde_json::json!({ "to": to, "e": env });
     if let Some(t) = thread {
@@ -151,16 +157,26 @@ pub async fn push(a: PushArgs) -> Result<(u16, String), ToolError> {
     let ts = unix_now();
     let sig = signing::sign(&a.secret.relay_key(), ts, &site, "POST", bm_proto::api::PATH_PUSH, body.as_bytes());
     let authority = http_authority(&a.url)?;
-    post(&authority, bm_proto::api::PATH_PUSH, &[
-        (signing::HEADER_SITE, site.as_str().to_owned()),
-        (signing::HEADER_TIMESTAMP, ts.to_string()),
-        (signing::HEADER_SIGNATURE, sig),
-    ], body)
+    post(
+        &authority,
+        bm_proto::api::PATH_PUSH,
+        &[
+            (signing::HEADER_SITE, site.as_str().to_owned()),
+            (signing::HEADER_TIMESTAMP, ts.to_string()),
+            (signing::HEADER_SIGNATURE, sig),
+        ],
+        body,
+    )
     .await
 }
 
 /// A minimal HTTP/1.1 POST (one request, one connection).
-pub async fn post(authority: &str, path: &str, headers: &[(&str, String)], body: String) -> Result<(u16, String), ToolError> {
+pub async fn post(
+    authority: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: String,
+) -> Result<(u16, String), ToolError> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| fail(format!("cannot connect to {authority}: {e}")))?;
@@ -177,7 +193,8 @@ pub async fn post(authority: &str, path: &str, headers: &[(&str, String)], body:
     let req = req.body(Full::new(Bytes::from(body))).map_err(|e| fail(e.to_string()))?;
     let resp = sender.send_request(req).await.map_err(|e| fail(format!("request failed: {e}")))?;
     let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.map_err(|e| fail(format!("reading the reply failed: {e}")))?.to_bytes();
+    let bytes =
+        resp.into_body().collect().await.map_err(|e| fail(format!("reading the reply failed: {e}")))?.to_bytes();
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
@@ -222,7 +239,8 @@ struct OpenedEv<'a> {
 /// `{"op":"ev","id","k","thread","from","payload"}`, or `error` instead of
 /// `payload` when the envelope does not open.
 pub fn opened_line(frame: &ServerFrame, site: &SiteId, secret: &SiteSecret) -> String {
-    let mut line = OpenedEv { op: "ev", id: None, k: None, thread: frame.thread, from: frame.from, payload: None, error: None };
+    let mut line =
+        OpenedEv { op: "ev", id: None, k: None, thread: frame.thread, from: frame.from, payload: None, error: None };
     let parsed = match &frame.e {
         Some(e) => Envelope::parse(e.get(), usize::MAX / 2).map_err(|e| e.to_string()),
         None => Err("the frame has no envelope".to_owned()),
@@ -266,7 +284,8 @@ pub async fn listen(a: ListenArgs) -> Result<i32, ToolError> {
             let text = match msg {
                 Message::Text(t) => t,
                 Message::Close(c) => {
-                    let (code, reason) = c.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new()));
+                    let (code, reason) =
+                        c.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new()));
                     emit(&serde_json::json!({"op":"close","code":code,"reason":reason}).to_string())?;
                     return Ok(0);
                 }
@@ -336,7 +355,12 @@ mod tests {
         let secret = SiteSecret::generate();
         let site = SiteId::new("s").unwrap();
         let key = secret.content_key().user_key(UserId::new(2).unwrap());
-        let env = Envelope::seal_payload(&site, &key, EventId::new("e1").unwrap(), &Payload { kind: "t".into(), data: serde_json::json!(1) });
+        let env = Envelope::seal_payload(
+            &site,
+            &key,
+            EventId::new("e1").unwrap(),
+            &Payload { kind: "t".into(), data: serde_json::json!(1) },
+        );
         let frame: ServerFrame = serde_json::from_str(&bm_proto::frames::ev(&env.to_json())).unwrap();
         let v: serde_json::Value = serde_json::from_str(&opened_line(&frame, &site, &secret)).unwrap();
         assert_eq!(v["payload"]["type"], "t");

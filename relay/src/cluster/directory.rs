@@ -57,7 +57,14 @@ pub struct Directory {
 
 impl Directory {
     /// Applies a delta (or a chunk of a whole state) of `node`.
-    pub fn apply(&self, node: &str, epoch: u64, seq: u64, reset: bool, entries: &[Entry]) -> Result<Applied, WireError> {
+    pub fn apply(
+        &self,
+        node: &str,
+        epoch: u64,
+        seq: u64,
+        reset: bool,
+        entries: &[Entry],
+    ) -> Result<Applied, WireError> {
         // Validate everything before touching the map: a bad entry drops
         // the whole message.
         let mut parsed = Vec::with_capacity(entries.len());
@@ -128,7 +135,10 @@ impl Directory {
                 true
             }
             None => {
-                nodes.insert(node.to_string(), NodeState { epoch, seq: 0, last_seen: Instant::now(), sites: HashMap::new() });
+                nodes.insert(
+                    node.to_string(),
+                    NodeState { epoch, seq: 0, last_seen: Instant::now(), sites: HashMap::new() },
+                );
                 true
             }
         }
@@ -137,7 +147,8 @@ impl Directory {
     /// Drops the nodes not heard from within `timeout`; returns them.
     pub fn expire(&self, timeout: Duration) -> Vec<String> {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
-        let gone: Vec<String> = nodes.iter().filter(|(_, s)| s.last_seen.elapsed() > timeout).map(|(k, _)| k.clone()).collect();
+        let gone: Vec<String> =
+            nodes.iter().filter(|(_, s)| s.last_seen.elapsed() > timeout).map(|(k, _)| k.clone()).collect();
         for g in &gone {
             nodes.remove(g);
         }
@@ -200,7 +211,8 @@ impl Directory {
                     all.extend(d.users.iter().map(|(u, n)| Entry(site.to_string(), 'u', u.get(), *n)));
                     all.extend(d.threads.iter().map(|(t, n)| Entry(site.to_string(), 't', t.get(), *n)));
                 }
-                let chunks = if all.is_empty() { vec![Vec::new()] } else { all.chunks(chunk).map(<[Entry]>::to_vec).collect() };
+                let chunks =
+                    if all.is_empty() { vec![Vec::new()] } else { all.chunks(chunk).map(<[Entry]>::to_vec).collect() };
                 (name.clone(), st.epoch, st.seq, chunks)
             })
             .collect()

@@ -49,7 +49,10 @@ pub enum ClusterError {
     Nats(String),
 }
 
-async fn options(c: &ClusterRouter, events: mpsc::UnboundedSender<bool>) -> Result<async_nats::ConnectOptions, ClusterError> {
+async fn options(
+    c: &ClusterRouter,
+    events: mpsc::UnboundedSender<bool>,
+) -> Result<async_nats::ConnectOptions, ClusterError> {
     let cfg = &c.cfg;
     let mut o = match &cfg.credentials_file {
         Some(p) => async_nats::ConnectOptions::with_credentials_file(p)
@@ -64,14 +67,14 @@ async fn options(c: &ClusterRouter, events: mpsc::UnboundedSender<bool>) -> Resu
         o = o.token(t.clone());
     }
     if let Some(p) = &cfg.nkey_seed_file {
-        let seed = std::fs::read_to_string(p).map_err(|e| ClusterError::Credentials(format!("{}: {e}", p.display())))?;
+        let seed =
+            std::fs::read_to_string(p).map_err(|e| ClusterError::Credentials(format!("{}: {e}", p.display())))?;
         o = o.nkey(seed.trim().to_string());
     }
     if let Some(ca) = &cfg.tls_ca_file {
         o = o.add_root_certificates(ca.clone()).require_tls(true);
     }
-    Ok(o
-        .name(format!("bm-relay {}", c.me))
+    Ok(o.name(format!("bm-relay {}", c.me))
         // Our own messages on shared subjects are not delivered back.
         .no_echo()
         .retry_on_initial_connect()
@@ -247,7 +250,8 @@ fn send_snapshot(c: &ClusterRouter, to: &str, revocations_only: bool) {
     }
     if let Some(app) = c.app.get() {
         for (site, floor, recs) in app.revocations.export() {
-            let recs: Vec<(u64, Option<u64>, u64)> = recs.into_iter().map(|(u, t, at)| (u.get(), t.map(|t| t.get()), at)).collect();
+            let recs: Vec<(u64, Option<u64>, u64)> =
+                recs.into_iter().map(|(u, t, at)| (u.get(), t.map(|t| t.get()), at)).collect();
             for r in recs.chunks(CHUNK).map(<[_]>::to_vec).chain(std::iter::once(Vec::new()).filter(|_| floor > 0)) {
                 c.send(subject.clone(), &Msg::Revocations { site: site.to_string(), floor, r }, &[]);
             }
@@ -271,7 +275,11 @@ fn send_presence(c: &ClusterRouter, subject: &str, to: &str) {
     let own = own_state(c);
     let chunks: Vec<&[Entry]> = if own.is_empty() { vec![&[]] } else { own.chunks(CHUNK).collect() };
     for (i, e) in chunks.into_iter().enumerate() {
-        c.send(subject.clone(), &Msg::Delta { node: c.me.clone(), epoch: c.epoch, seq, reset: i == 0, ack: false, e: e.to_vec() }, &[]);
+        c.send(
+            subject.clone(),
+            &Msg::Delta { node: c.me.clone(), epoch: c.epoch, seq, reset: i == 0, ack: false, e: e.to_vec() },
+            &[],
+        );
     }
 }
 
@@ -413,7 +421,14 @@ fn want(c: &ClusterRouter, node: &str, wanted: &mut HashMap<String, Instant>) {
     c.send(wire::all(), &Msg::Want { node: node.to_string() }, &[]);
 }
 
-fn apply(c: &ClusterRouter, app: &App, msg: Msg, body: bytes::Bytes, live: bool, wanted: &mut HashMap<String, Instant>) -> Result<(), wire::WireError> {
+fn apply(
+    c: &ClusterRouter,
+    app: &App,
+    msg: Msg,
+    body: bytes::Bytes,
+    live: bool,
+    wanted: &mut HashMap<String, Instant>,
+) -> Result<(), wire::WireError> {
     let max_queue = app.config().limits.outbound_queue_bytes;
     match msg {
         Msg::Deliver { site, to, thread } => {

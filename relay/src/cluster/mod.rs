@@ -134,7 +134,11 @@ impl ClusterRouter {
         let mut e = [0u8; 8];
         // A clock-based epoch if the OS has no randomness to give.
         if getrandom::fill(&mut e).is_err() {
-            e = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)).to_be_bytes();
+            e = (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1))
+            .to_be_bytes();
         }
         Arc::new_cyclic(|this| ClusterRouter {
             this: this.clone(),
@@ -230,7 +234,11 @@ impl ClusterRouter {
     /// once every known peer acknowledged that delta, or after
     /// [`READY_WAIT`] (counted in `unconfirmed`). `None`, at no cost, when
     /// there is no peer to wait for or NATS is unreachable.
-    fn acked(&self, mark: impl FnOnce(&mut Dirty), unconfirmed: fn(&ClusterStats) -> &AtomicU64) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    fn acked(
+        &self,
+        mark: impl FnOnce(&mut Dirty),
+        unconfirmed: fn(&ClusterStats) -> &AtomicU64,
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         if !self.is_connected() || self.dir.peers().is_empty() {
             return None;
         }
@@ -289,7 +297,14 @@ impl Fanout for ClusterRouter {
         r
     }
 
-    fn deliver(&self, site: &SiteId, to: &[UserId], thread: Option<ThreadId>, frame: &Frame, max_queue: usize) -> Delivery {
+    fn deliver(
+        &self,
+        site: &SiteId,
+        to: &[UserId],
+        thread: Option<ThreadId>,
+        frame: &Frame,
+        max_queue: usize,
+    ) -> Delivery {
         let mut d = self.local.deliver(site, to, thread, frame, max_queue);
         if !self.is_connected() {
             return d;
@@ -309,7 +324,11 @@ impl Fanout for ClusterRouter {
                 }
             }
             d.sockets += r.sockets;
-            let msg = Msg::Deliver { site: site.to_string(), to: if thread.is_some() { all_to.clone() } else { r.to }, thread: thread.map(|t| t.get()) };
+            let msg = Msg::Deliver {
+                site: site.to_string(),
+                to: if thread.is_some() { all_to.clone() } else { r.to },
+                thread: thread.map(|t| t.get()),
+            };
             self.send(wire::node(&r.node), &msg, frame.as_bytes());
             self.stats.sent_deliveries.fetch_add(1, Relaxed);
         }
@@ -343,7 +362,15 @@ impl Fanout for ClusterRouter {
         users.iter().copied().filter(|u| (local.contains(u) || remote.contains(u)) && seen.insert(*u)).collect()
     }
 
-    fn disconnect(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>, at: u64, unsub_frame: Option<&Frame>, max_queue: usize) -> u64 {
+    fn disconnect(
+        &self,
+        site: &SiteId,
+        users: &[UserId],
+        thread: Option<ThreadId>,
+        at: u64,
+        unsub_frame: Option<&Frame>,
+        max_queue: usize,
+    ) -> u64 {
         let n = self.local.disconnect(site, users, thread, at, unsub_frame, max_queue);
         self.mark(|d| match thread {
             Some(t) => {
@@ -351,7 +378,12 @@ impl Fanout for ClusterRouter {
             }
             None => d.users.extend(users.iter().map(|u| (site.clone(), *u))),
         });
-        let msg = Msg::Disconnect { site: site.to_string(), users: users.iter().map(|u| u.get()).collect(), thread: thread.map(|t| t.get()), at };
+        let msg = Msg::Disconnect {
+            site: site.to_string(),
+            users: users.iter().map(|u| u.get()).collect(),
+            thread: thread.map(|t| t.get()),
+            at,
+        };
         if self.is_connected() {
             self.send(wire::all(), &msg, &[]);
         } else {
@@ -376,16 +408,22 @@ impl Fanout for ClusterRouter {
 
     fn routable(&self, conn: &Arc<Conn>) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         let key = (conn.site.clone(), conn.user);
-        self.acked(|d| {
-            d.users.insert(key);
-        }, |s| &s.ready_unconfirmed)
+        self.acked(
+            |d| {
+                d.users.insert(key);
+            },
+            |s| &s.ready_unconfirmed,
+        )
     }
 
     fn subscribed(&self, conn: &Arc<Conn>, thread: ThreadId) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         let key = (conn.site.clone(), thread);
-        self.acked(|d| {
-            d.threads.insert(key);
-        }, |s| &s.sub_unconfirmed)
+        self.acked(
+            |d| {
+                d.threads.insert(key);
+            },
+            |s| &s.sub_unconfirmed,
+        )
     }
 
     fn cluster_status(&self) -> Option<&'static str> {
@@ -406,26 +444,110 @@ impl Fanout for ClusterRouter {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
         let (nodes, entries) = self.dir.size();
-        g(o, "bm_relay_cluster_degraded", "1 while NATS is unreachable (local delivery only).", "gauge", u64::from(!self.is_connected()));
+        g(
+            o,
+            "bm_relay_cluster_degraded",
+            "1 while NATS is unreachable (local delivery only).",
+            "gauge",
+            u64::from(!self.is_connected()),
+        );
         g(o, "bm_relay_cluster_peers", "Other nodes in the presence directory.", "gauge", nodes);
         g(o, "bm_relay_cluster_directory_entries", "Users and threads held for other nodes.", "gauge", entries);
         let s = &self.stats;
-        g(o, "bm_relay_cluster_deliveries_sent_total", "Deliveries and pubs forwarded to other nodes.", "counter", s.sent_deliveries.load(Relaxed));
-        g(o, "bm_relay_cluster_deltas_sent_total", "Presence deltas and state chunks sent.", "counter", s.sent_deltas.load(Relaxed));
+        g(
+            o,
+            "bm_relay_cluster_deliveries_sent_total",
+            "Deliveries and pubs forwarded to other nodes.",
+            "counter",
+            s.sent_deliveries.load(Relaxed),
+        );
+        g(
+            o,
+            "bm_relay_cluster_deltas_sent_total",
+            "Presence deltas and state chunks sent.",
+            "counter",
+            s.sent_deltas.load(Relaxed),
+        );
         g(o, "bm_relay_cluster_received_total", "Cluster messages applied.", "counter", s.received.load(Relaxed));
-        g(o, "bm_relay_cluster_rejected_total", "Cluster messages dropped (bad MAC, malformed).", "counter", s.rejected.load(Relaxed));
-        g(o, "bm_relay_cluster_dropped_total", "Cluster messages not sent (publisher queue full).", "counter", s.dropped.load(Relaxed));
-        g(o, "bm_relay_cluster_ready_unconfirmed_total", "Sockets told ready before every node acknowledged them.", "counter", s.ready_unconfirmed.load(Relaxed));
-        g(o, "bm_relay_cluster_sub_unconfirmed_total", "Thread subs answered ok before every node acknowledged them.", "counter", s.sub_unconfirmed.load(Relaxed));
-        g(o, "bm_relay_cluster_nodes_expired_total", "Nodes dropped from presence for silence.", "counter", s.nodes_expired.load(Relaxed));
-        g(o, "bm_relay_cluster_full_republishes_total", "Whole-state republishes of this node.", "counter", s.full_republishes.load(Relaxed));
+        g(
+            o,
+            "bm_relay_cluster_rejected_total",
+            "Cluster messages dropped (bad MAC, malformed).",
+            "counter",
+            s.rejected.load(Relaxed),
+        );
+        g(
+            o,
+            "bm_relay_cluster_dropped_total",
+            "Cluster messages not sent (publisher queue full).",
+            "counter",
+            s.dropped.load(Relaxed),
+        );
+        g(
+            o,
+            "bm_relay_cluster_ready_unconfirmed_total",
+            "Sockets told ready before every node acknowledged them.",
+            "counter",
+            s.ready_unconfirmed.load(Relaxed),
+        );
+        g(
+            o,
+            "bm_relay_cluster_sub_unconfirmed_total",
+            "Thread subs answered ok before every node acknowledged them.",
+            "counter",
+            s.sub_unconfirmed.load(Relaxed),
+        );
+        g(
+            o,
+            "bm_relay_cluster_nodes_expired_total",
+            "Nodes dropped from presence for silence.",
+            "counter",
+            s.nodes_expired.load(Relaxed),
+        );
+        g(
+            o,
+            "bm_relay_cluster_full_republishes_total",
+            "Whole-state republishes of this node.",
+            "counter",
+            s.full_republishes.load(Relaxed),
+        );
         if let Some(c) = self.client.get() {
             let st = c.statistics();
-            g(o, "bm_relay_cluster_nats_out_messages_total", "Messages published to NATS.", "counter", st.out_messages.load(Relaxed));
-            g(o, "bm_relay_cluster_nats_out_bytes_total", "Payload bytes published to NATS.", "counter", st.out_bytes.load(Relaxed));
-            g(o, "bm_relay_cluster_nats_in_messages_total", "Messages received from NATS.", "counter", st.in_messages.load(Relaxed));
-            g(o, "bm_relay_cluster_nats_in_bytes_total", "Payload bytes received from NATS.", "counter", st.in_bytes.load(Relaxed));
-            g(o, "bm_relay_cluster_nats_connects_total", "Connections made to NATS servers.", "counter", st.connects.load(Relaxed));
+            g(
+                o,
+                "bm_relay_cluster_nats_out_messages_total",
+                "Messages published to NATS.",
+                "counter",
+                st.out_messages.load(Relaxed),
+            );
+            g(
+                o,
+                "bm_relay_cluster_nats_out_bytes_total",
+                "Payload bytes published to NATS.",
+                "counter",
+                st.out_bytes.load(Relaxed),
+            );
+            g(
+                o,
+                "bm_relay_cluster_nats_in_messages_total",
+                "Messages received from NATS.",
+                "counter",
+                st.in_messages.load(Relaxed),
+            );
+            g(
+                o,
+                "bm_relay_cluster_nats_in_bytes_total",
+                "Payload bytes received from NATS.",
+                "counter",
+                st.in_bytes.load(Relaxed),
+            );
+            g(
+                o,
+                "bm_relay_cluster_nats_connects_total",
+                "Connections made to NATS servers.",
+                "counter",
+                st.connects.load(Relaxed),
+            );
         }
     }
 }

@@ -205,8 +205,18 @@ fn admit(
 /// The answer to a request from an address over its limits.
 pub(super) fn per_ip_refusal(why: Refusal) -> Refused {
     match why {
-        Refusal::PerIpRate => Refused::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many new connections from this address", Some(1)),
-        _ => Refused::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many connections from this address", Some(5)),
+        Refusal::PerIpRate => Refused::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many new connections from this address",
+            Some(1),
+        ),
+        _ => Refused::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many connections from this address",
+            Some(5),
+        ),
     }
 }
 

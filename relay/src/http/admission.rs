@@ -369,7 +369,12 @@ mod tests {
     #[test]
     fn per_address_slots_and_buckets() {
         let adm = Admission::new();
-        let l = Limits { max_connections_per_ip: 2, new_connections_per_ip_per_sec: 0.001, new_connections_per_ip_burst: 3.0, ..Limits::default() };
+        let l = Limits {
+            max_connections_per_ip: 2,
+            new_connections_per_ip_per_sec: 0.001,
+            new_connections_per_ip_burst: 3.0,
+            ..Limits::default()
+        };
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let same64: IpAddr = "2001:db8::2".parse().unwrap();
         let a = adm.admit_ip(ip, &l).unwrap();

@@ -13,7 +13,10 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use bm_proto::api::{self, ApiError, DisconnectRequest, ErrorCode, PresenceRequest, PresenceResponse, PushRequest, PushResponse, PushResult};
+use bm_proto::api::{
+    self, ApiError, DisconnectRequest, ErrorCode, PresenceRequest, PresenceResponse, PushRequest, PushResponse,
+    PushResult,
+};
 use bm_proto::frames;
 use bm_proto::signing::{self, SignatureError};
 use bm_proto::{KeyId, SiteId};
@@ -43,8 +46,12 @@ impl From<ApiError> for Failure {
     }
 }
 
-const BODY_TIMEOUT: Refused =
-    Refused::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request body did not arrive within body_timeout_secs", None);
+const BODY_TIMEOUT: Refused = Refused::new(
+    StatusCode::REQUEST_TIMEOUT,
+    "timeout",
+    "the request body did not arrive within body_timeout_secs",
+    None,
+);
 const BODY_BUDGET: Refused = Refused::new(
     StatusCode::SERVICE_UNAVAILABLE,
     "overloaded",
@@ -132,15 +139,20 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 /// The checks that need only the head. Order: site, timestamp syntax,
 /// signature syntax, then freshness (see docs/PROTOCOL.md §5 on why the
 /// clock is no longer checked after the signature).
-fn check_head<'c>(h: &HeaderMap, cfg: &'c crate::config::Config) -> Result<(SiteId, &'c bm_proto::RelayKey, u64), ApiError> {
+fn check_head<'c>(
+    h: &HeaderMap,
+    cfg: &'c crate::config::Config,
+) -> Result<(SiteId, &'c bm_proto::RelayKey, u64), ApiError> {
     let limits = &cfg.limits;
     let site = SiteId::new(header(h, signing::HEADER_SITE))
         .map_err(|_| err(ErrorCode::UnknownSite, "X-BM-Site is missing or not a site id"))?;
-    let key = cfg.sites.get(&site).ok_or_else(|| err(ErrorCode::UnknownSite, format!("site `{site}` is not served here")))?;
+    let key =
+        cfg.sites.get(&site).ok_or_else(|| err(ErrorCode::UnknownSite, format!("site `{site}` is not served here")))?;
     let ts = bm_proto::ids::parse_canonical_decimal(header(h, signing::HEADER_TIMESTAMP).trim())
         .ok_or_else(|| err(ErrorCode::Malformed, SignatureError::BadTimestamp.to_string()))?;
     let sig = header(h, signing::HEADER_SIGNATURE).trim();
-    let well_formed = sig.strip_prefix("v1=").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    let well_formed =
+        sig.strip_prefix("v1=").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
     if !well_formed {
         return Err(err(ErrorCode::BadSignature, SignatureError::BadSignature.to_string()));
     }
@@ -161,11 +173,8 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
     let (parts, body) = req.into_parts();
     let (site, key, signed_at) = check_head(&parts.headers, &cfg)?;
     let too_large = || err(ErrorCode::TooLarge, format!("body over the limit of {} bytes", limits.max_body));
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body as u64) {
         return Err(too_large().into());
     }
@@ -176,11 +185,13 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
     };
     let ts = header(&parts.headers, signing::HEADER_TIMESTAMP);
     let sig = header(&parts.headers, signing::HEADER_SIGNATURE);
-    signing::verify(key, ts, sig, &site, "POST", parts.uri.path(), &body, unix_now(), limits.max_skew_secs).map_err(|e| match e {
-        SignatureError::BadTimestamp => err(ErrorCode::Malformed, e.to_string()),
-        SignatureError::BadSignature => err(ErrorCode::BadSignature, e.to_string()),
-        SignatureError::Stale => err(ErrorCode::Stale, format!("{e} ({} s)", limits.max_skew_secs)),
-    })?;
+    signing::verify(key, ts, sig, &site, "POST", parts.uri.path(), &body, unix_now(), limits.max_skew_secs).map_err(
+        |e| match e {
+            SignatureError::BadTimestamp => err(ErrorCode::Malformed, e.to_string()),
+            SignatureError::BadSignature => err(ErrorCode::BadSignature, e.to_string()),
+            SignatureError::Stale => err(ErrorCode::Stale, format!("{e} ({} s)", limits.max_skew_secs)),
+        },
+    )?;
     // Signed by a site's relay key: the connection is no longer anonymous.
     ctx.pending.release();
     let text = std::str::from_utf8(&body).map_err(|_| err(ErrorCode::Malformed, "the body is not UTF-8"))?;
@@ -194,7 +205,9 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
                     if thread != t {
                         return Err(err(
                             ErrorCode::Malformed,
-                            format!("events[{i}]: thread is {t} but the envelope is sealed with a key of thread {thread}"),
+                            format!(
+                                "events[{i}]: thread is {t} but the envelope is sealed with a key of thread {thread}"
+                            ),
                         )
                         .into());
                     }

@@ -24,8 +24,8 @@ use tokio_tungstenite::WebSocketStream;
 use super::accept::{per_ip_refusal, ConnCtx};
 use super::admission::forwarded_client;
 use super::{api_error, err, Body, Refused};
-use crate::outbox::Outbox;
 use crate::metrics::Refusal;
+use crate::outbox::Outbox;
 use crate::ws::WsIo;
 
 const RESERVED: Refused = Refused::new(
@@ -43,10 +43,8 @@ pub(super) fn upgrade(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
         return api_error(&err(ErrorCode::ShuttingDown, "the relay is shutting down; reconnect with jitter"));
     }
     let h = req.headers();
-    let is_ws = h
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let is_ws =
+        h.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let version_ok = h.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let key = h.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes()));
     let (true, true, Some(accept), &Method::GET) = (is_ws, version_ok, key, req.method()) else {

@@ -26,7 +26,12 @@ pub(super) enum AuthFailure {
 /// under. Every frame before it, control frames included, is counted
 /// against `frames`: a client cannot flood the relay with pings or junk
 /// while it has proved nothing.
-pub(super) async fn authenticate<R>(app: &App, cfg: &Config, rx: &mut Ws<R>, frames: &mut Bucket) -> Result<Claims, AuthFailure>
+pub(super) async fn authenticate<R>(
+    app: &App,
+    cfg: &Config,
+    rx: &mut Ws<R>,
+    frames: &mut Bucket,
+) -> Result<Claims, AuthFailure>
 where
     R: AsyncRead + Unpin,
 {
@@ -42,7 +47,10 @@ where
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Binary(_))) => {
-                    return Err(AuthFailure::Refused(None, req(close::UNAUTHORIZED, "first frame must be a text auth frame")))
+                    return Err(AuthFailure::Refused(
+                        None,
+                        req(close::UNAUTHORIZED, "first frame must be a text auth frame"),
+                    ))
                 }
                 Some(Err(e)) => {
                     return Err(match error_close(e) {
@@ -52,18 +60,22 @@ where
                 }
             };
             return match ClientFrame::parse(&text) {
-                Ok(ClientFrame { r#ref, op: ClientOp::Auth { token } }) => match app.verify_token_in(cfg, &token, TokenKind::Connection) {
-                    Ok(claims) => Ok(claims),
-                    Err(e) => {
-                        let (code, why) = match e {
-                            TokenError::Expired => (codes::TOKEN_EXPIRED, req(close::TOKEN_EXPIRED, "token expired")),
-                            TokenError::UnknownSite => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "unknown site")),
-                            TokenError::Revoked => (codes::FORBIDDEN, req(close::REVOKED, "token revoked")),
-                            _ => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "bad token")),
-                        };
-                        Err(AuthFailure::Refused(Some(frames::error(r#ref, code, &e.to_string())), why))
+                Ok(ClientFrame { r#ref, op: ClientOp::Auth { token } }) => {
+                    match app.verify_token_in(cfg, &token, TokenKind::Connection) {
+                        Ok(claims) => Ok(claims),
+                        Err(e) => {
+                            let (code, why) = match e {
+                                TokenError::Expired => {
+                                    (codes::TOKEN_EXPIRED, req(close::TOKEN_EXPIRED, "token expired"))
+                                }
+                                TokenError::UnknownSite => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "unknown site")),
+                                TokenError::Revoked => (codes::FORBIDDEN, req(close::REVOKED, "token revoked")),
+                                _ => (codes::BAD_TOKEN, req(close::UNAUTHORIZED, "bad token")),
+                            };
+                            Err(AuthFailure::Refused(Some(frames::error(r#ref, code, &e.to_string())), why))
+                        }
                     }
-                },
+                }
                 Ok(other) => Err(AuthFailure::Refused(
                     Some(frames::error(other.r#ref, codes::BAD_FRAME, "the first frame must be `auth`")),
                     req(close::UNAUTHORIZED, "not authenticated"),

@@ -195,8 +195,12 @@ where
         Ok(()) => Registered(&app, conn.clone()),
         Err(e) => {
             let (refusal, why) = match e {
-                RegisterError::UserFull => (SocketRefusal::User, req(close::RATE_LIMITED, "too many sockets for this user")),
-                RegisterError::SiteFull => (SocketRefusal::Site, req(close::TRY_AGAIN_LATER, "the site is at its socket limit; retry later")),
+                RegisterError::UserFull => {
+                    (SocketRefusal::User, req(close::RATE_LIMITED, "too many sockets for this user"))
+                }
+                RegisterError::SiteFull => {
+                    (SocketRefusal::Site, req(close::TRY_AGAIN_LATER, "the site is at its socket limit; retry later"))
+                }
             };
             app.metrics.socket_refused(refusal);
             return finish(&app, ws, why).await;

@@ -214,7 +214,9 @@ impl Session<'_> {
         let r#ref = frame.r#ref;
         match frame.op {
             ClientOp::Ping => self.reply(frames::pong(r#ref)),
-            ClientOp::Auth { .. } => self.refuse(r#ref, codes::ALREADY_AUTHENTICATED, "this socket is already authenticated"),
+            ClientOp::Auth { .. } => {
+                self.refuse(r#ref, codes::ALREADY_AUTHENTICATED, "this socket is already authenticated")
+            }
             ClientOp::Refresh { token } => match self.app.verify_token(&token, TokenKind::Connection) {
                 Ok(c) if c.site == self.conn.site && c.sub == self.conn.user => {
                     self.exp_at = instant_of_unix(c.exp);
@@ -240,7 +242,9 @@ impl Session<'_> {
     fn on_sub(&mut self, r#ref: Option<i64>, thread: bm_proto::ThreadId, token: &str) {
         let c = match self.app.verify_token(token, TokenKind::Thread) {
             Ok(c) if c.site == self.conn.site && c.sub == self.conn.user && c.thread == Some(thread) => c,
-            Ok(_) => return self.refuse(r#ref, codes::FORBIDDEN, "the thread token is for another site, user or thread"),
+            Ok(_) => {
+                return self.refuse(r#ref, codes::FORBIDDEN, "the thread token is for another site, user or thread")
+            }
             Err(e) => return self.refuse_token(r#ref, e),
         };
         match self.app.router.subscribe(self.conn, thread, c.iat, self.cfg.limits.max_subscriptions) {
@@ -294,7 +298,11 @@ impl Session<'_> {
         let env = match Envelope::parse(envelope_json, limits.max_pub_ciphertext) {
             Ok(env) => env,
             Err(EnvelopeError::TooLarge { len, max }) => {
-                return self.refuse(r#ref, codes::TOO_LARGE, &format!("envelope ciphertext is {len} bytes, over the limit of {max}"))
+                return self.refuse(
+                    r#ref,
+                    codes::TOO_LARGE,
+                    &format!("envelope ciphertext is {len} bytes, over the limit of {max}"),
+                )
             }
             Err(e) => return self.refuse(r#ref, codes::BAD_ENVELOPE, &e.to_string()),
         };

@@ -62,7 +62,9 @@ fn body_json(resp: &[u8]) -> Value {
 
 /// A POST head declaring `len` body bytes, with `headers` lines.
 fn post_head(path: &str, len: usize, headers: &[(&str, String)]) -> String {
-    let mut s = format!("POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n");
+    let mut s = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n"
+    );
     for (k, v) in headers {
         s.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -73,7 +75,11 @@ fn post_head(path: &str, len: usize, headers: &[(&str, String)]) -> String {
 /// Headers that pass every check made before the body: a known site, a
 /// fresh timestamp and a well-formed (but wrong) signature.
 fn plausible(site: &str) -> Vec<(&'static str, String)> {
-    vec![("X-BM-Site", site.to_owned()), ("X-BM-Timestamp", now().to_string()), ("X-BM-Signature", format!("v1={}", "ab".repeat(32)))]
+    vec![
+        ("X-BM-Site", site.to_owned()),
+        ("X-BM-Timestamp", now().to_string()),
+        ("X-BM-Signature", format!("v1={}", "ab".repeat(32))),
+    ]
 }
 
 #[tokio::test]
@@ -83,11 +89,35 @@ async fn unsigned_bodies_are_refused_before_a_byte_is_read() {
     let sig = format!("v1={}", "0".repeat(64));
     let cases: Vec<(Headers, u16, &str)> = vec![
         (vec![], 401, "unknown_site"),
-        (vec![("X-BM-Site", "stranger.example".into()), ("X-BM-Timestamp", ts.clone()), ("X-BM-Signature", sig.clone())], 401, "unknown_site"),
+        (
+            vec![
+                ("X-BM-Site", "stranger.example".into()),
+                ("X-BM-Timestamp", ts.clone()),
+                ("X-BM-Signature", sig.clone()),
+            ],
+            401,
+            "unknown_site",
+        ),
         (vec![("X-BM-Site", SITE.into()), ("X-BM-Timestamp", ts.clone())], 401, "bad_signature"),
-        (vec![("X-BM-Site", SITE.into()), ("X-BM-Timestamp", ts.clone()), ("X-BM-Signature", "v1=xyz".into())], 401, "bad_signature"),
-        (vec![("X-BM-Site", SITE.into()), ("X-BM-Timestamp", "01".into()), ("X-BM-Signature", sig.clone())], 400, "malformed"),
-        (vec![("X-BM-Site", SITE.into()), ("X-BM-Timestamp", (now() - 3600).to_string()), ("X-BM-Signature", sig.clone())], 401, "stale"),
+        (
+            vec![("X-BM-Site", SITE.into()), ("X-BM-Timestamp", ts.clone()), ("X-BM-Signature", "v1=xyz".into())],
+            401,
+            "bad_signature",
+        ),
+        (
+            vec![("X-BM-Site", SITE.into()), ("X-BM-Timestamp", "01".into()), ("X-BM-Signature", sig.clone())],
+            400,
+            "malformed",
+        ),
+        (
+            vec![
+                ("X-BM-Site", SITE.into()),
+                ("X-BM-Timestamp", (now() - 3600).to_string()),
+                ("X-BM-Signature", sig.clone()),
+            ],
+            401,
+            "stale",
+        ),
     ];
     for (headers, want, code) in cases {
         // 1 MiB declared, not one byte sent: the answer must not wait for it.
@@ -95,8 +125,17 @@ async fn unsigned_bodies_are_refused_before_a_byte_is_read() {
         s.write_all(post_head("/v1/push", 1024 * 1024, &headers).as_bytes()).await.unwrap();
         let started = Instant::now();
         let (resp, closed) = read_to_close(&mut s, Duration::from_secs(3)).await;
-        assert_eq!((status(&resp), body_json(&resp)["error"]["code"].as_str()), (want, Some(code)), "{headers:?}: {}", String::from_utf8_lossy(&resp));
-        assert!(closed && started.elapsed() < Duration::from_secs(2), "answered and closed at once: {:?}", started.elapsed());
+        assert_eq!(
+            (status(&resp), body_json(&resp)["error"]["code"].as_str()),
+            (want, Some(code)),
+            "{headers:?}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+        assert!(
+            closed && started.elapsed() < Duration::from_secs(2),
+            "answered and closed at once: {:?}",
+            started.elapsed()
+        );
     }
     // A signed push still works.
     let (s, v) = r.push(json!([])).await;
@@ -174,7 +213,9 @@ async fn silent_half_preface_and_idle_connections_are_closed() {
     // closed after keepalive_idle_secs.
     let body = "{\"events\":[]}";
     let mut ka = connect(r.port).await;
-    ka.write_all(post_head("/v1/push", body.len(), &signed_headers(&r.site, "/v1/push", body)).as_bytes()).await.unwrap();
+    ka.write_all(post_head("/v1/push", body.len(), &signed_headers(&r.site, "/v1/push", body)).as_bytes())
+        .await
+        .unwrap();
     ka.write_all(body.as_bytes()).await.unwrap();
     let started = Instant::now();
     let (resp, closed) = read_to_close(&mut ka, Duration::from_secs(5)).await;
@@ -183,8 +224,12 @@ async fn silent_half_preface_and_idle_connections_are_closed() {
 
     // h2c (prior knowledge): a signed request, then idle: GOAWAY and close.
     let stream = connect(r.port).await;
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
     let conn = tokio::spawn(conn);
     let mut req = hyper::Request::post("http://127.0.0.1/v1/push");
     for (k, v) in signed_headers(&r.site, "/v1/push", body) {
@@ -223,7 +268,8 @@ async fn connection_caps_answer_429_or_close_and_keep_room_for_pushes() {
     drop(r);
 
     // New connections per second: burst 3 at 0.5/s, the fourth is refused.
-    let r = Relay::start(&format!("new_connections_per_ip_per_sec = 0.5\nnew_connections_per_ip_burst = 3\n{DIRECT}")).await;
+    let r = Relay::start(&format!("new_connections_per_ip_per_sec = 0.5\nnew_connections_per_ip_burst = 3\n{DIRECT}"))
+        .await;
     for _ in 0..3 {
         let (s, _) = r.push(json!([])).await;
         assert_eq!(s, 200);
@@ -321,7 +367,11 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
         held.push((status(&buf[..n]), s));
     }
     let statuses: Vec<u16> = held.iter().map(|(s, _)| *s).collect();
-    assert_eq!(statuses, [101, 101, 429, 101], "203.0.113.7 counted twice, then refused; 9.9.9.9 was the client's own claim");
+    assert_eq!(
+        statuses,
+        [101, 101, 429, 101],
+        "203.0.113.7 counted twice, then refused; 9.9.9.9 was the client's own claim"
+    );
     assert_eq!(r.metric("bm_relay_refused_total{reason=\"max_connections_per_ip\"}").await, 1.0);
 }
 
@@ -450,7 +500,9 @@ async fn at_the_pending_cap_the_oldest_idle_anonymous_connection_makes_room() {
     // B: a signed request: trusted, no longer counted.
     let body = "{\"events\":[]}";
     let mut b = connect(r.port).await;
-    b.write_all(post_head("/v1/push", body.len(), &signed_headers(&r.site, "/v1/push", body)).as_bytes()).await.unwrap();
+    b.write_all(post_head("/v1/push", body.len(), &signed_headers(&r.site, "/v1/push", body)).as_bytes())
+        .await
+        .unwrap();
     b.write_all(body.as_bytes()).await.unwrap();
     let n = tokio::time::timeout(Duration::from_secs(2), b.read(&mut buf)).await.unwrap().unwrap();
     assert_eq!(status(&buf[..n]), 200);

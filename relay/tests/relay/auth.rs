@@ -16,13 +16,19 @@ async fn server_api_auth_failures() {
     let body = json!({"events":[]}).to_string();
     let ts = now();
     let sig = signing::sign(&r.site.secret.relay_key(), ts, &r.site.id, "POST", "/v1/push", body.as_bytes());
-    let h = |site: &str, ts: u64, sig: &str| vec![("X-BM-Site", site.to_owned()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig.to_owned())];
+    let h = |site: &str, ts: u64, sig: &str| {
+        vec![("X-BM-Site", site.to_owned()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig.to_owned())]
+    };
 
     let (s, v) = raw_post(r.port, "/v1/push", &h(SITE, ts, &sig), &body).await;
     assert_eq!(s, 200, "{v}");
     // Bad signature: one flipped hex digit, another body, another endpoint.
     let flipped = format!("{}{}", &sig[..10], if &sig[10..11] == "0" { "1" } else { "0" }) + &sig[11..];
-    for (path, b, sg) in [("/v1/push", body.as_str(), flipped.as_str()), ("/v1/push", "{\"events\": []}", sig.as_str()), ("/v1/presence", body.as_str(), sig.as_str())] {
+    for (path, b, sg) in [
+        ("/v1/push", body.as_str(), flipped.as_str()),
+        ("/v1/push", "{\"events\": []}", sig.as_str()),
+        ("/v1/presence", body.as_str(), sig.as_str()),
+    ] {
         let (s, v) = raw_post(r.port, path, &h(SITE, ts, sg), b).await;
         assert_eq!((s, v["error"]["code"].as_str()), (401, Some("bad_signature")), "{path} {v}");
     }
@@ -78,13 +84,18 @@ async fn socket_auth_failures_give_their_codes() {
     assert_eq!(code, 4001);
     assert_eq!(err.unwrap()["code"], "bad_token");
     // Bad signature (site b's key, claiming site a).
-    let (_, code) = auth_fails(&r, &forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, b.secret.relay_key().as_bytes())).await;
+    let (_, code) =
+        auth_fails(&r, &forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, b.secret.relay_key().as_bytes())).await;
     assert_eq!(code, 4001);
     // Unknown site.
     let stranger = Site::new("stranger.example");
     assert_eq!(auth_fails(&r, &stranger.token(2)).await.1, 4001);
     // Expired: 4009, with a token_expired error first.
-    let expired = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &json!({"site": SITE, "sub": "2", "iat": n - 100, "exp": n - 10}), key.as_bytes());
+    let expired = forge(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &json!({"site": SITE, "sub": "2", "iat": n - 100, "exp": n - 10}),
+        key.as_bytes(),
+    );
     let (err, code) = auth_fails(&r, &expired).await;
     assert_eq!((err.unwrap()["code"].as_str(), code), (Some("token_expired"), 4009));
     // A thread token is not a connection token.

@@ -36,7 +36,8 @@ fn lines_of(child: &mut Child) -> Lines {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("listen printed non-JSON {line:?}: {e}"));
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("listen printed non-JSON {line:?}: {e}"));
             if tx.send(v).is_err() {
                 break;
             }
@@ -58,7 +59,15 @@ fn lines_of(child: &mut Child) -> Lines {
 /// busy with benchmarks, a short one can end `listen` while the test is
 /// still waiting for its next line.
 fn spawn_listen(args: &[&str]) -> (Proc, Lines) {
-    let mut p = Proc(die_with_parent(&mut bin()).arg("listen").args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let mut p = Proc(
+        die_with_parent(&mut bin())
+            .arg("listen")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let lines = lines_of(&mut p.0);
     (p, lines)
 }
@@ -78,7 +87,15 @@ fn next_line(lines: &Lines) -> Value {
 
 fn push_cmd(r: &Relay, args: &[&str]) -> Value {
     let out = bin()
-        .args(["push", "--url", &format!("http://127.0.0.1:{}", r.port), "--site", SITE, "--secret", &r.site.secret.to_b64()])
+        .args([
+            "push",
+            "--url",
+            &format!("http://127.0.0.1:{}", r.port),
+            "--site",
+            SITE,
+            "--secret",
+            &r.site.secret.to_b64(),
+        ])
         .args(args)
         .output()
         .unwrap();
@@ -92,8 +109,22 @@ async fn listen_opens_what_push_sends() {
     let secret = r.site.secret.to_b64();
     let (tok, ttok) = (r.site.token(2), r.site.thread_token(2, 7));
     let (mut listen, rx) = spawn_listen(&[
-        "--url", &r.ws_url(), "--token", &tok, "--thread", "7", "--thread-token", &ttok,
-        "--secret", &secret, "--site", SITE, "--count", "2", "--timeout", "120",
+        "--url",
+        &r.ws_url(),
+        "--token",
+        &tok,
+        "--thread",
+        "7",
+        "--thread-token",
+        &ttok,
+        "--secret",
+        &secret,
+        "--site",
+        SITE,
+        "--count",
+        "2",
+        "--timeout",
+        "120",
     ]);
     assert_eq!(next_line(&rx)["op"], "ready");
     assert_eq!(next_line(&rx), json!({"op":"ok","ref":1}));
@@ -133,7 +164,18 @@ async fn listen_prints_raw_frames_and_the_close() {
     let other = Site::new(SITE);
     let (tok, other_secret) = (r.site.token(6), other.secret.to_b64());
     let (mut listen, rx) = spawn_listen(&[
-        "--url", &r.ws_url(), "--token", &tok, "--count", "1", "--timeout", "120", "--secret", &other_secret, "--site", SITE,
+        "--url",
+        &r.ws_url(),
+        "--token",
+        &tok,
+        "--count",
+        "1",
+        "--timeout",
+        "120",
+        "--secret",
+        &other_secret,
+        "--site",
+        SITE,
     ]);
     assert_eq!(next_line(&rx)["op"], "ready");
     r.push(json!([{"to":[6],"e": r.site.user_env(6, json!(1))}])).await;
@@ -146,10 +188,8 @@ async fn listen_prints_raw_frames_and_the_close() {
 #[tokio::test]
 async fn listen_timeout_exits_3() {
     let r = Relay::start("").await;
-    let out = bin()
-        .args(["listen", "--url", &r.ws_url(), "--token", &r.site.token(2), "--timeout", "0.5"])
-        .output()
-        .unwrap();
+    let out =
+        bin().args(["listen", "--url", &r.ws_url(), "--token", &r.site.token(2), "--timeout", "0.5"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let first: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(first["op"], "ready");
@@ -164,17 +204,24 @@ fn keygen_derive_and_token_agree() {
     let out = bin().args(["derive", "--secret", secret]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), v["relay_key"].as_str().unwrap());
     // The secret may come from stdin.
-    let mut child = bin().args(["derive", "--secret", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        bin().args(["derive", "--secret", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     use std::io::Write;
     writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), v["relay_key"].as_str().unwrap());
     let text = String::from_utf8(bin().args(["keygen", "--site", "shop.example"]).output().unwrap().stdout).unwrap();
-    assert!(text.contains("[sites]") && text.contains("\"shop.example\" = \"") && text.contains("bm_relay.secret"), "{text}");
+    assert!(
+        text.contains("[sites]") && text.contains("\"shop.example\" = \"") && text.contains("bm_relay.secret"),
+        "{text}"
+    );
     let out = bin().args(["derive", "--secret", "short"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("short"));
-    let out = bin().args(["token", "--secret", secret, "--site", "shop.example", "--user", "4", "--thread", "9"]).output().unwrap();
+    let out = bin()
+        .args(["token", "--secret", secret, "--site", "shop.example", "--user", "4", "--thread", "9"])
+        .output()
+        .unwrap();
     let tok = String::from_utf8(out.stdout).unwrap();
     let key = bm_proto::SiteSecret::from_b64(secret).unwrap().relay_key();
     let claims = bm_proto::token::verify(tok.trim(), bm_proto::TokenKind::Thread, now(), |_| Some(&key)).unwrap();

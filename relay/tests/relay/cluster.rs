@@ -276,7 +276,8 @@ async fn thread_push_right_after_sub_ok_on_another_node_is_never_lost() {
     for i in 0..rounds {
         let thread = 1000 + i;
         c.sub(&site, 5, thread).await; // returns on `ok`
-        let body = json!({"events":[{ "to": [9], "thread": thread, "e": site.thread_env(thread, json!(i)) }]}).to_string();
+        let body =
+            json!({"events":[{ "to": [9], "thread": thread, "e": site.thread_env(thread, json!(i)) }]}).to_string();
         let (s, r) = http.signed_post(&site, "/v1/push", &body).await;
         assert_eq!(s, 200, "{r}");
         match c.next_within(Duration::from_secs(2)).await {
@@ -417,7 +418,8 @@ async fn forged_cluster_messages_are_refused() {
     let b = node(&site, &[nats.url()], "b").await;
     let mut bob = b.client(2).await;
     let nc = async_nats::connect(nats.url()).await.unwrap();
-    let frame = format!("{{\"op\":\"ev\",\"e\":{}}}", serde_json::to_string(&site.user_env(2, json!("forged"))).unwrap());
+    let frame =
+        format!("{{\"op\":\"ev\",\"e\":{}}}", serde_json::to_string(&site.user_env(2, json!("forged"))).unwrap());
     assert!(frame.len() < 0x10000);
     let mut ws = vec![0x81u8, 126];
     ws.extend_from_slice(&(frame.len() as u16).to_be_bytes());

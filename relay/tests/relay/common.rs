@@ -46,7 +46,8 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static STATE: AtomicU64 = AtomicU64::new(0);
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
+    let seed =
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
     loop {
         // xorshift over a shared state: distinct ports within this process.
         let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ seed;
@@ -212,7 +213,9 @@ impl Relay {
             return Relay::start_one(main, sites, limits, env).await;
         }
         let nats = Nats::start();
-        let node = |name: &str| format!("{limits}\n[cluster]\nnats = [\"{}\"]\nnode_name = \"{name}\"\nheartbeat_secs = 0.25\nnode_timeout_secs = 2.0\n", nats.url());
+        let node = |name: &str| {
+            format!("{limits}\n[cluster]\nnats = [\"{}\"]\nnode_name = \"{name}\"\nheartbeat_secs = 0.25\nnode_timeout_secs = 2.0\n", nats.url())
+        };
         let mut a = Relay::start_one(main.clone(), sites, &node("a"), env).await;
         let b = Relay::start_one(main, sites, &node("b"), env).await;
         // Each must know the other before the test starts: from then on
@@ -252,7 +255,9 @@ impl Relay {
         // A test's own value of a FAST key replaces it (TOML refuses duplicates).
         let fast: String = FAST
             .lines()
-            .filter(|l| !limits.lines().any(|m| m.split('=').next().map(str::trim) == l.split('=').next().map(str::trim)))
+            .filter(|l| {
+                !limits.lines().any(|m| m.split('=').next().map(str::trim) == l.split('=').next().map(str::trim))
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         std::fs::write(&config_path, config_text(port, admin, sites, &format!("{fast}{limits}"))).unwrap();
@@ -449,7 +454,13 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
 
 pub async fn signed_post(port: u16, site: &Site, path: &str, body: &str, ts: u64) -> (u16, Value) {
     let sig = signing::sign(&site.secret.relay_key(), ts, &site.id, "POST", path, body.as_bytes());
-    raw_post(port, path, &[("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)], body).await
+    raw_post(
+        port,
+        path,
+        &[("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)],
+        body,
+    )
+    .await
 }
 
 /// A keep-alive HTTP/1.1 connection to the relay.
@@ -481,7 +492,12 @@ impl Http {
         let ts = now();
         let sig = signing::sign(&site.secret.relay_key(), ts, &site.id, "POST", path, body.as_bytes());
         let (s, b) = self
-            .request("POST", path, &[("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)], body)
+            .request(
+                "POST",
+                path,
+                &[("X-BM-Site", site.id.to_string()), ("X-BM-Timestamp", ts.to_string()), ("X-BM-Signature", sig)],
+                body,
+            )
             .await;
         (s, serde_json::from_str(&b).unwrap_or(Value::String(b)))
     }
@@ -540,7 +556,8 @@ impl Client {
             return Some(match m {
                 Some(Ok(Message::Text(t))) => Seen::Frame(serde_json::from_str(&t).expect("relay frames are JSON")),
                 Some(Ok(Message::Close(c))) => {
-                    let (code, reason) = c.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new()));
+                    let (code, reason) =
+                        c.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new()));
                     Seen::Close(code, reason)
                 }
                 Some(Ok(_)) => continue,
@@ -579,7 +596,8 @@ impl Client {
     }
 
     pub async fn sub(&mut self, site: &Site, user: u64, thread: u64) {
-        self.send(serde_json::json!({"op":"sub","thread":thread,"token":site.thread_token(user, thread),"ref":thread})).await;
+        self.send(serde_json::json!({"op":"sub","thread":thread,"token":site.thread_token(user, thread),"ref":thread}))
+            .await;
         let ok = self.recv().await;
         assert_eq!(ok, serde_json::json!({"op":"ok","ref":thread}));
     }
@@ -617,7 +635,9 @@ impl Nats {
     /// Three servers in one NATS cluster.
     pub fn cluster3() -> Vec<Nats> {
         let cps = [free_port(), free_port(), free_port()];
-        let ns: Vec<Nats> = (0..3).map(|i| Nats::start_routed(cps[i], &cps.iter().copied().filter(|p| *p != cps[i]).collect::<Vec<_>>())).collect();
+        let ns: Vec<Nats> = (0..3)
+            .map(|i| Nats::start_routed(cps[i], &cps.iter().copied().filter(|p| *p != cps[i]).collect::<Vec<_>>()))
+            .collect();
         ns
     }
 

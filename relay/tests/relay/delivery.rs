@@ -129,7 +129,13 @@ async fn disconnect_closes_sockets_and_revokes_threads() {
     // On the cluster `closed` counts the sockets of the node that took the
     // call only (the other closes its own on the broadcast; PROTOCOL.md
     // §7.3): the sockets' closing is what is checked there.
-    let closed = |n: u64, body: &Value| if on_cluster() { body["closed"].as_u64().is_some_and(|c| c <= n) } else { *body == json!({ "closed": n }) };
+    let closed = |n: u64, body: &Value| {
+        if on_cluster() {
+            body["closed"].as_u64().is_some_and(|c| c <= n)
+        } else {
+            *body == json!({ "closed": n })
+        }
+    };
     let (s, body) = r.post("/v1/disconnect", r#"{"users":[3]}"#).await;
     assert!(s == 200 && closed(2, &body), "{s} {body}");
     assert_eq!(b1.closed(Duration::from_secs(3)).await.0, 4003);
@@ -296,12 +302,14 @@ async fn pushes_work_over_h2c() {
     let r = Relay::start("").await;
     let mut c = r.client(2).await;
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     for i in 0..3 {
         let body = json!({"events":[{"to":[2],"e": r.site.user_env(2, json!(i))}]}).to_string();
         let ts = now();
-        let sig = bm_proto::signing::sign(&r.site.secret.relay_key(), ts, &r.site.id, "POST", "/v1/push", body.as_bytes());
+        let sig =
+            bm_proto::signing::sign(&r.site.secret.relay_key(), ts, &r.site.id, "POST", "/v1/push", body.as_bytes());
         let req = hyper::Request::post(format!("http://127.0.0.1:{}/v1/push", r.port))
             .header("X-BM-Site", SITE)
             .header("X-BM-Timestamp", ts.to_string())

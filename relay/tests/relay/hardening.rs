@@ -140,13 +140,15 @@ async fn revocation_uses_the_signed_time() {
     let (s, _) = signed_post(r.port, &r.site, "/v1/disconnect", &body, t).await;
     assert_eq!(s, 200);
     for iat in [t - 10, t] {
-        let token = bm_proto::token::Claims::connection(r.site.id.clone(), u(4), iat, 3600).mint(&r.site.secret.relay_key());
+        let token =
+            bm_proto::token::Claims::connection(r.site.id.clone(), u(4), iat, 3600).mint(&r.site.secret.relay_key());
         let mut c = Client::connect(&r.ws_url()).await;
         c.send(json!({"op":"auth","token": token})).await;
         let (code, _) = c.closed(Duration::from_secs(5)).await;
         assert_eq!(code, 4003, "a token issued at {iat} (revoked at {t}) must be refused");
     }
-    let fresh = bm_proto::token::Claims::connection(r.site.id.clone(), u(4), t + 1, 3600).mint(&r.site.secret.relay_key());
+    let fresh =
+        bm_proto::token::Claims::connection(r.site.id.clone(), u(4), t + 1, 3600).mint(&r.site.secret.relay_key());
     let mut c = Client::connect(&r.ws_url()).await;
     c.send(json!({"op":"auth","token": fresh})).await;
     assert_eq!(c.recv().await["op"], "ready");
@@ -161,7 +163,8 @@ async fn a_replayed_disconnect_closes_nothing_new() {
     let t = now();
     let body = json!({"users":[4]}).to_string();
     assert_eq!(signed_post(r.port, &r.site, "/v1/disconnect", &body, t).await.0, 200);
-    let fresh = bm_proto::token::Claims::connection(r.site.id.clone(), u(4), t + 1, 3600).mint(&r.site.secret.relay_key());
+    let fresh =
+        bm_proto::token::Claims::connection(r.site.id.clone(), u(4), t + 1, 3600).mint(&r.site.secret.relay_key());
     let mut c = Client::connect(&r.ws_url()).await;
     c.send(json!({"op":"auth","token": fresh})).await;
     assert_eq!(c.recv().await["op"], "ready");
@@ -174,7 +177,8 @@ async fn a_replayed_disconnect_closes_nothing_new() {
     // token survives the replay of its removal.
     let th = json!({"users":[4],"thread":9}).to_string();
     assert_eq!(signed_post(r.port, &r.site, "/v1/disconnect", &th, t).await.0, 200);
-    let tt = bm_proto::token::Claims::thread(r.site.id.clone(), u(4), t_id(9), t + 1, 3600).mint(&r.site.secret.relay_key());
+    let tt =
+        bm_proto::token::Claims::thread(r.site.id.clone(), u(4), t_id(9), t + 1, 3600).mint(&r.site.secret.relay_key());
     c.send(json!({"op":"sub","thread":9,"token":tt,"ref":2})).await;
     assert_eq!(c.recv().await, json!({"op":"ok","ref":2}));
     assert_eq!(signed_post(r.port, &r.site, "/v1/disconnect", &th, t).await.1, json!({"closed": 0}));
@@ -192,7 +196,8 @@ fn t_id(n: u64) -> bm_proto::ThreadId {
 async fn revocation_records_are_bounded_and_nothing_revoked_comes_back() {
     let r = Relay::start("max_revocations_per_site = 50\n").await;
     let t = now();
-    let old_token = bm_proto::token::Claims::connection(r.site.id.clone(), u(1), t - 5, 3600).mint(&r.site.secret.relay_key());
+    let old_token =
+        bm_proto::token::Claims::connection(r.site.id.clone(), u(1), t - 5, 3600).mint(&r.site.secret.relay_key());
     for batch in 0..10u64 {
         let users: Vec<u64> = (1 + batch * 30..=30 + batch * 30).collect();
         let (s, _) = r.post("/v1/disconnect", &json!({ "users": users }).to_string()).await;
@@ -212,7 +217,11 @@ async fn revocation_records_are_bounded_and_nothing_revoked_comes_back() {
     }
     let mut c = Client::connect(&r.ws_url()).await;
     c.send(json!({"op":"auth","token": old_token})).await;
-    assert_eq!(c.closed(Duration::from_secs(5)).await.0, 4003, "user 1's record was evicted, its old token still refused");
+    assert_eq!(
+        c.closed(Duration::from_secs(5)).await.0,
+        4003,
+        "user 1's record was evicted, its old token still refused"
+    );
 }
 
 /// A reload reaches the sockets already open: here the ping interval.
@@ -221,7 +230,9 @@ async fn a_reload_applies_to_open_sockets() {
     let r = Relay::start("ping_interval_secs = 60\nidle_timeout_secs = 120\n").await;
     let c = r.client(1).await;
     let text = std::fs::read_to_string(&r.config_path).unwrap();
-    let text = text.replace("ping_interval_secs = 60", "ping_interval_secs = 0.3").replace("idle_timeout_secs = 120", "idle_timeout_secs = 5");
+    let text = text
+        .replace("ping_interval_secs = 60", "ping_interval_secs = 0.3")
+        .replace("idle_timeout_secs = 120", "idle_timeout_secs = 5");
     std::fs::write(&r.config_path, text).unwrap();
     r.signal(libc::SIGHUP);
     // Read raw messages: the relay's pings are control frames.
@@ -243,7 +254,13 @@ async fn a_reload_applies_to_open_sockets() {
 /// envelope, however specific its directives.
 #[tokio::test]
 async fn no_log_filter_prints_secrets() {
-    for filter in ["trace", "tungstenite::protocol=trace", "tokio_tungstenite=trace,tungstenite=trace", "hyper=trace,h2=trace,hyper_util=trace", "bm_relay=trace,trace"] {
+    for filter in [
+        "trace",
+        "tungstenite::protocol=trace",
+        "tokio_tungstenite=trace,tungstenite=trace",
+        "hyper=trace,h2=trace,hyper_util=trace",
+        "bm_relay=trace,trace",
+    ] {
         let site = Site::new(SITE);
         let r = Relay::start_env(site.clone(), &[&site], "", &[("RUST_LOG", filter)]).await;
         let token = site.token(3);

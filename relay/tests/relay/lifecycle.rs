@@ -22,7 +22,8 @@ async fn sighup_reloads_sites_and_limits_without_dropping_sockets() {
     let mut on_b = r.client_of(&b, 2).await;
 
     // Remove b, add c, tighten a limit.
-    std::fs::write(&r.config_path, config_text(r.port, r.admin, &[&a, &c], &format!("{FAST}max_events = 2\n"))).unwrap();
+    std::fs::write(&r.config_path, config_text(r.port, r.admin, &[&a, &c], &format!("{FAST}max_events = 2\n")))
+        .unwrap();
     r.signal(libc::SIGHUP);
     let (code, _) = on_b.closed(Duration::from_secs(5)).await;
     assert_eq!(code, 4003, "a removed site's sockets are closed with 4003");
@@ -100,12 +101,7 @@ fn bad_config_is_refused_with_line_and_key() {
 
 fn write_bytes(pid: i32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/<pid>/io is readable");
-    io.lines()
-        .find_map(|l| l.strip_prefix("write_bytes: "))
-        .expect("write_bytes line")
-        .trim()
-        .parse()
-        .unwrap()
+    io.lines().find_map(|l| l.strip_prefix("write_bytes: ")).expect("write_bytes line").trim().parse().unwrap()
 }
 
 #[tokio::test]
@@ -227,7 +223,8 @@ async fn trace_logging_never_shows_tokens_or_payloads() {
         let mut c = Client::connect(&format!("ws://127.0.0.1:{port}/v1/ws")).await;
         c.send(json!({"op":"auth","token": token})).await;
         assert_eq!(c.recv().await["op"], "ready");
-        let (s, _) = signed_post(port, &site, "/v1/push", &json!({"events":[{"to":[2],"e": env}]}).to_string(), now()).await;
+        let (s, _) =
+            signed_post(port, &site, "/v1/push", &json!({"events":[{"to":[2],"e": env}]}).to_string(), now()).await;
         assert_eq!(s, 200);
         assert_eq!(c.recv().await["op"], "ev");
         c.send(json!({"op":"refresh","token": token, "ref": 1})).await;

@@ -123,10 +123,21 @@ async fn garbage_never_crashes_the_relay() {
     let mut c = r.client(2).await;
     let deep = "[".repeat(10_000) + &"]".repeat(10_000);
     let garbage = [
-        "", "null", "[]", "{", "{}", "{\"op\":1}", "{\"op\":\"sub\"}", "{\"op\":\"sub\",\"thread\":1e400,\"token\":\"x\"}",
-        "{\"op\":\"pub\",\"thread\":-1,\"e\":{}}", "{\"op\":\"unsub\",\"thread\":99999999999999999999}",
-        "{\"op\":\"pub\",\"thread\":1,\"e\":\"x\"}", "{\"op\":\"refresh\",\"token\":\"\"}", "{\"op\":\"\\u0000\"}",
-        "\u{feff}{\"op\":\"ping\"}", &deep,
+        "",
+        "null",
+        "[]",
+        "{",
+        "{}",
+        "{\"op\":1}",
+        "{\"op\":\"sub\"}",
+        "{\"op\":\"sub\",\"thread\":1e400,\"token\":\"x\"}",
+        "{\"op\":\"pub\",\"thread\":-1,\"e\":{}}",
+        "{\"op\":\"unsub\",\"thread\":99999999999999999999}",
+        "{\"op\":\"pub\",\"thread\":1,\"e\":\"x\"}",
+        "{\"op\":\"refresh\",\"token\":\"\"}",
+        "{\"op\":\"\\u0000\"}",
+        "\u{feff}{\"op\":\"ping\"}",
+        &deep,
     ];
     for g in garbage {
         c.send_text(g).await;
@@ -139,7 +150,11 @@ async fn garbage_never_crashes_the_relay() {
     assert_eq!(c.recv().await, json!({"op":"pong","ref":1}));
 
     // Raw garbage on the TCP port, and a broken WebSocket handshake.
-    for bytes in [&b"\x00\x01\x02 garbage\r\n\r\n"[..], b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", b"POST /v1/push HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc"] {
+    for bytes in [
+        &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+        b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
+        b"POST /v1/push HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc",
+    ] {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await.unwrap();
         s.write_all(bytes).await.unwrap();
         let mut buf = vec![0u8; 1024];

@@ -53,7 +53,14 @@ impl Fanout for Racy {
     fn unsubscribe(&self, conn: &Arc<Conn>, thread: ThreadId) -> bool {
         self.inner.unsubscribe(conn, thread)
     }
-    fn deliver(&self, site: &SiteId, to: &[UserId], thread: Option<ThreadId>, frame: &Frame, max_queue: usize) -> Delivery {
+    fn deliver(
+        &self,
+        site: &SiteId,
+        to: &[UserId],
+        thread: Option<ThreadId>,
+        frame: &Frame,
+        max_queue: usize,
+    ) -> Delivery {
         self.inner.deliver(site, to, thread, frame, max_queue)
     }
     fn publish(&self, sender: &Conn, thread: ThreadId, frame: &Frame, max_queue: usize) -> Delivery {
@@ -62,7 +69,15 @@ impl Fanout for Racy {
     fn presence(&self, site: &SiteId, users: &[UserId]) -> Vec<UserId> {
         self.inner.presence(site, users)
     }
-    fn disconnect(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>, at: u64, unsub: Option<&Frame>, max_queue: usize) -> u64 {
+    fn disconnect(
+        &self,
+        site: &SiteId,
+        users: &[UserId],
+        thread: Option<ThreadId>,
+        at: u64,
+        unsub: Option<&Frame>,
+        max_queue: usize,
+    ) -> u64 {
         self.inner.disconnect(site, users, thread, at, unsub, max_queue)
     }
     fn sockets(&self, site: Option<&SiteId>) -> Vec<Arc<Conn>> {
