@@ -52,7 +52,8 @@ test: deps build ## run every test suite (what CI runs)
 test-rust: ## Rust unit, vector, property and integration tests
 	$(CARGO) test --workspace --locked
 
-lint: ## clippy with warnings as errors; phpcs and eslint on the WordPress plugin
+lint: ## rustfmt check, clippy with warnings as errors; phpcs and eslint on the WordPress plugin
+	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(MAKE) --no-print-directory lint-php lint-js
 
