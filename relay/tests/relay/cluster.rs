@@ -67,6 +67,32 @@ async fn presence_becomes(r: &Relay, users: &[u64], want: &[u64], within: Durati
     }
 }
 
+/// One nats-server and two relays on it, "a" and "b" (the set-up of most
+/// tests here). The `Nats` must be kept alive as long as the relays.
+async fn two_nodes() -> (Nats, Site, Relay, Relay) {
+    need_nats!();
+    let nats = Nats::start();
+    let site = Site::new(SITE);
+    let a = node(&site, &[nats.url()], "a").await;
+    let b = node(&site, &[nats.url()], "b").await;
+    (nats, site, a, b)
+}
+
+/// Whether `c` receives, within 2 s, the event sealed around `i` (a push
+/// whose answer was `result`); says what came instead when it does not.
+async fn received_live(c: &mut Client, site: &Site, i: u64, result: &Value) -> bool {
+    match c.next_within(Duration::from_secs(2)).await {
+        Some(Seen::Frame(f)) => {
+            assert_eq!(ev_data(site, &f), json!(i));
+            true
+        }
+        other => {
+            eprintln!("round {i}: {other:?}, result {result}");
+            false
+        }
+    }
+}
+
 fn ev_data(site: &Site, f: &Value) -> Value {
     assert_eq!(f["op"], "ev", "{f}");
     site.open(&f["e"])
@@ -75,11 +101,7 @@ fn ev_data(site: &Site, f: &Value) -> Value {
 #[tokio::test]
 #[ignore = "needs nats-server: make test-cluster"]
 async fn push_pub_and_presence_cross_nodes() {
-    need_nats!();
-    let nats = Nats::start();
-    let site = Site::new(SITE);
-    let a = node(&site, &[nats.url()], "a").await;
-    let b = node(&site, &[nats.url()], "b").await;
+    let (_nats, site, a, b) = two_nodes().await;
     assert_eq!(healthz(&a).await["cluster"], "ok");
 
     let mut alice = a.subscriber(1, 7).await;
@@ -118,11 +140,7 @@ async fn push_pub_and_presence_cross_nodes() {
 #[tokio::test]
 #[ignore = "needs nats-server: make test-cluster"]
 async fn disconnect_revokes_on_every_node_and_a_joining_node_learns_it() {
-    need_nats!();
-    let nats = Nats::start();
-    let site = Site::new(SITE);
-    let a = node(&site, &[nats.url()], "a").await;
-    let b = node(&site, &[nats.url()], "b").await;
+    let (nats, site, a, b) = two_nodes().await;
     let old_token = site.token(2);
     let mut bob = Client::connect(&b.ws_url()).await;
     bob.send(json!({"op":"auth","token": old_token})).await;
@@ -159,11 +177,7 @@ async fn disconnect_revokes_on_every_node_and_a_joining_node_learns_it() {
 #[tokio::test]
 #[ignore = "needs nats-server: make test-cluster"]
 async fn sigkilled_node_leaves_presence_within_the_bound() {
-    need_nats!();
-    let nats = Nats::start();
-    let site = Site::new(SITE);
-    let a = node(&site, &[nats.url()], "a").await;
-    let b = node(&site, &[nats.url()], "b").await;
+    let (_nats, site, a, b) = two_nodes().await;
     let mut alice = a.client(1).await;
     let _bob = b.client(2).await;
     presence_becomes(&a, &[1, 2], &[1, 2], Duration::from_secs(1)).await;
@@ -228,11 +242,7 @@ async fn nats_down_degrades_then_resyncs_without_restart() {
 #[tokio::test]
 #[ignore = "needs nats-server: make test-cluster"]
 async fn push_right_after_ready_on_another_node_is_never_lost() {
-    need_nats!();
-    let nats = Nats::start();
-    let site = Site::new(SITE);
-    let a = node(&site, &[nats.url()], "a").await;
-    let b = node(&site, &[nats.url()], "b").await;
+    let (_nats, site, a, b) = two_nodes().await;
     let mut http = Http::connect(a.port).await;
     let rounds = 60;
     let mut lost = 0;
@@ -242,12 +252,8 @@ async fn push_right_after_ready_on_another_node_is_never_lost() {
         let body = json!({"events":[{ "to": [user], "e": site.user_env(user, json!(i)) }]}).to_string();
         let (s, r) = http.signed_post(&site, "/v1/push", &body).await;
         assert_eq!(s, 200, "{r}");
-        match c.next_within(Duration::from_secs(2)).await {
-            Some(Seen::Frame(f)) => assert_eq!(ev_data(&site, &f), json!(i)),
-            other => {
-                lost += 1;
-                eprintln!("round {i}: {other:?}, result {r}");
-            }
+        if !received_live(&mut c, &site, i, &r).await {
+            lost += 1;
         }
     }
     assert_eq!(lost, 0, "{lost} of {rounds} pushes right after ready were lost");
@@ -262,11 +268,7 @@ async fn push_right_after_ready_on_another_node_is_never_lost() {
 #[tokio::test]
 #[ignore = "needs nats-server: make test-cluster"]
 async fn thread_push_right_after_sub_ok_on_another_node_is_never_lost() {
-    need_nats!();
-    let nats = Nats::start();
-    let site = Site::new(SITE);
-    let a = node(&site, &[nats.url()], "a").await;
-    let b = node(&site, &[nats.url()], "b").await;
+    let (_nats, site, a, b) = two_nodes().await;
     let mut http = Http::connect(a.port).await;
     // One socket on B, subscribed to a new thread every round: `ready`
     // is long past, only the `sub` is new.
@@ -280,12 +282,8 @@ async fn thread_push_right_after_sub_ok_on_another_node_is_never_lost() {
             json!({"events":[{ "to": [9], "thread": thread, "e": site.thread_env(thread, json!(i)) }]}).to_string();
         let (s, r) = http.signed_post(&site, "/v1/push", &body).await;
         assert_eq!(s, 200, "{r}");
-        match c.next_within(Duration::from_secs(2)).await {
-            Some(Seen::Frame(f)) => assert_eq!(ev_data(&site, &f), json!(i)),
-            other => {
-                lost += 1;
-                eprintln!("round {i}: {other:?}, result {r}");
-            }
+        if !received_live(&mut c, &site, i, &r).await {
+            lost += 1;
         }
     }
     assert_eq!(lost, 0, "{lost} of {rounds} thread pushes right after `ok` were lost");
