@@ -254,8 +254,8 @@ def read_head(s, timeout=3.0):
     return status_of(head), rest
 
 
-def ws_close_code(data):
-    """The close code in the server frames of `data`, if any."""
+def ws_frames(data):
+    """(opcode, payload) of each whole server frame in `data` (unmasked)."""
     i = 0
     while i + 2 <= len(data):
         op, n = data[i] & 0x0F, data[i + 1] & 0x7F
@@ -266,24 +266,22 @@ def ws_close_code(data):
         elif n == 127:
             n = int.from_bytes(data[i:i + 8], "big")
             i += 8
-        if op == 8 and n >= 2:
-            return int.from_bytes(data[i:i + 2], "big")
+        if i + n > len(data):
+            return
+        yield op, data[i:i + n]
         i += n
+
+
+def ws_close_code(data):
+    """The close code in the server frames of `data`, if any."""
+    for op, payload in ws_frames(data):
+        if op == 8 and len(payload) >= 2:
+            return int.from_bytes(payload[:2], "big")
     return None
 
 
 def ws_texts(data):
-    out, i = [], 0
-    while i + 2 <= len(data):
-        op, n = data[i] & 0x0F, data[i + 1] & 0x7F
-        i += 2
-        if n == 126:
-            n = int.from_bytes(data[i:i + 2], "big")
-            i += 2
-        if op == 1:
-            out.append(data[i:i + n].decode(errors="replace"))
-        i += n
-    return out
+    return [p.decode(errors="replace") for op, p in ws_frames(data) if op == 1]
 
 
 class Rss(threading.Thread):
