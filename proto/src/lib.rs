@@ -9,6 +9,7 @@
 //!
 //! | module | protocol section | what it holds |
 //! |---|---|---|
+//! | [`b64`] | §4 | base64url without padding, strict: every value has one spelling |
 //! | [`ids`] | §2 | site, user, thread, epoch, event and key identifiers |
 //! | [`keys`] | §3 | the HKDF key hierarchy; secrets zeroized, never printed |
 //! | [`envelope`] | §4 | AES-256-GCM seal / open with the routing AAD |
