@@ -15,7 +15,7 @@ E2E_RELAY  := $(CURDIR)/target/release/bm-relay
 .PHONY: test-e2e e2e-deps
 
 e2e-deps:
-	@bash scripts/install-deps.sh php wp browser
+	@bash scripts/install-deps.sh php wp browser broker
 	@$(E2E_RELAY) serve --help 2>/dev/null | grep -q -- --admin-listen || $(CARGO) build --release --locked -p bm-relay
 	@if grep -qs '^ext:' mk/*.mk; then $(MAKE) --no-print-directory ext; \
 	elif [ ! -f $(E2E_EXT_SO) ]; then $(CARGO) build --release --locked -p bm-relay-ext && cp -f target/release/libbm_relay.so $(E2E_EXT_SO); fi

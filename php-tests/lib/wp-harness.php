@@ -193,6 +193,21 @@ final class BM_WP_Harness
         @posix_kill(-$pid, SIGKILL);
     }
 
+    /**
+     * Kills one server at once with SIGKILL to its group (a crash, not a
+     * shutdown: no close frames, no goodbye to a cluster), then reaps it.
+     */
+    public function kill_hard(string $name): void
+    {
+        if (!isset($this->procs[$name])) {
+            return;
+        }
+        ['proc' => $proc, 'pid' => $pid] = $this->procs[$name];
+        unset($this->procs[$name]);
+        @posix_kill(-$pid, SIGKILL);
+        proc_close($proc);
+    }
+
     /** True while the named server runs. */
     public function running(string $name): bool
     {
@@ -207,7 +222,7 @@ final class BM_WP_Harness
     }
 
     /** Waits until $ready() is true or $secs pass; throws with the log. */
-    private function wait_for(string $name, callable $ready, float $secs): void
+    public function wait_for(string $name, callable $ready, float $secs): void
     {
         $deadline = microtime(true) + $secs;
         while (microtime(true) < $deadline) {

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, relayPost, shot, sleep, startSite, until } from './site.js';
+import { conn, connected, msg, open, send, startConversation, texts } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
 /** Browser tokens live this long (s), so the suite sees pages refresh them. */
@@ -23,35 +24,6 @@ const TOKEN_TTL = 20;
 /** @type {any} */ let carol;
 /** the Alice–Bob thread */
 let lunch = 0;
-
-// ---- what a person sees ---------------------------------------------------
-
-/** Texts of the stored messages shown in the open conversation, in order. */
-const texts = (p) => p.page.$$eval('#bm-chat .bmc-messages > li.bmc-msg:not(.bmc-pending) > .bmc-text', (els) => els.map((e) => e.textContent));
-/** The visible connection state (data-state of the status line). */
-const conn = (p) => p.page.getAttribute('#bm-chat .bmc-conn', 'data-state');
-/** The list item of a stored message with exactly this text. */
-const msg = (p, text) => p.page.locator('#bm-chat .bmc-messages > li.bmc-msg:not(.bmc-pending)').filter({ has: p.page.locator('.bmc-text', { hasText: new RegExp(`^${escapeRe(text)}$`) }) });
-const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** Waits until the page shows `connected`. */
-async function connected(p, timeout = 15000) {
-  await until(async () => (await conn(p)) === 'connected', timeout, `${p.login}'s page to show connected`);
-}
-
-/** Types a message and presses Enter; resolves once WordPress stored it (the page shows it with a status mark). */
-async function send(p, text) {
-  const input = p.page.getByLabel('Message', { exact: true });
-  await input.fill(text);
-  await input.press('Enter');
-  await msg(p, text).last().locator('.bmc-mark').waitFor({ timeout: 10000 });
-}
-
-/** Opens a conversation from the list by its title. */
-async function open(p, title) {
-  await p.page.locator('#bm-chat .bmc-thread', { hasText: title }).click();
-  await p.page.locator('#bm-chat .bmc-conv-title', { hasText: title }).waitFor({ timeout: 5000 });
-}
 
 /**
  * The current-WordPress run (`make test-e2e-latest`) uses a Playground build
@@ -82,13 +54,7 @@ after(async () => {
 test('Alice finds Bob by name and starts a conversation; it appears on his page', async () => {
   await Promise.all([connected(alice), connected(bob)]);
   const a = alice.page;
-  await a.getByRole('button', { name: 'New conversation' }).click();
-  await a.getByLabel('Search people').fill('bo');
-  await a.getByRole('button', { name: 'Add Bob' }).click();
-  await a.getByLabel('Subject (optional)').fill('Lunch');
-  await a.getByRole('button', { name: 'Start conversation' }).click();
-  await a.locator('#bm-chat .bmc-conv-title', { hasText: 'Lunch' }).waitFor({ timeout: 5000 });
-  lunch = await a.evaluate(() => window.bmChat.current);
+  lunch = await startConversation(alice, 'bo', 'Bob', 'Lunch');
   assert.ok(lunch > 0);
   // Pushed to Bob (thread.added, sealed with his user key): no reload.
   await bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).waitFor({ timeout: 5000 });

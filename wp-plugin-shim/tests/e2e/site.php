@@ -9,6 +9,7 @@
  * commands on stdin, one per line, answering each with one JSON line:
  *
  *   stop-relay          stop the relay (its port stays the same)
+ *   kill-relay          SIGKILL the relay (relay 1 in cluster mode): a crash
  *   start-relay         start it again
  *   http ext|fallback   restart `php -S` with / without the extension
  *   impl                which bm_relay implementation the web server runs
@@ -36,6 +37,12 @@
  * (logins, space-separated; default "bob") are given relay 2's URL in
  * their token bundle (a must-use plugin on the core `rest_post_dispatch`
  * filter), so their browsers connect there.
+ *
+ * BM_CLUSTER_LB=1 (cluster mode) puts a real nginx (Debian's) in front of
+ * both relays as docs/DEPLOY.md §10 does: one port, an upstream of relay 1
+ * and relay 2 for pushes and WebSockets, the next relay tried when one
+ * refuses the connection. WordPress pushes to it and gives every browser
+ * its URL (BM_RELAY2_USERS is then ignored).
  */
 
 declare(strict_types=1);
@@ -240,6 +247,62 @@ if ($cluster) {
     }
     $relay2['ws_url'] = 'ws://127.0.0.1:' . $relay2['port'] . '/v1/ws';
     $relay2['users'] = preg_split('/\s+/', trim((string) (getenv('BM_RELAY2_USERS') ?: 'bob')), -1, PREG_SPLIT_NO_EMPTY);
+    if (getenv('BM_CLUSTER_LB') === '1') {
+        $relay2['users'] = [];
+        $relay2['lb'] = BM_WP_Harness::free_port();
+        // WordPress's push URL and the browsers' WebSocket URL: the balancer.
+        $h->relay_url = 'http://127.0.0.1:' . $relay2['lb'];
+        $h->ws_url = 'ws://127.0.0.1:' . $relay2['lb'] . '/v1/ws';
+    }
+}
+
+/**
+ * BM_CLUSTER_LB: nginx balancing over relay 1 and relay 2 (round robin;
+ * a relay that refuses the connection is skipped for 10 s and the request
+ * goes to the other, which nginx does even for a POST because nothing was
+ * sent yet). Its own prefix dir under the run dir, stopped with the rest.
+ *
+ * @param array{port:int,lb:int} $r2
+ */
+function start_balancer(BM_WP_Harness $h, array $r2): void
+{
+    $dir = $h->run . '/nginx';
+    @mkdir($dir . '/tmp', 0700, true);
+    $conf = <<<CONF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 512; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+    upstream bm_relays {
+        server 127.0.0.1:{$h->relay_port} max_fails=1 fail_timeout=10s;
+        server 127.0.0.1:{$r2['port']} max_fails=1 fail_timeout=10s;
+    }
+    server {
+        listen 127.0.0.1:{$r2['lb']};
+        location / {
+            proxy_pass http://bm_relays;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 1h;
+            proxy_next_upstream error timeout;
+        }
+    }
+}
+CONF;
+    file_put_contents($dir . '/nginx.conf', $conf);
+    $h->spawn('nginx', [is_executable('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', '-p', $dir, '-c', $dir . '/nginx.conf']);
+    $h->wait_for('nginx', static fn(): bool => @fsockopen('127.0.0.1', $r2['lb'], $errno, $errstr, 0.2) !== false, 10);
 }
 
 /**
@@ -258,6 +321,9 @@ function start_relay2(BM_WP_Harness $h, array $r2, string $nats): void
             throw new RuntimeException('relay 2 did not become healthy within 15 s (see relay2.log)');
         }
         usleep(50000);
+    }
+    if (!$r2['users']) {
+        return;
     }
     @mkdir($h->docroot . '/wp-content/mu-plugins', 0755);
     file_put_contents($h->docroot . '/wp-content/mu-plugins/bm-demo-cluster.php', sprintf(<<<'PHP'
@@ -303,6 +369,9 @@ try {
     $h->start();
     if ($relay2 !== null) {
         start_relay2($h, $relay2, $cluster[count($cluster) - 1]);
+    }
+    if (isset($relay2['lb'])) {
+        start_balancer($h, $relay2);
     }
     repair_links($h->docroot, BM_WP_Harness::wordpress_src());
     // The chat page, and a probe telling which implementation PHP runs.
@@ -380,7 +449,7 @@ say([
     'relay_key' => $h->relay_key,
     'run' => $h->run,
     'impl' => $impl(),
-    'relay2' => $relay2 === null ? null : ['ws_url' => $relay2['ws_url'], 'admin_port' => $relay2['admin'], 'users' => $relay2['users']],
+    'relay2' => $relay2 === null ? null : ['ws_url' => $relay2['ws_url'], 'admin_port' => $relay2['admin'], 'users' => $relay2['users'], 'lb' => $relay2['lb'] ?? null],
 ]);
 
 while (($line = fgets(STDIN)) !== false) {
@@ -389,6 +458,10 @@ while (($line = fgets(STDIN)) !== false) {
         switch ($cmd) {
             case 'stop-relay':
                 $h->stop_relay();
+                say(['ok' => $cmd]);
+                break;
+            case 'kill-relay':
+                $h->kill_hard('relay');
                 say(['ok' => $cmd]);
                 break;
             case 'start-relay':
