@@ -484,11 +484,10 @@ final class BM_WP_HttpSession
      */
     public function request(string $method, string $path, ?string $body = null, array $headers = []): array
     {
-        $ch = curl_init($this->base . $path);
+        $ch = $this->curl($method, $path, $body, $headers);
         $head = [];
         curl_setopt_array($ch, [
-            CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_COOKIEJAR => $this->jar,
-            CURLOPT_COOKIEFILE => $this->jar, CURLOPT_TIMEOUT => 20, CURLOPT_CONNECTTIMEOUT => 5, CURLOPT_HTTPHEADER => $headers,
+            CURLOPT_COOKIEJAR => $this->jar,
             CURLOPT_HEADERFUNCTION => static function ($ch, string $line) use (&$head): int {
                 if (strpos($line, ':') !== false) {
                     [$k, $v] = explode(':', $line, 2);
@@ -497,13 +496,30 @@ final class BM_WP_HttpSession
                 return strlen($line);
             },
         ]);
-        if ($body !== null) {
-            curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
-        }
         $out = (string) curl_exec($ch);
         $code = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
         curl_close($ch);
         return [$code, $head, $out];
+    }
+
+    /**
+     * A curl handle for one request of this session, not yet sent (several
+     * at once go through curl_multi; the cookie jar is read, not written).
+     *
+     * @param list<string> $headers
+     * @return CurlHandle
+     */
+    public function curl(string $method, string $path, ?string $body = null, array $headers = [])
+    {
+        $ch = curl_init($this->base . $path);
+        curl_setopt_array($ch, [
+            CURLOPT_CUSTOMREQUEST => $method, CURLOPT_RETURNTRANSFER => true, CURLOPT_COOKIEFILE => $this->jar,
+            CURLOPT_TIMEOUT => 20, CURLOPT_CONNECTTIMEOUT => 5, CURLOPT_HTTPHEADER => $headers,
+        ]);
+        if ($body !== null) {
+            curl_setopt($ch, CURLOPT_POSTFIELDS, $body);
+        }
+        return $ch;
     }
 
     /** The `wp_rest` nonce for this session's user (admin-ajax rest-nonce). */

@@ -88,7 +88,8 @@ final class PrivacyRetentionTest extends BM_WP_TestCase
         $this->assertSame([], $this->rows("SELECT * FROM wp_bmr_message_meta WHERE message_id = {$old['id']}"));
         $this->assertCount(1, $this->rows("SELECT * FROM wp_bmr_messages WHERE id = {$new['id']}"), 'recent messages stay');
         $ev = $alice->expect('message.delete');
-        $this->assertSame(['id' => $old['id'], 'thread' => $t['id']], $ev['payload']['data']);
+        $this->assertEquals(['id' => $old['id'], 'thread' => $t['id'], 'seq' => $ev['payload']['data']['seq'] ?? null], $ev['payload']['data']);
+        $this->assertIsInt($ev['payload']['data']['seq'], 'numbered in its thread (PROTOCOL.md §4.1)');
         $this->assertCount(1, $alice->settle(0.2));
     }
 

@@ -188,7 +188,8 @@ final class RestMessagesTest extends BM_WP_TestCase
         $row = $this->rows("SELECT unread_count, last_read_id FROM wp_bmr_participants WHERE thread_id = {$t['id']} AND user_id = {$this->uid('bob')}")[0];
         $this->assertSame(['unread_count' => '1', 'last_read_id' => (string) $ids[1]], $row);
         $ev = $alice->expect('read');
-        $this->assertEquals(['thread' => $t['id'], 'user' => $this->uid('bob'), 'message_id' => $ids[1]], $ev['payload']['data']);
+        $this->assertEquals(['thread' => $t['id'], 'user' => $this->uid('bob'), 'message_id' => $ids[1], 'seq' => $ev['payload']['data']['seq'] ?? null], $ev['payload']['data']);
+        $this->assertIsInt($ev['payload']['data']['seq'], 'numbered in its thread (PROTOCOL.md §4.1)');
 
         $this->assertSame(0, $this->ok($this->rest('POST', "/threads/{$t['id']}/read", 'bob'))['unread'], 'default: everything');
         $this->assertSame(0, $this->ok($this->rest('GET', '/threads', 'bob'))['threads'][0]['unread']);

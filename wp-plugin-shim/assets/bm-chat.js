@@ -521,6 +521,9 @@ export class BmChat {
     t.updated = th.updated;
     t.lastMessage = th.last_message;
     t.epoch = th.epoch;
+    // The number of the thread's last event as WordPress had it: the next
+    // pushed event should be one more (PROTOCOL.md §4.1).
+    t.seq = Math.max(t.seq || 0, Number(th.seq) || 0);
     if (isNew && this.client && this.threads.size <= MAX_LIVE_THREADS) this.subscribe(th.id);
     return t;
   }
@@ -554,6 +557,7 @@ export class BmChat {
   /** A stored event from the relay (or catch-up envelopes): apply it. */
   onEvent(ev) {
     const d = ev.data || {};
+    if (d.seq != null && d.thread != null) this.noteSeq(Number(d.thread), Number(d.seq));
     switch (ev.type) {
       case 'message.new':
       case 'message.edit': {
@@ -620,6 +624,49 @@ export class BmChat {
         this.bundle(true).catch(() => {});
         return;
       default:
+    }
+  }
+
+  /**
+   * A thread event's number (PROTOCOL.md §4.1). One more than the last seen
+   * is the normal case; more than one more means events were lost between
+   * WordPress and this page (a failed push, a frame lost on the way): the
+   * thread is re-read from WordPress at once, not at the next reconnect.
+   */
+  noteSeq(id, seq) {
+    const t = this.threads.get(id);
+    if (!t || !Number.isSafeInteger(seq)) return;
+    const known = t.seq || 0;
+    t.seq = Math.max(known, seq);
+    if (seq > known + 1) this.fillGap(t);
+  }
+
+  /**
+   * Re-reads one thread after a gap: the list (unread count, last message)
+   * and, when it is loaded, every message shown (a lost edit, deletion or
+   * reaction is refreshed too). One at a time per thread; a gap seen while
+   * one is being filled runs once more afterwards.
+   */
+  async fillGap(t) {
+    this.gapsFilled = (this.gapsFilled || 0) + 1;
+    if (t.filling) {
+      t.fillAgain = true;
+      return;
+    }
+    t.filling = true;
+    try {
+      do {
+        t.fillAgain = false;
+        await this.loadThreads();
+        if (t.loaded && this.threads.get(t.id) === t) {
+          const ids = [...t.messages.keys()];
+          await this.fetchAfter(t, ids.length ? Math.min(...ids) - 1 : 0);
+        }
+      } while (t.fillAgain);
+    } catch (e) {
+      this.showError(e);
+    } finally {
+      t.filling = false;
     }
   }
 

@@ -141,13 +141,19 @@ final class BM_Relay_Push
 
     /**
      * A thread event to every member (and live subscribers), sealed with the
-     * thread's current key.
+     * thread's current key, numbered in the thread (`data.seq`).
      *
      * @param array<string,mixed> $data
      * @return array<string,mixed>
      */
-    public static function thread_event_array(object $thread, string $type, array $data, ?string $id = null): array
+    public static function thread_event_array(object $thread, string $type, array $data, ?string $id = null, ?int $seq = null): array
     {
+        // Sealed with the event: the thread it belongs to and its number in
+        // that thread, so a browser that sees a number skipped catches up
+        // at once (docs/PROTOCOL.md §4.1). $seq: one the caller took already
+        // (BM_Relay_Store::next_seq() with a count).
+        $data['thread'] = (int) $thread->id;
+        $data['seq'] = $seq ?? BM_Relay_Store::next_seq((int) $thread->id);
         $event = [
             'type' => $type,
             'data' => $data,

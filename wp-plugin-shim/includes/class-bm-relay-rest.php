@@ -289,6 +289,9 @@ final class BM_Relay_REST
                 'last_read_id' => $me ? (int) $me->last_read_id : 0,
                 'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
                 'epoch' => (int) $thread->epoch,
+                // The number of the thread's last event: a page in sync with
+                // this shape expects `seq + 1` next (PROTOCOL.md §4.1).
+                'seq' => (int) ($thread->seq ?? 0),
                 // Keys and thread tokens for members only (a moderator reads
                 // over REST; the relay's live stream is for members).
                 'keys' => $me ? BM_Relay_Push::thread_keys($user, $thread) : null,

@@ -95,25 +95,22 @@ final class BM_Relay_Retention
      */
     public static function announce_deleted(array $rows): void
     {
-        $events = [];
-        $threads = [];
+        $by_thread = [];
         foreach ($rows as $row) {
-            $tid = (int) $row->thread_id;
-            if (!array_key_exists($tid, $threads)) {
-                $threads[$tid] = BM_Relay_Store::thread($tid);
-            }
-            $thread = $threads[$tid];
+            $by_thread[(int) $row->thread_id][] = (int) $row->id;
+        }
+        $events = [];
+        foreach ($by_thread as $tid => $ids) {
+            $thread = BM_Relay_Store::thread($tid);
             if (!$thread) {
                 continue;
             }
-            $events[] = [
-                'type' => 'message.delete',
-                'data' => ['id' => (int) $row->id, 'thread' => $tid],
-                'to' => BM_Relay_Store::members($tid),
-                'thread' => $tid,
-                'epoch' => (int) $thread->epoch,
-                'live' => true,
-            ];
+            // Numbered like every thread event (PROTOCOL.md §4.1): the run
+            // of numbers for this thread's deletions in one statement.
+            $seq = BM_Relay_Store::next_seq($tid, count($ids)) - count($ids);
+            foreach ($ids as $id) {
+                $events[] = BM_Relay_Push::thread_event_array($thread, 'message.delete', ['id' => $id], null, ++$seq);
+            }
         }
         BM_Relay_Push::send($events);
     }

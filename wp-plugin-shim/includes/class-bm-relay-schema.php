@@ -29,8 +29,10 @@ final class BM_Relay_Schema
      *     for retention.
      * 3 — every table, option and cron hook renamed from `bm_`/`bm_relay_`
      *     to `bmr_` (no clash with Better Messages).
+     * 4 — threads.seq: the number of the thread's last pushed event
+     *     (browsers see a gap in it and catch up at once).
      */
-    public const VERSION = 3;
+    public const VERSION = 4;
 
     /** Option holding the installed schema version. */
     public const OPTION = 'bmr_db_version';
@@ -111,6 +113,7 @@ final class BM_Relay_Schema
   updated_at datetime NOT NULL,
   epoch int(10) unsigned NOT NULL DEFAULT 0,
   last_message_id bigint(20) unsigned NOT NULL DEFAULT 0,
+  seq bigint(20) unsigned NOT NULL DEFAULT 0,
   PRIMARY KEY  (id),
   KEY updated_at (updated_at)
 ) $charset;",

@@ -75,6 +75,25 @@ final class BM_Relay_Store
     }
 
     /**
+     * Takes the thread's next event number (threads.seq + 1) in one
+     * atomic statement: concurrent requests never get the same number, and
+     * a number is spent even when its push then fails, which is how a
+     * browser learns it missed something (docs/PROTOCOL.md §4.1).
+     */
+    public static function next_seq(int $thread, int $count = 1): int
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        // LAST_INSERT_ID(expr) hands the new value back on this connection
+        // without a second read that another request could overtake.
+        // $count > 1 takes a run of numbers in the same statement (retention
+        // numbers thousands of deletions with one query per thread and
+        // batch); the last of the run is returned.
+        $wpdb->query($wpdb->prepare("UPDATE {$t['threads']} SET seq = LAST_INSERT_ID(seq + %d) WHERE id = %d", max(1, $count), $thread));
+        return (int) $wpdb->get_var('SELECT LAST_INSERT_ID()');
+    }
+
+    /**
      * The participant row of a user in a thread, null when not a member.
      *
      * @return object|null
