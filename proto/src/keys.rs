@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! site_secret ──HKDF "relay"──▶ relay_key    (WordPress + relay: signs pushes and tokens)
+//!             ├─HKDF "pseudonym"▶ pseudonym_key (WordPress only: ids → v2 pseudonyms)
 //!             └─HKDF "content"─▶ content_key (WordPress only)
 //!                                 ├─HKDF "thread/{t}/{e}"─▶ thread key (members' browsers)
 //!                                 └─HKDF "user/{u}"───────▶ user key   (that user's browsers)
@@ -111,6 +112,13 @@ secret_key!(
     ContentKey,
     "content key"
 );
+secret_key!(
+    /// Turns user and thread ids into the pseudonyms of protocol v2
+    /// (`crate::pseudonym`); WordPress only, so only WordPress can link a
+    /// pseudonym to a person or a thread.
+    PseudonymKey,
+    "pseudonym key"
+);
 
 impl SiteSecret {
     /// A new random site secret.
@@ -140,6 +148,11 @@ impl SiteSecret {
     /// `HKDF(site_secret, "content")`.
     pub fn content_key(&self) -> ContentKey {
         ContentKey(hkdf32(&self.0, b"content"))
+    }
+
+    /// `HKDF(site_secret, "pseudonym")` (protocol §3.2).
+    pub fn pseudonym_key(&self) -> PseudonymKey {
+        PseudonymKey(hkdf32(&self.0, b"pseudonym"))
     }
 }
 

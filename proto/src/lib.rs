@@ -12,6 +12,7 @@
 //! | [`b64`] | §4 | base64url without padding, strict: every value has one spelling |
 //! | [`ids`] | §2 | site, user, thread, epoch, event and key identifiers |
 //! | [`keys`] | §3 | the HKDF key hierarchy; secrets zeroized, never printed |
+//! | [`pseudonym`] | §3.2 | the user and thread pseudonyms of protocol v2 |
 //! | [`envelope`] | §4 | AES-256-GCM seal / open with the routing AAD |
 //! | [`signing`] | §5 | `X-BM-*` request signatures for the server API |
 //! | [`api`] | §5 | server API bodies (push, presence, disconnect, errors) |
@@ -24,6 +25,7 @@ pub mod envelope;
 pub mod frames;
 pub mod ids;
 pub mod keys;
+pub mod pseudonym;
 pub mod signing;
 pub mod token;
 

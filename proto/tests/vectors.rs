@@ -148,3 +148,37 @@ fn multisite_blog_secrets() {
     }
     assert_eq!(checked, 12);
 }
+
+/// `testdata/pseudonyms-v2.json` (scripts/gen-pseudonym-vectors.py, an
+/// independent HKDF and HMAC in Python): the v2 pseudonyms of users and
+/// threads (§3.2), and the key ids and keys they lead to.
+#[test]
+fn pseudonyms_v2() {
+    use bm_proto::ids::{Epoch, ThreadId, UserId};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/pseudonyms-v2.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read vectors")).expect("JSON");
+    let mut checked = 0;
+    for site in v["sites"].as_array().unwrap() {
+        let secret = SiteSecret::from_b64(s(&site["site_secret"])).unwrap();
+        let pkey = secret.pseudonym_key();
+        assert_eq!(pkey.to_b64(), s(&site["pseudonym_key"]));
+        let content = secret.content_key();
+        for u in site["users"].as_array().unwrap() {
+            let p = pkey.user(UserId::new(u["user"].as_u64().unwrap()).unwrap());
+            assert_eq!(p.get(), u["pseudonym"].as_u64().unwrap(), "user {}", u["user"]);
+            let key = content.user_key(p);
+            assert_eq!(key.id().to_string(), s(&u["kid"]));
+            assert_eq!(key.to_b64(), s(&u["key"]));
+            checked += 1;
+        }
+        for t in site["threads"].as_array().unwrap() {
+            let p = pkey.thread(ThreadId::new(t["thread"].as_u64().unwrap()).unwrap());
+            assert_eq!(p.get(), t["pseudonym"].as_u64().unwrap(), "thread {}", t["thread"]);
+            let key = content.thread_key(p, Epoch(t["epoch"].as_u64().unwrap() as u32));
+            assert_eq!(key.id().to_string(), s(&t["kid"]));
+            assert_eq!(key.to_b64(), s(&t["key"]));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 20);
+}
