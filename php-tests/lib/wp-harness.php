@@ -208,6 +208,12 @@ final class BM_WP_Harness
         proc_close($proc);
     }
 
+    /** Process id of a running server (the process its group was made for), null when not running. */
+    public function pid(string $name): ?int
+    {
+        return $this->running($name) ? $this->procs[$name]['pid'] : null;
+    }
+
     /** True while the named server runs. */
     public function running(string $name): bool
     {

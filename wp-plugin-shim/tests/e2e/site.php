@@ -10,6 +10,9 @@
  *
  *   stop-relay          stop the relay (its port stays the same)
  *   kill-relay          SIGKILL the relay (relay 1 in cluster mode): a crash
+ *   relay-pid           the relay's process id (to read its memory)
+ *   user LOGIN ID [T]   a user LOGIN with user id ID (and the next thread
+ *                       id T): distinctive ids for the privacy test
  *   start-relay         start it again
  *   http ext|fallback   restart `php -S` with / without the extension
  *   impl                which bm_relay implementation the web server runs
@@ -37,6 +40,10 @@
  * (logins, space-separated; default "bob") are given relay 2's URL in
  * their token bundle (a must-use plugin on the core `rest_post_dispatch`
  * filter), so their browsers connect there.
+ *
+ * BM_PUSH_URL: where WordPress pushes (default: the relay), e.g. a
+ * recording proxy in front of it. BM_WS_HOST: the host name in the
+ * WebSocket URL browsers get (default 127.0.0.1, the site's own).
  *
  * BM_CLUSTER_LB=1 (cluster mode) puts a real nginx (Debian's) in front of
  * both relays as docs/DEPLOY.md §10 does: one port, an upstream of relay 1
@@ -221,6 +228,16 @@ if (!mkdir($tmp, 0700)) {
     exit(1);
 }
 putenv("TMPDIR=$tmp");
+
+if (preg_match('#^http://127\.0\.0\.1:[0-9]{1,5}$#D', (string) getenv('BM_PUSH_URL'))) {
+    $h->relay_url = (string) getenv('BM_PUSH_URL');
+}
+// BM_WS_HOST: the host name browsers reach the relay by (e.g. localhost
+// while the site is 127.0.0.1: another host, so they send it no cookie of
+// the site's, as with a relay on a host name of its own).
+if (preg_match('/^[a-z0-9.-]{1,64}$/D', (string) getenv('BM_WS_HOST'))) {
+    $h->ws_url = 'ws://' . getenv('BM_WS_HOST') . ':' . $h->relay_port . '/v1/ws';
+}
 
 // Cluster mode: relay 1 (the harness's relay) joins through the first
 // NATS URL; relay 2 is started below, after the site (it needs the key).
@@ -464,6 +481,9 @@ while (($line = fgets(STDIN)) !== false) {
                 $h->kill_hard('relay');
                 say(['ok' => $cmd]);
                 break;
+            case 'relay-pid':
+                say(['ok' => $cmd, 'pid' => $h->pid('relay')]);
+                break;
             case 'start-relay':
                 $h->start_relay();
                 say(['ok' => $cmd]);
@@ -487,6 +507,20 @@ while (($line = fgets(STDIN)) !== false) {
             case '':
                 break;
             default:
+                if (preg_match('/^user ([a-z][a-z0-9_-]{2,40}) ([1-9][0-9]{0,14})(?: ([1-9][0-9]{0,14}))?$/D', $cmd, $m)) {
+                    $args = [__DIR__ . '/make-user.php', $h->docroot, $h->url, $m[1], $h->password, $m[2]];
+                    if (isset($m[3])) {
+                        $args[] = $m[3];
+                    }
+                    exec(implode(' ', array_map('escapeshellarg', array_merge($h->php(), $args))) . ' 2>&1', $out, $rc);
+                    $made = json_decode((string) end($out), true);
+                    if ($rc !== 0 || !is_array($made)) {
+                        throw new RuntimeException('make-user.php: ' . implode("\n", $out));
+                    }
+                    $h->users[$m[1]] = (int) $made['id'];
+                    say(['ok' => 'user', 'id' => (int) $made['id']]);
+                    break;
+                }
                 if (preg_match('/^bulk-threads (\d{1,5}) ([a-z]+) ([a-z]+)$/D', $cmd, $m) && isset($h->users[$m[2]], $h->users[$m[3]])) {
                     say(['ok' => 'bulk-threads', 'threads' => bulk_threads($h, (int) $m[1], $h->users[$m[2]], $h->users[$m[3]])]);
                     break;
