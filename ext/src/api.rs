@@ -16,7 +16,7 @@ use crate::config::{self, Mode, Resolved};
 use crate::errlog::maybe_log_failures;
 use crate::error::{BmError, BmResult};
 use crate::relay::{self, Endpoint};
-use crate::{event, ini, json, request, stats, sync, values, worker};
+use crate::{event, failover, ini, json, request, stats, sync, values, worker};
 
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -422,6 +422,25 @@ fn stat_array() -> BmResult<ZBox<ZendHashTable>> {
     ht.insert("relay_p50_us", i64::from(relay.0)).map_err(err)?;
     ht.insert("relay_p99_us", i64::from(relay.1)).map_err(err)?;
     ht.insert("url", raw.get("url").trim().to_string()).map_err(err)?;
+    // Per relay URL in force: what this process saw of it.
+    let urls = config::parse_urls(raw.get("url")).unwrap_or_default();
+    let now = Instant::now();
+    let states: Vec<failover::UrlState> = worker::with_existing(|w| {
+        let health = sync::lock(&w.shared.health);
+        urls.iter().map(|u| health.state(u)).collect()
+    })
+    .unwrap_or_else(|| vec![failover::UrlState::default(); urls.len()]);
+    let mut relays = ZendHashTable::with_capacity(urls.len() as u32);
+    for (url, s) in urls.iter().zip(&states) {
+        let mut r = ZendHashTable::with_capacity(4);
+        r.insert("url", url.as_str()).map_err(err)?;
+        r.insert("answered", s.answered as i64).map_err(err)?;
+        r.insert("unreachable", s.unreachable as i64).map_err(err)?;
+        let down_ms = s.down_until.map_or(0, |t| t.saturating_duration_since(now).as_millis() as i64);
+        r.insert("down_for_ms", down_ms).map_err(err)?;
+        relays.push(r).map_err(err)?;
+    }
+    ht.insert("relays", relays).map_err(err)?;
     ht.insert("site", raw.get("site").trim().to_string()).map_err(err)?;
     ht.insert("mode", raw.get("mode").trim().to_string()).map_err(err)?;
     ht.insert("pid", i64::from(std::process::id())).map_err(err)?;
@@ -430,7 +449,8 @@ fn stat_array() -> BmResult<ZBox<ZendHashTable>> {
 
 /// `bm_stats(): array` — this process's counters: queued, sent, failed,
 /// dropped, batches, last_error (`['message','time']` or null), push
-/// latency p50/p99 (µs), relay round trip p50/p99 (µs), url, site, mode, pid.
+/// latency p50/p99 (µs), relay round trip p50/p99 (µs), url, relays (per
+/// relay URL in force: answered, unreachable, down_for_ms), site, mode, pid.
 #[php_function]
 pub fn bm_stats() -> PhpResult<ZBox<ZendHashTable>> {
     prefixed("bm_stats", stat_array())

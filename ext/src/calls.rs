@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{BmError, Unreachable};
+use crate::failover::Plan;
 use crate::queue::Shared;
-use crate::relay::{self, Endpoint, Target};
+use crate::relay::{self, Endpoint, Relays, Target};
 use crate::transport::Transport;
 
 /// The PHP thread's connections for the calls it waits for.
@@ -19,77 +20,42 @@ use crate::transport::Transport;
 pub struct Caller {
     /// Runtime and clients for `https://` relays, made on first need.
     local: Option<Local>,
-    /// The keep-alive connection for calls to an `http://` relay.
-    direct: Option<crate::direct::Conn>,
+    /// The keep-alive connections for calls to `http://` relays.
+    direct: crate::direct::Conns,
 }
 
 impl Caller {
     /// Sends a call PHP waits for, on this thread, after everything this
-    /// process queued before it; the whole call (waiting for the queue
-    /// included) takes at most `wait`. A failure before any HTTP answer
-    /// (a keep-alive connection the relay closed) is retried once while time
-    /// remains; a duplicate push carries the same event ids.
+    /// process queued before it; the whole call (waiting for the queue and
+    /// trying several relay URLs included, see [`crate::failover`]) takes
+    /// at most `wait`. A failure before any HTTP answer (a keep-alive
+    /// connection the relay closed) is retried once on the same URL while
+    /// its time remains; a duplicate push carries the same event ids.
     pub fn call(
         &mut self,
         shared: &Shared,
-        target: &Target,
+        relays: &Relays,
         endpoint: Endpoint,
         body: String,
         events: u64,
         wait: Duration,
     ) -> Result<String, BmError> {
-        let started = Instant::now();
-        let deadline = started + wait;
-        let timeout_error = || {
-            BmError::unreachable(
-                endpoint.name(),
-                target.base_url.as_str(),
-                Unreachable::Timeout { timeout_ms: wait.as_millis() },
-            )
-        };
+        let deadline = Instant::now() + wait;
         let result = if shared.pending() > 0 && !shared.flush(wait) {
-            Err(timeout_error())
+            Err(BmError::unreachable(
+                endpoint.name(),
+                relays.first().base_url.as_str(),
+                Unreachable::Timeout { timeout_ms: wait.as_millis() },
+            ))
         } else {
-            if let Transport::Direct(url) = &target.transport {
-                // Plain http: a direct blocking exchange on this thread.
-                let sent_at = Instant::now();
-                let r = crate::direct::send(
-                    &mut self.direct,
-                    url,
-                    target,
-                    endpoint,
-                    &body,
-                    deadline,
-                    crate::direct::Wait::PollFirst,
-                );
-                shared.stats.record_request(sent_at);
-                match &r {
-                    Ok(_) => {
-                        shared.stats.sent.fetch_add(events, Ordering::Relaxed);
-                    }
-                    Err(e) => shared.stats.record_failure(events, e),
-                }
-                return r;
-            }
-            let local = match self.local.take() {
-                Some(l) => l,
-                None => Local::new()?,
-            };
-            let local = self.local.insert(local);
-            let client = local.client(target.connect_timeout)?;
-            let mut attempt = 0;
+            let mut plan = Plan::new(&shared.health, relays, deadline);
             loop {
-                attempt += 1;
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let sent_at = Instant::now();
-                let r = local.runtime.block_on(async {
-                    tokio::time::timeout(remaining, relay::send(&client, target, endpoint, body.clone())).await
-                });
-                shared.stats.record_request(sent_at);
-                match r {
-                    Err(_elapsed) => break Err(timeout_error()),
-                    Ok(Err(e)) if e.is_retryable() && attempt == 1 && Instant::now() < deadline => continue,
-                    Ok(r) => break r,
+                let Some((i, until)) = plan.next_attempt(Instant::now()) else {
+                    break Err(plan.give_up());
+                };
+                let r = self.attempt(shared, &relays.list[i], endpoint, &body, until);
+                if let Some(done) = plan.settle(&shared.health, relays, i, r) {
+                    break done;
                 }
             }
         };
@@ -100,6 +66,60 @@ impl Caller {
             Err(e) => shared.stats.record_failure(events, e),
         }
         result
+    }
+
+    /// One relay URL, by `until`.
+    fn attempt(
+        &mut self,
+        shared: &Shared,
+        target: &Target,
+        endpoint: Endpoint,
+        body: &str,
+        until: Instant,
+    ) -> Result<String, BmError> {
+        if let Transport::Direct(url) = &target.transport {
+            // Plain http: a direct blocking exchange on this thread.
+            let sent_at = Instant::now();
+            let r = crate::direct::send(
+                self.direct.slot(url),
+                url,
+                target,
+                endpoint,
+                body,
+                until,
+                crate::direct::Wait::PollFirst,
+            );
+            shared.stats.record_request(sent_at);
+            return r;
+        }
+        let timeout_error = || {
+            BmError::unreachable(
+                endpoint.name(),
+                target.base_url.as_str(),
+                Unreachable::Timeout { timeout_ms: target.timeout.as_millis() },
+            )
+        };
+        let local = match self.local.take() {
+            Some(l) => l,
+            None => Local::new()?,
+        };
+        let local = self.local.insert(local);
+        let client = local.client(target.connect_timeout)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let remaining = until.saturating_duration_since(Instant::now());
+            let sent_at = Instant::now();
+            let r = local.runtime.block_on(async {
+                tokio::time::timeout(remaining, relay::send(&client, target, endpoint, body.to_string())).await
+            });
+            shared.stats.record_request(sent_at);
+            match r {
+                Err(_elapsed) => break Err(timeout_error()),
+                Ok(Err(e)) if e.is_retryable() && attempt == 1 && Instant::now() < until => continue,
+                Ok(r) => break r,
+            }
+        }
     }
 
     /// Stops the https runtime (module shutdown).

@@ -22,6 +22,7 @@
 //! | [`queue`] | the async queue, its pending count and batching |
 //! | [`sender`] | the background task that sends the batches |
 //! | [`calls`] | calls PHP waits for (sync push, presence, disconnect) |
+//! | [`failover`] | several relay URLs: order, cooldown, one deadline |
 //! | [`stats`] | counters and latency percentiles for `bm_stats()` |
 //! | [`relay`] | signed HTTP requests and the relay's replies |
 //! | [`direct`] | blocking keep-alive HTTP/1.1 for sync calls to an http relay |
@@ -40,6 +41,7 @@ pub mod direct;
 pub mod errlog;
 pub mod error;
 pub mod event;
+pub mod failover;
 pub mod ini;
 pub mod json;
 pub mod lifecycle;

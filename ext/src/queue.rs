@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::BmError;
-use crate::relay::Target;
+use crate::failover::Health;
+use crate::relay::Relays;
 use crate::stats::{unix_now, Stats};
 use crate::sync::lock;
 
@@ -20,7 +21,7 @@ pub const MAX_BATCH_BYTES: usize = 900 * 1024;
 /// One async event waiting to be sent.
 pub struct QueuedEvent {
     /// Destination (events batch together only with the same one).
-    pub target: Arc<Target>,
+    pub target: Arc<Relays>,
     /// `{"to":…,"thread":…,"e":…}`.
     pub json: String,
 }
@@ -37,6 +38,8 @@ pub struct Shared {
     drained: Condvar,
     /// Counters.
     pub stats: Stats,
+    /// Which relay URLs answered or not, for the sender and the calls alike.
+    pub health: Mutex<Health>,
 }
 
 impl Shared {
@@ -51,6 +54,7 @@ impl Shared {
             pending: Mutex::new(0),
             drained: Condvar::new(),
             stats: Stats::default(),
+            health: Mutex::new(Health::default()),
         }
     }
 
@@ -130,7 +134,7 @@ impl Default for Shared {
 }
 
 /// Takes a run of same-target events from the front of the queue, as one batch.
-pub fn take(shared: &Shared) -> Option<(Arc<Target>, Vec<String>)> {
+pub fn take(shared: &Shared) -> Option<(Arc<Relays>, Vec<String>)> {
     let mut q = lock(&shared.queue);
     let first = q.pop_front()?;
     let target = first.target;
@@ -158,18 +162,20 @@ mod tests {
 
     use bm_proto::{RelayKey, SiteId};
 
-    fn target(url: &str, site: &str) -> Arc<Target> {
-        Arc::new(Target {
+    use crate::relay::Target;
+
+    fn target(url: &str, site: &str) -> Arc<Relays> {
+        Arc::new(Relays::new(vec![Target {
             base_url: url.to_string(),
             site: SiteId::new(site).unwrap(),
             relay_key: RelayKey::from_bytes([7; 32]),
             timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
             transport: crate::transport::Transport::for_url(url),
-        })
+        }]))
     }
 
-    fn ev(t: &Arc<Target>, i: usize) -> QueuedEvent {
+    fn ev(t: &Arc<Relays>, i: usize) -> QueuedEvent {
         QueuedEvent { target: t.clone(), json: format!(r#"{{"to":[1],"e":{{"i":{i}}}}}"#) }
     }
 
@@ -181,7 +187,7 @@ mod tests {
         let b = target("http://127.0.0.1:1", "b.example");
         lock(&shared.queue).extend([ev(&a, 0), ev(&a2, 1), ev(&b, 2), ev(&a, 3)]);
         let sizes: Vec<(String, usize)> =
-            std::iter::from_fn(|| take(&shared)).map(|(t, batch)| (t.site.to_string(), batch.len())).collect();
+            std::iter::from_fn(|| take(&shared)).map(|(t, batch)| (t.first().site.to_string(), batch.len())).collect();
         assert_eq!(sizes, [("a.example".into(), 2), ("b.example".into(), 1), ("a.example".into(), 1)]);
         lock(&shared.queue).extend((0..MAX_BATCH_EVENTS + 5).map(|i| ev(&a, i)));
         assert_eq!(take(&shared).unwrap().1.len(), MAX_BATCH_EVENTS);

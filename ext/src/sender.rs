@@ -22,7 +22,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::BmError;
+use crate::error::{BmError, Unreachable};
+use crate::failover::Plan;
 use crate::queue::{take, Shared};
 use crate::relay::{self, Endpoint, Target};
 use crate::sync::lock;
@@ -57,11 +58,11 @@ pub fn lower_thread_priority() {
 /// The sender task: one batch at a time, in queue order.
 pub async fn sender(shared: Arc<Shared>) {
     let mut clients: HashMap<Duration, reqwest::Client> = HashMap::new();
-    // The sender's own keep-alive connection for `http://` relays.
-    let mut direct: Option<crate::direct::Conn> = None;
+    // The sender's own keep-alive connections for `http://` relays.
+    let mut direct = crate::direct::Conns::default();
     let mut last_batch = tokio::time::Instant::now();
     loop {
-        let Some((target, batch)) = take(&shared) else {
+        let Some((relays, batch)) = take(&shared) else {
             if last_batch.elapsed() < LINGER {
                 // Linger: pushes need not wake us; a flush still does.
                 let _ = tokio::time::timeout(LINGER_TICK, shared.wake.notified()).await;
@@ -78,18 +79,30 @@ pub async fn sender(shared: Arc<Shared>) {
         };
         last_batch = tokio::time::Instant::now();
         let n = batch.len() as u64;
-        let result = if let Transport::Direct(url) = &target.transport {
-            send_batch_direct(&shared, &mut direct, url, &target, &batch)
-        } else {
-            let client = match clients.get(&target.connect_timeout) {
-                Some(c) => Ok(c.clone()),
-                None => relay::build_client(target.connect_timeout).inspect(|c| {
-                    clients.insert(target.connect_timeout, c.clone());
-                }),
+        let body = relay::push_body(batch.iter().map(String::as_str));
+        // One deadline for the batch, whichever relays it goes to.
+        let mut plan = Plan::new(&shared.health, &relays, Instant::now() + relays.first().timeout);
+        let result = loop {
+            let Some((i, until)) = plan.next_attempt(Instant::now()) else {
+                break Err(plan.give_up());
             };
-            match &client {
-                Ok(client) => send_batch(&shared, client, &target, &batch).await,
-                Err(e) => Err(BmError::internal(e.clone())),
+            let target = &relays.list[i];
+            let r = if let Transport::Direct(url) = &target.transport {
+                send_batch_direct(&shared, direct.slot(url), url, target, &body, until)
+            } else {
+                let client = match clients.get(&target.connect_timeout) {
+                    Some(c) => Ok(c.clone()),
+                    None => relay::build_client(target.connect_timeout).inspect(|c| {
+                        clients.insert(target.connect_timeout, c.clone());
+                    }),
+                };
+                match &client {
+                    Ok(client) => send_batch(&shared, client, target, &body, until).await,
+                    Err(e) => Err(BmError::internal(e.clone())),
+                }
+            };
+            if let Some(done) = plan.settle(&shared.health, &relays, i, r) {
+                break done;
             }
         };
         match result {
@@ -104,54 +117,55 @@ pub async fn sender(shared: Arc<Shared>) {
 
 /// Sends one batch to an `http://` relay with the blocking client of
 /// [`crate::direct`] (which retries once on a keep-alive connection the
-/// relay closed). It blocks this runtime's only worker thread, which runs
-/// nothing but this task: about a third of reqwest's CPU per batch, and
-/// that CPU is taken from the machine the PHP requests run on.
+/// relay closed), by `until`. It blocks this runtime's only worker thread,
+/// which runs nothing but this task: about a third of reqwest's CPU per
+/// batch, and that CPU is taken from the machine the PHP requests run on.
 fn send_batch_direct(
     shared: &Shared,
     conn: &mut Option<crate::direct::Conn>,
     url: &crate::transport::HttpUrl,
     target: &Target,
-    batch: &[String],
+    body: &str,
+    until: Instant,
 ) -> Result<(), BmError> {
-    let body = relay::push_body(batch.iter().map(String::as_str));
     let started = Instant::now();
-    let r = crate::direct::send(
-        conn,
-        url,
-        target,
-        Endpoint::Push,
-        &body,
-        started + target.timeout,
-        crate::direct::Wait::Block,
-    );
+    let r = crate::direct::send(conn, url, target, Endpoint::Push, body, until, crate::direct::Wait::Block);
     shared.stats.record_request(started);
     r.map(|_| ())
 }
 
-/// Sends one batch; a transport failure (not a relay refusal, not a
-/// timeout) is retried once, which covers a keep-alive connection the relay
-/// closed while idle (a restart). A duplicate that this could cause carries
-/// the same event ids, which clients drop.
+/// Sends one batch by `until`; a transport failure (not a relay refusal,
+/// not a timeout) is retried once, which covers a keep-alive connection the
+/// relay closed while idle (a restart). A duplicate that this could cause
+/// carries the same event ids, which clients drop.
 async fn send_batch(
     shared: &Shared,
     client: &reqwest::Client,
     target: &Target,
-    batch: &[String],
+    body: &str,
+    until: Instant,
 ) -> Result<(), BmError> {
-    let body = relay::push_body(batch.iter().map(String::as_str));
     let mut attempt = 0;
     loop {
         attempt += 1;
         let started = Instant::now();
-        let r = relay::send(client, target, Endpoint::Push, body.clone()).await;
+        let left = until.saturating_duration_since(started);
+        let r = tokio::time::timeout(left, relay::send(client, target, Endpoint::Push, body.to_string())).await;
         shared.stats.record_request(started);
         match r {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_retryable() && attempt == 1 => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(_elapsed) => {
+                return Err(BmError::unreachable(
+                    Endpoint::Push.name(),
+                    target.base_url.as_str(),
+                    Unreachable::Timeout { timeout_ms: target.timeout.as_millis() },
+                ))
             }
-            Err(e) => return Err(e),
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if e.is_retryable() && attempt == 1 && Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())))
+                    .await;
+            }
+            Ok(Err(e)) => return Err(e),
         }
     }
 }

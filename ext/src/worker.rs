@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::calls::Caller;
 use crate::error::BmError;
 use crate::queue::{QueuedEvent, Shared};
-use crate::relay::{Endpoint, Target};
+use crate::relay::{Endpoint, Relays};
 use crate::sync::lock;
 
 /// The process's sender: runtime plus shared state, valid in process `pid`.
@@ -69,7 +69,7 @@ impl Worker {
     /// [`Caller::call`]).
     pub fn call(
         &mut self,
-        target: &Target,
+        target: &Relays,
         endpoint: Endpoint,
         body: String,
         events: u64,
@@ -139,15 +139,31 @@ mod tests {
 
     use bm_proto::{RelayKey, SiteId};
 
-    fn target(url: &str, site: &str) -> Arc<Target> {
-        Arc::new(Target {
+    fn target(url: &str, site: &str) -> Arc<Relays> {
+        Arc::new(Relays::new(vec![crate::relay::Target {
             base_url: url.to_string(),
             site: SiteId::new(site).unwrap(),
             relay_key: RelayKey::from_bytes([7; 32]),
             timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
             transport: crate::transport::Transport::for_url(url),
-        })
+        }]))
+    }
+
+    /// One target per URL, in order.
+    fn targets(urls: &[&str], timeout: Duration) -> Arc<Relays> {
+        Arc::new(Relays::new(
+            urls.iter()
+                .map(|url| crate::relay::Target {
+                    base_url: url.to_string(),
+                    site: SiteId::new("fo.example").unwrap(),
+                    relay_key: RelayKey::from_bytes([7; 32]),
+                    timeout,
+                    connect_timeout: Duration::from_millis(500),
+                    transport: crate::transport::Transport::for_url(url),
+                })
+                .collect(),
+        ))
     }
 
     /// What the stub relay saw: (path, X-BM-Site, body) per request.
@@ -242,7 +258,7 @@ mod tests {
         }
     }
 
-    fn ev(t: &Arc<Target>, i: usize) -> QueuedEvent {
+    fn ev(t: &Arc<Relays>, i: usize) -> QueuedEvent {
         QueuedEvent { target: t.clone(), json: format!(r#"{{"to":[1],"e":{{"i":{i}}}}}"#) }
     }
 
@@ -294,6 +310,55 @@ mod tests {
         assert_eq!(stats.failed.load(Ordering::Relaxed), 5);
         assert_eq!(stats.sent.load(Ordering::Relaxed), 0);
         assert!(lock(&stats.last_error).as_ref().unwrap().0.contains("relay unreachable"));
+        w.stop();
+    }
+
+    #[test]
+    fn calls_and_batches_fail_over_past_a_refusing_and_a_silent_relay_within_one_deadline() {
+        let stub = RelayStub::start();
+        let closed =
+            format!("http://127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap(); // accepts (backlog), never answers
+        let silent_url = format!("http://{}", silent.local_addr().unwrap());
+        let wait = Duration::from_millis(1000);
+        let t = targets(&[&closed, &silent_url, &stub.url], wait);
+        let mut w = Worker::start().unwrap();
+        let started = Instant::now();
+        w.call(&t, Endpoint::Push, r#"{"events":[{"to":[1],"e":{"i":0}}]}"#.into(), 1, wait).unwrap();
+        assert!(started.elapsed() < wait + Duration::from_millis(500), "one deadline for all: {:?}", started.elapsed());
+        let shared = w.shared.clone();
+        let state = |u: &str| lock(&shared.health).state(u);
+        assert_eq!((state(&closed).unreachable, state(&silent_url).unreachable, state(&stub.url).answered), (1, 1, 1));
+        // The next call starts with the relay that answered; the others are not tried.
+        w.call(&t, Endpoint::Push, r#"{"events":[{"to":[1],"e":{"i":1}}]}"#.into(), 1, wait).unwrap();
+        // So does the sender.
+        assert!(w.enqueue(vec![ev(&t, 2)], 10_000));
+        assert!(w.flush(Duration::from_secs(5)));
+        assert_eq!((state(&closed).unreachable, state(&silent_url).unreachable, state(&stub.url).answered), (1, 1, 3));
+        assert_eq!(w.shared.stats.sent.load(Ordering::Relaxed), 3);
+        w.stop();
+        assert_eq!(stub.stop().len(), 3);
+        drop(silent);
+    }
+
+    #[test]
+    fn with_every_relay_down_the_error_counts_the_urls_tried() {
+        let port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (a, b) = (format!("http://127.0.0.1:{}", port()), format!("http://127.0.0.1:{}", port()));
+        let t = targets(&[&a, &b], Duration::from_secs(2));
+        let mut w = Worker::start().unwrap();
+        let err = w.call(&t, Endpoint::Presence, "{}".into(), 0, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(err.code(), 0);
+        assert!(
+            err.to_string().starts_with(&format!(
+                "relay unreachable for presence: 2 of 2 URLs tried, none answered; last {b}: cannot connect"
+            )),
+            "{err}"
+        );
+        // The async sender: both down, the batch fails once, counted once.
+        assert!(w.enqueue(vec![ev(&t, 0)], 10_000));
+        assert!(w.flush(Duration::from_secs(5)));
+        assert_eq!(w.shared.stats.failed.load(Ordering::Relaxed), 1);
         w.stop();
     }
 }
