@@ -82,26 +82,36 @@ impl Health {
         ready
     }
 
-    fn entry(&mut self, url: &str) -> &mut UrlState {
-        if !self.urls.contains_key(url) && self.urls.len() >= MAX_TRACKED {
+    /// Applies `f` to the state of `url`. Looked up by `&str` first: a
+    /// known URL (every request but the first) costs no allocation.
+    fn update(&mut self, url: &str, f: impl FnOnce(&mut UrlState)) {
+        if let Some(s) = self.urls.get_mut(url) {
+            f(s);
+            return;
+        }
+        if self.urls.len() >= MAX_TRACKED {
             self.urls.clear();
         }
-        self.urls.entry(url.to_string()).or_default()
+        let mut s = UrlState::default();
+        f(&mut s);
+        self.urls.insert(url.to_string(), s);
     }
 
     /// `url` answered at `now`: it becomes the first to try.
     pub fn answered(&mut self, url: &str, now: Instant) {
-        let s = self.entry(url);
-        s.answered += 1;
-        s.last_answer = Some(now);
-        s.down_until = None;
+        self.update(url, |s| {
+            s.answered += 1;
+            s.last_answer = Some(now);
+            s.down_until = None;
+        });
     }
 
     /// `url` did not answer at `now`: it cools down.
     pub fn unreachable(&mut self, url: &str, now: Instant) {
-        let s = self.entry(url);
-        s.unreachable += 1;
-        s.down_until = Some(now + COOLDOWN);
+        self.update(url, |s| {
+            s.unreachable += 1;
+            s.down_until = Some(now + COOLDOWN);
+        });
     }
 
     /// The state of `url` (default when never tried).
