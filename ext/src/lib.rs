@@ -62,7 +62,7 @@ use crate::error::BmRelayException;
 use crate::lifecycle::{module_info, module_shutdown, request_shutdown, startup};
 
 /// The extension's version, shown by phpinfo() and `phpversion('bm_relay')`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::lifecycle::VERSION;
 
 /// The module: functions, the exception class, INI, lifecycle hooks.
 #[php_module]

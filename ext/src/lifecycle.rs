@@ -10,7 +10,10 @@ use ext_php_rs::zend::ModuleEntry;
 use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
 
 use crate::errlog::{log_error, maybe_log_failures};
-use crate::{config, ini, request, worker, VERSION};
+use crate::{config, ini, request, worker};
+
+/// The extension's version, shown by phpinfo() and `phpversion('bm_relay')`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// RSHUTDOWN: flush what this request queued (bounded by
 /// `flush_timeout_ms`), report failures, forget per-request settings.
