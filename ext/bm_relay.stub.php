@@ -161,9 +161,10 @@ function bm_disconnect(array $user_ids, ?int $thread_id = null): int
 /**
  * This process's figures: queued, sent, failed, dropped, batches, last_error
  * (['message', 'time'] or null), latency_p50_us / latency_p99_us (time spent in
- * bm_push), relay_p50_us / relay_p99_us (relay round trips), url, site, mode, pid.
+ * bm_push), relay_p50_us / relay_p99_us (relay round trips), url, relays (per relay
+ * URL: answered, unreachable, down_for_ms), site, mode, pid.
  *
- * @return array{queued:int,sent:int,failed:int,dropped:int,batches:int,last_error:?array{message:string,time:int},latency_p50_us:int,latency_p99_us:int,relay_p50_us:int,relay_p99_us:int,url:string,site:string,mode:string,pid:int}
+ * @return array{queued:int,sent:int,failed:int,dropped:int,batches:int,last_error:?array{message:string,time:int},latency_p50_us:int,latency_p99_us:int,relay_p50_us:int,relay_p99_us:int,url:string,relays:list<array{url:string,answered:int,unreachable:int,down_for_ms:int}>,site:string,mode:string,pid:int}
  */
 function bm_stats(): array
 {

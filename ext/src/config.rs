@@ -102,8 +102,9 @@ impl RawSettings {
 /// Parsed, validated settings (everything but the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Relay base URL without a trailing slash, or empty when unset.
-    pub url: String,
+    /// Relay base URLs without trailing slashes, in the configured order;
+    /// empty when unset.
+    pub urls: Vec<String>,
     /// Site id text, or empty when unset.
     pub site: String,
     /// Delivery mode.
@@ -128,14 +129,52 @@ fn parse_ms(raw: &RawSettings, key: &str, min: u64) -> BmResult<Duration> {
     }
 }
 
+/// Most URLs in `bm_relay.url`.
+pub const MAX_URLS: usize = 16;
+
 /// Checks a relay base URL: `http://` or `https://`, a host, no credentials,
 /// no query or fragment. Returns it without a trailing slash.
 pub fn check_url(text: &str) -> BmResult<String> {
+    check_one_url(text, "bm_relay.url")
+}
+
+/// Parses `bm_relay.url`: one URL or a comma-separated list of them (each
+/// checked by [`check_url`]; no empty entry, no URL twice, at most
+/// [`MAX_URLS`]). Messages name the entry by position, never echoing a
+/// rejected URL (it might hold credentials).
+pub fn parse_urls(text: &str) -> BmResult<Vec<String>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<&str> = text.split(',').collect();
+    if items.len() == 1 {
+        return Ok(vec![check_url(text)?]);
+    }
+    if items.len() > MAX_URLS {
+        return Err(BmError::input(format!("bm_relay.url lists {} URLs, more than {MAX_URLS}", items.len())));
+    }
+    let mut urls: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let label = format!("bm_relay.url (URL {} of {})", i + 1, items.len());
+        if item.trim().is_empty() {
+            return Err(BmError::input(format!("{label} is empty (separate URLs with one comma)")));
+        }
+        let url = check_one_url(item, &label)?;
+        if urls.contains(&url) {
+            return Err(BmError::input(format!("{label} is listed twice: {url}")));
+        }
+        urls.push(url);
+    }
+    Ok(urls)
+}
+
+fn check_one_url(text: &str, label: &str) -> BmResult<String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(String::new());
     }
-    let bad = |why: &str| BmError::input(format!("bm_relay.url {why} (expected http://host:port or https://host)"));
+    let bad = |why: &str| BmError::input(format!("{label} {why} (expected http://host:port or https://host)"));
     let url = reqwest::Url::parse(text).map_err(|_| bad("is not a URL"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(bad("must start with http:// or https://"));
@@ -155,7 +194,7 @@ pub fn check_url(text: &str) -> BmResult<String> {
 impl Settings {
     /// Parses every non-secret setting.
     pub fn parse(raw: &RawSettings) -> BmResult<Self> {
-        let url = check_url(raw.get("url"))?;
+        let urls = parse_urls(raw.get("url"))?;
         let site = raw.get("site").trim().to_string();
         if !site.is_empty() {
             SiteId::new(site.clone()).map_err(|e| BmError::input(format!("bm_relay.site: {e}")))?;
@@ -170,7 +209,7 @@ impl Settings {
             _ => return Err(BmError::input(format!("bm_relay.queue_size must be an integer 1..={MAX_QUEUE}"))),
         };
         Ok(Settings {
-            url,
+            urls,
             site,
             mode,
             timeout: parse_ms(raw, "timeout_ms", 1)?,
@@ -277,7 +316,7 @@ pub struct Resolved {
     /// The raw form, for phpinfo() and error messages.
     pub raw: RawSettings,
     keys: std::cell::OnceCell<Result<Arc<Keys>, BmError>>,
-    target: std::cell::OnceCell<Result<Arc<crate::relay::Target>, BmError>>,
+    target: std::cell::OnceCell<Result<Arc<crate::relay::Relays>, BmError>>,
 }
 
 impl Resolved {
@@ -309,22 +348,29 @@ impl Resolved {
             .clone()
     }
 
-    /// The relay target (URL, site, relay key, timeouts) for sending.
-    pub fn target(&self) -> BmResult<Arc<crate::relay::Target>> {
+    /// The relay targets (one per URL; site, relay key, timeouts) for sending.
+    pub fn target(&self) -> BmResult<Arc<crate::relay::Relays>> {
         self.target
             .get_or_init(|| {
-                if self.settings.url.is_empty() {
+                if self.settings.urls.is_empty() {
                     return Err(BmError::input("bm_relay.url is not set"));
                 }
                 let keys = self.keys()?;
-                Ok(Arc::new(crate::relay::Target {
-                    base_url: self.settings.url.clone(),
-                    site: self.site()?,
-                    relay_key: keys.relay.clone(),
-                    timeout: self.settings.timeout,
-                    connect_timeout: self.settings.connect_timeout,
-                    transport: crate::transport::Transport::for_url(&self.settings.url),
-                }))
+                let site = self.site()?;
+                let list = self
+                    .settings
+                    .urls
+                    .iter()
+                    .map(|url| crate::relay::Target {
+                        base_url: url.clone(),
+                        site: site.clone(),
+                        relay_key: keys.relay.clone(),
+                        timeout: self.settings.timeout,
+                        connect_timeout: self.settings.connect_timeout,
+                        transport: crate::transport::Transport::for_url(url),
+                    })
+                    .collect();
+                Ok(Arc::new(crate::relay::Relays::new(list)))
             })
             .clone()
     }
@@ -394,6 +440,33 @@ mod tests {
         }
         assert!(crate::sync::lock(&keys.derived).len() <= MAX_CACHED_KEYS);
         assert_eq!(keys.envelope_key(id).to_b64(), first.to_b64());
+    }
+
+    #[test]
+    fn url_lists() {
+        assert_eq!(parse_urls("").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_urls(" http://a:1/ ").unwrap(), ["http://a:1"]);
+        assert_eq!(
+            parse_urls("http://a:8787, https://b.example/base/ ,http://[::1]:9").unwrap(),
+            ["http://a:8787", "https://b.example/base", "http://[::1]:9"]
+        );
+        let err = |t: &str| parse_urls(t).unwrap_err().to_string();
+        assert_eq!(err("http://a,"), "bm_relay.url (URL 2 of 2) is empty (separate URLs with one comma)");
+        assert_eq!(err("http://a,,http://b"), "bm_relay.url (URL 2 of 3) is empty (separate URLs with one comma)");
+        assert_eq!(
+            err("http://a,http://u:secret@b"),
+            "bm_relay.url (URL 2 of 2) must not contain credentials (expected http://host:port or https://host)"
+        );
+        assert!(!err("http://a,http://u:secret@b").contains("secret@"));
+        assert_eq!(err("http://a/,http://a"), "bm_relay.url (URL 2 of 2) is listed twice: http://a");
+        assert_eq!(
+            err("ftp://x"),
+            "bm_relay.url must start with http:// or https:// (expected http://host:port or https://host)"
+        );
+        let many = vec!["http://h"; MAX_URLS + 1].join(",");
+        assert_eq!(err(&many), "bm_relay.url lists 17 URLs, more than 16");
+        let s = Settings::parse(&raw(&[("url", "http://a:1,http://b:2")])).unwrap();
+        assert_eq!(s.urls, ["http://a:1", "http://b:2"]);
     }
 
     #[test]

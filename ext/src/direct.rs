@@ -66,6 +66,33 @@ fn peek_now(s: &TcpStream) -> Peek {
     }
 }
 
+/// Most relay addresses a [`Conns`] keeps a connection to.
+const MAX_CONNS: usize = 16;
+
+/// One keep-alive connection per relay address (several with a list of
+/// relay URLs: switching to another relay and back does not reconnect).
+#[derive(Default)]
+pub struct Conns {
+    slots: Vec<(HttpUrl, Option<Conn>)>,
+}
+
+impl Conns {
+    /// The connection slot of `url` (empty until [`send`] fills it).
+    pub fn slot(&mut self, url: &HttpUrl) -> &mut Option<Conn> {
+        let i = match self.slots.iter().position(|(u, _)| u == url) {
+            Some(i) => i,
+            None => {
+                if self.slots.len() >= MAX_CONNS {
+                    self.slots.clear();
+                }
+                self.slots.push((url.clone(), None));
+                self.slots.len() - 1
+            }
+        };
+        &mut self.slots[i].1
+    }
+}
+
 /// The process's connection to one relay address.
 pub struct Conn {
     url: HttpUrl,

@@ -81,10 +81,14 @@ pub enum ErrorKind {
     Unreachable {
         /// `push`, `presence`, `disconnect`.
         endpoint: &'static str,
-        /// The relay base URL tried.
+        /// The relay base URL tried (the last one, when several were).
         url: String,
         /// Why.
         cause: Unreachable,
+        /// URLs tried, of `urls` configured (1 of 1 for a single URL).
+        tried: usize,
+        /// URLs configured.
+        urls: usize,
     },
     /// The relay answered with an error status (code: the HTTP status).
     Refused {
@@ -132,7 +136,16 @@ impl BmError {
 
     /// The relay at `url` did not answer a request to `endpoint` (code 0).
     pub fn unreachable(endpoint: &'static str, url: impl Into<String>, cause: Unreachable) -> Self {
-        Self::new(ErrorKind::Unreachable { endpoint, url: url.into(), cause })
+        Self::new(ErrorKind::Unreachable { endpoint, url: url.into(), cause, tried: 1, urls: 1 })
+    }
+
+    /// An unreachable error after `tried` of `urls` relay URLs were tried
+    /// (the message then says so); other kinds are returned as they are.
+    pub fn tried(mut self, tried: usize, urls: usize) -> Self {
+        if let ErrorKind::Unreachable { tried: t, urls: u, .. } = &mut self.inner.kind {
+            (*t, *u) = (tried, urls);
+        }
+        self
     }
 
     /// The relay refused a request with `status` (code: the status).
@@ -186,8 +199,11 @@ impl std::fmt::Display for BmError {
         f.write_str(&self.inner.context)?;
         match &self.inner.kind {
             ErrorKind::Input(m) | ErrorKind::BadReply(m) | ErrorKind::Internal(m) => f.write_str(m),
-            ErrorKind::Unreachable { endpoint, url, cause } => {
+            ErrorKind::Unreachable { endpoint, url, cause, urls: 0 | 1, .. } => {
                 write!(f, "relay unreachable for {endpoint} at {url}: {cause}")
+            }
+            ErrorKind::Unreachable { endpoint, url, cause, tried, urls } => {
+                write!(f, "relay unreachable for {endpoint}: {tried} of {urls} URLs tried, none answered; last {url}: {cause}")
             }
             ErrorKind::Refused { endpoint, status, detail } => {
                 write!(f, "relay refused {endpoint}: HTTP {status} {detail}")

@@ -42,6 +42,32 @@ impl Target {
     }
 }
 
+/// The relay URLs in force, in the configured order (never empty): one
+/// [`Target`] each, alike but for the URL. Which one a request goes to is
+/// decided by `failover`.
+pub struct Relays {
+    /// One target per URL of `bm_relay.url`.
+    pub list: Vec<Target>,
+}
+
+impl Relays {
+    /// The targets, one per URL.
+    pub fn new(list: Vec<Target>) -> Relays {
+        Relays { list }
+    }
+
+    /// True when both send to the same URLs in the same order with the same
+    /// key, so their events may share one batch.
+    pub fn same_destination(&self, other: &Relays) -> bool {
+        self.list.len() == other.list.len() && self.list.iter().zip(&other.list).all(|(a, b)| a.same_destination(b))
+    }
+
+    /// The first URL's target (what errors name before any was tried).
+    pub fn first(&self) -> &Target {
+        &self.list[0]
+    }
+}
+
 /// One event as it appears in a push body: `{"to":[…],"thread":t,"e":{…}}`.
 pub fn event_json(to: &[UserId], live_thread: Option<ThreadId>, envelope_json: &str) -> String {
     let mut s = String::with_capacity(envelope_json.len() + 16 + to.len() * 8);

@@ -85,6 +85,46 @@ final class SlowRelayTest extends BM_WP_TestCase
         }
     }
 
+    /**
+     * The push URL field takes a comma-separated list (checked entry by
+     * entry, a bad list keeps the old value), and with a hung relay first
+     * the messages still reach the live one, within the bounded wait.
+     */
+    public function test_a_push_url_list_with_a_hung_relay_first_fails_over_to_the_live_one(): void
+    {
+        if (!function_exists('add_settings_error')) {
+            require_once ABSPATH . 'wp-admin/includes/template.php';
+        }
+        BM_Relay_Admin::register_settings(); // as admin_init does: the field's sanitizer
+        // The live relay under a name this process has not used: the
+        // extension remembers per URL which one answered last, and the
+        // usual name did in the tests before.
+        $live = str_replace('127.0.0.1', 'localhost', $this->h()->relay_url);
+        $this->hung = stream_socket_server('tcp://127.0.0.1:0', $errno, $errstr);
+        $this->assertNotFalse($this->hung, $errstr);
+        $hung = 'http://' . stream_socket_get_name($this->hung, false);
+        $this->assertSame("$hung,$live", sanitize_option('bmr_url', " $hung/ , $live "), 'trimmed, no trailing slash');
+        update_option('bmr_url', "$hung,$live");
+        $this->assertSame("$hung,$live", get_option('bmr_url'));
+        foreach (["$hung,,$live" => 'URL 2 of 3', "$hung,http://user:pw@h:1" => 'must not contain credentials', "$live,$live/" => 'is listed twice'] as $bad => $why) {
+            $this->assertSame("$hung,$live", sanitize_option('bmr_url', $bad), "$bad is refused, the old value kept");
+            $errors = get_settings_errors('bmr_url');
+            $this->assertStringContainsString($why, (string) end($errors)['message']);
+            $this->assertStringNotContainsString('pw@', (string) end($errors)['message']);
+        }
+        BM_Relay_Settings::apply();
+        bm_configure(['timeout_ms' => 1000]);
+        $t = $this->thread('alice', ['bob'], 'failover');
+        $bob = $this->sub('bob', [$t['id']]);
+        $t0 = microtime(true);
+        $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'past the hung relay']), 201);
+        $this->assertLessThan(1.0 + 2.0, microtime(true) - $t0, 'one bounded wait, not one per URL');
+        $bob->wait(fn() => $bob->count('ev') >= 1, 5, 'the message on the live relay');
+        $relays = array_column(bm_stats()['relays'], null, 'url');
+        $this->assertSame(1, $relays[$hung]['unreachable'], 'tried once, then passed over');
+        $this->assertGreaterThanOrEqual(2, $relays[$live]['answered']);
+    }
+
     public function test_creating_a_50_member_thread_is_one_push_request(): void
     {
         $before = bm_stats()['batches'];

@@ -38,7 +38,14 @@ final class BM_Relay_Admin
             $v = is_string($v) ? trim($v) : '';
             return $v === '' ? '' : (string) esc_url_raw($v, ['http', 'https', 'ws', 'wss']);
         };
-        register_setting(self::SLUG, 'bmr_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bmr_url', ['type' => 'string', 'sanitize_callback' => static function ($v): string {
+            [$urls, $error] = BM_Relay_Settings::check_relay_urls(is_string($v) ? $v : '');
+            if ($error !== null) {
+                add_settings_error('bmr_url', 'bmr_url', $error);
+                return (string) get_option('bmr_url', '');
+            }
+            return (string) $urls;
+        }]);
         register_setting(self::SLUG, 'bmr_public_url', ['type' => 'string', 'sanitize_callback' => $url]);
         register_setting(self::SLUG, 'bmr_admin_url', ['type' => 'string', 'sanitize_callback' => $url]);
         register_setting(self::SLUG, 'bmr_site', ['type' => 'string', 'sanitize_callback' => static function ($v): string {
@@ -207,7 +214,7 @@ final class BM_Relay_Admin
         settings_fields(self::SLUG);
         echo '<table class="form-table">';
         $fields = [
-            'bmr_url' => __('Relay push URL (server side, e.g. http://127.0.0.1:8080)', 'bm-relay'),
+            'bmr_url' => __('Relay push URL (server side, e.g. http://127.0.0.1:8080; several, comma-separated, to fail over from one to the next)', 'bm-relay'),
             'bmr_public_url' => __('Relay WebSocket URL (browser side, e.g. wss://relay.example.com/v1/ws)', 'bm-relay'),
             'bmr_admin_url' => __('Relay admin URL (for /healthz)', 'bm-relay'),
             'bmr_site' => __('Site id', 'bm-relay'),

@@ -175,6 +175,55 @@ final class BM_Relay_Settings
     }
 
     /**
+     * Checks the relay push URL option: one `http://` or `https://` URL or
+     * a comma-separated list of them, as `bm_relay.url` takes it (the
+     * extension and the fallback fail over from one to the next; see
+     * docs/PHP-API.md). Each needs a host and has no credentials, query or
+     * fragment; no empty entry, no URL twice, at most 16. Returns the list
+     * normalized (trimmed, no trailing slashes, joined with ",") and null,
+     * or null and what is wrong (naming the entry, never echoing it).
+     *
+     * @return array{0:?string,1:?string}
+     */
+    public static function check_relay_urls(string $text): array
+    {
+        $text = trim($text);
+        if ($text === '') {
+            return ['', null];
+        }
+        $items = explode(',', $text);
+        if (count($items) > 16) {
+            /* translators: %d: how many URLs were given */
+            return [null, sprintf(__('The relay push URL lists %d URLs, more than 16.', 'bm-relay'), count($items))];
+        }
+        $urls = [];
+        foreach ($items as $i => $item) {
+            $item = trim($item);
+            /* translators: 1: position of the URL in the list, 2: number of URLs */
+            $which = count($items) === 1 ? __('The relay push URL', 'bm-relay') : sprintf(__('URL %1$d of %2$d of the relay push URL', 'bm-relay'), $i + 1, count($items));
+            $u = $item === '' ? false : parse_url($item);
+            if ($item === '') {
+                $why = __('is empty (separate URLs with one comma)', 'bm-relay');
+            } elseif ($u === false || !in_array($u['scheme'] ?? '', ['http', 'https'], true)) {
+                $why = __('must start with http:// or https://', 'bm-relay');
+            } elseif (($u['host'] ?? '') === '') {
+                $why = __('has no host', 'bm-relay');
+            } elseif (isset($u['user']) || isset($u['pass'])) {
+                $why = __('must not contain credentials', 'bm-relay');
+            } elseif (isset($u['query']) || isset($u['fragment'])) {
+                $why = __('must not have a query or fragment', 'bm-relay');
+            } elseif (in_array(rtrim($item, '/'), $urls, true)) {
+                $why = __('is listed twice', 'bm-relay');
+            } else {
+                $urls[] = rtrim($item, '/');
+                continue;
+            }
+            return [null, $which . ' ' . $why . '.'];
+        }
+        return [implode(',', $urls), null];
+    }
+
+    /**
      * Pushes the options into bm_configure() for this request. Options left
      * empty keep the INI values, so a sysadmin's php.ini still rules.
      */

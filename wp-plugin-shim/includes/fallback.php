@@ -23,8 +23,9 @@
  *   fallback/class-bm-relay-fallback-envelope.php   ext/src/event.rs, proto/src/envelope.rs
  *   fallback/class-bm-relay-fallback-token.php      proto/src/token.rs
  *   fallback/class-bm-relay-fallback-signing.php    proto/src/signing.rs
- *   fallback/class-bm-relay-fallback-transport.php  ext/src/relay.rs, worker.rs
- *   fallback/api.php                                ext/src/lib.rs (the bm_* functions)
+ *   fallback/class-bm-relay-fallback-unreachable.php ext/src/failover.rs (one URL did not answer)
+ *   fallback/class-bm-relay-fallback-transport.php  ext/src/relay.rs, queue.rs, sender.rs, calls.rs, failover.rs
+ *   fallback/api.php                                ext/src/api.rs (the bm_* functions)
  *
  * @package bm-relay
  */
@@ -47,7 +48,7 @@ if (!class_exists('BmRelayException', false)) {
     }
 }
 
-foreach (['values', 'config', 'keys', 'envelope', 'token', 'signing', 'transport'] as $bm_relay_part) {
+foreach (['values', 'config', 'keys', 'envelope', 'token', 'signing', 'unreachable', 'transport'] as $bm_relay_part) {
     require_once __DIR__ . '/fallback/class-bm-relay-fallback-' . $bm_relay_part . '.php';
 }
 unset($bm_relay_part);

@@ -206,7 +206,7 @@ final class ApiVectorsTest extends TestCase
         $stats = bm_stats();
         $this->assertSame($before + 1, $stats['failed']);
         $this->assertStringContainsString('relay unreachable', $stats['last_error']['message']);
-        $this->assertSame(['queued', 'sent', 'failed', 'dropped', 'batches', 'last_error', 'latency_p50_us', 'latency_p99_us', 'relay_p50_us', 'relay_p99_us', 'url', 'site', 'mode', 'pid'], array_keys($stats));
+        $this->assertSame(['queued', 'sent', 'failed', 'dropped', 'batches', 'last_error', 'latency_p50_us', 'latency_p99_us', 'relay_p50_us', 'relay_p99_us', 'url', 'relays', 'site', 'mode', 'pid'], array_keys($stats));
         bm_configure(['mode' => 'async']);
         $this->assertTrue(bm_push(['type' => 'x', 'to' => [1]]), 'async: queued');
         $this->assertTrue(bm_flush(500));

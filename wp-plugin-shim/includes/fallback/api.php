@@ -181,7 +181,7 @@ if (!function_exists('bm_push')) {
     {
         return BM_Relay_Fallback::api('bm_presence', static function () use ($user_ids): array {
             $ids = BM_Relay_Fallback_Values::ids($user_ids, 'user_ids');
-            BM_Relay_Fallback_Config::url();
+            BM_Relay_Fallback_Config::urls();
             BM_Relay_Fallback_Config::secret();
             try {
                 $reply = BM_Relay_Fallback_Transport::post('presence', '/v1/presence', '{"users":' . json_encode($ids) . '}');
@@ -205,7 +205,7 @@ if (!function_exists('bm_push')) {
             if ($thread_id !== null) {
                 $body .= ',"thread":' . BM_Relay_Fallback_Values::id($thread_id, 'thread_id');
             }
-            BM_Relay_Fallback_Config::url();
+            BM_Relay_Fallback_Config::urls();
             BM_Relay_Fallback_Config::secret();
             try {
                 $reply = BM_Relay_Fallback_Transport::post('disconnect', '/v1/disconnect', $body . '}');
@@ -229,6 +229,7 @@ if (!function_exists('bm_push')) {
             $raw = BM_Relay_Fallback_Config::raw();
             return BM_Relay_Fallback_Transport::counters() + [
                 'url' => trim($raw['url']),
+                'relays' => BM_Relay_Fallback_Transport::relay_states(BM_Relay_Fallback_Config::parse_urls($raw['url'])),
                 'site' => trim($raw['site']),
                 'mode' => trim($raw['mode']),
                 'pid' => getmypid(),

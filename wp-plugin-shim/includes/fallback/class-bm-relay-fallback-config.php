@@ -22,6 +22,9 @@ final class BM_Relay_Fallback_Config
 
     public const MAX_QUEUE = 1000000;
 
+    /** Most URLs in bm_relay.url (a comma-separated list), as the extension. */
+    public const MAX_URLS = 16;
+
     /** INI keys and defaults, identical to the extension's. */
     public const KEYS = [
         'url' => '',
@@ -66,15 +69,50 @@ final class BM_Relay_Fallback_Config
         return $raw;
     }
 
-    /** Checks the relay URL; returns it without a trailing slash. */
-    private static function check_url(string $text): string
+    /**
+     * Parses bm_relay.url: one URL or a comma-separated list (no empty
+     * entry, no URL twice, at most MAX_URLS). Messages name an entry by its
+     * position and never echo a rejected URL (it might hold credentials).
+     *
+     * @return list<string> without trailing slashes, in order
+     */
+    public static function parse_urls(string $text): array
+    {
+        $text = trim($text);
+        if ($text === '') {
+            return [];
+        }
+        $items = explode(',', $text);
+        if (count($items) === 1) {
+            return [self::check_url($text, 'bm_relay.url')];
+        }
+        if (count($items) > self::MAX_URLS) {
+            throw new BmRelayException('bm_relay.url lists ' . count($items) . ' URLs, more than ' . self::MAX_URLS);
+        }
+        $urls = [];
+        foreach ($items as $i => $item) {
+            $label = sprintf('bm_relay.url (URL %d of %d)', $i + 1, count($items));
+            if (trim($item) === '') {
+                throw new BmRelayException("$label is empty (separate URLs with one comma)");
+            }
+            $url = self::check_url($item, $label);
+            if (in_array($url, $urls, true)) {
+                throw new BmRelayException("$label is listed twice: $url");
+            }
+            $urls[] = $url;
+        }
+        return $urls;
+    }
+
+    /** Checks one relay URL; returns it without a trailing slash. */
+    private static function check_url(string $text, string $label): string
     {
         $text = trim($text);
         if ($text === '') {
             return '';
         }
-        $bad = static function (string $why): BmRelayException {
-            return new BmRelayException("bm_relay.url $why (expected http://host:port or https://host)");
+        $bad = static function (string $why) use ($label): BmRelayException {
+            return new BmRelayException("$label $why (expected http://host:port or https://host)");
         };
         $u = parse_url($text);
         if ($u === false || !isset($u['scheme'])) {
@@ -124,11 +162,11 @@ final class BM_Relay_Fallback_Config
      * Validated settings.
      *
      * @param array<string,string> $raw
-     * @return array{url:string,site:string,mode:string,timeout_ms:int,connect_timeout_ms:int,queue_size:int,flush_timeout_ms:int}
+     * @return array{urls:list<string>,site:string,mode:string,timeout_ms:int,connect_timeout_ms:int,queue_size:int,flush_timeout_ms:int}
      */
     public static function settings(array $raw): array
     {
-        $url = self::check_url($raw['url']);
+        $urls = self::parse_urls($raw['url']);
         $site = trim($raw['site']);
         if ($site !== '' && ($why = self::site_problem($site)) !== null) {
             throw new BmRelayException("bm_relay.site: site id is malformed: $why");
@@ -145,7 +183,7 @@ final class BM_Relay_Fallback_Config
             throw new BmRelayException('bm_relay.queue_size must be an integer 1..=' . self::MAX_QUEUE);
         }
         return [
-            'url' => $url,
+            'urls' => $urls,
             'site' => $site,
             'mode' => $mode,
             'timeout_ms' => self::ms($raw, 'timeout_ms', 1),
@@ -250,14 +288,18 @@ final class BM_Relay_Fallback_Config
         return $site;
     }
 
-    /** The relay base URL; throws when unset. */
-    public static function url(): string
+    /**
+     * The relay base URLs, in the configured order; throws when unset.
+     *
+     * @return non-empty-list<string>
+     */
+    public static function urls(): array
     {
-        $url = self::current()['url'];
-        if ($url === '') {
+        $urls = self::current()['urls'];
+        if (!$urls) {
             throw new BmRelayException('bm_relay.url is not set');
         }
-        return $url;
+        return $urls;
     }
 
     /** The site secret of this request. */

@@ -4,7 +4,7 @@
  * Pure-PHP fallback of the bm_relay extension: transport.
  *
  * The relay over HTTP: one keep-alive curl handle per process, batches, the async queue sent at request end, counters and the rate-limited error log.
- * Reads side by side with `ext/src/relay.rs, worker.rs`.
+ * Reads side by side with `ext/src/relay.rs, queue.rs, sender.rs, calls.rs, failover.rs`.
  *
  * @package bm-relay
  * @internal
@@ -55,6 +55,18 @@ final class BM_Relay_Fallback_Transport
     /** @var int time of the last error_log line (at most one a minute) */
     private static $last_logged = 0;
 
+    /** Seconds a relay URL that did not answer goes after the others. */
+    public const COOLDOWN_S = 5;
+
+    /**
+     * What this process saw of each relay URL (as the extension's
+     * failover state, but kept per request: PHP forgets static state at
+     * request end).
+     *
+     * @var array<string,array{answered:int,unreachable:int,last_answer:?int,down_until:int}>
+     */
+    private static $health = [];
+
     /** The keep-alive curl handle of this process (new after a fork). */
     private static function curl()
     {
@@ -72,18 +84,65 @@ final class BM_Relay_Fallback_Transport
      * One signed POST to the relay; the decoded reply, or a relay error
      * (HTTP status as the code; 0 when unreachable).
      *
+     * With several relay URLs (bm_relay.url = "http://a,http://b"), the
+     * extension's policy (ext/src/failover.rs, docs/PHP-API.md): start with
+     * the URL that last answered, go on in list order; a URL that did not
+     * answer goes last for COOLDOWN_S; an HTTP answer, error status or not,
+     * ends the call; $timeout_ms bounds the whole call, each attempt but the
+     * last getting an equal share of what remains.
+     *
      * @return array<mixed>
      */
     public static function post(string $what, string $path, string $body, ?int $timeout_ms = null): array
     {
         $cfg = BM_Relay_Fallback_Config::current();
-        $url = BM_Relay_Fallback_Config::url();
+        $urls = BM_Relay_Fallback_Config::urls();
         $site = BM_Relay_Fallback_Config::site();
         $key = BM_Relay_Fallback_Keys::relay_key();
-        $ts = time();
-        $ch = self::curl();
         $timeout = max(1, $timeout_ms ?? $cfg['timeout_ms']);
         $connect = max(1, min($cfg['connect_timeout_ms'], $timeout));
+        $deadline = hrtime(true) + $timeout * 1000000;
+        $order = self::order($urls);
+        $last = null;
+        $tried = 0;
+        foreach ($order as $n => $i) {
+            $now = hrtime(true);
+            if ($tried > 0 && $now >= $deadline) {
+                break;
+            }
+            $tried++;
+            $share_ms = max(1, intdiv(max(0, $deadline - $now), 1000000 * (count($order) - $n)));
+            $url = $urls[$i];
+            try {
+                $reply = self::post_one($url, $what, $path, $body, $site, $key, $timeout, $connect, $share_ms);
+            } catch (BM_Relay_Fallback_Unreachable $e) {
+                self::mark($url, false);
+                $last = [$url, $e->getMessage()];
+                continue;
+            } catch (BmRelayException $e) {
+                self::mark($url, true);
+                throw $e;
+            }
+            self::mark($url, true);
+            return $reply;
+        }
+        [$url, $why] = $last;
+        if (count($urls) === 1) {
+            throw new BmRelayException("relay unreachable for $what at $url: $why", 0);
+        }
+        throw new BmRelayException(sprintf('relay unreachable for %s: %d of %d URLs tried, none answered; last %s: %s', $what, $tried, count($urls), $url, $why), 0);
+    }
+
+    /**
+     * One attempt on one URL within $share_ms. Messages quote the
+     * configured bounds ($timeout, $connect), as the extension's do.
+     *
+     * @return array<mixed>
+     */
+    private static function post_one(string $url, string $what, string $path, string $body, string $site, string $key, int $timeout, int $connect, int $share_ms): array
+    {
+        $ts = time();
+        $ch = self::curl();
         curl_setopt_array($ch, [
             CURLOPT_URL => $url . $path,
             CURLOPT_POST => true,
@@ -91,8 +150,8 @@ final class BM_Relay_Fallback_Transport
             CURLOPT_RETURNTRANSFER => true,
             CURLOPT_HEADER => false,
             CURLOPT_NOSIGNAL => true,
-            CURLOPT_CONNECTTIMEOUT_MS => $connect,
-            CURLOPT_TIMEOUT_MS => $timeout,
+            CURLOPT_CONNECTTIMEOUT_MS => min($connect, $share_ms),
+            CURLOPT_TIMEOUT_MS => $share_ms,
             CURLOPT_TCP_NODELAY => true,
             CURLOPT_FOLLOWLOCATION => false,
             // The relay is addressed directly, like the extension: an
@@ -116,7 +175,7 @@ final class BM_Relay_Fallback_Transport
                 : ($errno === CURLE_OPERATION_TIMEDOUT
                     ? "cannot connect (connect_timeout_ms=$connect): timed out"
                     : "cannot connect (connect_timeout_ms=$connect): " . ($errno === CURLE_COULDNT_CONNECT ? 'Connection refused (os error 111)' : curl_error($ch)));
-            throw new BmRelayException("relay unreachable for $what at $url: $why", 0);
+            throw new BM_Relay_Fallback_Unreachable($why);
         }
         self::sample(self::$relay_latency, (hrtime(true) - $t0) / 1000);
         self::$connects += (int) curl_getinfo($ch, CURLINFO_NUM_CONNECTS);
@@ -132,6 +191,81 @@ final class BM_Relay_Fallback_Transport
             throw new BmRelayException("relay answered $what with an unreadable body: not JSON", 200);
         }
         return $data;
+    }
+
+    /**
+     * The order in which to try $urls now: from the one that answered
+     * last, in list order with wrap-around; those cooling down after the
+     * others.
+     *
+     * @param list<string> $urls
+     * @return list<int>
+     */
+    private static function order(array $urls): array
+    {
+        $n = count($urls);
+        if ($n <= 1) {
+            return $n ? [0] : [];
+        }
+        $start = 0;
+        $newest = null;
+        foreach ($urls as $i => $u) {
+            $t = self::$health[$u]['last_answer'] ?? null;
+            if ($t !== null && ($newest === null || $t > $newest)) {
+                $newest = $t;
+                $start = $i;
+            }
+        }
+        $now = hrtime(true);
+        $ready = [];
+        $down = [];
+        for ($k = 0; $k < $n; $k++) {
+            $i = ($start + $k) % $n;
+            if ((self::$health[$urls[$i]]['down_until'] ?? 0) > $now) {
+                $down[] = $i;
+            } else {
+                $ready[] = $i;
+            }
+        }
+        return array_merge($ready, $down);
+    }
+
+    /** Records whether $url answered (any HTTP status) or not. */
+    private static function mark(string $url, bool $answered): void
+    {
+        $h = self::$health[$url] ?? ['answered' => 0, 'unreachable' => 0, 'last_answer' => null, 'down_until' => 0];
+        $now = hrtime(true);
+        if ($answered) {
+            $h['answered']++;
+            $h['last_answer'] = $now;
+            $h['down_until'] = 0;
+        } else {
+            $h['unreachable']++;
+            $h['down_until'] = $now + self::COOLDOWN_S * 1000000000;
+        }
+        self::$health[$url] = $h;
+    }
+
+    /**
+     * What this process saw of each of $urls, for bm_stats()['relays'].
+     *
+     * @param list<string> $urls
+     * @return list<array{url:string,answered:int,unreachable:int,down_for_ms:int}>
+     */
+    public static function relay_states(array $urls): array
+    {
+        $now = hrtime(true);
+        $out = [];
+        foreach ($urls as $u) {
+            $h = self::$health[$u] ?? ['answered' => 0, 'unreachable' => 0, 'down_until' => 0];
+            $out[] = [
+                'url' => $u,
+                'answered' => $h['answered'],
+                'unreachable' => $h['unreachable'],
+                'down_for_ms' => (int) max(0, intdiv($h['down_until'] - $now, 1000000)),
+            ];
+        }
+        return $out;
     }
 
     /**
@@ -257,7 +391,7 @@ final class BM_Relay_Fallback_Transport
         if (!$wire) {
             return $cfg['mode'] === 'sync' ? [] : true;
         }
-        BM_Relay_Fallback_Config::url();
+        BM_Relay_Fallback_Config::urls();
         if ($cfg['mode'] === 'sync') {
             $res = self::send($wire);
             return $many ? $res : $res[0];
