@@ -27,6 +27,31 @@ final class AdminHttpTest extends BM_WP_TestCase
         }
     }
 
+    public function test_a_websocket_url_on_the_sites_own_host_is_flagged_with_the_cookie_risk(): void
+    {
+        // The harness site is http://127.0.0.1:PORT and its relay 127.0.0.1 too.
+        $ws = (string) get_option('bmr_public_url');
+        $this->assertSame('127.0.0.1', wp_parse_url($ws, PHP_URL_HOST));
+        $warning = BM_Relay_Admin::status()['ws_warning'];
+        $this->assertIsString($warning);
+        $this->assertStringContainsString('login cookie', $warning);
+        $this->assertStringContainsString('127.0.0.1', $warning);
+        $admin = $this->h()->login('admin');
+        [, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+        $this->assertStringContainsString('login cookie', $page, 'shown on the settings page');
+        try {
+            // Another host name (localhost is not 127.0.0.1 to a browser's cookies): no warning.
+            update_option('bmr_public_url', 'ws://localhost:' . $this->h()->relay_port . '/v1/ws');
+            $this->assertNull(BM_Relay_Admin::status()['ws_warning']);
+            [, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+            $this->assertStringNotContainsString('login cookie', $page);
+            $this->assertStringContainsString('a host name of its own', $page);
+            $this->assertNull(BM_Relay_Admin::shared_host_warning(''), 'no URL, no warning');
+        } finally {
+            update_option('bmr_public_url', $ws);
+        }
+    }
+
     public function test_send_test_event_reaches_the_admins_browser(): void
     {
         $admin = $this->sub('admin');

@@ -46,7 +46,15 @@ final class BM_Relay_Admin
             }
             return (string) $urls;
         }]);
-        register_setting(self::SLUG, 'bmr_public_url', ['type' => 'string', 'sanitize_callback' => $url]);
+        register_setting(self::SLUG, 'bmr_public_url', ['type' => 'string', 'sanitize_callback' => static function ($v) use ($url): string {
+            $v = $url($v);
+            $warning = self::shared_host_warning($v);
+            if ($warning !== null) {
+                // Kept (it works), but the admin is told what it costs.
+                add_settings_error('bmr_public_url', 'bmr_public_url', $warning, 'warning');
+            }
+            return $v;
+        }]);
         register_setting(self::SLUG, 'bmr_admin_url', ['type' => 'string', 'sanitize_callback' => $url]);
         register_setting(self::SLUG, 'bmr_site', ['type' => 'string', 'sanitize_callback' => static function ($v): string {
             $v = is_string($v) ? strtolower(trim($v)) : '';
@@ -62,9 +70,31 @@ final class BM_Relay_Admin
     }
 
     /**
+     * A warning when browsers reach the relay under WordPress's own host
+     * name: they then send it WordPress's cookies, the login cookie among
+     * them (the login, and a credential), and the relay holds them in
+     * memory (docs/DEPLOY.md §5, found by the privacy end-to-end test).
+     * Null when the hosts differ or no URL is set.
+     */
+    public static function shared_host_warning(string $ws_url): ?string
+    {
+        $relay = strtolower((string) wp_parse_url($ws_url, PHP_URL_HOST));
+        $site = strtolower((string) wp_parse_url(home_url(), PHP_URL_HOST));
+        if ($relay === '' || $relay !== $site) {
+            return null;
+        }
+        return sprintf(
+            /* translators: %s: a host name, e.g. example.com */
+            __('The relay WebSocket URL uses this site\'s own host name (%s): browsers will send the relay WordPress\'s login cookie with every connection. Give the relay a host name of its own (e.g. relay.%s), or have the proxy in front of it remove the Cookie header.', 'bm-relay'),
+            $site,
+            $site
+        );
+    }
+
+    /**
      * The connection status shown on the page.
      *
-     * @return array{implementation:string,configured:bool,config_error:?string,relay:array{ok:bool,detail:string},stats:array,secret_source:string}
+     * @return array{implementation:string,configured:bool,config_error:?string,relay:array{ok:bool,detail:string},stats:array,secret_source:string,ws_warning:?string}
      */
     public static function status(): array
     {
@@ -88,6 +118,7 @@ final class BM_Relay_Admin
             'relay' => $health,
             'stats' => bm_stats(),
             'secret_source' => BM_Relay_Settings::secret_source(),
+            'ws_warning' => self::shared_host_warning((string) BM_Relay_Settings::get('bmr_public_url')),
         ];
     }
 
@@ -192,6 +223,7 @@ final class BM_Relay_Admin
             __('Relay health', 'bm-relay') => ($s['relay']['ok'] ? '✔ ' : '✘ ') . $s['relay']['detail'],
             __('Configured', 'bm-relay') => $s['configured'] ? __('yes', 'bm-relay') : __('no', 'bm-relay') . ($s['config_error'] ? ' — ' . $s['config_error'] : ''),
             __('Secret stored in', 'bm-relay') => $s['secret_source'],
+            __('Relay WebSocket host', 'bm-relay') => ($s['ws_warning'] === null ? '✔ ' . __('a host name of its own', 'bm-relay') : '✘ ' . $s['ws_warning']),
             __('Pushed / failed / dropped', 'bm-relay') => sprintf('%d / %d / %d', $s['stats']['sent'] ?? 0, $s['stats']['failed'] ?? 0, $s['stats']['dropped'] ?? 0),
         ];
         if ($s['configured'] && self::may_see_relay_keys()) {
