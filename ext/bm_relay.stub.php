@@ -127,6 +127,17 @@ function bm_user_key(int $user_id): string
 }
 
 /**
+ * The protocol v2 pseudonym (docs/PROTOCOL.md §3.2) of a user ($kind "user")
+ * or thread ("thread") id: 1 + 64 bits of HMAC-SHA256 mod 2^53-1, keyed by
+ * a key derived from the site secret. No relay call.
+ *
+ * @throws BmRelayException naming the argument
+ */
+function bm_pseudonym(string $kind, int $id): int
+{
+}
+
+/**
  * The relay key (base64url): what the relay is configured with for this site.
  *
  * @throws BmRelayException when no secret is configured

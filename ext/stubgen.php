@@ -91,6 +91,13 @@ $docs = [
         '',
         '@throws BmRelayException naming the argument',
     ]],
+    'bm_pseudonym' => ['string $kind, int $id): int', [
+        'The protocol v2 pseudonym (docs/PROTOCOL.md §3.2) of a user ($kind "user")',
+        'or thread ("thread") id: 1 + 64 bits of HMAC-SHA256 mod 2^53-1, keyed by',
+        'a key derived from the site secret. No relay call.',
+        '',
+        '@throws BmRelayException naming the argument',
+    ]],
     'bm_relay_key' => ['): string', [
         'The relay key (base64url): what the relay is configured with for this site.',
         '',

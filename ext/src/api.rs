@@ -282,6 +282,26 @@ pub fn bm_user_key(user_id: &Zval) -> PhpResult<String> {
     )
 }
 
+/// `bm_pseudonym(string $kind, int $id): int` — the protocol v2 pseudonym
+/// (§3.2) of a user (`kind` "user") or thread ("thread") id: what the relay
+/// is given instead of the id. One HMAC, no relay call.
+#[php_function]
+pub fn bm_pseudonym(kind: &str, id: &Zval) -> PhpResult<i64> {
+    prefixed(
+        "bm_pseudonym",
+        (|| {
+            let keys = request::resolved()?.keys()?;
+            let p = match kind {
+                "user" => keys.pseudonym().user(values::user_id(id, "id")?).get(),
+                "thread" => keys.pseudonym().thread(values::thread_id(id, "id")?).get(),
+                _ => return Err(BmError::input("kind must be \"user\" or \"thread\"")),
+            };
+            // Below 2^53: exact as a PHP int.
+            Ok(p as i64)
+        })(),
+    )
+}
+
 /// `bm_relay_key(): string` — the relay key (b64u), for configuring the relay.
 #[php_function]
 pub fn bm_relay_key() -> PhpResult<String> {
@@ -470,6 +490,7 @@ pub fn register_functions(module: ModuleBuilder) -> ModuleBuilder {
         .function(wrap_function!(bm_thread_token))
         .function(wrap_function!(bm_thread_key))
         .function(wrap_function!(bm_user_key))
+        .function(wrap_function!(bm_pseudonym))
         .function(wrap_function!(bm_relay_key))
         .function(wrap_function!(bm_presence))
         .function(wrap_function!(bm_disconnect))

@@ -226,6 +226,11 @@ pub struct Keys {
     pub relay: RelayKey,
     /// Root of thread and user keys.
     pub content: ContentKey,
+    /// Turns user and thread ids into protocol v2 pseudonyms (§3.2);
+    /// derived on first use, so a request that never asks pays no HKDF.
+    pseudonym: std::sync::OnceLock<bm_proto::keys::PseudonymKey>,
+    /// The secret's pseudonym key is derived from (zeroized with `Keys`).
+    secret: SiteSecret,
     /// Thread and user keys derived so far in this request: a request that
     /// pushes many events to one thread derives its key (two HKDF steps)
     /// once. Bounded; zeroized when dropped at request end.
@@ -238,7 +243,18 @@ const MAX_CACHED_KEYS: usize = 256;
 impl Keys {
     /// Derives the relay and content keys of a site secret.
     pub fn new(secret: &SiteSecret) -> Keys {
-        Keys { relay: secret.relay_key(), content: secret.content_key(), derived: Default::default() }
+        Keys {
+            relay: secret.relay_key(),
+            content: secret.content_key(),
+            pseudonym: std::sync::OnceLock::new(),
+            secret: secret.clone(),
+            derived: Default::default(),
+        }
+    }
+
+    /// The pseudonym key, derived on first use.
+    pub fn pseudonym(&self) -> &bm_proto::keys::PseudonymKey {
+        self.pseudonym.get_or_init(|| self.secret.pseudonym_key())
     }
 
     /// The thread or user key named `id`, derived once per request.

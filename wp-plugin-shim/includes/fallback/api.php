@@ -166,6 +166,17 @@ if (!function_exists('bm_push')) {
         });
     }
 
+    /** The protocol v2 pseudonym (§3.2) of a user or thread id. */
+    function bm_pseudonym($kind, $id): int
+    {
+        return BM_Relay_Fallback::api('bm_pseudonym', static function () use ($kind, $id): int {
+            if ($kind !== 'user' && $kind !== 'thread') {
+                throw new BmRelayException('kind must be "user" or "thread"');
+            }
+            return BM_Relay_Fallback_Keys::pseudonym($kind, BM_Relay_Fallback_Values::id($id, 'id'));
+        });
+    }
+
     /** b64u relay key, for configuring the relay (`--site SITE=KEY`). */
     function bm_relay_key(): string
     {

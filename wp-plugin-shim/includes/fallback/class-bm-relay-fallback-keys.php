@@ -41,6 +41,25 @@ final class BM_Relay_Fallback_Keys
         return self::derived($kid);
     }
 
+    /**
+     * The protocol v2 pseudonym of a user or thread id (§3.2):
+     * 1 + (first 8 bytes of HMAC-SHA256(pseudonym_key, "{kind}/{id}"),
+     * big-endian) mod (2^53 - 1). PHP ints are signed 64-bit, so the
+     * 64-bit value is reduced from its two 32-bit halves.
+     */
+    public static function pseudonym(string $kind, int $id): int
+    {
+        $mac = hash_hmac('sha256', "$kind/$id", self::derived('pseudonym'), true);
+        ['hi' => $hi, 'lo' => $lo] = unpack('Nhi/Nlo', substr($mac, 0, 8));
+        $m = 9007199254740991; // 2^53 - 1
+        // (hi * 2^32 + lo) mod m, without overflow: 2^32 mod m = 2^32,
+        // hi < 2^32, so hi * 2^32 < 2^64; split as (hi mod 2^21) * 2^32 +
+        // (hi >> 21) * 2^53, and 2^53 mod m = 1.
+        $r = (($hi & 0x1FFFFF) * 4294967296 + $lo) % $m;
+        $r = ($r + ($hi >> 21)) % $m;
+        return 1 + $r;
+    }
+
     /** Derives (and caches per secret) the relay key or an envelope key. */
     private static function derived(string $label): string
     {
@@ -49,8 +68,8 @@ final class BM_Relay_Fallback_Keys
         if (isset(self::$key_cache[$tag])) {
             return self::$key_cache[$tag];
         }
-        if ($label === 'relay') {
-            $key = self::hkdf($secret, 'relay');
+        if ($label === 'relay' || $label === 'pseudonym') {
+            $key = self::hkdf($secret, $label);
         } else {
             $content = self::hkdf($secret, 'content');
             $parts = explode('/', $label);
