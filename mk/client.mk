@@ -11,4 +11,4 @@ test-client: ## browser client: protocol vectors and live-relay scenarios in hea
 	@test -x target/release/bm-relay || $(CARGO) build --release --locked -p bm-relay
 	cd wp-plugin-shim && npm ci --no-audit --no-fund --loglevel=error
 	cd wp-plugin-shim && BM_RELAY_BIN=$(CURDIR)/target/release/bm-relay \
-	  node --test --test-concurrency=1 --test-timeout=120000 tests/js/
+	  ../scripts/test-floor.sh 28 node --test --test-concurrency=1 --test-timeout=120000 tests/js/

@@ -395,6 +395,13 @@ impl Rng {
 }
 
 /// `threads` threads of 2–10 distinct members drawn from users 1..=users.
+/// The gap before the next push of a Poisson process at `rate` per second
+/// (exponentially distributed, mean 1/rate): pushes come at the rate on
+/// average but bunch up and thin out the way independent senders do.
+pub fn exponential_gap(rng: &mut Rng, rate: f64) -> f64 {
+    -(1.0 - rng.unit()).ln() / rate
+}
+
 pub fn make_threads(users: u64, threads: u64, rng: &mut Rng) -> Vec<Vec<u64>> {
     (0..threads)
         .map(|_| {
@@ -515,8 +522,7 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
                 pushes += 1;
                 queue.borrow_mut().push_back(Job { seq, thread });
                 notify.notify_one();
-                let gap = -(1.0 - rng.unit()).ln() / pushes_per_sec;
-                next += Duration::from_secs_f64(gap);
+                next += Duration::from_secs_f64(exponential_gap(&mut rng, pushes_per_sec));
             }
             queued.set(queue.borrow().len() as u64);
         }
@@ -666,8 +672,13 @@ mod tests {
     fn exponential_gaps_average_to_the_rate() {
         let mut rng = Rng::new(7);
         let n = 100_000;
-        let total: f64 = (0..n).map(|_| -(1.0 - rng.unit()).ln() / 1000.0).sum();
-        let mean = total / n as f64;
+        let gaps: Vec<f64> = (0..n).map(|_| exponential_gap(&mut rng, 1000.0)).collect();
+        let mean = gaps.iter().sum::<f64>() / n as f64;
         assert!((mean - 0.001).abs() < 0.00005, "mean gap {mean}");
+        // Exponential, not merely the right mean (a constant 1 ms gap has it
+        // too): P(gap > mean) = e^-1 and P(gap > 3·mean) = e^-3.
+        let over = |x: f64| gaps.iter().filter(|&&g| g > x).count() as f64 / n as f64;
+        assert!((over(0.001) - (-1f64).exp()).abs() < 0.01, "P(gap > mean) = {}", over(0.001));
+        assert!((over(0.003) - (-3f64).exp()).abs() < 0.005, "P(gap > 3 mean) = {}", over(0.003));
     }
 }

@@ -18,6 +18,14 @@ final class ServerModesTest extends RelayTestCase
         return array_map(fn($e) => $e['payload']['data']['seq'], $events);
     }
 
+    /** bm_relay_events_pushed_total of the test relay (its admin /metrics). */
+    private function relay_pushed(): int
+    {
+        $text = (string) file_get_contents('http://127.0.0.1:' . static::$relay->admin_port . '/metrics');
+        $this->assertSame(1, preg_match('/^bm_relay_events_pushed_total (\d+)$/m', $text, $m), 'metric exported');
+        return (int) $m[1];
+    }
+
     public function test_cli_script_end_flushes_what_it_queued(): void
     {
         $l = $this->listener(11, [], 5);
@@ -64,14 +72,25 @@ final class ServerModesTest extends RelayTestCase
         $l = $this->listener(13, [], 4);
         $fpm = new BM_Test_Fpm($this->child_ini(['mode' => 'async']), ['pm.max_children' => '1']);
         try {
+            $pushed = $this->relay_pushed();
             [$code, $body] = $fpm->request(self::PUSH, ['seq' => 1, 'to' => 13, 'n' => 4]);
             $this->assertSame(0, $code, $body . $fpm->log());
             $r = json_decode($body, true);
             $this->assertTrue($r['ok'], $body);
-            // The request is over: what it queued was flushed at request end.
+            if (!extension_loaded('bm_relay')) {
+                // The fallback has no thread: it queues during the request
+                // and sends nothing before its end (docs/PLUGIN.md).
+                $this->assertSame([4, 0], [$r['queued'], $r['sent']], 'queued, not sent, during the request');
+            }
+            // One worker (pm.max_children = 1) serves the next request only
+            // once the previous request's end is over, flush included: by
+            // the time it answers, the relay has all four. (`queued` in the
+            // next request proves nothing for the fallback, whose state FPM
+            // discards with each request.)
             [, $body] = $fpm->request(self::PUSH, ['stats' => 1]);
             $stats = json_decode($body, true);
             $this->assertSame($r['pid'], $stats['pid'], 'same worker');
+            $this->assertSame($pushed + 4, $this->relay_pushed(), 'the relay had the events before the next request was served');
             $this->assertSame(0, $stats['queued'], 'flushed');
             $this->assertCount(4, $l->wait_events(4));
         } finally {

@@ -2,8 +2,8 @@
 /**
  * Second step of a multisite harness install (wp-config.php now says
  * MULTISITE): creates two more blogs, sets each blog's relay options,
- * activates bm-relay network-wide and prints JSON: per blog its id, site
- * id and relay key.
+ * activates bm-relay network-wide and prints JSON: the network secret and,
+ * per blog, its id, site id and relay key (the implementation's).
  *
  * argv: docroot host relay_url ws_url admin_url
  */
@@ -64,7 +64,9 @@ if (is_wp_error($r)) {
     fwrite(STDERR, 'network activation failed: ' . $r->get_error_message() . "\n");
     exit(1);
 }
-$out = ['blogs' => []];
+// The generated network secret (an input): the harness derives each blog's
+// relay key from it itself.
+$out = ['network_secret' => (string) get_site_option('bmr_network_secret'), 'blogs' => []];
 foreach ($blogs as $blog) {
     switch_to_blog($blog);
     BM_Relay_Settings::apply();

@@ -397,6 +397,30 @@ impl Relay {
             .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 
+    /// Polls [`Relay::metric`] until `ok` holds (every 20 ms, at most
+    /// `within`); panics with the last value. What a test waits for
+    /// instead of sleeping a guessed while.
+    pub async fn wait_metric(&self, name: &str, ok: impl Fn(f64) -> bool, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.metric(name).await;
+            if ok(v) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} = {v} after {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls the relay's stderr until it contains `needle` (at most `within`).
+    pub async fn wait_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} in the log after {within:?}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Connects a WebSocket and authenticates as `user`; returns after `ready`.
     pub async fn client(&self, user: u64) -> Client {
         self.client_of(&self.site, user).await

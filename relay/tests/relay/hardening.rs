@@ -69,8 +69,8 @@ async fn sockets_waiting_for_auth_are_capped() {
     for _ in 0..3 {
         idle.push(Client::connect(&r.ws_url()).await);
     }
-    // Let the three register as authenticating before the fourth arrives.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The three are registered as authenticating before the fourth arrives.
+    r.wait_metric("bm_relay_connections", |v| v == 3.0, Duration::from_secs(5)).await;
     let mut late = Client::connect(&r.ws_url()).await;
     let started = std::time::Instant::now();
     assert_eq!(late.closed(Duration::from_secs(5)).await.0, 1013);
@@ -121,7 +121,19 @@ async fn a_closing_socket_is_not_counted_online() {
     }
     // The close frame goes out; the client then neither reads nor closes TCP.
     c.ws.send(Message::Close(None)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the relay has read the close frame the socket is rightly
+    // online; poll for that (bounded) instead of sleeping a guess. A
+    // socket that stayed routable through its close never gets there.
+    // Two answers in a row: on the cluster r.post alternates between the
+    // nodes, and the other node learns of the close by a delta.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut empty_in_a_row = 0;
+    while empty_in_a_row < 2 {
+        let online = r.post("/v1/presence", &json!({"users":[5]}).to_string()).await.1["online"].clone();
+        empty_in_a_row = if online == json!([]) { empty_in_a_row + 1 } else { 0 };
+        assert!(std::time::Instant::now() < deadline, "user 5 still online 5 s after its close frame");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (s, body) = r.push(json!([{"to":[5],"e": r.site.user_env(5, json!("x"))}])).await;
     assert_eq!(s, 200);
     assert_eq!(body["results"][0], json!({"online": [], "sockets": 0}), "{body}");

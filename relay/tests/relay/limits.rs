@@ -149,16 +149,30 @@ async fn garbage_never_crashes_the_relay() {
     c.send(json!({"op":"ping","ref":1})).await;
     assert_eq!(c.recv().await, json!({"op":"pong","ref":1}));
 
-    // Raw garbage on the TCP port, and a broken WebSocket handshake.
-    for bytes in [
-        &b"\x00\x01\x02 garbage\r\n\r\n"[..],
-        b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
-        b"POST /v1/push HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc",
+    // Raw garbage on the TCP port, a broken WebSocket handshake, and huge
+    // declared bodies: each gets its answer (not a hang, not a crash).
+    // Unsigned, the site is checked first (401); with plausible signed
+    // headers the length is refused (413) before a body byte is read.
+    let signed_head = format!(
+        "POST /v1/push HTTP/1.1\r\nHost: x\r\nX-BM-Site: {SITE}\r\nX-BM-Timestamp: {}\r\nX-BM-Signature: v1={}\r\nContent-Length: 99999999999\r\n\r\nabc",
+        now(),
+        "ab".repeat(32)
+    );
+    for (bytes, want) in [
+        (&b"\x00\x01\x02 garbage\r\n\r\n"[..], "400"),
+        (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", "400"),
+        (b"POST /v1/push HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc", "401"),
+        (signed_head.as_bytes(), "413"),
     ] {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await.unwrap();
         s.write_all(bytes).await.unwrap();
         let mut buf = vec![0u8; 1024];
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("answered").unwrap_or(0);
+        let resp = String::from_utf8_lossy(&buf[..n]);
+        assert_eq!(resp.split(' ').nth(1), Some(want), "{:?}: {resp}", String::from_utf8_lossy(&bytes[..20]));
+        if want == "413" {
+            assert!(resp.contains("\"too_large\""), "{resp}");
+        }
     }
     // Unknown paths and methods.
     let mut h = Http::connect(r.port).await;

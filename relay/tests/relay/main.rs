@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod common;
 mod delivery;
+mod documented;
 mod hardening;
 mod lifecycle;
 mod limits;
