@@ -57,15 +57,23 @@ async fn a_restart_spreads_reconnects_at_the_configured_pace() {
     // Each client: wait for the close, honour retry_ms, reconnect to B.
     let back = Arc::new(AtomicUsize::new(0));
     let hinted = Arc::new(AtomicUsize::new(0));
+    // When each client was told to come back (close seen + retry_ms), in
+    // seconds after the SIGTERM: what the relay decides, whatever delays
+    // this process's 5,000 tasks meet on a loaded machine afterwards.
+    let planned = Arc::new(std::sync::Mutex::new(Vec::with_capacity(SOCKETS)));
+    let started = Instant::now();
     let mut tasks = Vec::with_capacity(SOCKETS);
     for (i, mut c) in clients.into_iter().enumerate() {
-        let (url, token, back, hinted) = (b_url.clone(), site.token(i as u64 + 1), back.clone(), hinted.clone());
+        let (url, token, back, hinted, planned) =
+            (b_url.clone(), site.token(i as u64 + 1), back.clone(), hinted.clone(), planned.clone());
         tasks.push(tokio::spawn(async move {
             let (code, reason) = c.closed(Duration::from_secs(30)).await;
             assert_eq!(code, 1001, "{reason}");
             drop(c);
             if let Some(ms) = retry_ms(&reason) {
                 hinted.fetch_add(1, Ordering::Relaxed);
+                let at = started.elapsed().as_secs_f64() + ms as f64 / 1000.0;
+                planned.lock().unwrap_or_else(|p| p.into_inner()).push(at);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             let _again = connect_ready(&url, token).await;
@@ -74,7 +82,6 @@ async fn a_restart_spreads_reconnects_at_the_configured_pace() {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }));
     }
-    let started = Instant::now();
     a.signal(libc::SIGTERM);
 
     // What B sees: new sockets per second, sampled every 100 ms.
@@ -93,8 +100,29 @@ async fn a_restart_spreads_reconnects_at_the_configured_pace() {
         }
     }
     let took = samples.last().map(|s| s.0).unwrap_or(0.0);
-    eprintln!("storm: {SOCKETS} sockets back in {took:.1} s; worst second at B: {worst} new sockets (pace {PACE})");
-    assert!(worst <= PACE * 1.3, "B saw {worst} reconnects in one second, over the pace of {PACE}/s");
+    // The relay's plan: the busiest one-second window of planned returns.
+    let mut plan = planned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    plan.sort_by(f64::total_cmp);
+    let mut planned_worst = 0usize;
+    let mut j = 0;
+    for i in 0..plan.len() {
+        while plan[i] - plan[j] > 1.0 {
+            j += 1;
+        }
+        planned_worst = planned_worst.max(i - j + 1);
+    }
+    eprintln!(
+        "storm: {SOCKETS} sockets back in {took:.1} s; busiest second planned by the relay: {planned_worst}, \
+         seen at B: {worst} new sockets (pace {PACE})"
+    );
+    assert!(
+        planned_worst as f64 <= PACE * 1.3,
+        "the relay planned {planned_worst} returns in one second, pace {PACE}/s"
+    );
+    // What B saw also follows the pace, within what a loaded test machine
+    // adds (its client tasks run late and in bunches): all 5,000 at once
+    // would be 5x.
+    assert!(worst <= PACE * 2.0, "B saw {worst} reconnects in one second, pace {PACE}/s");
     assert!(took >= SOCKETS as f64 / PACE * 0.7, "spread over about sockets/pace seconds, took {took:.1} s");
     assert_eq!(a.wait_exit(Duration::from_secs(20)).await, Some(0));
     for t in tasks {
