@@ -10,5 +10,6 @@ mod delivery;
 mod hardening;
 mod lifecycle;
 mod limits;
+mod presence;
 mod race;
 mod storm;
