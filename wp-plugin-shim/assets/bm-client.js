@@ -109,6 +109,9 @@ function retryHint(reason) {
   return m ? Math.min(Number(m[1]), MAX_RETRY_HINT) : null;
 }
 
+/** Threads one `presence` frame may name (the relay's bound, PROTOCOL.md §6). */
+const PRESENCE_MAX_THREADS = 16;
+
 /** ms a connection must hold before the backoff starts over. */
 const STABLE_AFTER = 5000;
 /** Close code the client uses for a socket it gives up on (ping or ready timeout). */
@@ -533,8 +536,8 @@ export class BmClient {
   }
 
   /**
-   * Sends a frame with a fresh `ref` and resolves with the reply (`ok` or
-   * `pong`), or rejects with the relay's `error`, a timeout, or a lost
+   * Sends a frame with a fresh `ref` and resolves with the reply (`ok`,
+   * `pong` or `presence`), or rejects with the relay's `error`, a timeout, or a lost
    * connection.
    * @private
    */
@@ -563,7 +566,8 @@ export class BmClient {
       case 'ready':
         return this._onReady(f);
       case 'ok':
-      case 'pong': {
+      case 'pong':
+      case 'presence': {
         const p = this._pending.get(f.ref);
         if (p) {
           this._pending.delete(f.ref);
@@ -947,6 +951,36 @@ export class BmClient {
     this._seenHints.add(e.id);
     await this._request({ op: 'pub', thread, e });
     return e.id;
+  }
+
+  /**
+   * Who is online in threads this client watches, asked of the relay over
+   * the socket (PROTOCOL.md §6 `presence`): for each thread, the users with
+   * at least one socket subscribed to it (this user included), across every
+   * relay node. Only threads with a live subscription are asked (the relay
+   * answers nothing about others); they are absent from the result, as are
+   * those the relay refused. More than 16 threads go in several frames.
+   * @param {number[]} threads
+   * @returns {Promise<Map<number, number[]>>} thread → user ids, ascending
+   */
+  async presence(threads) {
+    if (!Array.isArray(threads) || !threads.every((t) => Number.isSafeInteger(t) && t >= 1)) {
+      throw new TypeError('threads must be an array of positive integers');
+    }
+    if (this._state !== 'connected') throw new BmError('not_connected', 'not connected to the relay');
+    const live = [...new Set(threads)].filter((t) => this._subs.get(t)?.acked);
+    /** @type {Map<number, number[]>} */
+    const out = new Map();
+    const requests = [];
+    for (let i = 0; i < live.length; i += PRESENCE_MAX_THREADS) {
+      requests.push(this._request({ op: 'presence', threads: live.slice(i, i + PRESENCE_MAX_THREADS) }));
+    }
+    for (const f of await Promise.all(requests)) {
+      for (const e of Array.isArray(f.threads) ? f.threads : []) {
+        if (e && Number.isSafeInteger(e.thread) && Array.isArray(e.users)) out.set(e.thread, e.users.filter((u) => Number.isSafeInteger(u)));
+      }
+    }
+    return out;
   }
 
   // ---- polling fallback ------------------------------------------------

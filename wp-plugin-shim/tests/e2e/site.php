@@ -411,6 +411,27 @@ while (($line = fgets(STDIN)) !== false) {
             case 'impl':
                 say(['ok' => $cmd, 'impl' => $impl()]);
                 break;
+            case 'plural-test on':
+                // A language with three plural forms (Polish's rule) for the
+                // plugin's unread count, through WordPress's own ngettext
+                // filter: what a translation with that rule makes _n() say.
+                @mkdir($h->docroot . '/wp-content/mu-plugins', 0755);
+                file_put_contents($h->docroot . '/wp-content/mu-plugins/bm-plural-test.php', <<<'PHP'
+<?php
+add_filter('ngettext_bm-relay', static function ($translation, $single, $plural, $n) {
+    if ($single !== '%d unread message') {
+        return $translation;
+    }
+    $form = $n == 1 ? 0 : ($n % 10 >= 2 && $n % 10 <= 4 && ($n % 100 < 10 || $n % 100 >= 20) ? 1 : 2);
+    return ['one:%d', 'few:%d', 'many:%d'][$form];
+}, 10, 4);
+PHP);
+                say(['ok' => $cmd]);
+                break;
+            case 'plural-test off':
+                @unlink($h->docroot . '/wp-content/mu-plugins/bm-plural-test.php');
+                say(['ok' => $cmd]);
+                break;
             case '':
                 break;
             default:

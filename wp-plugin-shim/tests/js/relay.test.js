@@ -554,3 +554,43 @@ test('a stale thread token (token_expired) is replaced once with a fresh one', a
   await bob.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
   await bob.close();
 });
+
+test('presence over the socket: members subscribed to the thread, only for threads the page watches', async () => {
+  wp.reset();
+  const OTHER = 13;
+  wp.members[OTHER] = [3];
+  const alice = await pageFor(1, { subscribe: true });
+  const bob = await pageFor(2, { subscribe: true });
+  const carol = await pageFor(3);
+  await carol.evaluate((t) => window.client.subscribe(t), OTHER);
+  // Bob's page sees Alice and himself in the thread; it does not ask
+  // about Carol's thread, which it does not watch (and the relay would
+  // not answer it).
+  const wpCalls = [];
+  const onRequest = (r) => {
+    if (new URL(r.url()).pathname.startsWith('/wp/')) wpCalls.push(r.url());
+  };
+  bob.on('request', onRequest);
+  const seen = await bob.evaluate(async ([t, o]) => [...(await window.client.presence([t, o, t]))], [THREAD, OTHER]);
+  bob.off('request', onRequest);
+  assert.deepEqual(seen, [[THREAD, [1, 2]]]);
+  assert.deepEqual(wpCalls, [], 'asked of the relay, not of WordPress');
+  // Straight over the socket, a thread not subscribed is answered with
+  // an error entry and nothing about its members.
+  const raw = await bob.evaluate((o) => window.client._request({ op: 'presence', threads: [o] }), OTHER);
+  assert.deepEqual(raw.threads, [{ thread: OTHER, error: 'not_subscribed' }]);
+  // Alice leaves: Bob's next answer no longer lists her.
+  await alice.close();
+  await bob.waitForFunction(async (t) => {
+    const m = await window.client.presence([t]);
+    return JSON.stringify(m.get(t)) === '[2]';
+  }, THREAD, { timeout: 3000, polling: 200 });
+  // Not connected: a clear error, not a hang.
+  await bob.evaluate(() => window.client.disconnect());
+  assert.equal(await bob.evaluate((t) => window.client.presence([t]).then(() => null, (e) => e.code), THREAD), 'not_connected');
+  assert.equal(await bob.evaluate(() => window.client.presence(['x']).then(() => null, (e) => e.name)), 'TypeError');
+  assert.deepEqual(bob.errors, []);
+  await bob.close();
+  await carol.close();
+  delete wp.members[OTHER];
+});
