@@ -40,7 +40,7 @@
 
 declare(strict_types=1);
 
-require dirname(__DIR__, 3) . '/php-tests/lib/wp-harness.php';
+require dirname(__DIR__, 2) . '/php-tests/lib/wp-harness.php';
 
 /** Prints one JSON line and flushes (the parent reads line by line). */
 function say(array $what): void
