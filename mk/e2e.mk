@@ -4,7 +4,10 @@
 #                   (playwright-core) against a real site on loopback:
 #                   private MariaDB, Debian's WordPress with the plugin,
 #                   php -S with the built extension (then the pure-PHP
-#                   fallback), the real relay; screenshots in run/e2e-artifacts/
+#                   fallback), the real relay; screenshots in run/e2e-artifacts/.
+#                   Then (js-tests/e2e/cluster.test.js) a site on two relays
+#                   over a real nats-server: Bob's relay SIGKILLed, his page
+#                   moves to the other and catches up.
 #   make demo       (top-level Makefile) runs scripts/demo.sh
 
 TEST_TARGETS += test-e2e
@@ -16,6 +19,7 @@ E2E_RELAY  := $(CURDIR)/target/release/bm-relay
 
 e2e-deps:
 	@bash scripts/install-deps.sh php wp browser
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/install-deps.sh broker
 	@$(E2E_RELAY) serve --help 2>/dev/null | grep -q -- --admin-listen || $(CARGO) build --release --locked -p bm-relay
 	@if grep -qs '^ext:' mk/*.mk; then $(MAKE) --no-print-directory ext; \
 	elif [ ! -f $(E2E_EXT_SO) ]; then $(CARGO) build --release --locked -p bm-relay-ext && cp -f target/release/libbm_relay.so $(E2E_EXT_SO); fi

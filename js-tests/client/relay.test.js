@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
-import { RELAY_BIN, b64u, cleanup, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay } from './harness.js';
+import { RELAY_BIN, b64u, cleanup, freePort, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay } from './harness.js';
 
 const SITE = makeSite('client-test.local');
 const THREAD = 12;
@@ -597,4 +597,30 @@ test('presence over the socket: members subscribed to the thread, only for threa
   await bob.close();
   await carol.close();
   delete wp.members[OTHER];
+});
+
+test('several relay URLs: a dead one is skipped; when the node in use dies the page moves to the next', async () => {
+  wp.reset();
+  const dead = `ws://127.0.0.1:${await freePort()}/v1/ws`;
+  const other = await startRelay({ site: SITE.site, relayKey: SITE.relayKey });
+  const page = await pageFor(2, { opts: { urls: [dead, other.wsUrl, relay.wsUrl], backoffBase: 50, backoffCap: 200 } });
+  assert.equal(await page.evaluate(() => window.client.url), other.wsUrl, 'the dead URL was tried, then the next');
+  assert.equal(await page.evaluate(() => window.bmSockets), 2);
+  await other.stop();
+  await page.waitForFunction((u) => window.client.state === 'connected' && window.client.url === u, relay.wsUrl, { timeout: 5000 });
+  // Caught up after the move, and live on the new node.
+  await page.waitForFunction(() => window.bmLog.catchups.length >= 2, null, { timeout: 3000 });
+  const e = store([2], { kid: 'u/2', type: 'message.new', data: { n: 'moved' } });
+  await push([{ to: [2], e }]);
+  await page.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
+  const refused = await page.evaluate(() => {
+    try {
+      new window.client.constructor({ urls: ['ws://127.0.0.1:1/v1/ws', 5], site: 's', getToken: () => '', getKey: () => null });
+      return null;
+    } catch (x) {
+      return `${x.name}: ${x.message}`;
+    }
+  });
+  assert.equal(refused, 'TypeError: BmClient: `url` (or `urls`, a non-empty array of URLs) is required');
+  await page.close();
 });

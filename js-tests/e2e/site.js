@@ -40,11 +40,12 @@ process.on('exit', () => {
  * Starts the site; resolves with its description ({url, chat_url, users,
  * password, relay_port, site, relay_key, impl, …}) plus `command(line)`
  * and `stop()`.
- * @param {{ext?: string|null, tokenTtl?: number|null, timeout?: number}} opts ext: the extension .so
- *   to load into PHP; tokenTtl: lifetime (s) of the tokens WordPress gives browsers
+ * @param {{ext?: string|null, tokenTtl?: number|null, timeout?: number, env?: object}} opts ext: the extension .so
+ *   to load into PHP; tokenTtl: lifetime (s) of the tokens WordPress gives browsers; env: more of
+ *   site.php's environment (e.g. BM_CLUSTER_NATS)
  */
-export async function startSite({ ext = null, tokenTtl = null, timeout = 120000 } = {}) {
-  const env = { ...process.env };
+export async function startSite({ ext = null, tokenTtl = null, timeout = 120000, env: more = {} } = {}) {
+  const env = { ...process.env, ...more };
   delete env.BM_EXT_SO;
   if (ext) env.BM_EXT_SO = ext;
   if (tokenTtl) env.BM_TOKEN_TTL = String(tokenTtl);

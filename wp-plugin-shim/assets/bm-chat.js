@@ -328,6 +328,8 @@ export class BmChat {
   startClient(b) {
     const client = new BmClient({
       url: b.url,
+      // Every relay node the site lists (a cluster), its own first.
+      urls: Array.isArray(b.urls) && b.urls.length ? b.urls : undefined,
       site: b.site,
       getToken: async () => (await this.bundle(true)).raw.token,
       getThreadToken: async (t) => {
