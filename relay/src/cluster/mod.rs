@@ -480,7 +480,13 @@ impl Fanout for ClusterRouter {
             u64::from(!self.is_connected()),
         );
         g(o, "bm_relay_cluster_peers", "Other nodes in the presence directory.", "gauge", nodes);
-        g(o, "bm_relay_cluster_directory_entries", "Users and threads held for other nodes.", "gauge", entries);
+        g(
+            o,
+            "bm_relay_cluster_directory_entries",
+            "Users, threads and thread memberships held for other nodes.",
+            "gauge",
+            entries,
+        );
         let s = &self.stats;
         g(
             o,
