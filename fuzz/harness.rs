@@ -168,6 +168,10 @@ fn frame_text(f: &ClientFrame<'_>) -> String {
         ClientOp::Pub { thread, e } => format!(r#"{{"op":"pub","thread":{thread},"e":{}"#, e.get()),
         ClientOp::Refresh { token } => format!(r#"{{"op":"refresh","token":{}"#, s(token)),
         ClientOp::Ping => r#"{"op":"ping""#.to_string(),
+        ClientOp::Presence { threads } => {
+            let list: Vec<String> = threads.iter().map(ToString::to_string).collect();
+            format!(r#"{{"op":"presence","threads":[{}]"#, list.join(","))
+        }
     };
     if let Some(r) = f.r#ref {
         out.push_str(&format!(r#","ref":{r}"#));

@@ -68,8 +68,10 @@ wp-pot: ## regenerate wp-plugin-shim/languages/bm-relay.pot (xgettext)
 	  --sort-by-file -o languages/bm-relay.pot bm-relay.php includes/*.php
 	sed -i 's/charset=CHARSET/charset=UTF-8/' wp-plugin-shim/languages/bm-relay.pot
 
-# The installable plugin: wp-plugin-shim/ without its tests and node
-# files, as bm-relay/ in a zip (Plugins → Add New → Upload Plugin).
+# The installable plugin: wp-plugin-shim/ as bm-relay/ in a zip (Plugins →
+# Add New → Upload Plugin). Its tests and node files live in js-tests/, so
+# the folder is copied whole; the check after it refuses a zip that holds
+# dev files all the same (a stray npm install in the folder).
 PLUGIN_VERSION := $(shell sed -n 's/^ \* Version: *//p' wp-plugin-shim/bm-relay.php)
 PLUGIN_ZIP     := $(CURDIR)/run/bm-relay-$(PLUGIN_VERSION).zip
 # The copy a sysadmin uploads (make package puts the debs beside it).
@@ -78,7 +80,7 @@ PLUGIN_DIST_ZIP := $(CURDIR)/dist/bm-relay-plugin-$(PLUGIN_VERSION).zip
 .PHONY: plugin-zip
 plugin-zip: ## build the installable plugin: run/bm-relay-VERSION.zip and dist/bm-relay-plugin-VERSION.zip (no tests, no node files)
 	@rm -rf run/plugin-zip && mkdir -p run/plugin-zip/bm-relay
-	@tar -C wp-plugin-shim --exclude=./tests --exclude=./node_modules --exclude=./package.json --exclude=./package-lock.json --exclude=./eslint.config.js -cf - . \
+	@tar -C wp-plugin-shim -cf - . \
 	  | tar -C run/plugin-zip/bm-relay -xf -
 	@rm -f $(PLUGIN_ZIP) && cd run/plugin-zip && python3 -m zipfile -c $(PLUGIN_ZIP) bm-relay
 	@rm -rf run/plugin-zip
@@ -113,13 +115,13 @@ test-wp-latest: wp-latest ## the WordPress suites (extension and fallback, singl
 
 # Lint of the plugin: PHP with PHP_CodeSniffer (Debian's php-codesniffer,
 # ruleset phpcs.xml: PSR-12 for a WordPress plugin), JavaScript with ESLint
-# (npm, wp-plugin-shim/eslint.config.js: the recommended rules). Both run
-# in `make lint`.
+# (npm in js-tests/, js-tests/eslint.config.js: the recommended rules, on
+# wp-plugin-shim/assets/ and js-tests/). Both run in `make lint`.
 .PHONY: lint-php lint-js
 lint-php: ## PHP lint of the plugin (phpcs, phpcs.xml)
 	@command -v phpcs >/dev/null || bash scripts/install-deps.sh lint
 	phpcs -q --standard=phpcs.xml
 
 lint-js: ## JavaScript lint of the plugin and its tests (eslint)
-	@cd wp-plugin-shim && { [ -x node_modules/.bin/eslint ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; }
-	cd wp-plugin-shim && npx eslint .
+	@cd js-tests && { [ -x node_modules/.bin/eslint ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; }
+	js-tests/node_modules/.bin/eslint --config js-tests/eslint.config.js wp-plugin-shim/assets js-tests

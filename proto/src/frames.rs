@@ -66,6 +66,15 @@ pub mod codes {
     pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
 }
 
+/// Threads one `presence` frame may ask about. Bounds the work of one
+/// request (a lookup per thread) and, with [`MAX_PRESENCE_USERS`], its
+/// answer: at most 16 × 500 user ids, about 140 KB.
+pub const MAX_PRESENCE_THREADS: usize = 16;
+
+/// Users listed per thread in a `presence` answer; past it the entry says
+/// `"truncated":true`.
+pub const MAX_PRESENCE_USERS: usize = 500;
+
 /// A client frame, typed.
 #[derive(Debug)]
 pub enum ClientOp<'a> {
@@ -81,6 +90,10 @@ pub enum ClientOp<'a> {
     Refresh { token: Cow<'a, str> },
     /// `{"op":"ping"}`.
     Ping,
+    /// `{"op":"presence","threads":[T,…]}`: who is online in these
+    /// threads (1 to [`MAX_PRESENCE_THREADS`]; repeats removed, the
+    /// frame's order kept).
+    Presence { threads: Vec<ThreadId> },
 }
 
 /// A client frame: the op and the `ref` to echo.
@@ -116,6 +129,10 @@ struct RawFrame<'a> {
     thread: Option<serde_json::Number>,
     #[serde(default, borrow)]
     e: Option<&'a RawValue>,
+    /// Read raw, then typed in [`ClientFrame::parse`]: a bad element
+    /// then still yields the frame's `ref`.
+    #[serde(default, borrow)]
+    threads: Option<&'a RawValue>,
 }
 
 impl<'a> ClientFrame<'a> {
@@ -145,10 +162,80 @@ impl<'a> ClientFrame<'a> {
             }
             "refresh" => ClientOp::Refresh { token: token()? },
             "ping" => ClientOp::Ping,
+            "presence" => {
+                let list: Vec<serde_json::Number> = raw
+                    .threads
+                    .and_then(|v| serde_json::from_str(v.get()).ok())
+                    .ok_or_else(|| bad("`presence` needs an array of thread ids `threads`".into()))?;
+                if list.is_empty() || list.len() > MAX_PRESENCE_THREADS {
+                    return Err(bad(format!("`presence` takes 1 to {MAX_PRESENCE_THREADS} threads")));
+                }
+                let mut threads: Vec<ThreadId> = Vec::with_capacity(list.len());
+                for n in &list {
+                    let t = n
+                        .as_u64()
+                        .ok_or_else(|| bad("`threads` must hold positive integers".into()))
+                        .and_then(|t| ThreadId::new(t).map_err(|e| bad(e.to_string())))?;
+                    if !threads.contains(&t) {
+                        threads.push(t);
+                    }
+                }
+                ClientOp::Presence { threads }
+            }
             other => return Err(bad(format!("unknown op `{}`", other.chars().take(32).collect::<String>()))),
         };
         Ok(ClientFrame { r#ref, op })
     }
+}
+
+/// One thread of a `presence` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadPresence {
+    /// The users with a socket subscribed to the thread, at most
+    /// [`MAX_PRESENCE_USERS`] of them (`truncated`: there were more).
+    Users { thread: ThreadId, users: Vec<UserId>, truncated: bool },
+    /// The asking socket does not watch the thread: nothing is said of it.
+    NotSubscribed(ThreadId),
+}
+
+/// The answer to `presence`: `{"op":"presence","ref":n,"threads":[…]}`,
+/// one entry per thread asked, in the order asked, and
+/// `"cluster":"degraded"` when the answer is this node's alone.
+pub fn presence(r#ref: Option<i64>, threads: &[ThreadPresence], degraded: bool) -> String {
+    use std::fmt::Write;
+    let mut s = String::from(r#"{"op":"presence""#);
+    push_ref(&mut s, r#ref);
+    s.push_str(r#","threads":["#);
+    for (i, t) in threads.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        match t {
+            ThreadPresence::Users { thread, users, truncated } => {
+                let _ = write!(s, r#"{{"thread":{thread},"users":["#);
+                for (j, u) in users.iter().enumerate() {
+                    if j > 0 {
+                        s.push(',');
+                    }
+                    let _ = write!(s, "{u}");
+                }
+                s.push(']');
+                if *truncated {
+                    s.push_str(r#","truncated":true"#);
+                }
+                s.push('}');
+            }
+            ThreadPresence::NotSubscribed(thread) => {
+                let _ = write!(s, r#"{{"thread":{thread},"error":"{}"}}"#, codes::NOT_SUBSCRIBED);
+            }
+        }
+    }
+    s.push(']');
+    if degraded {
+        s.push_str(r#","cluster":"degraded""#);
+    }
+    s.push('}');
+    s
 }
 
 fn push_ref(out: &mut String, r#ref: Option<i64>) {
@@ -272,6 +359,55 @@ mod tests {
                    ClientOp::Unsub { thread } if thread.get() == 2));
         assert!(matches!(ClientFrame::parse(r#"{"op":"refresh","token":"x\u0041"}"#).unwrap().op,
                    ClientOp::Refresh { ref token } if token == "xA"));
+        match ClientFrame::parse(r#"{"op":"presence","threads":[3,1,3],"ref":5}"#).unwrap().op {
+            ClientOp::Presence { threads } => {
+                assert_eq!(
+                    threads.iter().map(|t| t.get()).collect::<Vec<_>>(),
+                    vec![3, 1],
+                    "repeats removed, order kept"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn presence_is_bounded_and_typed() {
+        let many = format!(r#"{{"op":"presence","threads":{:?},"ref":1}}"#, (1..=17).collect::<Vec<u64>>());
+        for text in [
+            r#"{"op":"presence","ref":1}"#,
+            r#"{"op":"presence","threads":[],"ref":1}"#,
+            r#"{"op":"presence","threads":[0],"ref":1}"#,
+            r#"{"op":"presence","threads":["1"],"ref":1}"#,
+            r#"{"op":"presence","threads":[1.5],"ref":1}"#,
+            r#"{"op":"presence","threads":5,"ref":1}"#,
+            many.as_str(),
+        ] {
+            let err = ClientFrame::parse(text).unwrap_err();
+            assert_eq!((err.code, err.r#ref), (codes::BAD_FRAME, Some(1)), "{text}");
+        }
+        let sixteen = format!(r#"{{"op":"presence","threads":{:?}}}"#, (1..=16).collect::<Vec<u64>>());
+        assert!(ClientFrame::parse(&sixteen).is_ok());
+    }
+
+    #[test]
+    fn presence_answer_shape() {
+        let (t, u) = (|n| ThreadId::new(n).unwrap(), |n| UserId::new(n).unwrap());
+        let s = presence(
+            Some(4),
+            &[
+                ThreadPresence::Users { thread: t(1), users: vec![u(2), u(3)], truncated: false },
+                ThreadPresence::Users { thread: t(2), users: vec![], truncated: true },
+                ThreadPresence::NotSubscribed(t(9)),
+            ],
+            true,
+        );
+        assert_eq!(
+            s,
+            r#"{"op":"presence","ref":4,"threads":[{"thread":1,"users":[2,3]},{"thread":2,"users":[],"truncated":true},{"thread":9,"error":"not_subscribed"}],"cluster":"degraded"}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&presence(None, &[], false)).unwrap();
+        assert_eq!(v, serde_json::json!({"op":"presence","threads":[]}));
     }
 
     #[test]

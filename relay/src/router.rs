@@ -30,8 +30,8 @@ use crate::frame::Frame;
 use crate::outbox::{CloseRequest, Enqueued};
 
 /// A node's presence state: (site, user, sockets) and (site, thread,
-/// subscribers).
-pub type Inventory = (Vec<(SiteId, UserId, u32)>, Vec<(SiteId, ThreadId, u32)>);
+/// subscribers) and (site, thread, user, that user's sockets subscribed).
+pub type Inventory = (Vec<(SiteId, UserId, u32)>, Vec<(SiteId, ThreadId, u32)>, Vec<(SiteId, ThreadId, UserId, u32)>);
 
 /// Number of shards per table; a power of two.
 const SHARDS: usize = 16;
@@ -92,6 +92,9 @@ pub trait Fanout: Send + Sync + 'static {
     fn publish(&self, sender: &Conn, thread: ThreadId, frame: &Frame, max_queue: usize) -> Delivery;
     /// The users among `users` with at least one socket.
     fn presence(&self, site: &SiteId, users: &[UserId]) -> Vec<UserId>;
+    /// The users with at least one socket subscribed to `thread`, in
+    /// ascending order, at most `max` of them; true when there were more.
+    fn thread_presence(&self, site: &SiteId, thread: ThreadId, max: usize) -> (Vec<UserId>, bool);
     /// A `/v1/disconnect` stamped `at`: closes the users' sockets (4003)
     /// whose connection token was issued at or before `at`, or with
     /// `thread` ends their subscriptions to it opened with a thread token
@@ -327,13 +330,23 @@ impl LocalRouter {
         self.site(site).map(|r| r.threads.with(thread, |c| c.len() as u32)).unwrap_or(0)
     }
 
+    /// Sockets of `user` subscribed to `thread` here (the cluster's
+    /// directory publishes this count). Read from the user's few sockets
+    /// (at most `max_sockets_per_user`), not from the thread's list, which
+    /// may hold 100 000: one change costs O(the user's sockets).
+    pub fn member_sockets(&self, site: &SiteId, thread: ThreadId, user: UserId) -> u32 {
+        self.site(site)
+            .map(|r| r.users.with(user, |c| c.iter().filter(|c| c.is_subscribed(thread)).count() as u32))
+            .unwrap_or(0)
+    }
+
     /// Every (site, user, sockets) and (site, thread, subscribers) held
     /// here: the node's own presence state, republished whole only after a
     /// NATS outage or when a peer missed a delta.
     pub fn inventory(&self) -> Inventory {
         let sites: Vec<(SiteId, Arc<SiteRoutes>)> =
             self.sites.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let (mut users, mut threads) = (Vec::new(), Vec::new());
+        let (mut users, mut threads, mut members) = (Vec::new(), Vec::new(), Vec::new());
         for (id, s) in sites {
             for m in &s.users.maps {
                 let m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -341,10 +354,17 @@ impl LocalRouter {
             }
             for m in &s.threads.maps {
                 let m = m.lock().unwrap_or_else(|p| p.into_inner());
-                threads.extend(m.iter().map(|(t, l)| (id.clone(), *t, l.len() as u32)));
+                for (t, l) in m.iter() {
+                    threads.push((id.clone(), *t, l.len() as u32));
+                    let mut per_user: HashMap<UserId, u32> = HashMap::new();
+                    for c in &l.conns {
+                        *per_user.entry(c.user).or_default() += 1;
+                    }
+                    members.extend(per_user.into_iter().map(|(u, n)| (id.clone(), *t, u, n)));
+                }
             }
         }
-        (users, threads)
+        (users, threads, members)
     }
 }
 
@@ -470,6 +490,28 @@ impl Fanout for LocalRouter {
             .copied()
             .filter(|u| seen.insert(*u) && routes.users.with(*u, |c| c.iter().any(|c| c.close_requested().is_none())))
             .collect()
+    }
+
+    fn thread_presence(&self, site: &SiteId, thread: ThreadId, max: usize) -> (Vec<UserId>, bool) {
+        let Some(routes) = self.site(site) else { return (Vec::new(), false) };
+        // Stops at `max + 1` distinct users: a 100 000-subscriber thread
+        // costs a bounded scan, not a set of every member.
+        let mut seen = HashSet::new();
+        routes.threads.with(thread, |conns| {
+            for c in conns {
+                if seen.len() > max {
+                    break;
+                }
+                if c.close_requested().is_none() {
+                    seen.insert(c.user);
+                }
+            }
+        });
+        let mut users: Vec<UserId> = seen.into_iter().collect();
+        users.sort_unstable();
+        let more = users.len() > max;
+        users.truncate(max);
+        (users, more)
     }
 
     fn disconnect(
@@ -607,6 +649,34 @@ mod tests {
         assert_eq!(r.deliver(&site(), &[], Some(t(5)), &Frame::from("x"), 100).sockets, 0);
         assert_eq!(r.disconnect(&site(), &[u(1)], None, 0, None, 100), 1);
         assert_eq!(a.close_requested().unwrap().code, 4003);
+    }
+
+    #[test]
+    fn thread_presence_lists_live_subscribers_once_and_bounded() {
+        let r = LocalRouter::new();
+        let a1 = conn(&r, 1);
+        let a2 = conn(&r, 1);
+        let b = conn(&r, 2);
+        let c = conn(&r, 3);
+        let _d = conn(&r, 4);
+        for x in [&a1, &a2, &b, &c] {
+            r.subscribe(x, t(7), 0, 10).unwrap();
+        }
+        assert_eq!(r.thread_presence(&site(), t(7), 10), (vec![u(1), u(2), u(3)], false));
+        assert_eq!(r.thread_presence(&site(), t(7), 2), (vec![u(1), u(2)], true));
+        assert_eq!(r.member_sockets(&site(), t(7), u(1)), 2);
+        c.request_close(CloseRequest::new(4003, "x"));
+        assert_eq!(r.thread_presence(&site(), t(7), 10).0, vec![u(1), u(2)], "a closing socket is not online");
+        r.unsubscribe(&a1, t(7));
+        assert_eq!(r.member_sockets(&site(), t(7), u(1)), 1);
+        r.unregister(&a2);
+        assert_eq!(r.member_sockets(&site(), t(7), u(1)), 0);
+        assert_eq!(r.thread_presence(&site(), t(7), 10).0, vec![u(2)]);
+        assert_eq!(r.thread_presence(&site(), t(8), 10), (vec![], false));
+        let (_, _, members) = r.inventory();
+        let mut members: Vec<(u64, u64, u32)> = members.iter().map(|(_, t, u, n)| (t.get(), u.get(), *n)).collect();
+        members.sort_unstable();
+        assert_eq!(members, vec![(7, 2, 1), (7, 3, 1)], "the closing socket is listed until it unregisters");
     }
 
     #[test]

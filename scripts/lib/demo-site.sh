@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared by scripts/demo.sh (make demo) and scripts/demo-cluster.sh
 # (make demo-cluster): build what is missing, start the whole site through
-# wp-plugin-shim/tests/e2e/site.php, read its ready line, run its smoke
+# js-tests/e2e/site.php, read its ready line, run its smoke
 # check, stop it. Sourced, not run; the caller has `set -euo pipefail` and
 # is in the repository root.
 #
@@ -75,7 +75,7 @@ trap stop EXIT
 demo_start_site() {
   coproc SITE {
     BM_EXT_SO="$EXT" BM_HTTP_PORT="$HTTP_PORT" BM_RELAY_PORT="$RELAY_PORT" BM_ADMIN_PORT="$ADMIN_PORT" \
-      BM_SITE_PASSWORD="$PASSWORD" exec php wp-plugin-shim/tests/e2e/site.php
+      BM_SITE_PASSWORD="$PASSWORD" exec php js-tests/e2e/site.php
   }
   SITE_PID=$SITE_PID
   SITE_IN=${SITE[1]}

@@ -27,7 +27,10 @@ const DEFAULT_STRINGS = {
   cancel: 'Cancel',
   noThreads: 'No conversations yet.',
   pickThread: 'Choose a conversation, or start a new one.',
-  unread: '%d unread',
+  // Count-dependent strings: `forms` and, per count, which form
+  // (`index`, from WordPress's _n(): see BM_Relay_Shortcode::plural());
+  // without an index, English (one form for 1, the other for the rest).
+  unread: { forms: ['%d unread message', '%d unread messages'] },
   online: 'online',
   offline: 'offline',
   back: 'Back to conversations',
@@ -49,7 +52,8 @@ const DEFAULT_STRINGS = {
   react: 'React with %s',
   reactions: 'Reactions',
   typing: '%s is typing…',
-  typingMany: 'Several people are typing…',
+  typingTwo: '%1$s and %2$s are typing…',
+  typingMany: { forms: ['%d person is typing…', '%d people are typing…'] },
   newMessageFrom: 'New message from %1$s: %2$s',
   connecting: 'Connecting…',
   connected: 'Connected',
@@ -87,6 +91,12 @@ const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce'])
 const MAX_LIVE_THREADS = 50;
 /** Pages of 100 threads the list loads at most (10 000 threads). */
 const MAX_THREAD_PAGES = 100;
+/** Presence is asked this often while the tab is visible (ms). */
+const PRESENCE_EVERY_MS = 30000;
+/** Presence asks for the open thread and this many of the most recent (two relay frames at most). */
+const PRESENCE_THREADS = 31;
+/** Reasons to ask presence that arrive within this many ms are one ask. */
+const PRESENCE_SOON_MS = 100;
 /** Largest thread id we accept (JSON-safe ids, as the plugin). */
 const MAX_ID = Number.MAX_SAFE_INTEGER;
 
@@ -94,6 +104,19 @@ const MAX_ID = Number.MAX_SAFE_INTEGER;
 function fmt(s, ...args) {
   let i = 0;
   return String(s).replace(/%(?:(\d+)\$)?[sd]/g, (_, n) => String((n ? args[Number(n) - 1] : args[i++]) ?? ''));
+}
+
+/**
+ * The form of a count-dependent string for `n`, formatted with `n`: the
+ * page's table from WordPress's _n() for counts below 200, 100 + n % 100
+ * above (PHP's BM_Relay_Shortcode::plural() says why that is exact).
+ * A plain string (an older or filtered config) is used as it is.
+ */
+function plural(p, n) {
+  if (typeof p === 'string') return fmt(p, n);
+  const forms = p && Array.isArray(p.forms) && p.forms.length ? p.forms : ['%d'];
+  const i = Array.isArray(p.index) && p.index.length === 200 ? p.index[n < 200 ? n : 100 + (n % 100)] : n === 1 ? 0 : 1;
+  return fmt(forms[Math.min(Number(i) || 0, forms.length - 1)], n);
 }
 
 /**
@@ -137,6 +160,8 @@ export class BmChat {
     this.cfg = config;
     this.me = Number(config.user);
     this.t = { ...DEFAULT_STRINGS, ...(config.strings || {}) };
+    /** A count-dependent string of the page for `n` (for tests and add-ons too). */
+    this.plural = (key, n) => plural(this.t[key], n);
     /** @type {Map<number, any>} thread id → thread state */
     this.threads = new Map();
     /** @type {Map<number, string>} user id → display name */
@@ -281,17 +306,30 @@ export class BmChat {
       return;
     }
     this.startClient(b.raw);
-    this.presenceTimer = setInterval(() => this.refreshPresence(), 30000);
+    this.presenceTimerWhileVisible();
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden && this.current) this.scheduleRead(this.current);
       if (!document.hidden) this.refreshPresence();
+      this.presenceTimerWhileVisible();
     });
+  }
+
+  /**
+   * Presence is asked every PRESENCE_EVERY_MS while the tab is visible
+   * only: a hidden tab shows nobody anything, so it sends nothing (the
+   * timer stops, and showing the tab again asks at once).
+   */
+  presenceTimerWhileVisible() {
+    clearInterval(this.presenceTimer);
+    this.presenceTimer = document.hidden ? null : setInterval(() => this.refreshPresence(), PRESENCE_EVERY_MS);
   }
 
   /** Creates the relay client with callbacks onto the plugin's REST routes. */
   startClient(b) {
     const client = new BmClient({
       url: b.url,
+      // Every relay node the site lists (a cluster), its own first.
+      urls: Array.isArray(b.urls) && b.urls.length ? b.urls : undefined,
       site: b.site,
       getToken: async () => (await this.bundle(true)).raw.token,
       getThreadToken: async (t) => {
@@ -326,6 +364,9 @@ export class BmChat {
         return k.kid;
       },
       catchUp: async ({ reconnect }) => {
+        // Run once the subscriptions are re-sent: the relay answers
+        // presence for subscribed threads only.
+        this.refreshPresenceSoon();
         await this.catchUp({ reconnect });
       },
       poll: async () => {
@@ -407,10 +448,16 @@ export class BmChat {
     }
   }
 
-  /** Subscribes to a thread's live events (errors are shown by `unsub`). */
+  /**
+   * Subscribes to a thread's live events (errors are shown by `unsub`);
+   * once subscribed, the thread's presence can be asked of the relay.
+   */
   subscribe(t) {
     if (!this.client) return;
-    this.client.subscribe(t).catch(() => {});
+    this.client.subscribe(t).then(
+      () => this.refreshPresenceSoon(),
+      () => {},
+    );
   }
 
   /** Maps the client's state and polling onto the visible connection state. */
@@ -419,10 +466,7 @@ export class BmChat {
     else if (state === 'closed') this.setConn('closed');
     else if (state === 'connecting' && !this.everConnected) this.setConn('connecting');
     else this.setConn(this.polling ? 'offline-polling' : state === 'connecting' ? 'connecting' : 'offline');
-    if (state === 'connected') {
-      this.everConnected = true;
-      this.refreshPresence();
-    }
+    if (state === 'connected') this.everConnected = true;
   }
 
   // ---- catch-up ---------------------------------------------------------
@@ -743,7 +787,7 @@ export class BmChat {
     t.unread = 0;
     this.renderThreadList();
     this.scheduleRead(id);
-    this.refreshPresence();
+    this.refreshPresenceSoon();
     if (focus && this.current === id) this.els.input.focus();
   }
 
@@ -867,23 +911,36 @@ export class BmChat {
     await this.openThread(r.thread.id);
   }
 
-  /** Asks WordPress which members of the shown threads are online. */
+  /** One refreshPresence for every reason that arrives within PRESENCE_SOON_MS (a burst of subscriptions, a connect). */
+  refreshPresenceSoon() {
+    if (this.presenceSoon) return;
+    this.presenceSoon = setTimeout(() => {
+      this.presenceSoon = null;
+      this.refreshPresence();
+    }, PRESENCE_SOON_MS);
+  }
+
+  /**
+   * Asks the relay, over the page's socket, who is online in the threads
+   * shown (the open one and the most recent): the members with a tab
+   * subscribed to the thread, on whichever relay node. No request to
+   * WordPress (its REST /presence stays for clients without a socket).
+   * The relay answers for threads this socket watches only; the page
+   * watches the MAX_LIVE_THREADS most active and the open one.
+   */
   async refreshPresence() {
     // A hidden tab shows nobody anything: it does not ask.
     if (!this.client || this.client.state !== 'connected' || document.hidden) return;
-    const ids = this.sortedThreads()
-      .slice(0, 20)
-      .map((t) => t.id);
+    const ids = [...new Set([this.current, ...this.sortedThreads().slice(0, PRESENCE_THREADS).map((t) => t.id)])].filter(Boolean);
     if (!ids.length) return;
     try {
-      // One request for every thread shown (was one per thread).
-      const r = await this.rest('GET', `/presence?threads=${ids.join(',')}`);
-      for (const [id, users] of Object.entries(r.online || {})) {
-        const t = this.threads.get(Number(id));
+      const online = await this.client.presence(ids);
+      for (const [id, users] of online) {
+        const t = this.threads.get(id);
         if (t) t.online = new Set(users.filter((u) => u !== this.me));
       }
     } catch {
-      // The relay cannot be asked right now: keep what we know.
+      // Not connected right now, or rate limited: keep what we know.
     }
     this.renderThreadList();
     if (this.current) this.renderHeader();
@@ -1186,7 +1243,7 @@ export class BmChat {
         el('span', { class: 'bmc-sr' }, online ? this.t.online : this.t.offline),
         el('span', { class: 'bmc-thread-main' }, el('span', { class: 'bmc-thread-title' }, title), el('span', { class: 'bmc-preview' }, preview)),
         // replaceChildren() would print a null as the text "null": no badge is no node.
-        ...(t.unread > 0 ? [el('span', { class: 'bmc-unread', 'aria-label': fmt(this.t.unread, t.unread) }, String(t.unread))] : []),
+        ...(t.unread > 0 ? [el('span', { class: 'bmc-unread', 'aria-label': plural(this.t.unread, t.unread) }, String(t.unread))] : []),
       );
       if (list_.children[i] !== li) {
         const hadFocus = li.contains(document.activeElement);
@@ -1404,7 +1461,14 @@ export class BmChat {
     const now = Date.now();
     for (const [u, until] of t.typing) if (until < now) t.typing.delete(u);
     const who = [...t.typing.keys()];
-    const text = who.length === 0 ? '' : who.length === 1 ? fmt(this.t.typing, this.name(who[0])) : this.t.typingMany;
+    const text =
+      who.length === 0
+        ? ''
+        : who.length === 1
+          ? fmt(this.t.typing, this.name(who[0]))
+          : who.length === 2
+            ? fmt(this.t.typingTwo, this.name(who[0]), this.name(who[1]))
+            : plural(this.t.typingMany, who.length);
     if (this.els.typing.textContent !== text) this.els.typing.textContent = text;
   }
 }

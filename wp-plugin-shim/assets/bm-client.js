@@ -45,6 +45,9 @@ export { EnvelopeError } from './bm-crypto.js';
  * Options of a BmClient. Every callback may return a value or a promise.
  * @typedef {object} BmClientOptions
  * @property {string} url relay WebSocket URL, e.g. `wss://relay.example.com/v1/ws`
+ * @property {string[]} [urls] the WebSocket URLs of several relay nodes (a cluster, PROTOCOL.md §7), tried in
+ *   turn: after a socket that closed or never reached `ready`, the next attempt goes to the next URL, so a page
+ *   whose node died reconnects to another; `url` is not needed with it (default `[url]`)
  * @property {string} site site id, part of every envelope's AAD
  * @property {() => string|Promise<string>} getToken a fresh connection token (WordPress REST)
  * @property {(thread: number) => string|Promise<string>} [getThreadToken] a fresh thread token proving membership
@@ -109,6 +112,9 @@ function retryHint(reason) {
   return m ? Math.min(Number(m[1]), MAX_RETRY_HINT) : null;
 }
 
+/** Threads one `presence` frame may name (the relay's bound, PROTOCOL.md §6). */
+const PRESENCE_MAX_THREADS = 16;
+
 /** ms a connection must hold before the backoff starts over. */
 const STABLE_AFTER = 5000;
 /** Close code the client uses for a socket it gives up on (ping or ready timeout). */
@@ -144,7 +150,8 @@ class IdWindow {
 export class BmClient {
   /** @param {BmClientOptions} options */
   constructor(options) {
-    if (!options || typeof options.url !== 'string') throw new TypeError('BmClient: `url` is required');
+    const urls = options && Array.isArray(options.urls) && options.urls.length ? options.urls : [options && options.url];
+    if (!urls.every((u) => typeof u === 'string' && u)) throw new TypeError('BmClient: `url` (or `urls`, a non-empty array of URLs) is required');
     if (typeof options.site !== 'string' || !options.site) throw new TypeError('BmClient: `site` is required');
     if (typeof options.getToken !== 'function') throw new TypeError('BmClient: `getToken` is required');
     if (typeof options.getKey !== 'function') throw new TypeError('BmClient: `getKey` is required');
@@ -160,6 +167,10 @@ export class BmClient {
       dedupeSize: 4096,
       ...options,
     };
+    /** @private the relay URLs, and the one the next attempt uses */
+    this._urls = [...urls];
+    /** @private */
+    this._urlAt = 0;
     /** @private */
     this.WS = 'WebSocket' in options ? options.WebSocket : globalThis.WebSocket;
     /** @private @type {BmState} */
@@ -217,6 +228,11 @@ export class BmClient {
       if (this._state === 'disconnected' && this._timers.reconnect) this._reconnectNow();
     };
     if (this.o.autoConnect) this.connect();
+  }
+
+  /** The relay URL of the current (or next) socket. @returns {string} */
+  get url() {
+    return this._urls[this._urlAt];
   }
 
   /** Current connection state. @returns {BmState} */
@@ -342,8 +358,9 @@ export class BmClient {
     if (gen !== this._gen || this._stopped) return;
     let ws;
     try {
-      ws = new this.WS(this.o.url);
+      ws = new this.WS(this.url);
     } catch (e) {
+      this._nextUrl();
       this._emit('error', { code: 'socket_failed', message: errText(e) });
       this._attemptFailed(`no socket: ${errText(e)}`);
       return;
@@ -465,6 +482,10 @@ export class BmClient {
   _onSocketClosed(code, reason) {
     const wasConnected = this._state === 'connected';
     this._teardown(reason || `closed with ${code}`);
+    // Whatever the cause (the node died, is going away, refused or never
+    // answered), another node of the cluster may do: the next attempt goes
+    // to the next URL. One URL: the same again.
+    this._nextUrl();
     if (wasConnected) this._lostAt = Date.now();
     else this._failures++;
     // A relay going away (shutdown, restart, reload) may say when to come
@@ -492,6 +513,11 @@ export class BmClient {
     // after the relay's hint plus a little jitter of our own.
     this._scheduleReconnect(hint);
     if (this._failures >= this.o.fallbackAfter) this._startPolling();
+  }
+
+  /** @private the next relay URL, round robin */
+  _nextUrl() {
+    this._urlAt = (this._urlAt + 1) % this._urls.length;
   }
 
   /**
@@ -533,8 +559,8 @@ export class BmClient {
   }
 
   /**
-   * Sends a frame with a fresh `ref` and resolves with the reply (`ok` or
-   * `pong`), or rejects with the relay's `error`, a timeout, or a lost
+   * Sends a frame with a fresh `ref` and resolves with the reply (`ok`,
+   * `pong` or `presence`), or rejects with the relay's `error`, a timeout, or a lost
    * connection.
    * @private
    */
@@ -563,7 +589,8 @@ export class BmClient {
       case 'ready':
         return this._onReady(f);
       case 'ok':
-      case 'pong': {
+      case 'pong':
+      case 'presence': {
         const p = this._pending.get(f.ref);
         if (p) {
           this._pending.delete(f.ref);
@@ -947,6 +974,36 @@ export class BmClient {
     this._seenHints.add(e.id);
     await this._request({ op: 'pub', thread, e });
     return e.id;
+  }
+
+  /**
+   * Who is online in threads this client watches, asked of the relay over
+   * the socket (PROTOCOL.md §6 `presence`): for each thread, the users with
+   * at least one socket subscribed to it (this user included), across every
+   * relay node. Only threads with a live subscription are asked (the relay
+   * answers nothing about others); they are absent from the result, as are
+   * those the relay refused. More than 16 threads go in several frames.
+   * @param {number[]} threads
+   * @returns {Promise<Map<number, number[]>>} thread → user ids, ascending
+   */
+  async presence(threads) {
+    if (!Array.isArray(threads) || !threads.every((t) => Number.isSafeInteger(t) && t >= 1)) {
+      throw new TypeError('threads must be an array of positive integers');
+    }
+    if (this._state !== 'connected') throw new BmError('not_connected', 'not connected to the relay');
+    const live = [...new Set(threads)].filter((t) => this._subs.get(t)?.acked);
+    /** @type {Map<number, number[]>} */
+    const out = new Map();
+    const requests = [];
+    for (let i = 0; i < live.length; i += PRESENCE_MAX_THREADS) {
+      requests.push(this._request({ op: 'presence', threads: live.slice(i, i + PRESENCE_MAX_THREADS) }));
+    }
+    for (const f of await Promise.all(requests)) {
+      for (const e of Array.isArray(f.threads) ? f.threads : []) {
+        if (e && Number.isSafeInteger(e.thread) && Array.isArray(e.users)) out.set(e.thread, e.users.filter((u) => Number.isSafeInteger(u)));
+      }
+    }
+    return out;
   }
 
   // ---- polling fallback ------------------------------------------------

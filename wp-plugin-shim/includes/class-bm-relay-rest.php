@@ -882,6 +882,27 @@ final class BM_Relay_REST
     }
 
     /**
+     * The relay WebSocket URLs a browser may use, the preferred first: the
+     * site's relay URL, or with several relay nodes (a cluster,
+     * PROTOCOL.md §7) what the `bm_relay_client_urls` filter makes of it
+     * (array of URLs, user id), so a page whose node dies reconnects to
+     * another. Only ws:// and wss:// URLs are kept, each once, 16 at most.
+     *
+     * @return list<string>
+     */
+    private static function client_urls(string $url, int $user): array
+    {
+        $urls = apply_filters('bm_relay_client_urls', $url === '' ? [] : [$url], $user);
+        $out = [];
+        foreach (is_array($urls) ? $urls : [] as $u) {
+            if (is_string($u) && preg_match('#^wss?://[^\s"<>]+$#iD', $u) && !in_array($u, $out, true) && count($out) < 16) {
+                $out[] = $u;
+            }
+        }
+        return $out;
+    }
+
+    /**
      * POST /token — everything a browser needs to (re)connect: relay URL,
      * connection token, user key, and per thread its key and thread token.
      */
@@ -902,8 +923,10 @@ final class BM_Relay_REST
                 $threads[] = $keys;
             }
         }
+        $urls = self::client_urls((string) BM_Relay_Settings::get('bmr_public_url'), $me);
         return new WP_REST_Response([
-            'url' => (string) BM_Relay_Settings::get('bmr_public_url'),
+            'url' => $urls[0] ?? '',
+            'urls' => $urls,
             'site' => (string) (bm_stats()['site'] ?? ''),
             'user' => $me,
             'token' => $token,

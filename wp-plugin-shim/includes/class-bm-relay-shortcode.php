@@ -119,7 +119,7 @@ final class BM_Relay_Shortcode
      * The page's strings, translatable with the plugin's text domain (the
      * script has English defaults for anything missing).
      *
-     * @return array<string,string>
+     * @return array<string,string|array{forms: list<string>, index: list<int>}>
      */
     public static function strings(): array
     {
@@ -140,8 +140,9 @@ final class BM_Relay_Shortcode
             'cancel' => __('Cancel', 'bm-relay'),
             'noThreads' => __('No conversations yet.', 'bm-relay'),
             'pickThread' => __('Choose a conversation, or start a new one.', 'bm-relay'),
-            /* translators: %d: number of unread messages */
-            'unread' => __('%d unread', 'bm-relay'),
+            'unread' => self::plural(static fn(int $n): string =>
+                /* translators: %d: number of unread messages in a conversation */
+                _n('%d unread message', '%d unread messages', $n, 'bm-relay')),
             'online' => __('online', 'bm-relay'),
             'offline' => __('offline', 'bm-relay'),
             'back' => __('Back to conversations', 'bm-relay'),
@@ -165,7 +166,11 @@ final class BM_Relay_Shortcode
             'reactions' => __('Reactions', 'bm-relay'),
             /* translators: %s: a person's name */
             'typing' => __('%s is typing…', 'bm-relay'),
-            'typingMany' => __('Several people are typing…', 'bm-relay'),
+            /* translators: 1: a person's name, 2: another person's name */
+            'typingTwo' => __('%1$s and %2$s are typing…', 'bm-relay'),
+            'typingMany' => self::plural(static fn(int $n): string =>
+                /* translators: %d: number of people typing (3 or more) */
+                _n('%d person is typing…', '%d people are typing…', $n, 'bm-relay')),
             /* translators: 1: a person's name, 2: the message text */
             'newMessageFrom' => __('New message from %1$s: %2$s', 'bm-relay'),
             'connecting' => __('Connecting…', 'bm-relay'),
@@ -183,6 +188,43 @@ final class BM_Relay_Shortcode
             /* translators: %s: list of names */
             'members' => __('Members: %s', 'bm-relay'),
         ];
+    }
+
+    /**
+     * Counts below which the page's plural table is exact; larger counts are
+     * looked up as 100 + n % 100 (see plural()).
+     */
+    public const PLURAL_TABLE = 200;
+
+    /**
+     * A count-dependent string for the page, plural-correct in every
+     * language: WordPress's own `_n()` (the site's locale, its plural
+     * rule, any `ngettext` filter) is asked for each count 0 … 199, and the
+     * page gets the distinct results (`forms`) and, per count, which one
+     * (`index`). The script needs no wp-i18n (an ES module, and the trimmed
+     * current-WordPress build has none) and no plural-rule parser. Counts of
+     * 200 and more use the entry of 100 + n % 100: gettext plural rules of
+     * WordPress's locales depend on n only through n % 10, n % 100 and
+     * comparisons with numbers below 100, which that keeps. Cost: 200 calls
+     * of `_n()` per string per page view, ~0.5 KB of config.
+     *
+     * @param callable(int):string $n_of the `_n()` call, with literal strings so that xgettext (make wp-pot) finds them
+     * @return array{forms: list<string>, index: list<int>}
+     */
+    public static function plural(callable $n_of): array
+    {
+        $forms = [];
+        $index = [];
+        for ($n = 0; $n < self::PLURAL_TABLE; $n++) {
+            $s = (string) $n_of($n);
+            $i = array_search($s, $forms, true);
+            if ($i === false) {
+                $i = count($forms);
+                $forms[] = $s;
+            }
+            $index[] = (int) $i;
+        }
+        return ['forms' => $forms, 'index' => $index];
     }
 
     /**

@@ -18,7 +18,8 @@ use bm_proto::frames;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::wire::{self, Entry, Msg};
+use super::directory::chunked;
+use super::wire::{self, Entry, Member, Msg};
 use super::{set_connected, ClusterRouter};
 use crate::frame::Frame;
 use crate::router::Fanout;
@@ -28,8 +29,8 @@ use crate::state::App;
 pub const DELTA_EVERY: Duration = Duration::from_millis(2);
 /// A node republishes its whole state at most this often.
 pub const FULL_EVERY: Duration = Duration::from_secs(1);
-/// Entries per delta or state message (~25 bytes each: well under NATS's
-/// default 1 MB payload).
+/// Entries, and members, per delta or state message (~25 and ~35 bytes
+/// each: at most ~480 KB, under NATS's default 1 MB payload).
 const CHUNK: usize = 8000;
 /// How long a joining node waits for its snapshot before it reports ready
 /// anyway (and says so in the log).
@@ -267,29 +268,33 @@ fn send_presence(c: &ClusterRouter, subject: &str, to: &str) {
         if node == to {
             continue;
         }
-        for (i, e) in chunks.into_iter().enumerate() {
-            c.send(subject.clone(), &Msg::Delta { node: node.clone(), epoch, seq, reset: i == 0, ack: false, e }, &[]);
+        for (i, (e, m)) in chunks.into_iter().enumerate() {
+            c.send(
+                subject.clone(),
+                &Msg::Delta { node: node.clone(), epoch, seq, reset: i == 0, ack: false, e, m },
+                &[],
+            );
         }
     }
     let seq = c.published.load(Relaxed);
-    let own = own_state(c);
-    let chunks: Vec<&[Entry]> = if own.is_empty() { vec![&[]] } else { own.chunks(CHUNK).collect() };
-    for (i, e) in chunks.into_iter().enumerate() {
+    let (own, members) = own_state(c);
+    for (i, (e, m)) in chunked(own, members, CHUNK).into_iter().enumerate() {
         c.send(
             subject.clone(),
-            &Msg::Delta { node: c.me.clone(), epoch: c.epoch, seq, reset: i == 0, ack: false, e: e.to_vec() },
+            &Msg::Delta { node: c.me.clone(), epoch: c.epoch, seq, reset: i == 0, ack: false, e, m },
             &[],
         );
     }
 }
 
-/// This node's whole presence state, as delta entries (a reset needs at
-/// least one message, so an empty state is one empty chunk).
-fn own_state(c: &ClusterRouter) -> Vec<Entry> {
-    let (users, threads) = c.local.inventory();
+/// This node's whole presence state, as delta entries and thread members
+/// ([`chunked`] makes an empty state one empty message, as a reset needs).
+fn own_state(c: &ClusterRouter) -> (Vec<Entry>, Vec<Member>) {
+    let (users, threads, members) = c.local.inventory();
     let mut e: Vec<Entry> = users.into_iter().map(|(s, u, n)| Entry(s.to_string(), 'u', u.get(), n)).collect();
     e.extend(threads.into_iter().map(|(s, t, n)| Entry(s.to_string(), 't', t.get(), n)));
-    e
+    let m = members.into_iter().map(|(s, t, u, n)| Member(s.to_string(), t.get(), u.get(), n)).collect();
+    (e, m)
 }
 
 /// Batches presence changes into deltas; republishes the whole state when
@@ -313,7 +318,7 @@ async fn deltas(c: Arc<ClusterRouter>) {
             Some(t) => t.elapsed() >= FULL_EVERY,
             None => true,
         };
-        let (seq, users, threads, ack, full) = {
+        let (seq, users, threads, members, ack, full) = {
             let mut d = c.dirty.lock().unwrap_or_else(|p| p.into_inner());
             let full = d.full && full_due;
             if d.full && !full && !timer_armed.swap(true, Relaxed) {
@@ -325,7 +330,7 @@ async fn deltas(c: Arc<ClusterRouter>) {
                     c2.dirty_notify.notify_one();
                 });
             }
-            if d.users.is_empty() && d.threads.is_empty() && !full {
+            if d.users.is_empty() && d.threads.is_empty() && d.members.is_empty() && !full {
                 continue;
             }
             let seq = d.next_seq;
@@ -333,9 +338,17 @@ async fn deltas(c: Arc<ClusterRouter>) {
             if full {
                 d.full = false;
             }
-            (seq, std::mem::take(&mut d.users), std::mem::take(&mut d.threads), std::mem::take(&mut d.ack), full)
+            let members = std::mem::take(&mut d.members);
+            (
+                seq,
+                std::mem::take(&mut d.users),
+                std::mem::take(&mut d.threads),
+                members,
+                std::mem::take(&mut d.ack),
+                full,
+            )
         };
-        let entries: Vec<Entry> = if full {
+        let (entries, mem) = if full {
             last_full = Some(Instant::now());
             c.stats.full_republishes.fetch_add(1, Relaxed);
             own_state(&c)
@@ -343,11 +356,17 @@ async fn deltas(c: Arc<ClusterRouter>) {
             let mut e: Vec<Entry> =
                 users.iter().map(|(s, u)| Entry(s.to_string(), 'u', u.get(), c.local.user_sockets(s, *u))).collect();
             e.extend(threads.iter().map(|(s, t)| Entry(s.to_string(), 't', t.get(), c.local.thread_sockets(s, *t))));
-            e
+            // One entry per (thread, user) whose subscription changed in
+            // this interval, read from the user's few sockets: the cost
+            // follows what changed, not the threads' sizes.
+            let m = members
+                .iter()
+                .map(|(s, t, u)| Member(s.to_string(), t.get(), u.get(), c.local.member_sockets(s, *t, *u)))
+                .collect();
+            (e, m)
         };
-        let chunks: Vec<&[Entry]> = if entries.is_empty() { vec![&[]] } else { entries.chunks(CHUNK).collect() };
-        for (i, e) in chunks.into_iter().enumerate() {
-            let msg = Msg::Delta { node: c.me.clone(), epoch: c.epoch, seq, reset: full && i == 0, ack, e: e.to_vec() };
+        for (i, (e, m)) in chunked(entries, mem, CHUNK).into_iter().enumerate() {
+            let msg = Msg::Delta { node: c.me.clone(), epoch: c.epoch, seq, reset: full && i == 0, ack, e, m };
             c.send(wire::all(), &msg, &[]);
             c.stats.sent_deltas.fetch_add(1, Relaxed);
         }
@@ -453,19 +472,14 @@ fn apply(
             app.revoke(&site, &users, thread, at);
             let unsub = thread.map(|t| Frame::from(frames::unsub(t)));
             c.local.disconnect(&site, &users, thread, at, unsub.as_ref(), max_queue);
-            c.mark(|d| match thread {
-                Some(t) => {
-                    d.threads.insert((site.clone(), t));
-                }
-                None => d.users.extend(users.iter().map(|u| (site.clone(), *u))),
-            });
+            c.mark_disconnected(&site, &users, thread);
         }
-        Msg::Delta { node, epoch, seq, reset, ack, e } => {
+        Msg::Delta { node, epoch, seq, reset, ack, e, m } => {
             if node == c.me || !valid_node(&node) {
                 return Ok(());
             }
             let new_peer = !c.acks.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&node);
-            let r = c.dir.apply(&node, epoch, seq, reset, &e)?;
+            let r = c.dir.apply(&node, epoch, seq, reset, &e, &m)?;
             if new_peer {
                 peer_seen(c, &node);
             }

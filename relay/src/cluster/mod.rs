@@ -57,6 +57,8 @@ const OUT_QUEUE: usize = 65_536;
 struct Dirty {
     users: HashSet<(SiteId, UserId)>,
     threads: HashSet<(SiteId, ThreadId)>,
+    /// (thread, user) pairs whose subscriptions here changed.
+    members: HashSet<(SiteId, ThreadId, UserId)>,
     /// A socket waits for this delta's acknowledgements.
     ack: bool,
     /// Republish the whole state (after an outage, or asked by a peer).
@@ -224,7 +226,23 @@ impl ClusterRouter {
             d.users.insert((conn.site.clone(), conn.user));
             for t in threads {
                 d.threads.insert((conn.site.clone(), *t));
+                d.members.insert((conn.site.clone(), *t, conn.user));
             }
+        });
+    }
+
+    /// After a disconnect (ours, or a peer's `dis`) applied to the local
+    /// table: what it changed goes into the next delta. With a thread, its
+    /// subscriber count and the users' memberships of it (their sockets'
+    /// unsubscription went around `unsubscribe`); without, the users'
+    /// sockets (their closing unregisters them, which marks the rest).
+    fn mark_disconnected(&self, site: &SiteId, users: &[UserId], thread: Option<ThreadId>) {
+        self.mark(|d| match thread {
+            Some(t) => {
+                d.threads.insert((site.clone(), t));
+                d.members.extend(users.iter().map(|u| (site.clone(), t, *u)));
+            }
+            None => d.users.extend(users.iter().map(|u| (site.clone(), *u))),
         });
     }
 
@@ -362,6 +380,21 @@ impl Fanout for ClusterRouter {
         users.iter().copied().filter(|u| (local.contains(u) || remote.contains(u)) && seen.insert(*u)).collect()
     }
 
+    fn thread_presence(&self, site: &SiteId, thread: ThreadId, max: usize) -> (Vec<UserId>, bool) {
+        let (local, more) = self.local.thread_presence(site, thread, max);
+        // Cut off from NATS, the directory is stale: this node's own answer.
+        if more || !self.is_connected() {
+            return (local, more);
+        }
+        let mut all: HashSet<UserId> = local.into_iter().collect();
+        self.dir.thread_users(site, thread, max, &mut all);
+        let mut users: Vec<UserId> = all.into_iter().collect();
+        users.sort_unstable();
+        let more = users.len() > max;
+        users.truncate(max);
+        (users, more)
+    }
+
     fn disconnect(
         &self,
         site: &SiteId,
@@ -372,12 +405,7 @@ impl Fanout for ClusterRouter {
         max_queue: usize,
     ) -> u64 {
         let n = self.local.disconnect(site, users, thread, at, unsub_frame, max_queue);
-        self.mark(|d| match thread {
-            Some(t) => {
-                d.threads.insert((site.clone(), t));
-            }
-            None => d.users.extend(users.iter().map(|u| (site.clone(), *u))),
-        });
+        self.mark_disconnected(site, users, thread);
         let msg = Msg::Disconnect {
             site: site.to_string(),
             users: users.iter().map(|u| u.get()).collect(),
@@ -452,7 +480,13 @@ impl Fanout for ClusterRouter {
             u64::from(!self.is_connected()),
         );
         g(o, "bm_relay_cluster_peers", "Other nodes in the presence directory.", "gauge", nodes);
-        g(o, "bm_relay_cluster_directory_entries", "Users and threads held for other nodes.", "gauge", entries);
+        g(
+            o,
+            "bm_relay_cluster_directory_entries",
+            "Users, threads and thread memberships held for other nodes.",
+            "gauge",
+            entries,
+        );
         let s = &self.stats;
         g(
             o,

@@ -74,6 +74,12 @@ impl ClusterKey {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry(pub String, pub char, pub u64, pub u32);
 
+/// One thread membership entry: (site, thread, user, that user's sockets
+/// subscribed to the thread on the node), absolute (0: none), like
+/// [`Entry`]. What a client's `presence` op reads for other nodes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Member(pub String, pub u64, pub u64, pub u32);
+
 /// The header of a cluster message (docs/PROTOCOL.md §7.1). Ids travel as
 /// plain numbers and strings and are validated on receipt.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,6 +132,11 @@ pub enum Msg {
         ack: bool,
         /// Absolute counts (0: gone).
         e: Vec<Entry>,
+        /// Thread memberships, absolute counts (0: gone). Absent when
+        /// empty, and ignored by a node that predates it (it then answers
+        /// a `presence` op from its own sockets and the others it knows).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        m: Vec<Member>,
     },
     /// Liveness, and the last delta seq, so a gap is noticed.
     #[serde(rename = "hb")]

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::Poll;
 
-use bm_proto::frames::{self, close, codes, ClientFrame, ClientOp};
+use bm_proto::frames::{self, close, codes, ClientFrame, ClientOp, ThreadPresence};
 use bm_proto::token::TokenKind;
 use bm_proto::{Envelope, EnvelopeError, KeyId, TokenError};
 use futures_util::StreamExt;
@@ -235,6 +235,7 @@ impl Session<'_> {
                 }
             }
             ClientOp::Pub { thread, e } => self.on_pub(r#ref, thread, e.get()),
+            ClientOp::Presence { threads } => self.on_presence(r#ref, &threads),
         }
         Step::Continue
     }
@@ -276,6 +277,32 @@ impl Session<'_> {
                 &format!("a socket may watch at most {} threads", self.cfg.limits.max_subscriptions),
             ),
         }
+    }
+
+    /// `presence`: the users with a socket subscribed to each thread,
+    /// cluster-wide, for the threads this socket watches only (its thread
+    /// token proved membership at `sub`); any other thread gets a
+    /// `not_subscribed` entry and nothing about it. It shares the `pub`
+    /// bucket: one request costs a lookup per thread (at most 16) and an
+    /// answer of up to 16 × 500 ids, so it is metered like a `pub`.
+    fn on_presence(&mut self, r#ref: Option<i64>, threads: &[bm_proto::ThreadId]) {
+        let limits = &self.cfg.limits;
+        if !self.pub_bucket.take(limits.pub_rate_per_sec, limits.pub_burst) {
+            return self.refuse(r#ref, codes::RATE_LIMITED, "too many `pub` and `presence` frames; slow down");
+        }
+        let answer: Vec<ThreadPresence> = threads
+            .iter()
+            .map(|&thread| {
+                if !self.conn.is_subscribed(thread) {
+                    return ThreadPresence::NotSubscribed(thread);
+                }
+                let (users, truncated) =
+                    self.app.router.thread_presence(&self.conn.site, thread, frames::MAX_PRESENCE_USERS);
+                ThreadPresence::Users { thread, users, truncated }
+            })
+            .collect();
+        let degraded = self.app.router.cluster_status() == Some("degraded");
+        self.reply(frames::presence(r#ref, &answer, degraded));
     }
 
     fn refuse_token(&self, r#ref: Option<i64>, e: TokenError) {

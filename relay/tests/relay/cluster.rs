@@ -457,3 +457,44 @@ async fn sigterm_node_leaves_presence_at_once() {
     assert!(took < Duration::from_secs_f64(NODE_TIMEOUT / 2.0), "{took:?}: not by the silence bound");
     assert_eq!(b.wait_exit(Duration::from_secs(5)).await, Some(0));
 }
+
+/// The client `presence` op asked on A lists a subscriber whose socket is
+/// on B, within the lag bound, and drops it within the bound when it
+/// leaves; a node joining later learns the memberships from its snapshot.
+#[tokio::test]
+#[ignore = "needs nats-server: make test-cluster"]
+async fn presence_op_on_a_lists_a_subscriber_on_b() {
+    need_nats!();
+    let nats = Nats::start();
+    let site = Site::new(SITE);
+    let a = node(&site, &[nats.url()], "a").await;
+    let b = node(&site, &[nats.url()], "b").await;
+    let mut alice = a.subscriber(1, 7).await;
+    let t0 = Instant::now();
+    let bob = b.subscriber(2, 7).await;
+    // Poll within the lag bound (1 s), under the pub bucket's rate.
+    async fn until(c: &mut Client, want: Value, within: Duration) -> Duration {
+        let t0 = Instant::now();
+        for r in 1.. {
+            c.send(json!({"op":"presence","threads":[7],"ref":r})).await;
+            let f = c.recv().await;
+            if f["threads"] == want {
+                return t0.elapsed();
+            }
+            assert!(t0.elapsed() < within, "presence not {want} within {within:?}: {f}");
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+        unreachable!()
+    }
+    let lag = until(&mut alice, json!([{"thread":7,"users":[1,2]}]), Duration::from_secs(1)).await;
+    eprintln!("presence op lag (sub on B seen on A): {lag:?} after the ok; {:?} after connecting", t0.elapsed());
+
+    // A third node, started now, learns Bob's membership from its snapshot.
+    let c = node(&site, &[nats.url()], "c").await;
+    let mut carol = c.subscriber(3, 7).await;
+    until(&mut carol, json!([{"thread":7,"users":[1,2,3]}]), Duration::from_secs(1)).await;
+
+    drop(bob);
+    let lag = until(&mut alice, json!([{"thread":7,"users":[1,3]}]), Duration::from_secs(1)).await;
+    eprintln!("presence op lag (socket on B closed, seen on A): {lag:?}");
+}

@@ -11,5 +11,6 @@ mod documented;
 mod hardening;
 mod lifecycle;
 mod limits;
+mod presence;
 mod race;
 mod storm;

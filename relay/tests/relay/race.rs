@@ -69,6 +69,9 @@ impl Fanout for Racy {
     fn presence(&self, site: &SiteId, users: &[UserId]) -> Vec<UserId> {
         self.inner.presence(site, users)
     }
+    fn thread_presence(&self, site: &SiteId, thread: ThreadId, max: usize) -> (Vec<UserId>, bool) {
+        self.inner.thread_presence(site, thread, max)
+    }
     fn disconnect(
         &self,
         site: &SiteId,

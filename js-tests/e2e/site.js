@@ -4,7 +4,7 @@
 // command, one JSON line back). Closing its stdin stops every server; the
 // process group is killed if this test process dies first.
 //
-// Also: one Chromium per person (tests/js/harness.js's launcher), logged in
+// Also: one Chromium per person (js-tests/client/harness.js's launcher), logged in
 // through wp-login.php.
 
 import { spawn } from 'node:child_process';
@@ -12,13 +12,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { launchBrowser, track } from '../js/harness.js';
+import { launchBrowser, track } from '../client/harness.js';
 
-export { cleanup, relayPost, sleep, until } from '../js/harness.js';
+export { cleanup, relayPost, sleep, until } from '../client/harness.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root. */
-export const ROOT = path.resolve(HERE, '../../..');
+export const ROOT = path.resolve(HERE, '../..');
 /** Screenshots go here (run/ is git-ignored). */
 export const ARTIFACTS = process.env.BM_E2E_ARTIFACTS || path.join(ROOT, 'run/e2e-artifacts');
 

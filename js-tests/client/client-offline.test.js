@@ -35,7 +35,7 @@ before(async () => {
 
 /** A page in a new renderer (Chromium throttles a renderer's failed WebSocket connects). */
 async function freshPage() {
-  const p = await openPage(context, `${server.origin}/tests/js/client.html`);
+  const p = await openPage(context, `${server.origin}/tests/client/client.html`);
   await p.waitForFunction(() => typeof window.setupClient === 'function');
   return p;
 }

@@ -1,20 +1,23 @@
 // JavaScript lint (`make lint-js`, part of `make lint`): ESLint's
 // recommended rules — the ones that find bugs (undefined names, unused
 // variables, unreachable code, duplicate keys, bad regexes), none about
-// layout — for the browser modules in assets/ (browser globals) and the
-// test code in tests/ (Node globals; page callbacks run in the browser).
+// layout — for the plugin's browser modules (wp-plugin-shim/assets/,
+// browser globals) and these tests (js-tests/, Node globals; page
+// callbacks run in the browser). Run from the repository root with
+// `--config js-tests/eslint.config.js`, so both folders are under its
+// base path; the plugin folder itself holds no dev files.
 import js from '@eslint/js';
 import globals from 'globals';
 
 export default [
-  { ignores: ['node_modules/**'] },
+  { ignores: ['**/node_modules/**', 'target/**', 'run/**'] },
   js.configs.recommended,
   {
-    files: ['assets/**/*.js'],
+    files: ['wp-plugin-shim/assets/**/*.js'],
     languageOptions: { ecmaVersion: 2022, sourceType: 'module', globals: { ...globals.browser } },
   },
   {
-    files: ['tests/**/*.js', 'eslint.config.js'],
+    files: ['js-tests/**/*.js'],
     languageOptions: { ecmaVersion: 2022, sourceType: 'module', globals: { ...globals.node, ...globals.browser } },
   },
   {

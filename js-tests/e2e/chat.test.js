@@ -306,17 +306,66 @@ test('a removed member can no longer subscribe nor open new messages', async (t)
   await shot(carol.page, '10-carol-removed');
 });
 
-test('presence of every conversation shown costs the page one request', async () => {
-  const calls = [];
+test('the page shows a member online from the relay\'s presence, with no REST /presence call', async () => {
+  // From the reload on: no request to WordPress's presence routes, and
+  // presence frames over the socket instead.
+  const rest = [];
+  const frames = [];
   const onRequest = (r) => {
-    if (/\/wp-json\/bm\/v1\/(threads\/\d+\/)?presence/.test(r.url())) calls.push(r.url());
+    if (/\/wp-json\/bm\/v1\/(threads\/\d+\/)?presence|[?&]rest_route=\/bm\/v1\/presence/.test(r.url())) rest.push(r.url());
   };
-  assert.ok((await bob.page.evaluate(() => window.bmChat.threads.size)) >= 2, 'Bob has several conversations');
+  const onSocket = (ws) => ws.on('framesent', (f) => {
+    if (/"op":"presence"/.test(String(f.payload))) frames.push(String(f.payload));
+  });
   bob.page.on('request', onRequest);
-  await bob.page.evaluate(() => window.bmChat.refreshPresence());
-  bob.page.off('request', onRequest);
-  assert.equal(calls.length, 1, calls.join(' '));
-  assert.ok(await bob.page.evaluate(() => window.bmChat.threads.get(window.bmChat.current).online.size) >= 1, 'Alice is online');
+  bob.page.on('websocket', onSocket);
+  try {
+    await bob.page.reload();
+    await connected(bob);
+    await open(bob, 'Lunch');
+    // Alice's tab is subscribed to Lunch (on the relay): Bob sees her online.
+    const dot = bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).locator('.bmc-dot');
+    await until(async () => (await dot.getAttribute('data-online')) === 'true', 5000, 'the online dot');
+    await bob.page.locator('#bm-chat .bmc-members', { hasText: 'Alice (online)' }).waitFor({ timeout: 2000 });
+    // The timer's ask goes over the socket too.
+    const before = frames.length;
+    await bob.page.evaluate(() => window.bmChat.refreshPresence());
+    await until(async () => frames.length > before, 2000, 'a presence frame');
+  } finally {
+    bob.page.off('request', onRequest);
+    bob.page.off('websocket', onSocket);
+  }
+  assert.deepEqual(rest, [], 'no REST presence call');
+  assert.ok(frames.length >= 1, 'presence asked over the socket');
+});
+
+test('counts are plural-correct through WordPress\'s _n(): 1 and 2 unread, and a three-form language', async () => {
+  await open(alice, 'Lunch');
+  // Bob looks at another conversation while Alice writes in Lunch.
+  const other = await bob.page.evaluate((lunchId) => window.bmChat.sortedThreads().find((t) => t.id !== lunchId)?.id, lunch);
+  assert.ok(other, 'Bob has another conversation');
+  await bob.page.evaluate((id) => window.bmChat.openThread(id), other);
+  const badge = bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).locator('.bmc-unread');
+  await send(alice, 'plural one');
+  await until(async () => (await badge.getAttribute('aria-label').catch(() => null)) === '1 unread message', 5000, '“1 unread message”');
+  await send(alice, 'plural two');
+  await until(async () => (await badge.getAttribute('aria-label').catch(() => null)) === '2 unread messages', 5000, '“2 unread messages”');
+  // The page's forms are what WordPress's _n() says for each count: with
+  // a three-form rule (Polish's, through the ngettext filter) too, past
+  // the 200 counts the page holds as well.
+  await site.command('plural-test on');
+  try {
+    await bob.page.reload();
+    await connected(bob);
+    const said = await bob.page.evaluate(() => [1, 2, 5, 22, 112, 212, 222, 1001].map((n) => window.bmChat.plural('unread', n)));
+    assert.deepEqual(said, ['one:1', 'few:2', 'many:5', 'few:22', 'many:112', 'many:212', 'few:222', 'many:1001']);
+    await until(async () => (await badge.getAttribute('aria-label').catch(() => null)) === 'few:2', 5000, 'the badge in the three-form language');
+  } finally {
+    await site.command('plural-test off');
+  }
+  await bob.page.reload();
+  await connected(bob);
+  await open(bob, 'Lunch');
 });
 
 test('the same main flow with the pure-PHP fallback (extension unloaded)', async (t) => {
@@ -353,7 +402,7 @@ test('the same main flow with the pure-PHP fallback (extension unloaded)', async
   await send(alice, 'unread check');
   const badge = bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Trio' }).locator('.bmc-unread');
   await until(async () => (await badge.count()) === 1 && (await badge.textContent()) === '1', 3000, 'the unread badge');
-  assert.equal(await badge.getAttribute('aria-label'), '1 unread');
+  assert.equal(await badge.getAttribute('aria-label'), '1 unread message');
   // Bob's page got it but he has not read it: Alice sees "Delivered".
   assert.equal(await msg(alice, 'unread check').locator('.bmc-mark').textContent(), 'Delivered');
   await shot(bob.page, '12-bob-unread');

@@ -18,6 +18,8 @@
  *   impl                which bm_relay implementation the web server runs
  *   bulk-threads N A B  N conversations between users A and B (logins),
  *                       more recent than any other, straight into the tables
+ *   kill-relay2         SIGKILL relay 2 (cluster mode): a node that dies
+ *                       without closing its sockets
  *   smoke               check the site without a browser: /chat/ answers
  *                       with the chat page, and a message Alice posts over
  *                       REST reaches a WebSocket subscriber connected as Bob
@@ -37,9 +39,10 @@
  * relay-1 joined through URL1, and a second relay, relay-2, joined
  * through URL2 (ports BM_RELAY2_PORT, BM_ADMIN2_PORT; default free).
  * WordPress pushes to relay 1 only; the users in BM_RELAY2_USERS
- * (logins, space-separated; default "bob") are given relay 2's URL in
- * their token bundle (a must-use plugin on the core `rest_post_dispatch`
- * filter), so their browsers connect there.
+ * (logins, space-separated; default "bob") are given relay 2's URL first
+ * in their token bundle, then relay 1's (a must-use plugin on the
+ * plugin's `bm_relay_client_urls` filter), so their browsers connect to
+ * relay 2 and move to relay 1 if it dies.
  *
  * BM_PUSH_URL: where WordPress pushes (default: the relay), e.g. a
  * recording proxy in front of it. BM_WS_HOST: the host name in the
@@ -54,7 +57,7 @@
 
 declare(strict_types=1);
 
-require dirname(__DIR__, 3) . '/php-tests/lib/wp-harness.php';
+require dirname(__DIR__, 2) . '/php-tests/lib/wp-harness.php';
 
 /** Prints one JSON line and flushes (the parent reads line by line). */
 function say(array $what): void
@@ -345,20 +348,13 @@ function start_relay2(BM_WP_Harness $h, array $r2, string $nats): void
     @mkdir($h->docroot . '/wp-content/mu-plugins', 0755);
     file_put_contents($h->docroot . '/wp-content/mu-plugins/bm-demo-cluster.php', sprintf(<<<'PHP'
 <?php
-// make demo-cluster: these users' browsers connect to relay 2; WordPress
-// pushes to relay 1 (the site's setting) and the cluster carries it over.
-add_filter('rest_post_dispatch', static function ($res, $server, $req) {
-    if (!($res instanceof WP_REST_Response) || $res->is_error() || $req->get_route() !== '/bm/v1/token'
-        || !in_array(wp_get_current_user()->user_login, %s, true)) {
-        return $res;
-    }
-    $data = $res->get_data();
-    if (is_array($data) && isset($data['url'])) {
-        $data['url'] = %s;
-        $res->set_data($data);
-    }
-    return $res;
-}, 10, 3);
+// make demo-cluster: these users' browsers connect to relay 2 first, then
+// relay 1 (the site's setting) if it fails; WordPress pushes to relay 1
+// and the cluster carries it over.
+add_filter('bm_relay_client_urls', static function ($urls, $user) {
+    $login = get_userdata((int) $user)->user_login ?? '';
+    return in_array($login, %s, true) ? array_merge([%s], (array) $urls) : $urls;
+}, 10, 2);
 PHP, var_export($r2['users'], true), var_export($r2['ws_url'], true)));
 }
 
@@ -444,6 +440,33 @@ function bulk_threads(BM_WP_Harness $h, int $n, int $a, int $b): int
     return $count;
 }
 
+/**
+ * The pid of the process with a listening socket on 127.0.0.1:$port (the
+ * harness keeps its children's pids to itself): the socket's inode from
+ * /proc/net/tcp, then the process holding it.
+ */
+function pid_listening_on(int $port): ?int
+{
+    $inode = null;
+    foreach (file('/proc/net/tcp') ?: [] as $line) {
+        $f = preg_split('/\s+/', trim($line));
+        // local address 0100007F:PORT (127.0.0.1, hex), state 0A (LISTEN)
+        if (($f[1] ?? '') === sprintf('0100007F:%04X', $port) && ($f[3] ?? '') === '0A') {
+            $inode = $f[9];
+            break;
+        }
+    }
+    if ($inode === null) {
+        return null;
+    }
+    foreach (glob('/proc/[0-9]*/fd/*') ?: [] as $fd) {
+        if (@readlink($fd) === "socket:[$inode]") {
+            return (int) explode('/', $fd)[2];
+        }
+    }
+    return null;
+}
+
 /** What the web server runs: 'extension' or 'fallback'. */
 $impl = static function () use ($h): string {
     $ch = curl_init($h->url . '/bm-e2e-impl.php');
@@ -498,11 +521,44 @@ while (($line = fgets(STDIN)) !== false) {
                 $h->start_http();
                 say(['ok' => $cmd, 'impl' => $impl()]);
                 break;
+            case 'kill-relay2':
+                $pid = $relay2 === null ? null : pid_listening_on($relay2['admin']);
+                if ($pid === null) {
+                    throw new RuntimeException('relay 2 is not running (no cluster mode, or already killed)');
+                }
+                posix_kill($pid, SIGKILL);
+                $deadline = microtime(true) + 5;
+                while (posix_kill($pid, 0) && !str_contains((string) @file_get_contents("/proc/$pid/stat"), ') Z ') && microtime(true) < $deadline) {
+                    usleep(20000);
+                }
+                say(['ok' => $cmd, 'pid' => $pid]);
+                break;
             case 'smoke':
                 say(smoke($h));
                 break;
             case 'impl':
                 say(['ok' => $cmd, 'impl' => $impl()]);
+                break;
+            case 'plural-test on':
+                // A language with three plural forms (Polish's rule) for the
+                // plugin's unread count, through WordPress's own ngettext
+                // filter: what a translation with that rule makes _n() say.
+                @mkdir($h->docroot . '/wp-content/mu-plugins', 0755);
+                file_put_contents($h->docroot . '/wp-content/mu-plugins/bm-plural-test.php', <<<'PHP'
+<?php
+add_filter('ngettext_bm-relay', static function ($translation, $single, $plural, $n) {
+    if ($single !== '%d unread message') {
+        return $translation;
+    }
+    $form = $n == 1 ? 0 : ($n % 10 >= 2 && $n % 10 <= 4 && ($n % 100 < 10 || $n % 100 >= 20) ? 1 : 2);
+    return ['one:%d', 'few:%d', 'many:%d'][$form];
+}, 10, 4);
+PHP);
+                say(['ok' => $cmd]);
+                break;
+            case 'plural-test off':
+                @unlink($h->docroot . '/wp-content/mu-plugins/bm-plural-test.php');
+                say(['ok' => $cmd]);
                 break;
             case '':
                 break;

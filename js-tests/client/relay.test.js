@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
-import { RELAY_BIN, b64u, cleanup, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay } from './harness.js';
+import { RELAY_BIN, b64u, cleanup, freePort, launchBrowser, makeSite, mintToken, openPage, relayPost, seal, sleep, startPageServer, startRelay } from './harness.js';
 
 const SITE = makeSite('client-test.local');
 const THREAD = 12;
@@ -140,7 +140,7 @@ async function push(events) {
 
 /** A chat page of `user` with a connected client (and the thread subscribed when asked). */
 async function pageFor(user, { opts = {}, subscribe = false, websocket, poll } = {}) {
-  const page = await openPage(context, `${server.origin}/tests/js/client.html`);
+  const page = await openPage(context, `${server.origin}/tests/client/client.html`);
   await page.waitForFunction(() => typeof window.setupClient === 'function');
   await page.evaluate((cfg) => window.setupClient(cfg), { user, url: relay.wsUrl, site: SITE.site, opts, websocket, poll });
   if (websocket !== false) {
@@ -257,6 +257,10 @@ test('a non-member cannot subscribe: the thread token is refused and the thread 
 test('duplicate event ids are delivered once; a tampered envelope is dropped and counted', async () => {
   wp.reset();
   const page = await pageFor(2);
+  // The first catch-up answered before the event is stored: else it may
+  // hand the event back too, one duplicate more than counted below.
+  for (let i = 0; i < 100 && !wp.catchupRequests[2]; i++) await sleep(20);
+  assert.equal(wp.catchupRequests[2], 1, 'the page caught up once after connecting');
   const e = store([2], { kid: 'u/2', type: 'message.new', data: { id: 1, text: 'once' } });
   // The same event twice in one request, then again in another request
   // (a replayed push), and once more from catch-up.
@@ -353,7 +357,7 @@ test('revoked (4003): no retry with the same token; a new token reconnects', asy
 
 test('a bad token (4001) with no new one to be had ends in `closed`', async () => {
   wp.reset();
-  const page = await openPage(context, `${server.origin}/tests/js/client.html`);
+  const page = await openPage(context, `${server.origin}/tests/client/client.html`);
   await page.waitForFunction(() => typeof window.setupClient === 'function');
   await page.evaluate((cfg) => window.setupClient(cfg), { user: 2, url: relay.wsUrl, site: SITE.site });
   // A token signed with the wrong key, then WordPress refuses to give another.
@@ -553,4 +557,70 @@ test('a stale thread token (token_expired) is replaced once with a fresh one', a
   await push([{ to: [], thread: THREAD, e }]);
   await bob.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
   await bob.close();
+});
+
+test('presence over the socket: members subscribed to the thread, only for threads the page watches', async () => {
+  wp.reset();
+  const OTHER = 13;
+  wp.members[OTHER] = [3];
+  const alice = await pageFor(1, { subscribe: true });
+  const bob = await pageFor(2, { subscribe: true });
+  const carol = await pageFor(3);
+  await carol.evaluate((t) => window.client.subscribe(t), OTHER);
+  // Bob's page sees Alice and himself in the thread; it does not ask
+  // about Carol's thread, which it does not watch (and the relay would
+  // not answer it).
+  const wpCalls = [];
+  const onRequest = (r) => {
+    if (new URL(r.url()).pathname.startsWith('/wp/')) wpCalls.push(r.url());
+  };
+  bob.on('request', onRequest);
+  const seen = await bob.evaluate(async ([t, o]) => [...(await window.client.presence([t, o, t]))], [THREAD, OTHER]);
+  bob.off('request', onRequest);
+  assert.deepEqual(seen, [[THREAD, [1, 2]]]);
+  assert.deepEqual(wpCalls, [], 'asked of the relay, not of WordPress');
+  // Straight over the socket, a thread not subscribed is answered with
+  // an error entry and nothing about its members.
+  const raw = await bob.evaluate((o) => window.client._request({ op: 'presence', threads: [o] }), OTHER);
+  assert.deepEqual(raw.threads, [{ thread: OTHER, error: 'not_subscribed' }]);
+  // Alice leaves: Bob's next answer no longer lists her.
+  await alice.close();
+  await bob.waitForFunction(async (t) => {
+    const m = await window.client.presence([t]);
+    return JSON.stringify(m.get(t)) === '[2]';
+  }, THREAD, { timeout: 3000, polling: 200 });
+  // Not connected: a clear error, not a hang.
+  await bob.evaluate(() => window.client.disconnect());
+  assert.equal(await bob.evaluate((t) => window.client.presence([t]).then(() => null, (e) => e.code), THREAD), 'not_connected');
+  assert.equal(await bob.evaluate(() => window.client.presence(['x']).then(() => null, (e) => e.name)), 'TypeError');
+  assert.deepEqual(bob.errors, []);
+  await bob.close();
+  await carol.close();
+  delete wp.members[OTHER];
+});
+
+test('several relay URLs: a dead one is skipped; when the node in use dies the page moves to the next', async () => {
+  wp.reset();
+  const dead = `ws://127.0.0.1:${await freePort()}/v1/ws`;
+  const other = await startRelay({ site: SITE.site, relayKey: SITE.relayKey });
+  const page = await pageFor(2, { opts: { urls: [dead, other.wsUrl, relay.wsUrl], backoffBase: 50, backoffCap: 200 } });
+  assert.equal(await page.evaluate(() => window.client.url), other.wsUrl, 'the dead URL was tried, then the next');
+  assert.equal(await page.evaluate(() => window.bmSockets), 2);
+  await other.stop();
+  await page.waitForFunction((u) => window.client.state === 'connected' && window.client.url === u, relay.wsUrl, { timeout: 5000 });
+  // Caught up after the move, and live on the new node.
+  await page.waitForFunction(() => window.bmLog.catchups.length >= 2, null, { timeout: 3000 });
+  const e = store([2], { kid: 'u/2', type: 'message.new', data: { n: 'moved' } });
+  await push([{ to: [2], e }]);
+  await page.waitForSelector(`li[data-id="${e.id}"]`, { timeout: 3000 });
+  const refused = await page.evaluate(() => {
+    try {
+      new window.client.constructor({ urls: ['ws://127.0.0.1:1/v1/ws', 5], site: 's', getToken: () => '', getKey: () => null });
+      return null;
+    } catch (x) {
+      return `${x.name}: ${x.message}`;
+    }
+  });
+  assert.equal(refused, 'TypeError: BmClient: `url` (or `urls`, a non-empty array of URLs) is required');
+  await page.close();
 });

@@ -18,7 +18,7 @@ let page;
 before(async () => {
   const server = await startPageServer();
   const context = await launchBrowser();
-  page = await openPage(context, `${server.origin}/tests/js/blank.html`);
+  page = await openPage(context, `${server.origin}/tests/client/blank.html`);
 });
 
 after(cleanup);

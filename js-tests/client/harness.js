@@ -13,10 +13,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-/** wp-plugin-shim/ */
-export const SHIM = path.resolve(HERE, '../..');
 /** the repository root */
-export const ROOT = path.resolve(SHIM, '..');
+export const ROOT = path.resolve(HERE, '../..');
+/** wp-plugin-shim/ (the plugin: what ships) */
+export const SHIM = path.join(ROOT, 'wp-plugin-shim');
+/** js-tests/ (these tests, outside the plugin) */
+export const TESTS = path.join(ROOT, 'js-tests');
 export const CHROMIUM = process.env.BM_CHROMIUM || '/usr/bin/chromium';
 export const RELAY_BIN = process.env.BM_RELAY_BIN || path.join(ROOT, 'target/release/bm-relay');
 export const VECTORS = JSON.parse(fs.readFileSync(path.join(ROOT, 'testdata/crypto-v1.json'), 'utf8'));
@@ -256,8 +258,8 @@ export async function startRelay({ site, relayKey, port, adminPort }) {
 const TYPES = { '.js': 'text/javascript; charset=utf-8', '.html': 'text/html; charset=utf-8', '.json': 'application/json' };
 
 /**
- * Serves /assets/* (the client modules) and /tests/* (test pages) from
- * wp-plugin-shim, plus the JSON routes in `routes` (path → handler(url) →
+ * Serves /assets/* (the client modules) from wp-plugin-shim/assets and
+ * /tests/* (test pages) from js-tests/, plus the JSON routes in `routes` (path → handler(url) →
  * object, or throws {status}). Plays the WordPress side of the tests.
  */
 export async function startPageServer(routes = {}) {
@@ -275,7 +277,7 @@ export async function startPageServer(routes = {}) {
         return;
       }
       const m = /^\/(assets|tests)\/([A-Za-z0-9_./-]+)$/.exec(url.pathname);
-      const file = m && !m[2].includes('..') ? path.join(SHIM, m[1], m[2]) : null;
+      const file = m && !m[2].includes('..') ? path.join(m[1] === 'assets' ? path.join(SHIM, 'assets') : TESTS, m[2]) : null;
       if (!file || !fs.existsSync(file)) {
         console.error(`page server: 404 ${url.pathname}`);
         res.writeHead(404).end('not found');
