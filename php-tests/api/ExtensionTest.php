@@ -11,7 +11,7 @@ use PHPUnit\Framework\TestCase;
 final class ExtensionTest extends TestCase
 {
     private const FUNCTIONS = ['bm_configure', 'bm_push', 'bm_push_many', 'bm_flush', 'bm_seal', 'bm_open', 'bm_client_token',
-        'bm_thread_token', 'bm_thread_key', 'bm_user_key', 'bm_relay_key', 'bm_presence', 'bm_disconnect', 'bm_stats'];
+        'bm_thread_token', 'bm_thread_key', 'bm_user_key', 'bm_relay_key', 'bm_pseudonym', 'bm_presence', 'bm_disconnect', 'bm_stats'];
 
     protected function setUp(): void
     {
