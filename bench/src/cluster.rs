@@ -184,8 +184,11 @@ pub struct ClusterRun {
     pub mean_members: f64,
     /// Offered deliveries per second.
     pub rate: f64,
-    /// Seconds per variant.
+    /// Seconds per variant and round.
     pub step_secs: f64,
+    /// Rounds (each runs both variants, one after the other).
+    #[serde(default)]
+    pub rounds: u32,
     /// Per system, bm-relay first.
     pub systems: Vec<ClusterSystem>,
 }
@@ -471,108 +474,140 @@ async fn drive(
         }
     }
 
-    let mut variants = Vec::new();
     let mut seq = 0u64;
     let rate = plan.cluster_rate;
     let pushes_per_sec = rate / mean.max(1.0);
-    for (v, vname) in ["cross-node", "same-node"].into_iter().enumerate() {
-        let is_same = v == 1;
-        let threads = if is_same { &same } else { &cross };
-        // The node a push goes to: in turn (cross-node), or the node of
-        // the thread's members (same-node).
-        let push_node = |seq: u64, thread: usize| if is_same { thread % 2 } else { (seq % 2) as usize };
-        let (measured, warm) = (2 * v as u32, 2 * v as u32 + 1);
-        // Warm-up, not counted: publishers' connections, the nodes'
-        // routing state for these threads.
-        let warm_end = Instant::now() + Duration::from_secs_f64((plan.cluster_secs / 3.0).clamp(1.0, 3.0));
-        while Instant::now() < warm_end {
-            seq += 1;
-            let thread = rng.below(threads.len() as u64) as usize;
-            shared.mark_sent(seq, shared.now_us(), warm);
-            let node = push_node(seq, thread);
-            queues[node].borrow_mut().push_back(Job { seq, thread, same: is_same });
-            notifies[node].notify_one();
-            sleep(Duration::from_secs_f64(1.0 / pushes_per_sec.max(1.0))).await;
-        }
-        sleep(Duration::from_millis(500)).await;
-        let errors0 = errors.get();
-        let b0 = broker_stats(system, monitor).await?;
-        let cpu0: Vec<f64> = pids.iter().map(|&p| procstat::cpu_seconds(p)).collect();
-        let lg0 = procstat::own_cpu_seconds(std::process::id());
-        let start = Instant::now();
-        let end = start + Duration::from_secs_f64(plan.cluster_secs);
-        let mut next = start;
-        let (mut pushes, mut expected, mut remote) = (0u64, 0u64, 0u64);
-        eprintln!("  [cluster {name}] {vname}: offering {rate:.0} deliveries/s ({pushes_per_sec:.0} pushes/s)");
-        while next < end {
-            let now = Instant::now();
-            if next > now {
-                sleep_until(next).await;
-            }
-            let now = Instant::now();
-            while next <= now && next < end {
+    let names = ["cross-node", "same-node"];
+    let mut variants: Vec<Variant> = names
+        .iter()
+        .map(|n| Variant {
+            name: (*n).into(),
+            target_rate: rate,
+            pushes: 0,
+            expected: 0,
+            expected_remote: 0,
+            delivered: 0,
+            achieved_rate: 0.0,
+            latency: Percentiles::default(),
+            cpu_s: 0.0,
+            cpu_s_each: [0.0; 3],
+            cpu_us_per_delivery: 0.0,
+            broker: BrokerStats::default(),
+            publish_errors: 0,
+            loadgen_busy: 0.0,
+        })
+        .collect();
+    let (mut loadgen_s, mut wall_s) = ([0.0f64; 2], [0.0f64; 2]);
+    // Rounds alternate the two variants, so that a shared machine's load
+    // drifting over the run weighs on both alike.
+    let rounds = plan.cluster_rounds.max(1);
+    for round in 1..=rounds {
+        for (v, vname) in names.into_iter().enumerate() {
+            let is_same = v == 1;
+            let threads = if is_same { &same } else { &cross };
+            // The node a push goes to: in turn (cross-node), or the node
+            // of the thread's members (same-node).
+            let push_node = |seq: u64, thread: usize| if is_same { thread % 2 } else { (seq % 2) as usize };
+            let (measured, warm) = (2 * v as u32, 2 * v as u32 + 1);
+            // Warm-up, not counted: publishers' connections, the nodes'
+            // routing state for these threads.
+            let warm_end = Instant::now() + Duration::from_secs_f64((plan.cluster_secs / 3.0).clamp(1.0, 3.0));
+            while Instant::now() < warm_end {
                 seq += 1;
                 let thread = rng.below(threads.len() as u64) as usize;
+                shared.mark_sent(seq, shared.now_us(), warm);
                 let node = push_node(seq, thread);
-                shared.mark_sent(seq, next.duration_since(shared.t0).as_micros() as u64, measured);
-                expected += threads[thread].len() as u64;
-                remote += threads[thread].iter().filter(|&&u| node_of(u) != node).count() as u64;
-                pushes += 1;
                 queues[node].borrow_mut().push_back(Job { seq, thread, same: is_same });
                 notifies[node].notify_one();
-                next += Duration::from_secs_f64(-(1.0 - rng.unit()).ln() / pushes_per_sec);
+                sleep(Duration::from_secs_f64(1.0 / pushes_per_sec.max(1.0))).await;
             }
-            queued.set(queues.iter().map(|q| q.borrow().len() as u64).sum());
+            sleep(Duration::from_millis(500)).await;
+            let errors0 = errors.get();
+            let b0 = broker_stats(system, monitor).await?;
+            let cpu0: Vec<f64> = pids.iter().map(|&p| procstat::cpu_seconds(p)).collect();
+            let lg0 = procstat::own_cpu_seconds(std::process::id());
+            let start = Instant::now();
+            let end = start + Duration::from_secs_f64(plan.cluster_secs);
+            let mut next = start;
+            let (mut pushes, mut expected, mut remote) = (0u64, 0u64, 0u64);
+            eprintln!(
+                "  [cluster {name}] round {round}/{rounds} {vname}: offering {rate:.0} deliveries/s ({pushes_per_sec:.0} pushes/s)"
+            );
+            while next < end {
+                let now = Instant::now();
+                if next > now {
+                    sleep_until(next).await;
+                }
+                let now = Instant::now();
+                while next <= now && next < end {
+                    seq += 1;
+                    let thread = rng.below(threads.len() as u64) as usize;
+                    let node = push_node(seq, thread);
+                    shared.mark_sent(seq, next.duration_since(shared.t0).as_micros() as u64, measured);
+                    expected += threads[thread].len() as u64;
+                    remote += threads[thread].iter().filter(|&&u| node_of(u) != node).count() as u64;
+                    pushes += 1;
+                    queues[node].borrow_mut().push_back(Job { seq, thread, same: is_same });
+                    notifies[node].notify_one();
+                    next += Duration::from_secs_f64(-(1.0 - rng.unit()).ln() / pushes_per_sec);
+                }
+                queued.set(queues.iter().map(|q| q.borrow().len() as u64).sum());
+            }
+            let var = &mut variants[v];
+            let want = var.expected + expected;
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let got = || shared.delivered_in.borrow().get(measured as usize).copied().unwrap_or(0);
+            while got() < want && Instant::now() < deadline {
+                sleep(Duration::from_millis(5)).await;
+            }
+            for (i, (&p, c0)) in pids.iter().zip(&cpu0).enumerate() {
+                var.cpu_s_each[i] += procstat::cpu_seconds(p) - c0;
+            }
+            loadgen_s[v] += procstat::own_cpu_seconds(std::process::id()) - lg0;
+            wall_s[v] += start.elapsed().as_secs_f64();
+            let b = broker_stats(system, monitor).await?.minus(b0);
+            var.broker.in_msgs += b.in_msgs;
+            var.broker.out_msgs += b.out_msgs;
+            var.broker.in_bytes += b.in_bytes;
+            var.broker.out_bytes += b.out_bytes;
+            var.pushes += pushes;
+            var.expected = want;
+            var.expected_remote += remote;
+            var.delivered = got();
+            var.publish_errors += errors.get() - errors0;
+            for q in &queues {
+                q.borrow_mut().clear();
+            }
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let got = || shared.delivered_in.borrow().get(measured as usize).copied().unwrap_or(0);
-        while got() < expected && Instant::now() < deadline {
-            sleep(Duration::from_millis(5)).await;
-        }
-        let cpu_each: Vec<f64> = pids.iter().zip(&cpu0).map(|(&p, c0)| procstat::cpu_seconds(p) - c0).collect();
-        let loadgen_busy = (procstat::own_cpu_seconds(std::process::id()) - lg0) / start.elapsed().as_secs_f64();
-        let broker = broker_stats(system, monitor).await?.minus(b0);
-        let delivered = got();
-        let latency = match shared.lat.borrow_mut().get_mut(measured as usize) {
+    }
+    for (v, var) in variants.iter_mut().enumerate() {
+        var.latency = match shared.lat.borrow_mut().get_mut(2 * v) {
             Some(l) => percentiles(l),
             None => Percentiles::default(),
         };
-        let cpu: f64 = cpu_each.iter().sum();
-        let var = Variant {
-            name: vname.into(),
-            target_rate: rate,
-            pushes,
-            expected,
-            expected_remote: remote,
-            delivered,
-            achieved_rate: delivered as f64 / plan.cluster_secs,
-            latency,
-            cpu_s: cpu,
-            cpu_s_each: [cpu_each[0], cpu_each[1], cpu_each[2]],
-            cpu_us_per_delivery: cpu * 1e6 / delivered.max(1) as f64,
-            broker,
-            publish_errors: errors.get() - errors0,
-            loadgen_busy,
-        };
+        var.cpu_s = var.cpu_s_each.iter().sum();
+        var.cpu_us_per_delivery = var.cpu_s * 1e6 / var.delivered.max(1) as f64;
+        var.achieved_rate = var.delivered as f64 / (plan.cluster_secs * rounds as f64);
+        var.loadgen_busy = loadgen_s[v] / wall_s[v].max(1e-9);
+        let per = |n: u64| n as f64 / var.pushes.max(1) as f64;
         eprintln!(
-            "  [cluster {name}] {vname}: delivered {delivered}/{expected} ({:.0} % remote), p50 {:.2} ms p99 {:.2} ms, {:.2} µs CPU/delivery (A {:.2} s, B {:.2} s, broker {:.2} s), broker {:.2} msgs in / {:.2} out / {:.0} B in per push, {} errors, load generator {:.0} % busy",
-            remote as f64 * 100.0 / expected.max(1) as f64,
+            "  [cluster {name}] {}: delivered {}/{} ({:.0} % remote), p50 {:.2} ms p99 {:.2} ms, {:.2} µs CPU/delivery (A {:.2} s, B {:.2} s, broker {:.2} s), broker {:.2} msgs in / {:.2} out / {:.0} B in per push, {} errors, load generator {:.0} % busy",
+            var.name,
+            var.delivered,
+            var.expected,
+            var.expected_remote as f64 * 100.0 / var.expected.max(1) as f64,
             var.latency.p50_ms,
             var.latency.p99_ms,
             var.cpu_us_per_delivery,
-            cpu_each[0],
-            cpu_each[1],
-            cpu_each[2],
-            broker.in_msgs as f64 / pushes.max(1) as f64,
-            broker.out_msgs as f64 / pushes.max(1) as f64,
-            broker.in_bytes as f64 / pushes.max(1) as f64,
+            var.cpu_s_each[0],
+            var.cpu_s_each[1],
+            var.cpu_s_each[2],
+            per(var.broker.in_msgs),
+            per(var.broker.out_msgs),
+            per(var.broker.in_bytes),
             var.publish_errors,
-            loadgen_busy * 100.0
+            var.loadgen_busy * 100.0
         );
-        variants.push(var);
-        for q in &queues {
-            q.borrow_mut().clear();
-        }
     }
     for w in workers {
         w.abort();
@@ -604,6 +639,7 @@ pub fn run(
         mean_members: mean,
         rate: plan.cluster_rate,
         step_secs: plan.cluster_secs,
+        rounds: plan.cluster_rounds.max(1),
         systems: Vec::new(),
     };
     for &s in systems {

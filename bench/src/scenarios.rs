@@ -54,9 +54,12 @@ pub struct Plan {
     /// Centrifugo clusters, nodes and broker on one core, must hold it).
     #[serde(default)]
     pub cluster_rate: f64,
-    /// Cluster scenario: seconds per variant.
+    /// Cluster scenario: seconds per variant and round.
     #[serde(default)]
     pub cluster_secs: f64,
+    /// Cluster scenario: rounds, each running both variants in turn.
+    #[serde(default)]
+    pub cluster_rounds: u32,
     /// Cluster scenario: keep-alive publishers per node.
     #[serde(default)]
     pub cluster_publishers: usize,
@@ -81,7 +84,8 @@ impl Plan {
             cluster_users: 10_000,
             cluster_threads: 5_000,
             cluster_rate: 5_000.0,
-            cluster_secs: 10.0,
+            cluster_secs: 5.0,
+            cluster_rounds: 3,
             cluster_publishers: 16,
         }
     }
@@ -105,6 +109,7 @@ impl Plan {
             cluster_threads: 1_000,
             cluster_rate: 2_000.0,
             cluster_secs: 3.0,
+            cluster_rounds: 1,
             cluster_publishers: 4,
         }
     }
