@@ -405,6 +405,17 @@ fn cluster_section(s: &mut String, c: &ClusterRun) {
             );
         }
     }
+    let _ = writeln!(s, "\nOne delivery to a socket on the other node, derived from the two variants (the cross-node step's CPU, less its same-node deliveries at the same-node step's cost, over its remote deliveries):\n");
+    let _ = writeln!(
+        s,
+        "| system | CPU µs per same-node delivery | CPU µs per remote delivery | remote / same |\n|---|---|---|---|"
+    );
+    for x in &c.systems {
+        let same = x.variants.iter().find(|v| v.name == "same-node").map(|v| v.cpu_us_per_delivery);
+        if let (Some(sm), Some(rm)) = (same, remote_delivery_us(x)) {
+            let _ = writeln!(s, "| {} | {sm:.2} | {rm:.2} | {:.2}× |", x.system.label(), rm / sm.max(1e-9));
+        }
+    }
     let _ = writeln!(
         s,
         "\nVersions: {}.",
