@@ -2,7 +2,7 @@
 # side by side on this machine. The load generator is bench/ (bm-bench);
 # each peer's config and install+start script is in bench/peers/.
 #
-#   make bench            full run (about 30 min): bench/RESULTS.md, bench/results.json, bench/plots/*.png
+#   make bench            full run (15–30 min): bench/RESULTS.md, bench/results.json, bench/plots/*.png
 #   QUICK=1 make bench    smoke run (about 3 min): the same into run/bench/quick/ (the checked-in results stay)
 #   make bench-quick      the same as QUICK=1 make bench
 #   make soak             the relay alone under mixed load for SOAK_MINUTES (default 10): leaks, lost deliveries
