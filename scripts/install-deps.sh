@@ -21,8 +21,9 @@ declare -A GROUPS_=(
   [browser]="chromium fonts-noto-color-emoji"
   # make test-conformance: an independent WebSocket client for the relay
   [conformance]="python3 python3-websockets"
-  # benchmarks only (mk/bench.mk installs it; not part of `make deps`)
-  [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs"
+  # benchmarks only (mk/bench.mk installs it; not part of `make deps`);
+  # redis-server: the broker of the two-node Centrifugo of the cluster scenario
+  [bench]="nginx-light libnginx-mod-nchan gnuplot-nox nodejs redis-server"
 )
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(build php wp broker browser lint conformance package)
@@ -55,7 +56,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts some daemons on install where a service manager runs; the
 # project starts its own private instances on loopback, never these.
-for svc in mariadb nginx nats-server php8.2-fpm; do
+for svc in mariadb nginx nats-server php8.2-fpm redis-server; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
 echo "install-deps: done"

@@ -4,7 +4,8 @@
 #   relay.sh start     exec the relay on 127.0.0.1:$BENCH_PORT (admin on +1)
 #   relay.sh version   print its version
 # Environment (set by bm-bench): BENCH_PORT, BENCH_RUN, BENCH_RELAY_KEY,
-# BENCH_SITE, BM_RELAY (the binary).
+# BENCH_SITE, BM_RELAY (the binary); for a cluster node (the cluster
+# scenario) also BENCH_NATS (nats://127.0.0.1:port) and BENCH_NODE (its name).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -34,7 +35,11 @@ case "${1:-}" in
         > "$BENCH_RUN/relay-limits.toml"
       config=(--config "$BENCH_RUN/relay-limits.toml")
     fi
-    exec "$bin" serve "${config[@]}" --listen "127.0.0.1:$BENCH_PORT" --admin-listen "127.0.0.1:$((BENCH_PORT + 1))"
+    cluster=()
+    if [ -n "${BENCH_NATS:-}" ]; then
+      cluster=(--nats "$BENCH_NATS" --node-name "${BENCH_NODE:?}")
+    fi
+    exec "$bin" serve "${config[@]}" "${cluster[@]}" --listen "127.0.0.1:$BENCH_PORT" --admin-listen "127.0.0.1:$((BENCH_PORT + 1))"
     ;;
   version)
     v="$("$bin" --version)"

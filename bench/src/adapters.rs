@@ -137,6 +137,13 @@ impl Ctx {
         })
     }
 
+    /// The same context for a node listening on `addr` (the cluster
+    /// scenario runs two nodes of one kind on ports picked at run time).
+    pub fn at(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
     /// The HTTP path of the WebSocket endpoint for `user`.
     pub fn ws_path(&self, user: u64) -> String {
         match self.kind {

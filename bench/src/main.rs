@@ -8,6 +8,7 @@
 
 mod adapters;
 mod clients;
+mod cluster;
 mod http;
 mod procstat;
 mod report;
@@ -44,6 +45,9 @@ enum Scenario {
     Broadcast,
     Chat,
     Churn,
+    /// Two nodes and a broker per server that has a cluster (bm-relay,
+    /// Centrifugo): chat with members on both nodes, and on one node.
+    Cluster,
 }
 
 #[derive(Subcommand)]
@@ -54,7 +58,7 @@ enum Cmd {
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = Kind::ALL.to_vec())]
         servers: Vec<Kind>,
         /// Scenarios to run.
-        #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Scenario::Idle, Scenario::Broadcast, Scenario::Chat, Scenario::Churn])]
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Scenario::Idle, Scenario::Broadcast, Scenario::Chat, Scenario::Churn, Scenario::Cluster])]
         scenarios: Vec<Scenario>,
         /// Small sizes (the QUICK=1 smoke mode, about 2 minutes for all four servers).
         #[arg(long)]
@@ -83,6 +87,9 @@ enum Cmd {
         /// Override: chat rates (deliveries/s), comma-separated.
         #[arg(long, value_delimiter = ',')]
         chat_rates: Option<Vec<f64>>,
+        /// Override: the cluster scenario's offered deliveries/s.
+        #[arg(long)]
+        cluster_rate: Option<f64>,
         /// Override: idle connection counts, comma-separated.
         #[arg(long, value_delimiter = ',')]
         idle_steps: Option<Vec<u64>>,
@@ -140,6 +147,7 @@ fn main() -> ExitCode {
             server_cpu,
             loadgen_cpu,
             chat_rates,
+            cluster_rate,
             idle_steps,
             check,
         } => {
@@ -150,9 +158,19 @@ fn main() -> ExitCode {
             if let Some(s) = idle_steps {
                 plan.idle_steps = s;
             }
+            if let Some(r) = cluster_rate {
+                plan.cluster_rate = r;
+            }
             let nofile = procstat::raise_nofile();
-            let biggest =
-                plan.idle_steps.iter().copied().max().unwrap_or(0).max(plan.broadcast_clients).max(plan.chat_users);
+            let biggest = plan
+                .idle_steps
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0)
+                .max(plan.broadcast_clients)
+                .max(plan.chat_users)
+                .max(plan.cluster_users);
             if biggest + 200 > nofile {
                 eprintln!("bm-bench: {biggest} clients need more than this process's open-file limit ({nofile}); lower the sizes");
                 return ExitCode::from(2);
@@ -181,6 +199,7 @@ fn main() -> ExitCode {
                     1 + plan.sources
                 ),
                 servers: Vec::new(),
+                cluster: None,
             };
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -190,7 +209,11 @@ fn main() -> ExitCode {
                 }
             };
             let local = tokio::task::LocalSet::new();
-            for kind in servers {
+            // The cluster scenario runs once after the others, over systems
+            // of two nodes each (cluster::run); with it alone, no server runs
+            // on its own.
+            let per_server: Vec<Scenario> = scenarios.iter().copied().filter(|&s| s != Scenario::Cluster).collect();
+            for &kind in servers.iter().filter(|_| !per_server.is_empty()) {
                 let version = env.version(kind);
                 eprintln!("== {} ({version})", kind.label());
                 let mut sr = ServerResult {
@@ -202,12 +225,13 @@ fn main() -> ExitCode {
                     churn: None,
                     errors: Vec::new(),
                 };
-                for &sc in &scenarios {
+                for &sc in &per_server {
                     let name = match sc {
                         Scenario::Idle => "idle",
                         Scenario::Broadcast => "broadcast",
                         Scenario::Chat => "chat",
                         Scenario::Churn => "churn",
+                        Scenario::Cluster => continue,
                     };
                     let log = run_dir.join(format!("{}-{name}.log", kind.name()));
                     let mut srv = match env.start(kind, &log) {
@@ -235,12 +259,19 @@ fn main() -> ExitCode {
                         }
                         Scenario::Chat => sr.chat = Some(local.block_on(&rt, scenarios::chat(ctx, pid, &p))),
                         Scenario::Churn => sr.churn = Some(local.block_on(&rt, scenarios::churn(ctx, pid, &p))),
+                        Scenario::Cluster => {}
                     }
                     srv.stop();
                     // let the closed sockets of this scenario leave the kernel's tables
                     std::thread::sleep(std::time::Duration::from_millis(500));
                 }
                 result.servers.push(sr);
+            }
+            if scenarios.contains(&Scenario::Cluster) {
+                let systems = cluster::System::for_servers(&servers);
+                if !systems.is_empty() {
+                    result.cluster = Some(cluster::run(&env, &systems, &secret, &plan, &rt, &local));
+                }
             }
             result.finished_unix = adapters::unix_now();
             let text = match serde_json::to_string_pretty(&result) {
@@ -259,7 +290,8 @@ fn main() -> ExitCode {
             if json {
                 println!("{text}");
             }
-            let failed = result.servers.iter().any(|s| !s.errors.is_empty());
+            let failed = result.servers.iter().any(|s| !s.errors.is_empty())
+                || result.cluster.iter().flat_map(|c| &c.systems).any(|s| !s.errors.is_empty());
             if failed {
                 eprintln!("bm-bench: some scenarios could not run (see errors in the result)");
                 return ExitCode::from(1);

@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::Kind;
+use crate::cluster::{ClusterRun, System};
 use crate::scenarios::{Broadcast, Chat, Churn, IdleRow, Plan};
 
 /// The machine the run was taken on.
@@ -94,6 +95,9 @@ pub struct RunResult {
     pub loadgen: String,
     /// Per server, bm-relay first.
     pub servers: Vec<ServerResult>,
+    /// The cluster scenario (two nodes and a broker per system), if it ran.
+    #[serde(default)]
+    pub cluster: Option<ClusterRun>,
 }
 
 fn utc(unix: u64) -> String {
@@ -297,19 +301,162 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
             );
         }
     }
+    if let Some(c) = &r.cluster {
+        cluster_section(&mut s, c);
+    }
     let _ = writeln!(s, "\n## Targets of issue 7, read from this run\n");
     for line in targets(r) {
         let _ = writeln!(s, "- {line}");
     }
+    if let Some(c) = &r.cluster {
+        let _ = writeln!(s, "\n## Targets of issue 13 (cluster), read from this run\n");
+        for line in cluster_targets(c) {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
     if !analysis.is_empty() {
         let _ = writeln!(s, "\n{analysis}");
     }
-    let errs: Vec<String> =
+    let mut errs: Vec<String> =
         r.servers.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {}: {e}", x.kind.label()))).collect();
+    for x in r.cluster.iter().flat_map(|c| &c.systems) {
+        errs.extend(x.errors.iter().map(|e| format!("- cluster, {}: {e}", x.system.label())));
+    }
     if !errs.is_empty() {
         let _ = writeln!(s, "\n## Scenarios that could not run\n\n{}", errs.join("\n"));
     }
     s
+}
+
+/// CPU µs of one delivery to a socket on the *other* node, derived from a
+/// system's two variants of the same run: the cross-node step's CPU less
+/// its same-node deliveries at the same-node step's cost per delivery,
+/// over its remote deliveries. `None` without both variants or remote ones.
+pub fn remote_delivery_us(x: &crate::cluster::ClusterSystem) -> Option<f64> {
+    let cross = x.variants.iter().find(|v| v.name == "cross-node")?;
+    let same = x.variants.iter().find(|v| v.name == "same-node")?;
+    if cross.expected == 0 || cross.expected_remote == 0 || same.delivered == 0 {
+        return None;
+    }
+    let per_same = same.cpu_s / same.delivered as f64;
+    // what was delivered, split in the proportion that was expected
+    let remote = cross.delivered as f64 * cross.expected_remote as f64 / cross.expected as f64;
+    let local = cross.delivered as f64 - remote;
+    Some(((cross.cpu_s - local * per_same) / remote * 1e6).max(0.0))
+}
+
+/// Section 5: the cluster scenario.
+fn cluster_section(s: &mut String, c: &ClusterRun) {
+    let _ = writeln!(s, "\n## 5. Cluster: two nodes and a broker\n");
+    let _ = writeln!(
+        s,
+        "Each system runs as two nodes and one broker, all three pinned to the server core: two bm-relays joined by one nats-server (`--nats`, `--node-name`), two Centrifugo v6 nodes on its NATS broker (one nats-server), and two Centrifugo nodes on its Redis engine (one redis-server; broker and presence in Redis, presence on for the personal channels, as bm-relay keeps every user's presence cluster-wide). {} users, one socket each: even users on node A, odd users on node B. Chat traffic at {:.0} deliveries/s offered, open-loop Poisson, {} threads of 2–10 members (mean {:.2}); {} round(s) of {} s per variant, each after a warm-up, the two variants taking turns (a shared machine's drifting load weighs on both alike):\n",
+        c.users, c.rate, c.threads, c.mean_members, c.rounds.max(1), c.step_secs
+    );
+    let _ = writeln!(s, "- **cross-node**: members drawn from all users (about half on each node); pushes go to node A and node B in turn, as a round-robin load balancer in front of the nodes would send WordPress's pushes, so about half of the deliveries are to the other node's sockets (*remote* column);");
+    let _ = writeln!(s, "- **same-node**: every thread's members sit on one node (threads alternate between A and B) and each push goes to that node: nothing has to cross to the other node.\n");
+    let _ = writeln!(s, "CPU is utime+stime of the three processes together (both nodes and the broker). Broker traffic is the difference of nats-server's `/varz` counters (`in_msgs`, `out_msgs`, `in_bytes`, `out_bytes`; the relays' heartbeats and presence included) or of Redis's `INFO stats` (commands processed, network bytes) across the step, per push. *cross / same* is the cross-node variant's CPU per delivery over the same-node variant's (about half of its deliveries are remote); *vs bm-relay* is the system's CPU per delivery over bm-relay's in the same variant (> 1: bm-relay is cheaper).\n");
+    let _ = writeln!(s, "| system | variant | remote | delivered / expected | p50 ms | p99 ms | CPU µs/delivery (A + B + broker) | node A / B / broker CPU-s | broker msgs in / out per push | broker bytes in / out per push | errors | load gen. busy | cross / same | vs bm-relay |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let relay = c.systems.iter().find(|x| x.system == System::Relay);
+    for x in &c.systems {
+        let same = x.variants.iter().find(|v| v.name == "same-node").map(|v| v.cpu_us_per_delivery);
+        for v in &x.variants {
+            let per = |n: u64| n as f64 / v.pushes.max(1) as f64;
+            let base = relay.and_then(|r| r.variants.iter().find(|q| q.name == v.name)).map(|q| q.cpu_us_per_delivery);
+            let cross_same = match (v.name.as_str(), same) {
+                ("cross-node", Some(sm)) if sm > 0.0 => format!("{:.2}×", v.cpu_us_per_delivery / sm),
+                _ => "–".into(),
+            };
+            let out_msgs = if x.system == System::CentrifugoRedis {
+                format!("{:.2} commands / –", per(v.broker.in_msgs))
+            } else {
+                format!("{:.2} / {:.2}", per(v.broker.in_msgs), per(v.broker.out_msgs))
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} % | {} / {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {} | {:.0} / {:.0} | {} | {:.0} % | {} | {} |",
+                x.system.label(),
+                v.name,
+                v.expected_remote as f64 * 100.0 / v.expected.max(1) as f64,
+                v.delivered,
+                v.expected,
+                v.latency.p50_ms,
+                v.latency.p99_ms,
+                v.cpu_us_per_delivery,
+                v.cpu_s_each[0],
+                v.cpu_s_each[1],
+                v.cpu_s_each[2],
+                out_msgs,
+                per(v.broker.in_bytes),
+                per(v.broker.out_bytes),
+                v.publish_errors,
+                v.loadgen_busy * 100.0,
+                cross_same,
+                base.map(|b| ratio_lower_better(b, v.cpu_us_per_delivery)).unwrap_or_else(|| "–".into()),
+            );
+        }
+        if x.failed_clients > 0 || x.lost_clients > 0 {
+            let _ = writeln!(
+                s,
+                "| {} | (clients) | | {} failed to connect, {} lost | | | | | | | | | | |",
+                x.system.label(),
+                x.failed_clients,
+                x.lost_clients
+            );
+        }
+    }
+    let _ = writeln!(s, "\nOne delivery to a socket on the other node, derived from the two variants (the cross-node step's CPU, less its same-node deliveries at the same-node step's cost, over its remote deliveries):\n");
+    let _ = writeln!(
+        s,
+        "| system | CPU µs per same-node delivery | CPU µs per remote delivery | remote / same |\n|---|---|---|---|"
+    );
+    for x in &c.systems {
+        let same = x.variants.iter().find(|v| v.name == "same-node").map(|v| v.cpu_us_per_delivery);
+        if let (Some(sm), Some(rm)) = (same, remote_delivery_us(x)) {
+            let _ = writeln!(s, "| {} | {sm:.2} | {rm:.2} | {:.2}× |", x.system.label(), rm / sm.max(1e-9));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nVersions: {}.",
+        c.systems.iter().map(|x| format!("{}: {}", x.system.label(), x.version)).collect::<Vec<_>>().join("; ")
+    );
+}
+
+/// The targets of issue #13, each with the figures that decide it.
+pub fn cluster_targets(c: &ClusterRun) -> Vec<String> {
+    let mut out = Vec::new();
+    let var = |sys: System, name: &str| {
+        c.systems
+            .iter()
+            .find(|x| x.system == sys)
+            .and_then(|x| x.variants.iter().find(|v| v.name == name))
+            .map(|v| v.cpu_us_per_delivery)
+    };
+    for name in ["cross-node", "same-node"] {
+        if let (Some(a), Some(b)) = (var(System::Relay, name), var(System::CentrifugoNats, name)) {
+            let f = b / a.max(1e-9);
+            out.push(format!(
+                "≥ 2× fewer CPU-seconds per delivery than Centrifugo on NATS, {name}: {f:.2}× ({a:.1} vs {b:.1} µs per delivery, nodes and broker together) — {}",
+                yes(f >= 2.0)
+            ));
+        }
+    }
+    let relay = c.systems.iter().find(|x| x.system == System::Relay);
+    if let (Some(x), Some(y), Some(rm)) =
+        (var(System::Relay, "cross-node"), var(System::Relay, "same-node"), relay.and_then(remote_delivery_us))
+    {
+        let f = rm / y.max(1e-9);
+        out.push(format!(
+            "a cross-node delivery costs ≤ 1.5× a same-node one (bm-relay, nodes and broker): one delivery to the other node's socket {f:.2}× a same-node one ({rm:.1} vs {y:.1} µs, derived) — {}; the cross-node traffic as a whole (about half remote) {:.2}× the same-node traffic ({x:.1} vs {y:.1} µs per delivery)",
+            yes(f <= 1.5),
+            x / y.max(1e-9)
+        ));
+    }
+    if out.is_empty() {
+        out.push("not decidable: bm-relay's and Centrifugo-on-NATS's cluster runs did not both complete".into());
+    }
+    out
 }
 
 fn gnuplot_data(r: &RunResult, dir: &Path) -> std::io::Result<Vec<(String, String)>> {
@@ -526,6 +673,29 @@ pub fn check(r: &RunResult) -> Vec<String> {
             }
         }
     }
+    for x in r.cluster.iter().flat_map(|c| &c.systems) {
+        let name = x.system.label();
+        if x.failed_clients > 0 || x.lost_clients > 0 {
+            out.push(format!("cluster {name}: {} clients failed, {} lost", x.failed_clients, x.lost_clients));
+        }
+        for want in ["cross-node", "same-node"] {
+            match x.variants.iter().find(|v| v.name == want) {
+                None => out.push(format!("cluster {name}: the {want} variant did not run")),
+                Some(v) => {
+                    if v.delivered < v.expected || v.publish_errors > 0 || v.expected == 0 {
+                        out.push(format!(
+                            "cluster {name} {want}: {} of {} delivered, {} publish errors",
+                            v.delivered, v.expected, v.publish_errors
+                        ));
+                    }
+                    // cross-node must have carried deliveries to the other node
+                    if want == "cross-node" && v.expected_remote == 0 {
+                        out.push(format!("cluster {name} cross-node: no delivery was to the other node"));
+                    }
+                }
+            }
+        }
+    }
     out
 }
 
@@ -569,6 +739,43 @@ mod tests {
     fn utc_of_known_instants() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(1_764_000_000), "2025-11-24 16:00:00 UTC");
+    }
+
+    fn variant(name: &str, cpu_s: f64, delivered: u64, expected_remote: u64) -> crate::cluster::Variant {
+        crate::cluster::Variant {
+            name: name.into(),
+            target_rate: 5000.0,
+            pushes: delivered / 6,
+            expected: delivered,
+            expected_remote,
+            delivered,
+            achieved_rate: 5000.0,
+            latency: crate::clients::Percentiles::default(),
+            cpu_s,
+            cpu_s_each: [cpu_s / 2.0, cpu_s / 2.0, 0.0],
+            cpu_us_per_delivery: cpu_s * 1e6 / delivered as f64,
+            broker: crate::cluster::BrokerStats::default(),
+            publish_errors: 0,
+            loadgen_busy: 0.1,
+        }
+    }
+
+    #[test]
+    fn remote_delivery_cost_is_what_the_remote_half_adds() {
+        // same-node: 20 µs a delivery; cross-node: half remote, 30 µs on
+        // average, so a remote delivery costs 40 µs
+        let x = crate::cluster::ClusterSystem {
+            system: System::Relay,
+            version: String::new(),
+            failed_clients: 0,
+            lost_clients: 0,
+            variants: vec![variant("cross-node", 1.5, 50_000, 25_000), variant("same-node", 1.0, 50_000, 0)],
+            errors: Vec::new(),
+        };
+        let us = remote_delivery_us(&x).unwrap();
+        assert!((us - 40.0).abs() < 1e-6, "{us}");
+        let only_same = crate::cluster::ClusterSystem { variants: vec![x.variants[1].clone()], ..x };
+        assert!(remote_delivery_us(&only_same).is_none());
     }
 
     #[test]

@@ -44,6 +44,25 @@ pub struct Plan {
     pub churn_concurrency: u64,
     /// Source addresses 127.0.0.2 … used by clients.
     pub sources: u8,
+    /// Cluster scenario: users (one socket each, half on each node).
+    #[serde(default)]
+    pub cluster_users: u64,
+    /// Cluster scenario: threads per variant.
+    #[serde(default)]
+    pub cluster_threads: u64,
+    /// Cluster scenario: offered deliveries per second (one rate: both
+    /// Centrifugo clusters, nodes and broker on one core, must hold it).
+    #[serde(default)]
+    pub cluster_rate: f64,
+    /// Cluster scenario: seconds per variant and round.
+    #[serde(default)]
+    pub cluster_secs: f64,
+    /// Cluster scenario: rounds, each running both variants in turn.
+    #[serde(default)]
+    pub cluster_rounds: u32,
+    /// Cluster scenario: keep-alive publishers per node.
+    #[serde(default)]
+    pub cluster_publishers: usize,
 }
 
 impl Plan {
@@ -62,6 +81,12 @@ impl Plan {
             churn_secs: 8.0,
             churn_concurrency: 128,
             sources: 16,
+            cluster_users: 10_000,
+            cluster_threads: 5_000,
+            cluster_rate: 5_000.0,
+            cluster_secs: 5.0,
+            cluster_rounds: 3,
+            cluster_publishers: 16,
         }
     }
 
@@ -80,6 +105,12 @@ impl Plan {
             churn_secs: 2.0,
             churn_concurrency: 32,
             sources: 16,
+            cluster_users: 2_000,
+            cluster_threads: 1_000,
+            cluster_rate: 2_000.0,
+            cluster_secs: 3.0,
+            cluster_rounds: 1,
+            cluster_publishers: 4,
         }
     }
 }
@@ -208,7 +239,7 @@ pub struct Churn {
     pub loadgen_busy: f64,
 }
 
-fn progress(label: String, shared: Rc<Shared>, extra: Rc<Cell<u64>>) -> JoinHandle<()> {
+pub fn progress(label: String, shared: Rc<Shared>, extra: Rc<Cell<u64>>) -> JoinHandle<()> {
     tokio::task::spawn_local(async move {
         loop {
             sleep(Duration::from_secs(1)).await;
@@ -225,9 +256,10 @@ fn progress(label: String, shared: Rc<Shared>, extra: Rc<Cell<u64>>) -> JoinHand
 }
 
 /// Opens clients for users `from..=to`, at most 256 handshakes at a time;
-/// returns when all are ready or failed (or after 120 s).
-async fn connect_range(
-    ctx: &Rc<Ctx>,
+/// returns when all are ready or failed (or after 120 s). User `u`
+/// connects to `ctxs[u % ctxs.len()]` (one server, or the nodes of a cluster).
+pub async fn connect_range(
+    ctxs: &[Rc<Ctx>],
     shared: &Rc<Shared>,
     from: u64,
     to: u64,
@@ -240,7 +272,7 @@ async fn connect_range(
         while launched - (shared.ready.get() + shared.failed.get() - launched_before) >= 256 {
             sleep(Duration::from_millis(2)).await;
         }
-        let (c, s, st) = (ctx.clone(), shared.clone(), stop.clone());
+        let (c, s, st) = (ctxs[(u % ctxs.len() as u64) as usize].clone(), shared.clone(), stop.clone());
         tokio::task::spawn_local(clients::run(c, s, u, clients::source_addr(u, sources), Mode::Hold, st));
         launched += 1;
     }
@@ -261,7 +293,7 @@ pub async fn idle(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Vec<IdleRow> {
     let mut rows = Vec::new();
     let mut have = 0u64;
     for &n in &plan.idle_steps {
-        connect_range(&ctx, &shared, have + 1, n, plan.sources, &stop).await;
+        connect_range(std::slice::from_ref(&ctx), &shared, have + 1, n, plan.sources, &stop).await;
         have = n;
         sleep(Duration::from_secs(2)).await;
         let rss = procstat::rss_bytes(pid);
@@ -301,7 +333,7 @@ pub async fn broadcast(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Broadcast {
     let (stop_tx, stop) = watch::channel(false);
     let tick = progress(format!("{} broadcast", ctx.kind.name()), shared.clone(), Rc::new(Cell::new(0)));
     let n = plan.broadcast_clients;
-    connect_range(&ctx, &shared, 1, n, plan.sources, &stop).await;
+    connect_range(std::slice::from_ref(&ctx), &shared, 1, n, plan.sources, &stop).await;
     let clients = shared.ready.get();
     let users: Vec<u64> = (1..=n).collect();
     let mut conn = http::Conn::new(ctx.addr);
@@ -429,7 +461,7 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
     let (stop_tx, stop) = watch::channel(false);
     let queued = Rc::new(Cell::new(0u64));
     let tick = progress(format!("{} chat", ctx.kind.name()), shared.clone(), queued.clone());
-    connect_range(&ctx, &shared, 1, plan.chat_users, plan.sources, &stop).await;
+    connect_range(std::slice::from_ref(&ctx), &shared, 1, plan.chat_users, plan.sources, &stop).await;
     let mut rng = Rng::new(0x5eed_cafe);
     let threads = Rc::new(make_threads(plan.chat_users, plan.chat_threads, &mut rng));
     let mean = threads.iter().map(|t| t.len() as f64).sum::<f64>() / threads.len().max(1) as f64;

@@ -65,8 +65,51 @@ impl Env {
 
     /// Starts `kind` pinned to the server core and waits until it accepts.
     pub fn start(&self, kind: Kind, log: &Path) -> Result<Server, String> {
-        std::fs::create_dir_all(self.run_dir.join(kind.name())).map_err(|e| format!("run dir: {e}"))?;
         let inner = self.command(kind, "start");
+        self.start_command(inner, &self.run_dir.join(kind.name()), kind.label(), kind.port(), log)
+    }
+
+    /// Starts peer script `script` (`bench/peers/<script>.sh start`) with the
+    /// common environment, `BENCH_PORT=port`, `BENCH_RUN=run` and `extra`,
+    /// pinned to the server core, and waits until `port` accepts (one
+    /// process of the cluster scenario: a node or its broker).
+    pub fn start_script(
+        &self,
+        script: &str,
+        label: &str,
+        port: u16,
+        run: &Path,
+        extra: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Server, String> {
+        let mut inner = Command::new("bash");
+        inner
+            .arg(self.peers.join(format!("{script}.sh")))
+            .arg("start")
+            .env("BENCH_PORT", port.to_string())
+            .env("BENCH_RUN", run)
+            .env("BENCH_RELAY_KEY", &self.relay_key)
+            .env("BM_RELAY", &self.relay_bin)
+            .env("BENCH_CENTRIFUGO_API_KEY", crate::adapters::CENTRIFUGO_API_KEY)
+            .env("BENCH_SITE", crate::adapters::SITE);
+        for (k, v) in extra {
+            inner.env(k, v);
+        }
+        self.start_command(inner, run, label, port, log)
+    }
+
+    /// The version line of peer script `script`.
+    pub fn script_version(&self, script: &str) -> String {
+        let mut c = Command::new("bash");
+        c.arg(self.peers.join(format!("{script}.sh"))).arg("version").env("BM_RELAY", &self.relay_bin);
+        match c.stderr(Stdio::null()).output() {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+            _ => "unknown".into(),
+        }
+    }
+
+    fn start_command(&self, inner: Command, run: &Path, label: &str, port: u16, log: &Path) -> Result<Server, String> {
+        std::fs::create_dir_all(run).map_err(|e| format!("run dir: {e}"))?;
         let mut c = Command::new("taskset");
         c.arg("-c").arg(self.server_cpu.to_string()).arg(inner.get_program()).args(inner.get_args());
         for (k, v) in inner.get_envs() {
@@ -74,8 +117,8 @@ impl Env {
                 c.env(k, v);
             }
         }
-        let addr = SocketAddr::from(([127, 0, 0, 1], kind.port()));
-        let server = launch(c, kind.label(), addr, log)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let server = launch(c, label, addr, log)?;
         // let it finish starting (nginx forks its worker after listening)
         std::thread::sleep(Duration::from_millis(500));
         Ok(server)
