@@ -6,20 +6,17 @@
 // WordPress; no message Alice sent meanwhile is lost, none is shown twice.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, cleanup, person, shot, sleep, startSite, until } from './site.js';
+import { ROOT, cleanup, person, shot, sleep, startNats, startSite, until } from './site.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
-const NATS_BIN = process.env.BM_NATS_SERVER || ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => fs.existsSync(p));
 
 /** @type {any} */ let site;
 /** @type {any} */ let alice;
 /** @type {any} */ let bob;
-/** @type {import('node:child_process').ChildProcess|null} */ let nats = null;
+/** @type {{url: string, stop: () => void}|null} */ let nats = null;
 
 const texts = (p) => p.page.$$eval('#bm-chat .bmc-messages > li.bmc-msg:not(.bmc-pending) > .bmc-text', (els) => els.map((e) => e.textContent));
 const conn = (p) => p.page.getAttribute('#bm-chat .bmc-conn', 'data-state');
@@ -39,36 +36,10 @@ async function send(p, text) {
     .waitFor({ timeout: 10000 });
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 before(async () => {
   assert.ok(fs.existsSync(EXT), `${EXT} is missing: run \`make ext\``);
-  assert.ok(NATS_BIN, 'nats-server is not installed: make test-e2e installs it (scripts/install-deps.sh broker)');
-  const port = await freePort();
-  // Loopback only, no config file: a private server for this test.
-  nats = spawn(NATS_BIN, ['-a', '127.0.0.1', '-p', String(port)], { detached: true, stdio: 'ignore' });
-  const url = `nats://127.0.0.1:${port}`;
-  await until(
-    () =>
-      new Promise((resolve) => {
-        const s = net.connect(port, '127.0.0.1', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
-    10000,
-    'nats-server to listen',
-  );
+  nats = await startNats();
+  const url = nats.url;
   site = await startSite({ ext: EXT, env: { BM_CLUSTER_NATS: `${url} ${url}`, BM_RELAY2_USERS: 'bob' } });
   assert.ok(site.relay2, 'the site runs in cluster mode');
   [alice, bob] = await Promise.all([person(site, 'alice'), person(site, 'bob')]);
@@ -78,13 +49,7 @@ after(async () => {
   for (const p of [alice, bob]) if (p) await shot(p.page, `cluster-final-${p.login}`).catch(() => {});
   await cleanup();
   if (site) await site.stop();
-  if (nats) {
-    try {
-      process.kill(-nats.pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
+  if (nats) nats.stop();
 });
 
 test('Bob\'s relay is SIGKILLed: his page reconnects to the other relay and catches up, no message lost or doubled', async (t) => {

@@ -10,33 +10,19 @@
 // relay cluster and the client, not the WordPress version.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, cleanup, person, shot, startSite, until } from './site.js';
+import { ROOT, cleanup, person, shot, startNats, startSite, until } from './site.js';
 import { connected, msg, open, send, startConversation, texts } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
-const NATS_BIN = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) => fs.existsSync(p));
 const LATEST = !!process.env.BM_WP_SRC;
 
 /** @type {any} */ let site;
 /** @type {any} */ let alice;
 /** @type {any} */ let bob;
-/** @type {import('node:child_process').ChildProcess|null} */ let nats = null;
-
-/** A free port on 127.0.0.1 (the kernel's pick, released at once). */
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {net.AddressInfo} */ (srv.address());
-      srv.close(() => resolve(port));
-    });
-  });
+/** @type {{url: string, stop: () => void}|null} */ let nats = null;
 
 /** A relay's authenticated sockets, from its admin /metrics (0 when it does not answer). */
 async function sockets(adminPort) {
@@ -51,11 +37,9 @@ async function sockets(adminPort) {
 
 before(async () => {
   if (LATEST) return;
-  assert.ok(NATS_BIN, 'nats-server is not installed (make test-e2e installs it: scripts/install-deps.sh broker)');
   assert.ok(fs.existsSync(EXT), `${EXT} is missing: run \`make ext\``);
-  const port = await freePort();
-  nats = spawn(NATS_BIN, ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-  const url = `nats://127.0.0.1:${port}`;
+  nats = await startNats();
+  const url = nats.url;
   // Both relays on the one nats-server; nginx in front (site.php BM_CLUSTER_LB).
   site = await startSite({ ext: EXT, env: { BM_CLUSTER_NATS: `${url} ${url}`, BM_CLUSTER_LB: '1' } });
   assert.ok(site.relay2?.lb, 'site.php started the balancer');
@@ -68,7 +52,7 @@ after(async () => {
   }
   await cleanup();
   if (site) await site.stop();
-  if (nats) nats.kill('SIGKILL');
+  if (nats) nats.stop();
 });
 
 test('relay 1 is SIGKILLed mid-conversation: pages move to relay 2 through nginx, and nothing is lost', { skip: LATEST && 'the cluster is tested on Debian\'s WordPress (make test-e2e)' }, async (t) => {

@@ -17,10 +17,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, cleanup, person, shot, startSite } from './site.js';
+import { ROOT, cleanup, freePort, person, shot, startSite } from './site.js';
 import { connected, msg, open, send, startConversation } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
@@ -38,16 +37,6 @@ const TEXTS = ['Message Narwhal 8842', 'Reply Axolotl 3307'];
 /** @type {http.Server|null} */ let proxy = null;
 /** Every request body WordPress sent the relay, as received by the proxy. */
 const sent = [];
-
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {net.AddressInfo} */ (srv.address());
-      srv.close(() => resolve(port));
-    });
-  });
 
 /** An HTTP proxy to 127.0.0.1:`to` that keeps a copy of every request (head and body). */
 function recordingProxy(port, to) {

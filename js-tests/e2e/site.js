@@ -9,10 +9,11 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { launchBrowser, track } from '../client/harness.js';
+import { launchBrowser, track, until } from '../client/harness.js';
 
 export { cleanup, relayPost, sleep, until } from '../client/harness.js';
 
@@ -143,4 +144,52 @@ export async function shot(page, name) {
   const chat = page.locator('#bm-chat');
   if (await chat.count()) await chat.screenshot({ path: file });
   else await page.screenshot({ path: file, fullPage: true });
+}
+
+/** A free port on 127.0.0.1 (the kernel's pick, released at once). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {net.AddressInfo} */ (srv.address());
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Debian's nats-server, or BM_NATS_SERVER. */
+export const NATS_BIN = process.env.BM_NATS_SERVER || ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) => fs.existsSync(p));
+
+/**
+ * A private nats-server on a free loopback port (no config file), in its
+ * own process group; resolves once it accepts connections with its `url`
+ * and `stop()`.
+ */
+export async function startNats() {
+  if (!NATS_BIN) throw new Error('nats-server is not installed: make test-e2e installs it (scripts/install-deps.sh broker)');
+  const port = await freePort();
+  const child = spawn(NATS_BIN, ['-a', '127.0.0.1', '-p', String(port)], { detached: true, stdio: 'ignore' });
+  groups.add(child.pid);
+  await until(
+    () =>
+      new Promise((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      }),
+    10000,
+    'nats-server to listen',
+  );
+  const stop = () => {
+    groups.delete(child.pid);
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  };
+  return { url: `nats://127.0.0.1:${port}`, stop };
 }

@@ -382,6 +382,16 @@ fn queue(conn: &Conn, frame: &Frame, max_queue: usize, d: &mut Delivery) -> bool
     }
 }
 
+/// The `max` lowest of `users`, ascending, and whether there were more:
+/// the shape of a `presence` op's answer for one thread.
+pub fn first_users(users: HashSet<UserId>, max: usize) -> (Vec<UserId>, bool) {
+    let mut users: Vec<UserId> = users.into_iter().collect();
+    users.sort_unstable();
+    let more = users.len() > max;
+    users.truncate(max);
+    (users, more)
+}
+
 impl Fanout for LocalRouter {
     fn register(&self, conn: &Arc<Conn>, caps: Caps) -> Result<(), RegisterError> {
         let site = self.site_or_create(&conn.site);
@@ -507,11 +517,7 @@ impl Fanout for LocalRouter {
                 }
             }
         });
-        let mut users: Vec<UserId> = seen.into_iter().collect();
-        users.sort_unstable();
-        let more = users.len() > max;
-        users.truncate(max);
-        (users, more)
+        first_users(seen, max)
     }
 
     fn disconnect(

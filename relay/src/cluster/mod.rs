@@ -388,11 +388,7 @@ impl Fanout for ClusterRouter {
         }
         let mut all: HashSet<UserId> = local.into_iter().collect();
         self.dir.thread_users(site, thread, max, &mut all);
-        let mut users: Vec<UserId> = all.into_iter().collect();
-        users.sort_unstable();
-        let more = users.len() > max;
-        users.truncate(max);
-        (users, more)
+        crate::router::first_users(all, max)
     }
 
     fn disconnect(
