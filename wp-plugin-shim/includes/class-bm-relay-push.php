@@ -146,7 +146,7 @@ final class BM_Relay_Push
      * @param array<string,mixed> $data
      * @return array<string,mixed>
      */
-    public static function thread_event_array(object $thread, string $type, array $data, ?string $id = null, ?int $seq = null): array
+    public static function thread_event_array(object $thread, string $type, array $data, ?string $id = null, ?int $seq = null, ?array $to = null): array
     {
         // Sealed with the event: the thread it belongs to and its number in
         // that thread, so a browser that sees a number skipped catches up
@@ -157,7 +157,9 @@ final class BM_Relay_Push
         $event = [
             'type' => $type,
             'data' => $data,
-            'to' => BM_Relay_Store::members((int) $thread->id),
+            // $to: the members, when the caller read them already (one
+            // query for a batch of events, not one per event).
+            'to' => $to ?? BM_Relay_Store::members((int) $thread->id),
             'thread' => (int) $thread->id,
             'epoch' => (int) $thread->epoch,
             'live' => true,

@@ -108,8 +108,9 @@ final class BM_Relay_Retention
             // Numbered like every thread event (PROTOCOL.md §4.1): the run
             // of numbers for this thread's deletions in one statement.
             $seq = BM_Relay_Store::next_seq($tid, count($ids)) - count($ids);
+            $members = BM_Relay_Store::members($tid);
             foreach ($ids as $id) {
-                $events[] = BM_Relay_Push::thread_event_array($thread, 'message.delete', ['id' => $id], null, ++$seq);
+                $events[] = BM_Relay_Push::thread_event_array($thread, 'message.delete', ['id' => $id], null, ++$seq, $members);
             }
         }
         BM_Relay_Push::send($events);
