@@ -155,18 +155,24 @@ export function relayPost(port, site, relayKey, reqPath, bodyObj) {
 
 // ---- processes and ports ------------------------------------------------
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+/** A loopback port free now, from 20000-32767 (below the kernel's ephemeral range, as php-tests/lib/free-port.php explains; the e2e suite uses it too). */
+export async function freePort() {
+  for (let i = 0; i < 1000; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12768);
+    if (handedOut.has(port)) continue; // given out already, maybe not bound yet
+    const free = await new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
     });
-  });
+    if (free) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free loopback port in 20000-32767 after 1000 tries');
 }
+const handedOut = new Set();
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -13,9 +13,9 @@ import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { launchBrowser, track, until } from '../client/harness.js';
+import { freePort, launchBrowser, track, until } from '../client/harness.js';
 
-export { cleanup, relayPost, sleep, until } from '../client/harness.js';
+export { cleanup, freePort, relayPost, sleep, until } from '../client/harness.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root. */
@@ -130,7 +130,14 @@ export async function person(site, login, { viewport = { width: 1100, height: 80
   await page.goto(`${site.url}/wp-login.php?redirect_to=${encodeURIComponent(site.chat_url)}`);
   await page.fill('#user_login', login);
   await page.fill('#user_pass', site.password);
-  await Promise.all([page.waitForNavigation(), page.click('#wp-submit')]);
+  // Wait for the redirect away from wp-login.php to be committed, not for
+  // the next page's `load` (its scripts and styles): that page is left at
+  // once for the chat page, and its full load on a busy 2-core machine took
+  // more than Playwright's 30 s once in ~10 runs.
+  await Promise.all([
+    page.waitForURL((u) => !u.pathname.endsWith('/wp-login.php'), { waitUntil: 'commit', timeout: 60000 }).catch(() => {}),
+    page.click('#wp-submit'),
+  ]);
   if (page.url().includes('wp-login.php')) throw new Error(`login as ${login} failed: ${page.url()}`);
   await page.goto(site.chat_url);
   await page.locator('#bm-chat .bmc').waitFor({ timeout: 10000 });
@@ -144,18 +151,6 @@ export async function shot(page, name) {
   const chat = page.locator('#bm-chat');
   if (await chat.count()) await chat.screenshot({ path: file });
   else await page.screenshot({ path: file, fullPage: true });
-}
-
-/** A free port on 127.0.0.1 (the kernel's pick, released at once). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {net.AddressInfo} */ (srv.address());
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Debian's nats-server, or BM_NATS_SERVER. */

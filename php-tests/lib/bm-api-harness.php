@@ -13,6 +13,8 @@
  * if any; without it the children use the pure-PHP fallback).
  */
 
+require_once __DIR__ . '/free-port.php';
+
 /** Shared small utilities. */
 final class BM_Test
 {
@@ -32,13 +34,7 @@ final class BM_Test
     /** A free loopback TCP port. */
     public static function free_port(): int
     {
-        $s = stream_socket_server('tcp://127.0.0.1:0', $errno, $errstr);
-        if ($s === false) {
-            throw new RuntimeException("no free port: $errstr");
-        }
-        $name = (string) stream_socket_get_name($s, false);
-        fclose($s);
-        return (int) substr((string) strrchr($name, ':'), 1);
+        return bm_test_free_port();
     }
 
     /** A new random site secret (b64u, 43 chars). */

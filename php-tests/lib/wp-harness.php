@@ -22,6 +22,8 @@
  * fallback), BM_WP_KEEP=1 keeps the run directory for debugging.
  */
 
+require_once __DIR__ . '/free-port.php';
+
 final class BM_WP_Harness
 {
     /** Repository root. */
@@ -147,13 +149,7 @@ final class BM_WP_Harness
     /** A free TCP port on 127.0.0.1 (bound, read, released). */
     public static function free_port(): int
     {
-        $s = stream_socket_server('tcp://127.0.0.1:0', $errno, $errstr);
-        if (!$s) {
-            throw new RuntimeException("no free port: $errstr");
-        }
-        $name = stream_socket_get_name($s, false);
-        fclose($s);
-        return (int) substr((string) strrchr((string) $name, ':'), 1);
+        return bm_test_free_port();
     }
 
     /**
