@@ -29,6 +29,7 @@ define('BM_RELAY_DIR', plugin_dir_path(__FILE__));
 require_once BM_RELAY_DIR . 'includes/fallback.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-schema.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-settings.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-ids.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-store.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-limits.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-push.php';

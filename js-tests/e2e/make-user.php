@@ -31,4 +31,11 @@ if (is_wp_error($user)) {
 if ($next_thread !== null) {
     $wpdb->query($wpdb->prepare("ALTER TABLE {$wpdb->prefix}bmr_threads AUTO_INCREMENT = %d", (int) $next_thread));
 }
-echo json_encode(['id' => (int) $user]), "\n";
+// What the relay will call them (and the thread): the privacy test's
+// control, which must find these where the ids are not.
+echo json_encode([
+    'id' => (int) $user,
+    'wire' => BM_Relay_Ids::user((int) $user),
+    'thread_wire' => $next_thread === null ? null : BM_Relay_Ids::thread((int) $next_thread),
+    'protocol' => BM_Relay_Ids::protocol(),
+]), "\n";

@@ -5,14 +5,14 @@
 // trace level, its /metrics, and every byte WordPress sent it (through a
 // recording proxy in front of it).
 //
-// Asserted now: no login, display name, subject or message text is
-// anywhere in there — the relay only ever gets ciphertext and numbers —
+// Asserted: no login, display name, subject or message text is anywhere
+// in there — the relay only ever gets ciphertext and numbers — and, in
+// protocol 2 (§3.2, a new site's default), no WordPress user or thread id
+// either (decimal, or as the relay would hold a number: u64 little-endian),
 // with the relay deployed as docs/DEPLOY.md §5 says (a host name of its
 // own, so browsers send it none of the site's cookies).
-// Shown, not hidden: in protocol v1 the WordPress ids themselves are in
-// the pushes and in the relay's routing memory (the positive control that
-// proves the scan sees what the relay holds). Protocol v2 (§3.2) replaces
-// them with pseudonyms; this test then asserts they are gone too.
+// The control that proves the scan sees what the relay holds: the
+// pseudonyms it routes by are found, in its memory and in the pushes.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -34,6 +34,8 @@ const TEXTS = ['Message Narwhal 8842', 'Reply Axolotl 3307'];
 /** @type {any} */ let site;
 /** @type {any} */ let zoya;
 /** @type {any} */ let yuri;
+/** What the relay calls Zoya, Yuri and the thread (their pseudonyms). */
+const WIRE = { zoya: 0, yuri: 0, thread: 0 };
 /** @type {http.Server|null} */ let proxy = null;
 /** Every request body WordPress sent the relay, as received by the proxy. */
 const sent = [];
@@ -134,6 +136,9 @@ before(async () => {
   for (const [p, next] of [[ZOYA, THREAD_ID], [YURI, null]]) {
     const r = await site.command(`user ${p.login} ${p.id}${next ? ` ${next}` : ''}`);
     assert.equal(r.id, p.id, `${p.login} has the distinctive id`);
+    assert.equal(r.protocol, 2, 'a new site speaks protocol 2');
+    WIRE[p === ZOYA ? 'zoya' : 'yuri'] = r.wire;
+    if (next) WIRE.thread = r.thread_wire;
   }
   site.users[ZOYA.login] = ZOYA.id;
   site.users[YURI.login] = YURI.id;
@@ -149,7 +154,7 @@ after(async () => {
   if (proxy) proxy.close();
 });
 
-test('the relay holds, logs and receives no login, name, subject or message text (v1: the ids, shown as the control)', async (t) => {
+test('the relay holds, logs and receives no WordPress id, login, name, subject or message text (protocol 2)', async (t) => {
   await Promise.all([connected(zoya), connected(yuri)]);
   const thread = await startConversation(zoya, 'yuri', YURI.name, SUBJECT);
   assert.equal(thread, THREAD_ID, 'the thread has the distinctive id');
@@ -174,9 +179,18 @@ test('the relay holds, logs and receives no login, name, subject or message text
     text(`user id ${YURI.id} (decimal)`, String(YURI.id)),
     text(`thread id ${THREAD_ID} (decimal)`, String(THREAD_ID)),
     u64le(`user id ${ZOYA.id} (u64)`, ZOYA.id),
+    u64le(`user id ${YURI.id} (u64)`, YURI.id),
     u64le(`thread id ${THREAD_ID} (u64)`, THREAD_ID),
   ];
-  const all = [...secrets, ...ids];
+  for (const [who, w] of Object.entries(WIRE)) assert.ok(Number.isSafeInteger(w) && w > 0 && ![ZOYA.id, YURI.id, THREAD_ID].includes(w), `${who}'s pseudonym ${w}`);
+  const wires = [
+    text(`Zoya's pseudonym ${WIRE.zoya} (decimal)`, String(WIRE.zoya)),
+    text(`thread pseudonym ${WIRE.thread} (decimal)`, String(WIRE.thread)),
+    u64le(`Zoya's pseudonym (u64)`, WIRE.zoya),
+    u64le(`thread pseudonym (u64)`, WIRE.thread),
+  ];
+  const hidden = [...secrets, ...ids];
+  const all = [...hidden, ...wires];
 
   const { pid } = await site.command('relay-pid');
   assert.ok(pid > 0 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('serve'), `relay pid ${pid}`);
@@ -190,14 +204,16 @@ test('the relay holds, logs and receives no login, name, subject or message text
 
   assert.ok(sent.length >= 4, 'WordPress pushed through the recording proxy');
   assert.ok(scanned > 1 << 20, 'the relay\'s memory was read');
-  for (const n of secrets) {
+  for (const n of hidden) {
     assert.equal(memory.get(n.label), 0, `${n.label} in the relay's memory`);
     assert.equal(log.get(n.label), 0, `${n.label} in the relay's log`);
     assert.equal(metrics.get(n.label), 0, `${n.label} in /metrics`);
     assert.equal(traffic.get(n.label), 0, `${n.label} in what WordPress sent the relay`);
   }
-  // Protocol v1: the ids are routing data in clear. The control: the scan
-  // finds them where they are, so its zeros above mean something.
-  assert.ok(traffic.get(ids[0].label) > 0, 'v1: user ids in the pushes');
-  assert.ok(memory.get(ids[3].label) > 0, 'v1: a user id (u64) in the relay\'s routing memory');
+  // The control: the scan finds the relay's routing ids where they are, so
+  // its zeros above mean something.
+  assert.ok(traffic.get(wires[0].label) > 0, 'Zoya\'s pseudonym in the pushes');
+  assert.ok(traffic.get(wires[1].label) > 0, 'the thread\'s pseudonym in the pushes');
+  assert.ok(memory.get(wires[2].label) > 0, 'Zoya\'s pseudonym (u64) in the relay\'s routing memory');
+  assert.ok(memory.get(wires[3].label) > 0, 'the thread\'s pseudonym (u64) in the relay\'s routing memory');
 });

@@ -574,7 +574,7 @@ PHP);
                         throw new RuntimeException('make-user.php: ' . implode("\n", $out));
                     }
                     $h->users[$m[1]] = (int) $made['id'];
-                    say(['ok' => 'user', 'id' => (int) $made['id']]);
+                    say(['ok' => 'user', 'id' => (int) $made['id'], 'wire' => $made['wire'], 'thread_wire' => $made['thread_wire'], 'protocol' => $made['protocol']]);
                     break;
                 }
                 if (preg_match('/^bulk-threads (\d{1,5}) ([a-z]+) ([a-z]+)$/D', $cmd, $m) && isset($h->users[$m[2]], $h->users[$m[3]])) {

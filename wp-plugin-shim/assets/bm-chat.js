@@ -10,6 +10,7 @@
 // User content is always set with textContent, never as HTML.
 
 import { BmClient } from './bm-client.js';
+import { WireIds } from './bm-wire.js';
 
 /** Default strings; the shortcode passes translated ones in `config.strings`. */
 const DEFAULT_STRINGS = {
@@ -159,6 +160,8 @@ export class BmChat {
     this.root = root;
     this.cfg = config;
     this.me = Number(config.user);
+    /** What the relay calls our users and threads (pseudonyms in protocol 2; bm-wire.js). */
+    this.wire = new WireIds();
     this.t = { ...DEFAULT_STRINGS, ...(config.strings || {}) };
     /** A count-dependent string of the page for `n` (for tests and add-ons too). */
     this.plural = (key, n) => plural(this.t[key], n);
@@ -258,6 +261,7 @@ export class BmChat {
     this.bundlePromise = (async () => {
       try {
         const b = await this.rest('POST', '/token');
+        this.wire.learnBundle(b, this.me);
         const threads = new Map();
         const keys = new Map();
         if (b.user_key) keys.set(b.user_key.kid, b.user_key.key);
@@ -332,7 +336,11 @@ export class BmChat {
       urls: Array.isArray(b.urls) && b.urls.length ? b.urls : undefined,
       site: b.site,
       getToken: async () => (await this.bundle(true)).raw.token,
-      getThreadToken: async (t) => {
+      // The client speaks wire ids (what the relay calls a thread); the
+      // bundle is indexed by WordPress ids.
+      getThreadToken: async (wt) => {
+        const t = this.wire.threads.real(wt);
+        if (t == null) throw new Error(`no thread is ${wt} on the relay`);
         let cache = await this.bundle();
         if (!cache.threads.has(t)) cache = await this.bundle(true);
         // The bundle holds the 500 most active threads; an older one's
@@ -352,14 +360,15 @@ export class BmChat {
           if (this.bundlePromise) cache = await this.bundlePromise;
           else if (this.keyWorthAsking(kid, cache) && this.rateOk(this.keyFetchedAt, kid)) {
             cache = await this.bundle(true);
-            const m = /^t\/(\d+)\//.exec(kid);
-            if (!cache.keys.has(kid) && m && this.threads.has(Number(m[1]))) await this.threadKeys(Number(m[1]), cache);
+            const t = this.kidThread(kid);
+            if (!cache.keys.has(kid) && t != null && this.threads.has(t)) await this.threadKeys(t, cache);
           }
         }
         return cache.keys.get(kid) ?? null;
       },
-      threadKeyId: async (t) => {
-        const k = (await this.bundle()).threads.get(t);
+      threadKeyId: async (wt) => {
+        const t = this.wire.threads.real(wt);
+        const k = t == null ? null : (await this.bundle()).threads.get(t);
         if (!k) throw new Error(`no key for thread ${t}`);
         return k.kid;
       },
@@ -383,14 +392,15 @@ export class BmChat {
     client.on('dropped', ({ kid, reason }) => {
       // An event of one of our threads we could not open (its key arrived
       // later than the event): WordPress has it, read it from there.
-      const m = /^t\/(\d+)\//.exec(kid || '');
-      if (reason === 'no_key' && m && this.threads.has(Number(m[1])) && this.keyWorthAsking(kid, this.bundleCache) && this.rateOk(this.resyncedAt, kid)) {
-        this.resync(Number(m[1]));
+      const t = this.kidThread(kid);
+      if (reason === 'no_key' && t != null && this.threads.has(t) && this.keyWorthAsking(kid, this.bundleCache) && this.rateOk(this.resyncedAt, kid)) {
+        this.resync(t);
       }
     });
     client.on('hint', (h) => this.onHint(h));
     client.on('unsub', ({ thread, reason }) => {
-      if (reason === 'revoked' || reason === 'forbidden') this.verifyMembership(thread);
+      const t = this.wire.threads.real(thread);
+      if (t != null && (reason === 'revoked' || reason === 'forbidden')) this.verifyMembership(t);
     });
     client.connect();
     // Live subscriptions (typing hints, thread pushes) for the most active
@@ -408,10 +418,10 @@ export class BmChat {
    * thread we were just added to has).
    */
   keyWorthAsking(kid, cache) {
-    if (kid === `u/${this.me}`) return true;
+    if (kid === `u/${this.wire.users.wire(this.me) ?? this.me}`) return true;
     const m = /^t\/(\d{1,16})\/(\d{1,10})$/.exec(kid || '');
-    if (!m) return false;
-    const thread = Number(m[1]);
+    const thread = m && this.wire.threads.real(Number(m[1]));
+    if (thread == null) return false;
     const epoch = Number(m[2]);
     const known = Math.max(this.threads.get(thread)?.epoch ?? -1, cache?.threads?.get(thread)?.epoch ?? -1);
     if (known < 0) return epoch <= KEY_EPOCH_AHEAD;
@@ -438,6 +448,7 @@ export class BmChat {
       const r = await this.rest('GET', `/threads/${t}`);
       const k = r.thread && r.thread.keys;
       if (!k) return null;
+      this.wire.learnThread(r.thread);
       cache.threads.set(Number(k.thread), k);
       cache.keys.set(k.kid, k.key);
       if (this.oldKeys) this.oldKeys.set(k.kid, k.key);
@@ -454,10 +465,25 @@ export class BmChat {
    */
   subscribe(t) {
     if (!this.client) return;
-    this.client.subscribe(t).then(
+    const wt = this.wire.threads.wire(t);
+    if (wt == null) {
+      // Not in the bundle nor loaded with its keys yet: they name it.
+      this.bundle()
+        .then((cache) => this.threadKeys(t, cache))
+        .then((k) => k && this.wire.threads.wire(t) != null && this.subscribe(t))
+        .catch(() => {});
+      return;
+    }
+    this.client.subscribe(wt).then(
       () => this.refreshPresenceSoon(),
       () => {},
     );
+  }
+
+  /** The WordPress id of the thread of key id `kid` (`t/{wire}/{epoch}`), or null. */
+  kidThread(kid) {
+    const m = /^t\/(\d{1,16})\//.exec(kid || '');
+    return m ? this.wire.threads.real(Number(m[1])) : null;
   }
 
   /** Maps the client's state and polling onto the visible connection state. */
@@ -559,6 +585,7 @@ export class BmChat {
     t.subject = th.subject;
     t.createdBy = th.created_by;
     t.participants = th.participants.map((p) => p.id);
+    this.wire.learnThread(th);
     for (const p of th.participants) if (p.id !== this.me) this.names.set(p.id, p.name);
     t.unread = this.current === th.id && !document.hidden ? 0 : th.unread;
     t.lastReadId = th.last_read_id;
@@ -577,7 +604,8 @@ export class BmChat {
     const t = this.threads.get(id);
     if (!t) return;
     this.threads.delete(id);
-    if (this.client) this.client.unsubscribe(id).catch(() => {});
+    const wt = this.wire.threads.wire(id);
+    if (this.client && wt != null) this.client.unsubscribe(wt).catch(() => {});
     if (notify) this.notice(fmt(this.t.removed, this.threadTitle(t)));
     if (this.current === id) {
       this.current = null;
@@ -716,11 +744,12 @@ export class BmChat {
 
   /** A typing hint from another member. */
   onHint(h) {
-    if (h.type !== 'typing' || h.from === this.me) return;
-    const t = this.threads.get(Number(h.thread));
+    const from = this.wire.users.real(Number(h.from));
+    if (h.type !== 'typing' || from == null || from === this.me) return;
+    const t = this.threads.get(this.wire.threads.real(Number(h.thread)));
     if (!t) return;
-    t.online.add(Number(h.from));
-    t.typing.set(Number(h.from), Date.now() + TYPING_SHOW_MS);
+    t.online.add(from);
+    t.typing.set(from, Date.now() + TYPING_SHOW_MS);
     this.renderTyping();
     this.renderThreadList();
     clearTimeout(this.typingTimer);
@@ -856,10 +885,11 @@ export class BmChat {
   /** Sends a typing hint (at most every TYPING_SEND_MS). */
   typing() {
     const t = this.current;
-    if (!t || !this.client || this.client.state !== 'connected') return;
+    const wt = t && this.wire.threads.wire(t);
+    if (!wt || !this.client || this.client.state !== 'connected') return;
     if (Date.now() - this.typingSentAt < TYPING_SEND_MS) return;
     this.typingSentAt = Date.now();
-    this.client.publish(t, 'typing', { thread: t }).catch(() => {});
+    this.client.publish(wt, 'typing', { thread: t }).catch(() => {});
   }
 
   /** Toggles one reaction of ours. */
@@ -934,10 +964,13 @@ export class BmChat {
     const ids = [...new Set([this.current, ...this.sortedThreads().slice(0, PRESENCE_THREADS).map((t) => t.id)])].filter(Boolean);
     if (!ids.length) return;
     try {
-      const online = await this.client.presence(ids);
-      for (const [id, users] of online) {
-        const t = this.threads.get(id);
-        if (t) t.online = new Set(users.filter((u) => u !== this.me));
+      const wires = ids.map((id) => this.wire.threads.wire(id)).filter((w) => w != null);
+      const online = await this.client.presence(wires);
+      for (const [wt, users] of online) {
+        const t = this.threads.get(this.wire.threads.real(wt));
+        if (!t) continue;
+        const real = users.map((u) => this.wire.users.real(u));
+        t.online = new Set(real.filter((u) => u != null && u !== this.me));
       }
     } catch {
       // Not connected right now, or rate limited: keep what we know.

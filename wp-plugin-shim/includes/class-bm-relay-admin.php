@@ -65,6 +65,7 @@ final class BM_Relay_Admin
             return $v;
         }]);
         register_setting(self::SLUG, 'bmr_mode', ['type' => 'string', 'sanitize_callback' => static fn($v) => in_array($v, ['async', 'sync'], true) ? $v : '']);
+        register_setting(self::SLUG, BM_Relay_Ids::OPTION, ['type' => 'string', 'sanitize_callback' => static fn($v) => (string) $v === '1' ? '1' : '2']);
         register_setting(self::SLUG, 'bmr_retention_days', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(0, min(36500, (int) $v))]);
         register_setting(self::SLUG, 'bmr_max_length', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(1, min(20000, (int) $v))]);
     }
@@ -269,6 +270,17 @@ final class BM_Relay_Admin
             esc_html__('automatic (async with the extension)', 'bm-relay'),
             selected($mode, 'sync', false),
             selected($mode, 'async', false)
+        );
+        $protocol = BM_Relay_Ids::protocol();
+        printf(
+            '<tr><th><label for="bmr_protocol">%s</label></th><td><select id="bmr_protocol" name="bmr_protocol"><option value="2"%s>%s</option><option value="1"%s>%s</option></select><p class="description">%s</p>%s</td></tr>',
+            esc_html__('Ids the relay sees', 'bm-relay'),
+            selected($protocol, 2, false),
+            esc_html__('pseudonyms (protocol 2)', 'bm-relay'),
+            selected($protocol, 1, false),
+            esc_html__('WordPress user and thread ids (protocol 1)', 'bm-relay'),
+            esc_html__('With pseudonyms the relay cannot tell which WordPress user or thread it routes for. Every relay routes both. Pages open at the switch get live events again once reloaded or reconnected, and catch up from WordPress, so nothing is lost.', 'bm-relay'),
+            $protocol === 1 ? '<p class="notice notice-warning inline">' . esc_html__('This site still shows its relay the WordPress ids of its users and threads.', 'bm-relay') . '</p>' : ''
         );
         echo '</table>';
         submit_button();

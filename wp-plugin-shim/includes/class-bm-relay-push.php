@@ -208,7 +208,10 @@ final class BM_Relay_Push
     /**
      * The key material a member's browser needs for a thread.
      *
-     * @return array{thread:int,epoch:int,kid:string,key:string,token:string}|null
+     * `wire` is what the relay knows the thread by (its pseudonym in
+     * protocol 2): the page subscribes to it and finds the key under `kid`.
+     *
+     * @return array{thread:int,wire:int,epoch:int,kid:string,key:string,token:string}|null
      */
     public static function thread_keys(int $user, object $thread): ?array
     {
@@ -216,8 +219,9 @@ final class BM_Relay_Push
         try {
             return [
                 'thread' => (int) $thread->id,
+                'wire' => BM_Relay_Ids::thread((int) $thread->id),
                 'epoch' => (int) $thread->epoch,
-                'kid' => 't/' . (int) $thread->id . '/' . (int) $thread->epoch,
+                'kid' => BM_Relay_Ids::thread_kid((int) $thread->id, (int) $thread->epoch),
                 'key' => bm_thread_key((int) $thread->id, (int) $thread->epoch),
                 'token' => bm_thread_token($user, (int) $thread->id, self::token_ttl()),
             ];

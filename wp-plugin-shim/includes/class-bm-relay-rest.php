@@ -242,6 +242,18 @@ final class BM_Relay_REST
     }
 
     /**
+     * A thread member's profile, with what the relay calls them (`wire`:
+     * their pseudonym in protocol 2), so the other members' pages can map
+     * the relay's typing hints and presence answers back (PROTOCOL.md §3.2).
+     *
+     * @return array{id:int,wire:int,name:string,avatar:string}
+     */
+    private static function member(int $id): array
+    {
+        return ['wire' => BM_Relay_Ids::user($id)] + self::person($id);
+    }
+
+    /**
      * The JSON shape of a thread for one member, with its current key.
      *
      * @param object $thread a thread row; with unread_count/last_read_id when joined
@@ -284,7 +296,7 @@ final class BM_Relay_REST
                 'created_by' => (int) $thread->created_by,
                 'created' => BM_Relay_Store::ts($thread->created_at),
                 'updated' => BM_Relay_Store::ts($thread->updated_at),
-                'participants' => array_map([self::class, 'person'], $members[$tid] ?? []),
+                'participants' => array_map([self::class, 'member'], $members[$tid] ?? []),
                 'unread' => $me ? (int) $me->unread_count : 0,
                 'last_read_id' => $me ? (int) $me->last_read_id : 0,
                 'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
@@ -931,7 +943,9 @@ final class BM_Relay_REST
             'user' => $me,
             'token' => $token,
             'exp' => time() + $ttl,
-            'user_key' => ['kid' => 'u/' . $me, 'key' => $user_key],
+            // What the relay knows this user by (protocol 2: a pseudonym).
+            'wire' => BM_Relay_Ids::user($me),
+            'user_key' => ['kid' => BM_Relay_Ids::user_kid($me), 'key' => $user_key],
             'threads' => $threads,
         ]);
     }

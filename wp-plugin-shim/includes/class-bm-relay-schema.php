@@ -31,8 +31,11 @@ final class BM_Relay_Schema
      *     to `bmr_` (no clash with Better Messages).
      * 4 — threads.seq: the number of the thread's last pushed event
      *     (browsers see a gap in it and catch up at once).
+     * 5 — no table change: the `bmr_protocol` option is recorded, 1 for a
+     *     site that ran before (it keeps the wire protocol it spoke), 2 for
+     *     a new one.
      */
-    public const VERSION = 4;
+    public const VERSION = 5;
 
     /** Option holding the installed schema version. */
     public const OPTION = 'bmr_db_version';
@@ -274,6 +277,13 @@ final class BM_Relay_Schema
             dbDelta(self::sql());
             if ($from > 0 && $from < 2) {
                 self::upgrade_to_2();
+            }
+            if (get_option(BM_Relay_Ids::OPTION) === false) {
+                // An install that ran before schema 5 spoke protocol 1 to a
+                // relay that may not know 2 yet: it keeps 1 until the admin
+                // switches (docs/PROTOCOL.md §3.2, migration). New sites
+                // start on 2.
+                add_option(BM_Relay_Ids::OPTION, $from > 0 ? '1' : '2');
             }
             update_option(self::OPTION, self::VERSION, true);
             delete_option(self::LEGACY_OPTION);

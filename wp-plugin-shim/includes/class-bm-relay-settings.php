@@ -242,6 +242,8 @@ final class BM_Relay_Settings
             // at request end, so there sync (bounded per request) is kept.
             $opts['mode'] = self::native() ? 'async' : 'sync';
         }
+        // Protocol 2: the API puts pseudonyms in all it sends the relay.
+        $opts['protocol'] = BM_Relay_Ids::protocol();
         $source = self::secret_source();
         if (is_multisite()) {
             $network = self::network_secret();

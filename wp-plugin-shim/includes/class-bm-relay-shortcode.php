@@ -63,7 +63,7 @@ final class BM_Relay_Shortcode
 
     /**
      * An import map giving the modules the page script imports
-     * (bm-client.js, and bm-crypto.js through it) versioned URLs: after a
+     * (bm-client.js, bm-crypto.js through it, bm-wire.js) versioned URLs: after a
      * plugin update the browser cannot pair a new bm-chat.js with a cached
      * old bm-client.js. (WordPress 6.1 has no script-module API; this works
      * there and on newer releases.)
@@ -74,7 +74,7 @@ final class BM_Relay_Shortcode
             return;
         }
         $imports = [];
-        foreach (['bm-client.js', 'bm-crypto.js'] as $file) {
+        foreach (['bm-client.js', 'bm-crypto.js', 'bm-wire.js'] as $file) {
             $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
             $imports[$url] = add_query_arg('ver', self::asset_version($file), $url);
         }
