@@ -617,7 +617,9 @@ final class BM_WP_Subscriber
         $cmd = [$h->relay_bin(), 'listen', '--url', $h->ws_url, '--token', bm_client_token($user, 600)];
         foreach ($threads as $t) {
             $cmd[] = '--thread';
-            $cmd[] = (string) $t;
+            // The relay knows the thread by its wire id (a pseudonym in
+            // protocol 2), as a page subscribes to it.
+            $cmd[] = (string) (class_exists('BM_Relay_Ids') ? BM_Relay_Ids::thread($t) : $t);
             $cmd[] = '--thread-token';
             // A token the plugin handed out ($thread_tokens), or a fresh one.
             $cmd[] = $thread_tokens[$t] ?? bm_thread_token($user, $t, 600);
