@@ -31,8 +31,12 @@ async fn connect_ready(url: &str, token: String) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_spreads_reconnects_at_the_configured_pace() {
     let site = Site::new(SITE);
+    // auth_timeout_secs: this test is about pacing, and 5,000 sockets made
+    // by this one process on a loaded 2-core machine once had a socket
+    // wait over the default 10 s for its `auth` to be read (a CI run
+    // beside three builds: "4001 auth timeout" in the first wave).
     let limits = format!(
-        "reconnect_pace_per_sec = {PACE}\nclose_spread_secs = 1.0\nshutdown_deadline_secs = 20\nmax_unauthenticated_sockets = 20000\n"
+        "reconnect_pace_per_sec = {PACE}\nclose_spread_secs = 1.0\nshutdown_deadline_secs = 20\nmax_unauthenticated_sockets = 20000\nauth_timeout_secs = 60\n"
     );
     let mut a = Relay::start_with(site.clone(), &[&site], &limits).await;
     let b = Relay::start_with(site.clone(), &[&site], &limits).await;
