@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bm_proto::api::{DisconnectResponse, Limits, PresenceResponse, PushResponse};
 use bm_proto::envelope::{Envelope, DEFAULT_MAX_CIPHERTEXT};
-use bm_proto::{Claims, UserId};
+use bm_proto::{Claims, ThreadId, UserId};
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
@@ -16,7 +16,7 @@ use crate::config::{self, Mode, Resolved};
 use crate::errlog::maybe_log_failures;
 use crate::error::{BmError, BmResult};
 use crate::relay::{self, Endpoint};
-use crate::{event, failover, ini, json, request, stats, sync, values, worker};
+use crate::{event, failover, ini, json, pseudonyms, request, stats, sync, values, worker};
 
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -39,19 +39,51 @@ fn id_list(ids: &[UserId]) -> BmResult<ZBox<ZendHashTable>> {
     Ok(ht)
 }
 
-fn push_result_array(r: &bm_proto::api::PushResult) -> BmResult<ZBox<ZendHashTable>> {
+fn push_result_array(r: &bm_proto::api::PushResult, online: &[UserId]) -> BmResult<ZBox<ZendHashTable>> {
     let mut ht = ZendHashTable::with_capacity(2);
-    ht.insert("online", id_list(&r.online)?).map_err(|e| BmError::input(e.to_string()))?;
+    ht.insert("online", id_list(online)?).map_err(|e| BmError::input(e.to_string()))?;
     ht.insert("sockets", r.sockets as i64).map_err(|e| BmError::input(e.to_string()))?;
     Ok(ht)
 }
 
-/// Seals every event (all checked before any is queued or sent).
+/// Seals every event (all checked before any is queued or sent); in
+/// protocol 2 with their ids mapped to pseudonyms (protocol 1 does no
+/// extra work: not even the cache is looked at).
 fn seal_all(res: &Resolved, events: &[(&Zval, String)]) -> BmResult<Vec<event::SealedEvent>> {
     let site = res.site()?;
     let keys = res.keys()?;
     let limits = Limits::default();
-    events.iter().map(|(z, prefix)| event::seal(z, prefix, &site, &keys, &limits)).collect()
+    if res.settings.protocol == 2 {
+        return pseudonyms::with_mapper(&keys, |m| {
+            events.iter().map(|(z, prefix)| event::seal(z, prefix, &site, &keys, &limits, Some(m))).collect()
+        });
+    }
+    events.iter().map(|(z, prefix)| event::seal(z, prefix, &site, &keys, &limits, None)).collect()
+}
+
+/// A user id as the relay must see it under the request's protocol.
+fn wire_user(res: &Resolved, user: UserId) -> BmResult<UserId> {
+    if res.settings.protocol == 2 {
+        return Ok(pseudonyms::with_mapper(&*res.keys()?, |m| m.user(user)));
+    }
+    Ok(user)
+}
+
+/// A thread id as the relay must see it under the request's protocol.
+fn wire_thread(res: &Resolved, thread: ThreadId) -> BmResult<ThreadId> {
+    if res.settings.protocol == 2 {
+        return Ok(pseudonyms::with_mapper(&*res.keys()?, |m| m.thread(thread)));
+    }
+    Ok(thread)
+}
+
+/// A push result's `online` in WordPress ids: as the relay gave it in
+/// protocol 1; mapped back through the event's own `to` in protocol 2.
+fn online_of(r: &bm_proto::api::PushResult, sealed: &event::SealedEvent) -> Vec<UserId> {
+    if sealed.wp_to.is_empty() {
+        return r.online.clone();
+    }
+    pseudonyms::back(&sealed.wp_to, &sealed.to, &r.online)
 }
 
 /// Pushes sealed events according to the mode: returns the sync results or
@@ -85,12 +117,12 @@ fn deliver(res: &Resolved, sealed: Vec<event::SealedEvent>, many: bool) -> BmRes
             }
             if many {
                 let mut list = ZendHashTable::with_capacity(reply.results.len() as u32);
-                for r in &reply.results {
-                    list.push(push_result_array(r)?).map_err(|e| BmError::input(e.to_string()))?;
+                for (r, ev) in reply.results.iter().zip(&sealed) {
+                    list.push(push_result_array(r, &online_of(r, ev))?).map_err(|e| BmError::input(e.to_string()))?;
                 }
                 out.set_hashtable(list);
             } else {
-                out.set_hashtable(push_result_array(&reply.results[0])?);
+                out.set_hashtable(push_result_array(&reply.results[0], &online_of(&reply.results[0], &sealed[0]))?);
             }
         }
     }
@@ -229,8 +261,8 @@ pub fn bm_client_token(user_id: &Zval, ttl: Option<&Zval>) -> PhpResult<String> 
             let user = values::user_id(user_id, "user_id")?;
             let ttl = values::ttl(ttl, "ttl")?;
             let res = request::resolved()?;
-            let claims = Claims::connection(res.site()?, user, now_unix(), ttl);
-            Ok(claims.mint(&res.keys()?.relay))
+            let claims = Claims::connection(res.site()?, wire_user(&res, user)?, now_unix(), ttl);
+            Ok(claims.with_protocol(res.settings.protocol).mint(&res.keys()?.relay))
         })(),
     )
 }
@@ -246,8 +278,9 @@ pub fn bm_thread_token(user_id: &Zval, thread_id: &Zval, ttl: Option<&Zval>) -> 
             let thread = values::thread_id(thread_id, "thread_id")?;
             let ttl = values::ttl(ttl, "ttl")?;
             let res = request::resolved()?;
+            let (user, thread) = (wire_user(&res, user)?, wire_thread(&res, thread)?);
             let claims = Claims::thread(res.site()?, user, thread, now_unix(), ttl);
-            Ok(claims.mint(&res.keys()?.relay))
+            Ok(claims.with_protocol(res.settings.protocol).mint(&res.keys()?.relay))
         })(),
     )
 }
@@ -264,7 +297,8 @@ pub fn bm_thread_key(thread_id: &Zval, epoch: Option<&Zval>) -> PhpResult<String
                 Some(z) => values::epoch(z, "epoch")?,
                 None => bm_proto::Epoch(0),
             };
-            Ok(request::resolved()?.keys()?.content.thread_key(thread, epoch).to_b64())
+            let res = request::resolved()?;
+            Ok(res.keys()?.content.thread_key(wire_thread(&res, thread)?, epoch).to_b64())
         })(),
     )
 }
@@ -277,7 +311,8 @@ pub fn bm_user_key(user_id: &Zval) -> PhpResult<String> {
         "bm_user_key",
         (|| {
             let user = values::user_id(user_id, "user_id")?;
-            Ok(request::resolved()?.keys()?.content.user_key(user).to_b64())
+            let res = request::resolved()?;
+            Ok(res.keys()?.content.user_key(wire_user(&res, user)?).to_b64())
         })(),
     )
 }
@@ -327,6 +362,14 @@ pub fn bm_presence(user_ids: &Zval) -> PhpResult<ZBox<ZendHashTable>> {
         "bm_presence",
         (|| {
             let users = values::user_ids(user_ids, "user_ids", Limits::default().max_recipients)?;
+            let res = request::resolved()?;
+            if res.settings.protocol == 2 {
+                // The relay is asked about pseudonyms; the caller gets the
+                // WordPress ids it asked about.
+                let wire = pseudonyms::with_mapper(&*res.keys()?, |m| m.users(&users));
+                let reply: PresenceResponse = users_call(Endpoint::Presence, relay::users_body(&wire, None))?;
+                return id_list(&pseudonyms::back(&users, &wire, &reply.online));
+            }
             let reply: PresenceResponse = users_call(Endpoint::Presence, relay::users_body(&users, None))?;
             id_list(&reply.online)
         })(),
@@ -345,6 +388,12 @@ pub fn bm_disconnect(user_ids: &Zval, thread_id: Option<&Zval>) -> PhpResult<i64
             let thread = match thread_id.filter(|z| !z.dereference().is_null()) {
                 Some(z) => Some(values::thread_id(z, "thread_id")?),
                 None => None,
+            };
+            let res = request::resolved()?;
+            let (users, thread) = if res.settings.protocol == 2 {
+                pseudonyms::with_mapper(&*res.keys()?, |m| (m.users(&users), thread.map(|t| m.thread(t))))
+            } else {
+                (users, thread)
             };
             let reply: DisconnectResponse = users_call(Endpoint::Disconnect, relay::users_body(&users, thread))?;
             Ok(reply.closed as i64)

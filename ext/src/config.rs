@@ -20,7 +20,7 @@ use crate::error::{BmError, BmResult};
 /// sample `ext/bm_relay.ini` (shipped in the Debian package) and the table
 /// of docs/PHP-API.md are checked against it by the test
 /// `every_copy_of_the_settings_list_matches_keys`, in order and defaults.
-pub const KEYS: [(&str, &str); 9] = [
+pub const KEYS: [(&str, &str); 10] = [
     ("url", ""),
     ("site", ""),
     ("secret_file", ""),
@@ -30,6 +30,7 @@ pub const KEYS: [(&str, &str); 9] = [
     ("connect_timeout_ms", "500"),
     ("queue_size", "10000"),
     ("flush_timeout_ms", "500"),
+    ("protocol", "1"),
 ];
 
 /// Longest accepted timeout (10 minutes): anything longer is a typo.
@@ -117,6 +118,10 @@ pub struct Settings {
     pub queue_size: usize,
     /// How long request end waits for the async queue to drain.
     pub flush_timeout: Duration,
+    /// Protocol version, 1 or 2 (docs/PROTOCOL.md §3.2): with 2, every
+    /// user and thread id the API sends or embeds is mapped to its
+    /// pseudonym, and requests and tokens are marked v2.
+    pub protocol: u8,
 }
 
 fn parse_ms(raw: &RawSettings, key: &str, min: u64) -> BmResult<Duration> {
@@ -204,6 +209,11 @@ impl Settings {
             "sync" => Mode::Sync,
             _ => return Err(BmError::input("bm_relay.mode must be 'async' or 'sync'")),
         };
+        let protocol = match raw.get("protocol").trim() {
+            "1" => 1,
+            "2" => 2,
+            _ => return Err(BmError::input("bm_relay.protocol must be 1 or 2")),
+        };
         let queue_size = match raw.get("queue_size").trim().parse::<u64>() {
             Ok(v) if (1..=MAX_QUEUE).contains(&v) => v as usize,
             _ => return Err(BmError::input(format!("bm_relay.queue_size must be an integer 1..={MAX_QUEUE}"))),
@@ -216,6 +226,7 @@ impl Settings {
             connect_timeout: parse_ms(raw, "connect_timeout_ms", 1)?,
             queue_size,
             flush_timeout: parse_ms(raw, "flush_timeout_ms", 0)?,
+            protocol,
         })
     }
 }
@@ -384,6 +395,7 @@ impl Resolved {
                         timeout: self.settings.timeout,
                         connect_timeout: self.settings.connect_timeout,
                         transport: crate::transport::Transport::for_url(url),
+                        protocol: self.settings.protocol,
                     })
                     .collect();
                 Ok(Arc::new(crate::relay::Relays::new(list)))
@@ -412,6 +424,8 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_millis(500));
         assert_eq!(s.queue_size, 10_000);
         assert_eq!(s.flush_timeout, Duration::from_millis(500));
+        assert_eq!(s.protocol, 1);
+        assert_eq!(Settings::parse(&raw(&[("protocol", " 2 ")])).unwrap().protocol, 2);
     }
 
     #[test]
@@ -425,6 +439,8 @@ mod tests {
             ("url", "http://u:p@x"),
             ("site", "Bad Site"),
             ("flush_timeout_ms", "9999999"),
+            ("protocol", "3"),
+            ("protocol", "v2"),
         ] {
             let err = Settings::parse(&raw(&[(k, v)])).unwrap_err();
             assert!(err.to_string().contains(&format!("bm_relay.{k}")), "{k}={v}: {err}");

@@ -264,6 +264,9 @@ fn exchange(
     Ok((status, String::from_utf8_lossy(&body).into_owned(), close))
 }
 
+/// The header line of a protocol v2 request (`signing::HEADER_PROTOCOL`).
+const V2_HEADER_LINE: &str = "X-BM-Protocol: 2\r\n";
+
 /// Sends one signed request over the process's connection (opening or
 /// re-opening it as needed) and returns the 200 body, or an error worded
 /// like the async path's (`relay unreachable …`, `relay refused …`).
@@ -282,10 +285,11 @@ pub fn send(
     let mut request = Vec::with_capacity(body.len() + 320);
     write!(
         request,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: bm_relay.so/{}\r\nContent-Type: application/json\r\n{HEADER_SITE}: {}\r\n{HEADER_TIMESTAMP}: {ts}\r\n{HEADER_SIGNATURE}: {sig}\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: bm_relay.so/{}\r\nContent-Type: application/json\r\n{HEADER_SITE}: {}\r\n{HEADER_TIMESTAMP}: {ts}\r\n{HEADER_SIGNATURE}: {sig}\r\n{}Content-Length: {}\r\n\r\n",
         url.host_header(),
         env!("CARGO_PKG_VERSION"),
         target.site,
+        if target.protocol == 2 { V2_HEADER_LINE } else { "" },
         body.len()
     )
     .map_err(|e| BmError::internal(e.to_string()))?;
@@ -380,7 +384,14 @@ mod tests {
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
             transport: crate::transport::Transport::for_url(url),
+            protocol: 1,
         })
+    }
+
+    /// The v2 header line is the protocol's header name.
+    #[test]
+    fn v2_header_line_names_the_protocol_header() {
+        assert_eq!(V2_HEADER_LINE, format!("{}: 2\r\n", signing::HEADER_PROTOCOL));
     }
 
     #[test]

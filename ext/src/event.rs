@@ -14,6 +14,7 @@ use ext_php_rs::types::Zval;
 use crate::config::Keys;
 use crate::error::{BmError, BmResult};
 use crate::json;
+use crate::pseudonyms::Mapper;
 use crate::values;
 
 /// Longest event type, in bytes.
@@ -30,6 +31,10 @@ pub struct SealedEvent {
     pub live_thread: Option<ThreadId>,
     /// The envelope.
     pub envelope: Envelope,
+    /// Protocol 2: the WordPress ids `to` was mapped from, index-aligned
+    /// with it (so a sync push's `online` maps back exactly). Empty in
+    /// protocol 1, where `to` holds them: no allocation there.
+    pub wp_to: Vec<UserId>,
 }
 
 /// Names a field of the event at `prefix` (`'to'` or `events[2]['to']`)
@@ -54,8 +59,18 @@ fn field<'a>(prefix: &'a str, key: &'a str) -> Field<'a> {
     Field { prefix, key }
 }
 
-/// Checks an event array and seals it.
-pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Limits) -> BmResult<SealedEvent> {
+/// Checks an event array and seals it. With a `mapper` (protocol 2), `to`
+/// and `thread` are replaced by their pseudonyms once checked, and so are
+/// the key id and the key (`t/{P}/{epoch}`, `u/{P}`); the plaintext is
+/// left as the caller wrote it (it is sealed).
+pub fn seal(
+    event: &Zval,
+    prefix: &str,
+    site: &SiteId,
+    keys: &Keys,
+    limits: &Limits,
+    mapper: Option<&mut Mapper<'_>>,
+) -> BmResult<SealedEvent> {
     let what = if prefix.is_empty() { "event" } else { prefix };
     let arr = values::array_of(event, what)?;
     let mut kind = None;
@@ -112,6 +127,12 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
         }
     }
     let kind = kind.ok_or_else(|| BmError::input(format!("{} is required", field(prefix, "type"))))?;
+    let mut wp_to = Vec::new();
+    if let Some(m) = mapper {
+        let pseudonyms = m.users(&to);
+        wp_to = std::mem::replace(&mut to, pseudonyms);
+        thread = thread.map(|t| m.thread(t));
+    }
     let key = match thread {
         Some(t) => {
             if to.is_empty() && !live {
@@ -153,7 +174,7 @@ pub fn seal(event: &Zval, prefix: &str, site: &SiteId, keys: &Keys, limits: &Lim
     }
     let id = id.unwrap_or_else(crate::random::event_id);
     let envelope = Envelope::seal_with_nonce(site, &key, id, crate::random::nonce(), &plaintext);
-    Ok(SealedEvent { to, live_thread: if live { thread } else { None }, envelope })
+    Ok(SealedEvent { to, live_thread: if live { thread } else { None }, envelope, wp_to })
 }
 
 #[cfg(test)]
@@ -172,7 +193,7 @@ mod tests {
     fn seal_php(php: &str, prefix: &str) -> Result<(SealedEvent, Vec<u8>), String> {
         let (site, keys, limits) = fixture();
         let ev = Embed::eval(php).map_err(|e| format!("eval: {e:?}"))?;
-        let sealed = seal(&ev, prefix, &site, &keys, &limits).map_err(|e| e.to_string())?;
+        let sealed = seal(&ev, prefix, &site, &keys, &limits, None).map_err(|e| e.to_string())?;
         let plain =
             sealed.envelope.open(&site, &keys.content.key_for(sealed.envelope.k), DEFAULT_MAX_CIPHERTEXT).unwrap();
         Ok((sealed, plain))
@@ -199,6 +220,23 @@ mod tests {
             assert_eq!((s.envelope.k.to_string(), s.live_thread), ("u/7".to_string(), None));
             assert_eq!(plain, br#"{"type":"typing","data":null}"#);
             assert_eq!(s.envelope.id.as_str().len(), 22, "a random id");
+
+            // Protocol 2: ids, key id and key are the pseudonyms'; the
+            // WordPress ids are kept beside them; the plaintext is as given.
+            let (site, keys, limits) = fixture();
+            let ev = Embed::eval("['type' => 'm', 'data' => ['from' => 1], 'to' => [1, 2], 'thread' => 12, 'epoch' => 3, 'live' => true]").unwrap();
+            let s = crate::pseudonyms::with_mapper(&keys, |m| seal(&ev, "", &site, &keys, &limits, Some(m))).unwrap();
+            let p = keys.pseudonym();
+            let (p1, p2, pt) = (
+                p.user(UserId::new(1).unwrap()),
+                p.user(UserId::new(2).unwrap()),
+                p.thread(ThreadId::new(12).unwrap()),
+            );
+            assert_eq!((s.to.clone(), s.wp_to.iter().map(|u| u.get()).collect::<Vec<_>>()), (vec![p1, p2], vec![1, 2]));
+            assert_eq!(s.live_thread, Some(pt));
+            assert_eq!(s.envelope.k.to_string(), format!("t/{pt}/3"));
+            let plain = s.envelope.open(&site, &keys.content.key_for(s.envelope.k), DEFAULT_MAX_CIPHERTEXT).unwrap();
+            assert_eq!(plain, br#"{"type":"m","data":{"from":1}}"#);
 
             let cases = [
                 ("['to' => [1]]", "", "'type' is required"),

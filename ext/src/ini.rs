@@ -9,7 +9,7 @@ use ext_php_rs::ffi::zend_ini_entry;
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::{ExecutorGlobals, IniEntryDef, IniEntryDefs};
 
-static ENTRIES: IniEntryDefs<10> = IniEntryDefs::new([
+static ENTRIES: IniEntryDefs<11> = IniEntryDefs::new([
     IniEntryDef::new(c"bm_relay.url", c"", IniEntryPermission::System),
     IniEntryDef::new(c"bm_relay.site", c"", IniEntryPermission::System),
     IniEntryDef::new(c"bm_relay.secret_file", c"", IniEntryPermission::System),
@@ -19,6 +19,7 @@ static ENTRIES: IniEntryDefs<10> = IniEntryDefs::new([
     IniEntryDef::new(c"bm_relay.connect_timeout_ms", c"500", IniEntryPermission::System),
     IniEntryDef::new(c"bm_relay.queue_size", c"10000", IniEntryPermission::System),
     IniEntryDef::new(c"bm_relay.flush_timeout_ms", c"500", IniEntryPermission::System),
+    IniEntryDef::new(c"bm_relay.protocol", c"1", IniEntryPermission::System),
     IniEntryDef::end(),
 ]);
 

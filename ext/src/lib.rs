@@ -45,6 +45,7 @@ pub mod failover;
 pub mod ini;
 pub mod json;
 pub mod lifecycle;
+pub mod pseudonyms;
 pub mod queue;
 pub mod random;
 pub mod relay;

@@ -172,6 +172,7 @@ mod tests {
             timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
             transport: crate::transport::Transport::for_url(url),
+            protocol: 1,
         }]))
     }
 

@@ -28,6 +28,8 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// http (direct client) or https (reqwest), from `base_url`'s scheme.
     pub transport: Transport,
+    /// 1, or 2: requests carry `X-BM-Protocol: 2` (their ids are pseudonyms).
+    pub protocol: u8,
 }
 
 impl Target {
@@ -39,6 +41,7 @@ impl Target {
             && self.relay_key == other.relay_key
             && self.timeout == other.timeout
             && self.connect_timeout == other.connect_timeout
+            && self.protocol == other.protocol
     }
 }
 
@@ -148,8 +151,11 @@ pub async fn send(
     let ts = unix_now();
     let sig = signing::sign(&target.relay_key, ts, &target.site, "POST", path, body.as_bytes());
     let url = format!("{}{}", target.base_url, path);
-    let resp = client
-        .post(&url)
+    let mut req = client.post(&url);
+    if target.protocol == 2 {
+        req = req.header(signing::HEADER_PROTOCOL, "2");
+    }
+    let resp = req
         .timeout(target.timeout)
         .header(HEADER_SITE, target.site.as_str())
         .header(HEADER_TIMESTAMP, ts.to_string())

@@ -147,6 +147,7 @@ mod tests {
             timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
             transport: crate::transport::Transport::for_url(url),
+            protocol: 1,
         }]))
     }
 
@@ -161,6 +162,7 @@ mod tests {
                     timeout,
                     connect_timeout: Duration::from_millis(500),
                     transport: crate::transport::Transport::for_url(url),
+                    protocol: 1,
                 })
                 .collect(),
         ))

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { ROOT, VECTORS, cleanup, launchBrowser, openPage, startPageServer } from './harness.js';
 
 const MULTISITE = JSON.parse(fs.readFileSync(path.join(ROOT, 'testdata/multisite-v1.json'), 'utf8'));
+const PSEUDONYMS = JSON.parse(fs.readFileSync(path.join(ROOT, 'testdata/pseudonyms-v2.json'), 'utf8'));
 
 let page;
 
@@ -66,6 +67,48 @@ test('multisite (PROTOCOL.md §3.1): blog secrets, then relay, content, thread a
     return out;
   }, MULTISITE.networks);
   assert.equal(results.length, 12 * 5);
+  for (const r of results) assert.equal(r.got, r.want, r.what);
+});
+
+test('protocol v2 (PROTOCOL.md §3.2): pseudonyms, HKDF of the pseudonymous key ids, v2 envelopes open, v2 token claims', async () => {
+  const results = await page.evaluate(async (sites) => {
+    const c = await import('/assets/bm-crypto.js');
+    const out = [];
+    const m = 2n ** 53n - 1n;
+    for (const s of sites) {
+      const secret = c.b64uDecode(s.site_secret);
+      const pkey = await c.hkdf32(secret, 'pseudonym');
+      out.push({ what: `${s.name} pseudonym key`, got: c.b64uEncode(pkey), want: s.pseudonym_key });
+      const pseudonym = async (kind, id) => {
+        const mac = await c.hmacSha256(pkey, `${kind}/${id}`);
+        const hi = new DataView(mac.buffer).getBigUint64(0, false);
+        return Number(1n + (hi % m));
+      };
+      const { contentKey } = await c.deriveSiteKeys(s.site_secret);
+      for (const u of s.users) {
+        out.push({ what: `${s.name} user ${u.user}`, got: String(await pseudonym('user', BigInt(u.user))), want: String(u.pseudonym) });
+        out.push({ what: `${s.name} ${u.kid}`, got: c.b64uEncode(await c.deriveUserKey(contentKey, u.pseudonym)), want: u.key });
+      }
+      for (const t of s.threads) {
+        out.push({ what: `${s.name} thread ${t.thread}`, got: String(await pseudonym('thread', BigInt(t.thread))), want: String(t.pseudonym) });
+        const kid = c.parseKeyId(t.kid);
+        out.push({ what: `${s.name} ${t.kid}`, got: c.b64uEncode(await c.deriveThreadKey(contentKey, kid.thread, kid.epoch)), want: t.key });
+      }
+      for (const e of s.envelopes) {
+        const opened = await c.openEnvelope(e.envelope, c.b64uDecode(e.key), s.site);
+        out.push({ what: `${s.name} open ${e.kid}`, got: JSON.stringify([opened.k, opened.type, opened.data]), want: JSON.stringify([e.kid, ...Object.values(JSON.parse(e.plaintext))]) });
+      }
+      for (const t of s.tokens) {
+        const claims = c.readTokenClaims(t.token);
+        out.push({ what: `${s.name} token claims`, got: JSON.stringify(claims), want: JSON.stringify(t.claims) });
+        const [h, b, sig] = t.token.split('.');
+        const relayKey = (await c.deriveSiteKeys(s.site_secret)).relayKey;
+        out.push({ what: `${s.name} token signature`, got: c.b64uEncode(await c.hmacSha256(relayKey, `${h}.${b}`)), want: sig });
+      }
+    }
+    return out;
+  }, PSEUDONYMS.sites);
+  assert.equal(results.length, PSEUDONYMS.sites.reduce((n, s) => n + 1 + 2 * (s.users.length + s.threads.length) + s.envelopes.length + 2 * s.tokens.length, 0));
   for (const r of results) assert.equal(r.got, r.want, r.what);
 });
 

@@ -34,7 +34,7 @@ abstract class RelayTestCase extends TestCase
     protected function settings(array $extra = []): array
     {
         return $extra + ['url' => static::$relay->url, 'site' => self::SITE, 'secret' => self::$secret,
-            'mode' => 'sync', 'timeout_ms' => 2000, 'connect_timeout_ms' => 500, 'queue_size' => 10000, 'flush_timeout_ms' => 500];
+            'mode' => 'sync', 'timeout_ms' => 2000, 'connect_timeout_ms' => 500, 'queue_size' => 10000, 'flush_timeout_ms' => 500, 'protocol' => 1];
     }
 
     /** A subscriber for $user, optionally watching threads. */

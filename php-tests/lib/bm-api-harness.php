@@ -306,8 +306,11 @@ final class BM_Test_Relay
     public string $ws_url;
     private ?BM_Test_Proc $proc = null;
 
-    /** @param array<string,string> $sites site => site secret */
-    public function __construct(private array $sites)
+    /**
+     * @param array<string,string> $sites site => site secret
+     * @param list<string> $args more `bm-relay serve` flags (e.g. --accept-v1 false)
+     */
+    public function __construct(private array $sites, private array $args = [])
     {
         $this->port = BM_Test::free_port();
         $this->admin_port = BM_Test::free_port();
@@ -336,6 +339,7 @@ final class BM_Test_Relay
             $cmd[] = '--site';
             $cmd[] = $site . '=' . self::relay_key($secret);
         }
+        array_push($cmd, ...$this->args);
         $this->proc = new BM_Test_Proc($cmd, ['RUST_LOG' => 'warn', 'PATH' => getenv('PATH') ?: '/usr/bin:/bin']);
         $ok = BM_Test::wait_until(fn() => (BM_Test::http_get("http://127.0.0.1:{$this->admin_port}/healthz", 0.5)[0] ?? 0) === 200, 10.0);
         if (!$ok) {

@@ -105,6 +105,10 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: the relay is shutting down.
     ShuttingDown,
+    /// 400: a protocol v1 request (no `X-BM-Protocol: 2`) to a relay
+    /// configured with `accept_v1 = false` (§3.2, §5): the sender must be
+    /// switched to protocol 2 (`bm_relay.protocol = 2`). Not retryable.
+    ProtocolV1Refused,
 }
 
 impl ErrorCode {
@@ -120,13 +124,14 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::ProtocolV1Refused => "protocol_v1_refused",
         }
     }
 
     /// The HTTP status that goes with it.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::Malformed => 400,
+            ErrorCode::Malformed | ErrorCode::ProtocolV1Refused => 400,
             ErrorCode::BadSignature | ErrorCode::UnknownSite | ErrorCode::Stale => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -148,6 +153,7 @@ impl ErrorCode {
             ErrorCode::TooLarge,
             ErrorCode::RateLimited,
             ErrorCode::ShuttingDown,
+            ErrorCode::ProtocolV1Refused,
         ]
         .into_iter()
         .find(|c| c.as_str() == code)

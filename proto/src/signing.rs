@@ -24,6 +24,12 @@ pub const HEADER_SITE: &str = "X-BM-Site";
 pub const HEADER_TIMESTAMP: &str = "X-BM-Timestamp";
 /// Header carrying `v1=<hex>`.
 pub const HEADER_SIGNATURE: &str = "X-BM-Signature";
+/// Header marking a protocol v2 request (§3.2, §5): `X-BM-Protocol: 2`.
+/// Its absence means v1. It is not signed: it only tells the relay which
+/// ids the sender meant (pseudonyms or WordPress ids), so a relay that
+/// refuses v1 can refuse a sender that was not switched; forging it gains
+/// nothing, since every id in a signed body routes the same either way.
+pub const HEADER_PROTOCOL: &str = "X-BM-Protocol";
 /// Default tolerated difference between the signer's and the relay's clocks.
 pub const DEFAULT_MAX_SKEW_SECS: u64 = 60;
 

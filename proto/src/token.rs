@@ -3,7 +3,8 @@
 //! Written here rather than taken from a JWT crate for two reasons: tokens
 //! must be byte-identical across the Rust, PHP and test-vector
 //! implementations (header `{"alg":"HS256","typ":"JWT"}`, claims in the order
-//! `site, sub, thread, iat, exp`), and verification must be narrower than a
+//! `site, sub, thread, v, iat, exp`, where `v` appears only in protocol v2
+//! tokens), and verification must be narrower than a
 //! general JWT library's: one algorithm, one key per site, and a hard split
 //! between connection tokens and thread tokens. The whole format is three
 //! base64url parts and one HMAC, which `hmac` and `sha2` already provide.
@@ -58,6 +59,11 @@ pub enum TokenError {
     /// `iat` is in the future (beyond the leeway), or `exp` is not after `iat`.
     #[error("token is not valid yet")]
     NotYetValid,
+    /// A protocol v1 token (no `v` claim, or `"v":1`) at a relay configured
+    /// with `accept_v1 = false` (never returned by [`verify`] itself; the
+    /// relay adds this check). Maps to `bad_token`.
+    #[error("token is of protocol v1 (WordPress ids), which this relay no longer accepts (accept_v1 = false); WordPress must mint v2 tokens (bm_relay.protocol = 2)")]
+    ProtocolV1Refused,
     /// A thread token where a connection token belongs, or the reverse.
     #[error("expected a {expected} token")]
     WrongKind { expected: &'static str },
@@ -79,6 +85,12 @@ pub struct Claims {
     /// For thread tokens: the thread `sub` is a member of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<ThreadId>,
+    /// Protocol version (§3.2, §6): absent in v1 tokens, which thereby stay
+    /// byte-identical to those minted before v2 existed; `2` in v2 tokens,
+    /// whose `sub` and `thread` are pseudonyms. Only 1 and 2 are accepted
+    /// (see [`verify`]); old relays ignore the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "v_present")]
+    pub v: Option<u8>,
     /// Issued at (unix seconds).
     pub iat: u64,
     /// Expires at (unix seconds).
@@ -94,15 +106,33 @@ fn sub_from_string<'de, D: Deserializer<'de>>(d: D) -> Result<UserId, D::Error> 
     text.parse().map_err(serde::de::Error::custom)
 }
 
+/// A present `v` must be a number: `"v":null` is not "absent".
+fn v_present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    u8::deserialize(d).map(Some)
+}
+
 impl Claims {
     /// Connection claims for `user`, valid `ttl` seconds from `now`.
     pub fn connection(site: SiteId, user: UserId, now: u64, ttl: u64) -> Self {
-        Claims { site, sub: user, thread: None, iat: now, exp: now.saturating_add(ttl) }
+        Claims { site, sub: user, thread: None, v: None, iat: now, exp: now.saturating_add(ttl) }
     }
 
     /// Thread claims: `user` is a member of `thread`.
     pub fn thread(site: SiteId, user: UserId, thread: ThreadId, now: u64, ttl: u64) -> Self {
-        Claims { site, sub: user, thread: Some(thread), iat: now, exp: now.saturating_add(ttl) }
+        Claims { site, sub: user, thread: Some(thread), v: None, iat: now, exp: now.saturating_add(ttl) }
+    }
+
+    /// The same claims marked with protocol version `protocol`: v2 adds
+    /// `"v":2`; v1 leaves the claim out, as v1 tokens always did.
+    pub fn with_protocol(mut self, protocol: u8) -> Self {
+        self.v = (protocol != 1).then_some(protocol);
+        self
+    }
+
+    /// The protocol version the token was minted for: its `v` claim, 1 when
+    /// absent.
+    pub fn protocol(&self) -> u8 {
+        self.v.unwrap_or(1)
     }
 
     /// The kind these claims make.
@@ -176,6 +206,9 @@ pub fn verify<'k>(
     let claims_json = b64::decode(claims_b64).map_err(|_| TokenError::Malformed("claims are not base64url"))?;
     let claims: Claims = serde_json::from_slice(&claims_json)
         .map_err(|_| TokenError::Malformed("claims are missing or of the wrong type"))?;
+    if !matches!(claims.v, None | Some(1) | Some(2)) {
+        return Err(TokenError::Malformed("v must be 1 or 2"));
+    }
     let key = key_for(&claims.site).ok_or(TokenError::UnknownSite)?;
     let sig = b64::decode_array::<32>(sig_b64).ok_or(TokenError::Signature)?;
     // `verify_slice` compares in constant time.
@@ -272,6 +305,34 @@ mod tests {
         let last = flipped.len() - 2;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
         assert!(check(std::str::from_utf8(&flipped).unwrap(), TokenKind::Connection).is_err());
+    }
+
+    /// v2 tokens carry `"v":2` after `thread` and before `iat`; v1 tokens
+    /// have no `v` and are byte-identical to those minted before v2; a `v`
+    /// other than 1 or 2 is refused.
+    #[test]
+    fn protocol_claim() {
+        let v1 = Claims::thread(site(), user(), ThreadId::new(12).unwrap(), NOW, 3600);
+        let payload = |c: &Claims| String::from_utf8(serde_json::to_vec(c).unwrap()).unwrap();
+        assert_eq!(payload(&v1), r#"{"site":"example.com","sub":"2","thread":12,"iat":1764000100,"exp":1764003700}"#);
+        assert_eq!(payload(&v1.clone().with_protocol(1)), payload(&v1));
+        let v2 = v1.clone().with_protocol(2);
+        assert_eq!(
+            payload(&v2),
+            r#"{"site":"example.com","sub":"2","thread":12,"v":2,"iat":1764000100,"exp":1764003700}"#
+        );
+        assert_eq!(check(&v2.mint(&key()), TokenKind::Thread).unwrap().protocol(), 2);
+        assert_eq!(check(&v1.mint(&key()), TokenKind::Thread).unwrap().protocol(), 1);
+        let explicit_v1 = r#"{"site":"example.com","sub":"2","v":1,"iat":1764000000,"exp":1764003600}"#;
+        assert_eq!(
+            check(&forge(r#"{"alg":"HS256","typ":"JWT"}"#, explicit_v1), TokenKind::Connection).unwrap().protocol(),
+            1
+        );
+        for v in ["0", "3", "255", "256", "-1", "\"2\"", "2.0", "null"] {
+            let claims = format!(r#"{{"site":"example.com","sub":"2","v":{v},"iat":1764000000,"exp":1764003600}}"#);
+            let r = check(&forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims), TokenKind::Connection);
+            assert!(matches!(r, Err(TokenError::Malformed(_))), "v={v}: {r:?}");
+        }
     }
 
     #[test]

@@ -472,6 +472,28 @@ struct FileConfig {
     log: LogConfig,
     #[serde(default)]
     cluster: Option<ClusterFile>,
+    #[serde(default)]
+    protocol: Option<ProtocolConfig>,
+}
+
+/// Which protocol versions the relay takes (`[protocol]`, docs/PROTOCOL.md
+/// §3.2). Read again on SIGHUP, so v1 can be switched off without a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolConfig {
+    /// Whether protocol v1 (WordPress ids in clear) is still accepted:
+    /// requests without `X-BM-Protocol: 2` and tokens without `"v":2`.
+    /// True by default for this release, so a site can upgrade WordPress
+    /// and the relay in either order; an operator turns it off once the
+    /// `protocol="1"` counters of /metrics stopped rising for a token
+    /// lifetime.
+    pub accept_v1: bool,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig { accept_v1: true }
+    }
 }
 
 /// The `[cluster]` table of the config file.
@@ -559,6 +581,9 @@ pub struct Overrides {
     pub nats: Option<String>,
     /// `--node-name` / `BM_RELAY_NODE_NAME`.
     pub node_name: Option<String>,
+    /// `--accept-v1` / `BM_RELAY_ACCEPT_V1` (`true` or `false`): wins over
+    /// `[protocol] accept_v1`.
+    pub accept_v1: Option<bool>,
 }
 
 /// The relay's complete, validated configuration.
@@ -579,6 +604,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The cluster, if `--nats` / `[cluster] nats` names servers.
     pub cluster: Option<ClusterConfig>,
+    /// Protocol versions accepted.
+    pub protocol: ProtocolConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -590,6 +617,7 @@ impl std::fmt::Debug for Config {
             .field("admin_listen", &self.admin_listen)
             .field("sites", &sites)
             .field("limits", &self.limits)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -672,6 +700,7 @@ impl Config {
         let mut warnings = Vec::new();
         let mut sites_file: Option<PathBuf> = None;
         let mut cluster_file = ClusterFile::default();
+        let mut protocol = ProtocolConfig::default();
 
         if let Some((path, text)) = config_file {
             let name = path.display().to_string();
@@ -711,6 +740,9 @@ impl Config {
             log = file.log;
             if let Some(c) = file.cluster {
                 cluster_file = c;
+            }
+            if let Some(p) = file.protocol {
+                protocol = p;
             }
             if let Some(v) = &file.sites_file {
                 // Relative to the config file's folder, as an admin reads it.
@@ -753,7 +785,10 @@ impl Config {
         }
         limits.validate().map_err(|(key, msg)| invalid(format!("limits.{key}"), msg))?;
         let cluster = cluster_config(o, cluster_file)?;
-        Ok(Config { listen, admin_listen, sites: Arc::new(sites), limits, log, warnings, cluster })
+        if let Some(v) = o.accept_v1 {
+            protocol.accept_v1 = v;
+        }
+        Ok(Config { listen, admin_listen, sites: Arc::new(sites), limits, log, warnings, cluster, protocol })
     }
 
     /// Reads only the config file named by `path` (for tests and tooling).
@@ -933,6 +968,7 @@ mod tests {
         assert_eq!(c.sites.len(), 1);
         assert_eq!(c.log.format.as_deref(), Some("text"));
         assert!(c.cluster.is_none(), "the sample is a single node");
+        assert_eq!(c.protocol, ProtocolConfig::default(), "deploy/relay.toml must show the [protocol] default");
         let clustered = sample.replace("# [cluster]\n# nats", "[cluster]\nnats");
         assert_eq!(
             load_text(&clustered).unwrap().cluster.unwrap().nats.len(),
@@ -981,6 +1017,19 @@ mod tests {
         assert!(
             load_text("[cluster]\nnats = [\"nats://a:1\"]\nheartbeat_secs = 3.0\nnode_timeout_secs = 4.0\n").is_err()
         );
+    }
+
+    /// `[protocol] accept_v1`: true by default, false from the file, the
+    /// flag/env override over the file; anything but a bool is refused.
+    #[test]
+    fn accept_v1_switch() {
+        assert!(load_text("").unwrap().protocol.accept_v1, "v1 accepted by default in this release");
+        assert!(!load_text("[protocol]\naccept_v1 = false\n").unwrap().protocol.accept_v1);
+        let e = load_text("[protocol]\naccept_v1 = \"no\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(load_text("[protocol]\naccept_v2 = true\n").is_err(), "unknown keys refused");
+        let o = Overrides { accept_v1: Some(false), ..Overrides::default() };
+        assert!(!Config::load(&o).unwrap().protocol.accept_v1);
     }
 
     /// An operator who swaps site and key must not see the key echoed.

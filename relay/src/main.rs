@@ -62,6 +62,10 @@ enum Cmd {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// Protocol version: 1, or 2 (--user and --thread are WordPress ids
+        /// and the token is minted for their pseudonyms, with "v":2).
+        #[arg(long, default_value_t = 1)]
+        protocol: u8,
     },
     /// Seal one event and send it as a signed push; prints the relay's reply.
     /// Sealed with the thread key when --thread is given, else with the user
@@ -91,6 +95,10 @@ enum Cmd {
         /// Event data, JSON.
         #[arg(long, default_value = "{}")]
         data: String,
+        /// Protocol version: 1, or 2 (--to and --thread are WordPress ids,
+        /// sent as their pseudonyms with X-BM-Protocol: 2).
+        #[arg(long, default_value_t = 1)]
+        protocol: u8,
     },
     /// A debugging subscriber: prints one JSON object per received frame on
     /// stdout; with --secret and --site, opens `ev` envelopes and prints
@@ -156,6 +164,12 @@ struct ServeArgs {
     /// This node's name in the cluster [default: host name + pid].
     #[arg(long, env = "BM_RELAY_NODE_NAME")]
     node_name: Option<String>,
+    /// Whether protocol v1 (WordPress ids in clear) is still accepted:
+    /// true or false; wins over `[protocol] accept_v1` [default: true].
+    /// With false, v1 pushes get 400 protocol_v1_refused and v1 tokens
+    /// bad_token (docs/PROTOCOL.md §3.2).
+    #[arg(long, env = "BM_RELAY_ACCEPT_V1", action = clap::ArgAction::Set)]
+    accept_v1: Option<bool>,
 }
 
 /// Whether an event may be logged at all, whatever the filter says: the
@@ -232,6 +246,7 @@ fn main() -> ExitCode {
                 log_format: a.log_format,
                 nats: a.nats,
                 node_name: a.node_name,
+                accept_v1: a.accept_v1,
             };
             let config = match Config::load(&overrides) {
                 Ok(c) => c,
@@ -264,8 +279,8 @@ fn main() -> ExitCode {
             }
             Err(e) => die(e, 2),
         },
-        Cmd::Token { secret, site, user, thread, ttl } => {
-            match tools::read_secret(&secret).and_then(|s| tools::token(&s, &site, user, thread, ttl)) {
+        Cmd::Token { secret, site, user, thread, ttl, protocol } => {
+            match tools::read_secret(&secret).and_then(|s| tools::token(&s, &site, user, thread, ttl, protocol)) {
                 Ok(t) => {
                     println!("{t}");
                     ExitCode::SUCCESS
@@ -273,12 +288,12 @@ fn main() -> ExitCode {
                 Err(e) => die(e, 2),
             }
         }
-        Cmd::Push { url, site, secret, to, thread, epoch, kind, data } => {
+        Cmd::Push { url, site, secret, to, thread, epoch, kind, data, protocol } => {
             let secret = match tools::read_secret(&secret) {
                 Ok(s) => s,
                 Err(e) => return die(e, 2),
             };
-            let args = PushArgs { url, site, secret, to, thread, epoch, kind, data };
+            let args = PushArgs { url, site, secret, to, thread, epoch, kind, data, protocol };
             match runtime().block_on(tools::push(args)) {
                 Ok((status, body)) => {
                     println!("{body}");

@@ -121,6 +121,13 @@ pub struct Metrics {
     pub revocations_evicted: AtomicU64,
     /// Revocation records held (updated on each `/v1/disconnect`).
     pub revocation_records: AtomicU64,
+    /// Signed server API requests by protocol version (index 0: v1, 1:
+    /// v2), refused v1 ones included: what an operator watches before
+    /// setting `accept_v1 = false`.
+    requests_by_protocol: [AtomicU64; 2],
+    /// Socket `auth`s with a valid signature, by the token's protocol
+    /// version (refused v1 ones included).
+    auths_by_protocol: [AtomicU64; 2],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -170,6 +177,16 @@ impl Metrics {
     /// Counts a server API request by endpoint and result.
     pub fn request(&self, endpoint: Endpoint, result: RequestResult) {
         self.requests[endpoint as usize][result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a signed server API request of protocol `v` (1 or 2).
+    pub fn request_protocol(&self, v: u8) {
+        self.requests_by_protocol[usize::from(v >= 2)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a socket `auth` whose token was of protocol `v` (1 or 2).
+    pub fn auth_protocol(&self, v: u8) {
+        self.auths_by_protocol[usize::from(v >= 2)].fetch_add(1, Relaxed);
     }
 
     /// Counts one refusal.
@@ -270,6 +287,23 @@ impl Metrics {
                 );
             }
         }
+        for (name, help, counts) in [
+            (
+                "bm_relay_requests_by_protocol_total",
+                "Signed server API requests by protocol version (X-BM-Protocol), refused ones included.",
+                &self.requests_by_protocol,
+            ),
+            (
+                "bm_relay_auths_by_protocol_total",
+                "Socket auths with a genuine token, by the token's protocol version (v claim), refused ones included.",
+                &self.auths_by_protocol,
+            ),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (i, c) in counts.iter().enumerate() {
+                let _ = writeln!(o, "{name}{{protocol=\"{}\"}} {}", i + 1, c.load(Relaxed));
+            }
+        }
         g(
             &mut o,
             "bm_relay_client_connections",
@@ -333,6 +367,8 @@ mod tests {
         m.refused(Refusal::MaxPending);
         m.refused(Refusal::MaxPending);
         m.client_connections.store(7, Relaxed);
+        m.request_protocol(2);
+        m.auth_protocol(1);
         m.push_latency(Duration::from_micros(300));
         let text = m.render(Counts { sockets: 2, users: 1, subscriptions: 3, queue_bytes: 10 }, 1);
         assert!(text.contains("bm_relay_closes_total{code=\"4008\"} 1"));
@@ -345,6 +381,9 @@ mod tests {
         assert!(text.contains("bm_relay_refused_total{reason=\"max_pending_connections\"} 2"));
         assert!(text.contains("bm_relay_refused_total{reason=\"body_timeout_secs\"} 0"));
         assert!(text.contains("bm_relay_client_connections 7"));
+        assert!(text.contains("bm_relay_requests_by_protocol_total{protocol=\"1\"} 0"));
+        assert!(text.contains("bm_relay_requests_by_protocol_total{protocol=\"2\"} 1"));
+        assert!(text.contains("bm_relay_auths_by_protocol_total{protocol=\"1\"} 1"));
         for r in Refusal::ALL {
             assert_eq!(Refusal::ALL[r as usize], r, "ALL is in discriminant order");
         }

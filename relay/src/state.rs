@@ -90,11 +90,16 @@ impl App {
         self.verify_token_in(&self.config(), token, kind)
     }
 
-    /// [`App::verify_token`] against a given configuration.
+    /// [`App::verify_token`] against a given configuration. A genuine v1
+    /// token is refused ([`TokenError::ProtocolV1Refused`]) when `cfg`
+    /// has `accept_v1 = false`.
     pub fn verify_token_in(&self, cfg: &Config, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
         let claims = token::verify(token, kind, unix_now(), |site| cfg.sites.get(site))?;
         if claims.exp - claims.iat > cfg.limits.max_token_ttl_secs {
             return Err(TokenError::Malformed("lifetime (exp - iat) is longer than this relay accepts"));
+        }
+        if claims.protocol() == 1 && !cfg.protocol.accept_v1 {
+            return Err(TokenError::ProtocolV1Refused);
         }
         if self.revocations.is_revoked(&claims.site, claims.sub, claims.thread, claims.iat) {
             return Err(TokenError::Revoked);

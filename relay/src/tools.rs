@@ -88,16 +88,55 @@ pub fn derive(secret: &SiteSecret) -> String {
     secret.relay_key().to_b64()
 }
 
-/// `bm-relay token`: mints a connection (or thread) token, as WordPress would.
-pub fn token(secret: &SiteSecret, site: &str, user: u64, thread: Option<u64>, ttl: u64) -> Result<String, ToolError> {
+/// Checks a `--protocol` value: 1 (WordPress ids in clear) or 2
+/// (pseudonyms, docs/PROTOCOL.md §3.2).
+pub fn check_protocol(protocol: u8) -> Result<u8, ToolError> {
+    match protocol {
+        1 | 2 => Ok(protocol),
+        _ => Err(fail(format!("--protocol must be 1 or 2, got {protocol}"))),
+    }
+}
+
+/// The user and thread ids as the relay sees them under `protocol`: the
+/// WordPress ids themselves (1), or their pseudonyms (2), as the PHP API
+/// maps them.
+fn wire_ids(
+    secret: &SiteSecret,
+    protocol: u8,
+    users: &[u64],
+    thread: Option<u64>,
+) -> Result<(Vec<UserId>, Option<ThreadId>), ToolError> {
+    let mut to =
+        users.iter().map(|u| UserId::new(*u)).collect::<Result<Vec<_>, _>>().map_err(|e| fail(e.to_string()))?;
+    let mut thread = thread.map(ThreadId::new).transpose().map_err(|e| fail(e.to_string()))?;
+    if check_protocol(protocol)? == 2 {
+        let p = secret.pseudonym_key();
+        to = to.into_iter().map(|u| p.user(u)).collect();
+        thread = thread.map(|t| p.thread(t));
+    }
+    Ok((to, thread))
+}
+
+/// `bm-relay token`: mints a connection (or thread) token, as WordPress
+/// would; with `protocol` 2, for the pseudonyms of `user` and `thread`,
+/// with the claim `"v":2`.
+pub fn token(
+    secret: &SiteSecret,
+    site: &str,
+    user: u64,
+    thread: Option<u64>,
+    ttl: u64,
+    protocol: u8,
+) -> Result<String, ToolError> {
     let site = site_id(site)?;
-    let user = UserId::new(user).map_err(|e| fail(e.to_string()))?;
+    let (users, thread) = wire_ids(secret, protocol, &[user], thread)?;
+    let user = users[0];
     let now = unix_now();
     let claims = match thread {
-        Some(t) => Claims::thread(site, user, ThreadId::new(t).map_err(|e| fail(e.to_string()))?, now, ttl),
+        Some(t) => Claims::thread(site, user, t, now, ttl),
         None => Claims::connection(site, user, now, ttl),
     };
-    Ok(claims.mint(&secret.relay_key()))
+    Ok(claims.with_protocol(protocol).mint(&secret.relay_key()))
 }
 
 /// What `bm-relay push` sends.
@@ -118,6 +157,8 @@ pub struct PushArgs {
     pub kind: String,
     /// Event data (JSON text).
     pub data: String,
+    /// 1, or 2: ids sent as pseudonyms, with `X-BM-Protocol: 2`.
+    pub protocol: u8,
 }
 
 /// Splits `http://host:port[/...]` into `host:port`.
@@ -137,8 +178,7 @@ fn http_authority(url: &str) -> Result<String, ToolError> {
 pub async fn push(a: PushArgs) -> Result<(u16, String), ToolError> {
     let site = site_id(&a.site)?;
     let content = a.secret.content_key();
-    let to = a.to.iter().map(|u| UserId::new(*u)).collect::<Result<Vec<_>, _>>().map_err(|e| fail(e.to_string()))?;
-    let thread = a.thread.map(ThreadId::new).transpose().map_err(|e| fail(e.to_string()))?;
+    let (to, thread) = wire_ids(&a.secret, a.protocol, &a.to, a.thread)?;
     let key = match (thread, to.as_slice()) {
         (Some(t), _) => content.thread_key(t, bm_proto::Epoch(a.epoch)),
         (None, [u]) => content.user_key(*u),
@@ -157,17 +197,15 @@ pub async fn push(a: PushArgs) -> Result<(u16, String), ToolError> {
     let ts = unix_now();
     let sig = signing::sign(&a.secret.relay_key(), ts, &site, "POST", bm_proto::api::PATH_PUSH, body.as_bytes());
     let authority = http_authority(&a.url)?;
-    post(
-        &authority,
-        bm_proto::api::PATH_PUSH,
-        &[
-            (signing::HEADER_SITE, site.as_str().to_owned()),
-            (signing::HEADER_TIMESTAMP, ts.to_string()),
-            (signing::HEADER_SIGNATURE, sig),
-        ],
-        body,
-    )
-    .await
+    let mut headers = vec![
+        (signing::HEADER_SITE, site.as_str().to_owned()),
+        (signing::HEADER_TIMESTAMP, ts.to_string()),
+        (signing::HEADER_SIGNATURE, sig),
+    ];
+    if a.protocol == 2 {
+        headers.push((signing::HEADER_PROTOCOL, "2".to_owned()));
+    }
+    post(&authority, bm_proto::api::PATH_PUSH, &headers, body).await
 }
 
 /// A minimal HTTP/1.1 POST (one request, one connection).

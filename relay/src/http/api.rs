@@ -194,6 +194,21 @@ async fn server_api(req: Request<Incoming>, ctx: &ConnCtx, endpoint: Endpoint) -
     )?;
     // Signed by a site's relay key: the connection is no longer anonymous.
     ctx.pending.release();
+    // Counted once signed (anonymous junk does not move it), before the
+    // refusal below, so an operator sees v1 senders that are still refused.
+    let protocol = if header(&parts.headers, signing::HEADER_PROTOCOL).trim() == "2" { 2 } else { 1 };
+    app.metrics.request_protocol(protocol);
+    if protocol == 1 && !cfg.protocol.accept_v1 {
+        return Err(err(
+            ErrorCode::ProtocolV1Refused,
+            format!(
+                "this relay no longer accepts protocol v1 (accept_v1 = false): send {}: 2 with pseudonymous ids \
+                 (PHP: bm_relay.protocol = 2)",
+                signing::HEADER_PROTOCOL
+            ),
+        )
+        .into());
+    }
     let text = std::str::from_utf8(&body).map_err(|_| err(ErrorCode::Malformed, "the body is not UTF-8"))?;
     let api_limits = limits.api();
     let max_queue = limits.outbound_queue_bytes;

@@ -62,8 +62,14 @@ where
             return match ClientFrame::parse(&text) {
                 Ok(ClientFrame { r#ref, op: ClientOp::Auth { token } }) => {
                     match app.verify_token_in(cfg, &token, TokenKind::Connection) {
-                        Ok(claims) => Ok(claims),
+                        Ok(claims) => {
+                            app.metrics.auth_protocol(claims.protocol());
+                            Ok(claims)
+                        }
                         Err(e) => {
+                            if e == TokenError::ProtocolV1Refused {
+                                app.metrics.auth_protocol(1);
+                            }
                             let (code, why) = match e {
                                 TokenError::Expired => {
                                     (codes::TOKEN_EXPIRED, req(close::TOKEN_EXPIRED, "token expired"))

@@ -246,3 +246,44 @@ fn help_and_version_on_every_command() {
     let out = bin().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("bm-relay "));
 }
+
+/// `--protocol 2`: `token` mints for the pseudonym with `"v":2`, `push`
+/// sends pseudonyms with `X-BM-Protocol: 2`, and `listen` (given the
+/// secret) opens the envelope sealed with the pseudonymous user key. The
+/// relay sees no WordPress id: the push reply names the pseudonym.
+#[tokio::test]
+async fn protocol_2_token_and_push() {
+    let r = Relay::start("\n[protocol]\naccept_v1 = false\n").await;
+    let secret = r.site.secret.to_b64();
+    let out =
+        bin().args(["token", "--secret", &secret, "--site", SITE, "--user", "2", "--protocol", "2"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tok = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let claims: Value =
+        serde_json::from_slice(&bm_proto::b64::decode(tok.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let p = r.site.secret.pseudonym_key().user(u(2)).get();
+    assert_eq!((claims["sub"].clone(), claims["v"].clone()), (json!(p.to_string()), json!(2)), "{claims}");
+    let (_listen, rx) = spawn_listen(&[
+        "--url",
+        &r.ws_url(),
+        "--token",
+        &tok,
+        "--secret",
+        &secret,
+        "--site",
+        SITE,
+        "--count",
+        "1",
+        "--timeout",
+        "120",
+    ]);
+    assert_eq!(next_line(&rx)["op"], "ready");
+    let reply = push_cmd(&r, &["--to", "2", "--protocol", "2", "--data", "{\"text\":\"v2\"}"]);
+    assert_eq!(reply, json!({"results":[{"online":[p],"sockets":1}]}));
+    let ev = next_line(&rx);
+    assert_eq!(ev["k"], format!("u/{p}"));
+    assert_eq!(ev["payload"]["data"], json!({"text":"v2"}));
+    let bad =
+        bin().args(["token", "--secret", &secret, "--site", SITE, "--user", "2", "--protocol", "3"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--protocol must be 1 or 2"));
+}

@@ -12,5 +12,6 @@ mod hardening;
 mod lifecycle;
 mod limits;
 mod presence;
+mod protocol;
 mod race;
 mod storm;

@@ -153,6 +153,9 @@ if (!function_exists('bm_push')) {
         return BM_Relay_Fallback::api('bm_thread_key', static function () use ($thread_id, $epoch): string {
             $t = BM_Relay_Fallback_Values::id($thread_id, 'thread_id');
             $e = $epoch === null ? 0 : BM_Relay_Fallback_Values::epoch($epoch, 'epoch');
+            if (BM_Relay_Fallback_Config::v2()) {
+                $t = BM_Relay_Fallback_Keys::pseudonym('thread', $t);
+            }
             return BM_Relay_Fallback_Keys::b64u(BM_Relay_Fallback_Keys::envelope_key("t/$t/$e"));
         });
     }
@@ -162,6 +165,9 @@ if (!function_exists('bm_push')) {
     {
         return BM_Relay_Fallback::api('bm_user_key', static function () use ($user_id): string {
             $u = BM_Relay_Fallback_Values::id($user_id, 'user_id');
+            if (BM_Relay_Fallback_Config::v2()) {
+                $u = BM_Relay_Fallback_Keys::pseudonym('user', $u);
+            }
             return BM_Relay_Fallback_Keys::b64u(BM_Relay_Fallback_Keys::envelope_key("u/$u"));
         });
     }
@@ -194,13 +200,17 @@ if (!function_exists('bm_push')) {
             $ids = BM_Relay_Fallback_Values::ids($user_ids, 'user_ids');
             BM_Relay_Fallback_Config::urls();
             BM_Relay_Fallback_Config::secret();
+            $v2 = BM_Relay_Fallback_Config::v2();
+            $wire = BM_Relay_Fallback_Keys::wire_ids('user', $ids, $v2);
             try {
-                $reply = BM_Relay_Fallback_Transport::post('presence', '/v1/presence', '{"users":' . json_encode($ids) . '}');
+                $reply = BM_Relay_Fallback_Transport::post('presence', '/v1/presence', '{"users":' . json_encode($wire) . '}');
             } catch (BmRelayException $e) {
                 BM_Relay_Fallback_Transport::fail(1, $e->getMessage());
                 throw $e;
             }
-            return array_values(array_map('intval', (array) ($reply['online'] ?? [])));
+            $online = array_values(array_map('intval', (array) ($reply['online'] ?? [])));
+            // Protocol 2: the WordPress ids asked about, not the pseudonyms.
+            return $v2 ? BM_Relay_Fallback_Keys::back($ids, $wire, $online) : $online;
         });
     }
 
@@ -211,10 +221,12 @@ if (!function_exists('bm_push')) {
     function bm_disconnect($user_ids, $thread_id = null): int
     {
         return BM_Relay_Fallback::api('bm_disconnect', static function () use ($user_ids, $thread_id): int {
-            $ids = BM_Relay_Fallback_Values::ids($user_ids, 'user_ids');
+            $v2 = BM_Relay_Fallback_Config::v2();
+            $ids = BM_Relay_Fallback_Keys::wire_ids('user', BM_Relay_Fallback_Values::ids($user_ids, 'user_ids'), $v2);
             $body = '{"users":' . json_encode($ids);
             if ($thread_id !== null) {
-                $body .= ',"thread":' . BM_Relay_Fallback_Values::id($thread_id, 'thread_id');
+                $thread = BM_Relay_Fallback_Values::id($thread_id, 'thread_id');
+                $body .= ',"thread":' . ($v2 ? BM_Relay_Fallback_Keys::pseudonym('thread', $thread) : $thread);
             }
             BM_Relay_Fallback_Config::urls();
             BM_Relay_Fallback_Config::secret();

@@ -36,6 +36,7 @@ final class BM_Relay_Fallback_Config
         'connect_timeout_ms' => '500',
         'queue_size' => '10000',
         'flush_timeout_ms' => '500',
+        'protocol' => '1',
     ];
 
     /** @var list<array{0:string,1:string}> bm_configure() overrides of this request, in order */
@@ -162,7 +163,7 @@ final class BM_Relay_Fallback_Config
      * Validated settings.
      *
      * @param array<string,string> $raw
-     * @return array{urls:list<string>,site:string,mode:string,timeout_ms:int,connect_timeout_ms:int,queue_size:int,flush_timeout_ms:int}
+     * @return array{urls:list<string>,site:string,mode:string,timeout_ms:int,connect_timeout_ms:int,queue_size:int,flush_timeout_ms:int,protocol:int}
      */
     public static function settings(array $raw): array
     {
@@ -178,6 +179,10 @@ final class BM_Relay_Fallback_Config
         if ($mode !== 'async' && $mode !== 'sync') {
             throw new BmRelayException("bm_relay.mode must be 'async' or 'sync'");
         }
+        $protocol = trim($raw['protocol']);
+        if ($protocol !== '1' && $protocol !== '2') {
+            throw new BmRelayException('bm_relay.protocol must be 1 or 2');
+        }
         $q = trim($raw['queue_size']);
         if (!preg_match('/^\d{1,7}$/D', $q) || (int) $q < 1 || (int) $q > self::MAX_QUEUE) {
             throw new BmRelayException('bm_relay.queue_size must be an integer 1..=' . self::MAX_QUEUE);
@@ -190,6 +195,7 @@ final class BM_Relay_Fallback_Config
             'connect_timeout_ms' => self::ms($raw, 'connect_timeout_ms', 1),
             'queue_size' => (int) $q,
             'flush_timeout_ms' => self::ms($raw, 'flush_timeout_ms', 0),
+            'protocol' => (int) $protocol,
         ];
     }
 
@@ -276,6 +282,12 @@ final class BM_Relay_Fallback_Config
     public static function current(): array
     {
         return self::settings(self::raw());
+    }
+
+    /** True when this request speaks protocol v2 (pseudonyms, §3.2). */
+    public static function v2(): bool
+    {
+        return self::current()['protocol'] === 2;
     }
 
     /** The configured site id; throws when unset. */

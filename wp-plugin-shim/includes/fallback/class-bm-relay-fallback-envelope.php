@@ -35,9 +35,9 @@ final class BM_Relay_Fallback_Envelope
     /**
      * Validates an event array (same order of checks as the extension).
      *
-     * @return array{id:string,kid:string,to:list<int>,thread:?int,plaintext:string}
+     * @return array{id:string,kid:string,to:list<int>,wp_to:list<int>,thread:?int,plaintext:string}
      */
-    public static function parse_event($event, string $prefix): array
+    public static function parse_event($event, string $prefix, bool $v2 = false): array
     {
         $what = $prefix === '' ? 'event' : $prefix;
         if (!is_array($event)) {
@@ -109,6 +109,16 @@ final class BM_Relay_Fallback_Envelope
         if ($type === null) {
             throw new BmRelayException(self::field($prefix, 'type') . ' is required');
         }
+        // Protocol 2: ids, key id and key become the pseudonyms' (checked
+        // first, so messages are the same); the WordPress ids are kept to
+        // map a sync push's `online` back.
+        $wp_to = $to;
+        if ($v2) {
+            $to = BM_Relay_Fallback_Keys::wire_ids('user', $to, true);
+            if ($thread !== null) {
+                $thread = BM_Relay_Fallback_Keys::pseudonym('thread', $thread);
+            }
+        }
         if ($thread !== null) {
             if (!$to && !$live) {
                 throw new BmRelayException(self::field($prefix, 'to') . ' is empty and ' . self::field($prefix, 'live') . ' is false: the event would reach nobody');
@@ -139,6 +149,7 @@ final class BM_Relay_Fallback_Envelope
             'id' => $id ?? BM_Relay_Fallback_Keys::b64u(random_bytes(16)),
             'kid' => $kid,
             'to' => $to,
+            'wp_to' => $wp_to,
             'thread' => $live ? $thread : null,
             'plaintext' => $plaintext,
         ];

@@ -23,6 +23,15 @@ final class BM_Relay_Fallback_Keys
     /** @var array<string,string> derived keys, keyed by secret hash + label */
     private static $key_cache = [];
 
+    /** Most pseudonyms kept (users and threads together), as the extension. */
+    public const MAX_PSEUDONYMS = 65536;
+
+    /** @var array<string,int> "{kind}/{id}" => pseudonym, for $pseudonym_key only */
+    private static $pseudonyms = [];
+
+    /** @var string the pseudonym key $pseudonyms were made with */
+    private static $pseudonym_key = '';
+
     /** HKDF-SHA256 with the protocol salt, 32 bytes. */
     public static function hkdf(string $ikm, string $info): string
     {
@@ -49,7 +58,67 @@ final class BM_Relay_Fallback_Keys
      */
     public static function pseudonym(string $kind, int $id): int
     {
-        $mac = hash_hmac('sha256', "$kind/$id", self::derived('pseudonym'), true);
+        $pkey = self::derived('pseudonym');
+        if ($pkey !== self::$pseudonym_key) {
+            // Another secret (bm_configure): never a pseudonym of the old one.
+            self::$pseudonyms = [];
+            self::$pseudonym_key = $pkey;
+        }
+        $label = "$kind/$id";
+        if (isset(self::$pseudonyms[$label])) {
+            return self::$pseudonyms[$label];
+        }
+        if (count(self::$pseudonyms) >= self::MAX_PSEUDONYMS) {
+            self::$pseudonyms = [];
+        }
+        return self::$pseudonyms[$label] = self::compute_pseudonym($pkey, $label);
+    }
+
+    /**
+     * The ids as the relay sees them: unchanged in protocol 1, their
+     * pseudonyms in protocol 2.
+     *
+     * @param list<int> $ids
+     * @return list<int>
+     */
+    public static function wire_ids(string $kind, array $ids, bool $v2): array
+    {
+        if (!$v2) {
+            return $ids;
+        }
+        $out = [];
+        foreach ($ids as $id) {
+            $out[] = self::pseudonym($kind, $id);
+        }
+        return $out;
+    }
+
+    /**
+     * The WordPress ids of $asked whose pseudonym ($wire, index-aligned) is
+     * in the relay's $answer, in the order asked, each once: exact, and a
+     * collision returns both ids (as the extension's pseudonyms::back).
+     *
+     * @param list<int> $asked
+     * @param list<int> $wire
+     * @param list<int> $answer
+     * @return list<int>
+     */
+    public static function back(array $asked, array $wire, array $answer): array
+    {
+        $in = array_flip($answer);
+        $out = [];
+        foreach ($asked as $i => $wp) {
+            if (isset($in[$wire[$i]]) && !in_array($wp, $out, true)) {
+                $out[] = $wp;
+            }
+        }
+        return $out;
+    }
+
+    /** One pseudonym, from the pseudonym key and "{kind}/{id}". */
+    private static function compute_pseudonym(string $pkey, string $label): int
+    {
+        $mac = hash_hmac('sha256', $label, $pkey, true);
         ['hi' => $hi, 'lo' => $lo] = unpack('Nhi/Nlo', substr($mac, 0, 8));
         $m = 9007199254740991; // 2^53 - 1
         // (hi * 2^32 + lo) mod m, without overflow: 2^32 mod m = 2^32,

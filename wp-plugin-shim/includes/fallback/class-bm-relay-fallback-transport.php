@@ -114,7 +114,7 @@ final class BM_Relay_Fallback_Transport
             $share_ms = max(1, intdiv(max(0, $deadline - $now), 1000000 * (count($order) - $n)));
             $url = $urls[$i];
             try {
-                $reply = self::post_one($url, $what, $path, $body, $site, $key, $timeout, $connect, $share_ms);
+                $reply = self::post_one($url, $what, $path, $body, $site, $key, $timeout, $connect, $share_ms, $cfg['protocol']);
             } catch (BM_Relay_Fallback_Unreachable $e) {
                 self::mark($url, false);
                 $last = [$url, $e->getMessage()];
@@ -139,9 +139,20 @@ final class BM_Relay_Fallback_Transport
      *
      * @return array<mixed>
      */
-    private static function post_one(string $url, string $what, string $path, string $body, string $site, string $key, int $timeout, int $connect, int $share_ms): array
+    private static function post_one(string $url, string $what, string $path, string $body, string $site, string $key, int $timeout, int $connect, int $share_ms, int $protocol): array
     {
         $ts = time();
+        $headers = [
+            'Content-Type: application/json',
+            'Expect:',
+            'X-BM-Site: ' . $site,
+            'X-BM-Timestamp: ' . $ts,
+            'X-BM-Signature: ' . BM_Relay_Fallback_Signing::signature($key, $ts, $site, 'POST', $path, $body),
+        ];
+        if ($protocol === 2) {
+            // Protocol v2 (§3.2, §5): the body's ids are pseudonyms.
+            $headers[] = 'X-BM-Protocol: 2';
+        }
         $ch = self::curl();
         curl_setopt_array($ch, [
             CURLOPT_URL => $url . $path,
@@ -158,13 +169,7 @@ final class BM_Relay_Fallback_Transport
             // http_proxy in the environment (set for package downloads)
             // must not carry the signed requests elsewhere.
             CURLOPT_PROXY => '',
-            CURLOPT_HTTPHEADER => [
-                'Content-Type: application/json',
-                'Expect:',
-                'X-BM-Site: ' . $site,
-                'X-BM-Timestamp: ' . $ts,
-                'X-BM-Signature: ' . BM_Relay_Fallback_Signing::signature($key, $ts, $site, 'POST', $path, $body),
-            ],
+            CURLOPT_HTTPHEADER => $headers,
         ]);
         $t0 = hrtime(true);
         $reply = curl_exec($ch);
@@ -383,10 +388,13 @@ final class BM_Relay_Fallback_Transport
     public static function push(array $items, bool $many)
     {
         $cfg = BM_Relay_Fallback_Config::current();
+        $v2 = $cfg['protocol'] === 2;
         $wire = [];
+        $events = [];
         foreach ($items as [$event, $prefix]) {
-            $ev = BM_Relay_Fallback_Envelope::parse_event($event, $prefix);
+            $ev = BM_Relay_Fallback_Envelope::parse_event($event, $prefix, $v2);
             $wire[] = BM_Relay_Fallback_Envelope::wire($ev, BM_Relay_Fallback_Envelope::seal($ev));
+            $events[] = $ev;
         }
         if (!$wire) {
             return $cfg['mode'] === 'sync' ? [] : true;
@@ -394,6 +402,12 @@ final class BM_Relay_Fallback_Transport
         BM_Relay_Fallback_Config::urls();
         if ($cfg['mode'] === 'sync') {
             $res = self::send($wire);
+            if ($v2) {
+                // `online` in WordPress ids, through each event's own `to`.
+                foreach ($res as $i => $r) {
+                    $res[$i]['online'] = BM_Relay_Fallback_Keys::back($events[$i]['wp_to'], $events[$i]['to'], $r['online']);
+                }
+            }
             return $many ? $res : $res[0];
         }
         if (count(self::$queue) + count($wire) > $cfg['queue_size']) {
