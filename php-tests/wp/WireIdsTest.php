@@ -19,7 +19,7 @@ final class WireIdsTest extends BM_WP_TestCase
     {
         $this->assertSame('2', get_option(BM_Relay_Ids::OPTION), 'activation on a new site records 2');
         $this->assertSame(2, BM_Relay_Ids::protocol());
-        $this->assertSame(2, bm_stats()['protocol'] ?? null, 'and hands it to the PHP API');
+        $this->assertSame(2, $this->token_claims(bm_client_token(1, 60))['v'] ?? null, 'and hands it to the PHP API (v2 tokens)');
 
         // A site that ran schema 4 (a release that spoke protocol 1 only).
         delete_option(BM_Relay_Ids::OPTION);
@@ -28,7 +28,7 @@ final class WireIdsTest extends BM_WP_TestCase
         $this->assertSame('1', get_option(BM_Relay_Ids::OPTION), 'the upgrade keeps the protocol the site spoke');
         $this->assertSame((string) BM_Relay_Schema::VERSION, (string) get_option(BM_Relay_Schema::OPTION));
         BM_Relay_Settings::apply();
-        $this->assertSame(1, bm_stats()['protocol'] ?? null);
+        $this->assertArrayNotHasKey('v', $this->token_claims(bm_client_token(1, 60)), 'protocol 1 tokens as before');
         $this->assertSame($this->uid('alice'), BM_Relay_Ids::user($this->uid('alice')), 'protocol 1: an id is its own wire id');
     }
 
