@@ -212,13 +212,19 @@ final class AdminHttpTest extends BM_WP_TestCase
 
     public function test_the_settings_page_has_the_connection_doctor_with_its_config_module_and_import_map(): void
     {
-        [$code, , $page] = $this->h()->login('admin')->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+        $admin = $this->h()->login('admin');
+        [$code, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
         $this->assertSame(200, $code);
         $this->assertSame(1, preg_match('#<div id="bm-relay-doctor" data-config="([^"]+)">#', $page, $m), 'the doctor\'s container');
         $config = json_decode(html_entity_decode($m[1], ENT_QUOTES), true);
         $this->assertIsArray($config);
         $this->assertStringEndsWith('/wp-json/bm/v1/', $config['rest']);
-        $this->assertSame(1, wp_verify_nonce($config['nonce'], 'wp_rest'), 'a REST nonce for the admin');
+        // The REST nonce is the admin's: the doctor's two requests (token, one poll) pass with it.
+        [$code, , $body] = $admin->request('POST', '/wp-json/bm/v1/token', '', ['X-WP-Nonce: ' . $config['nonce']]);
+        $this->assertSame(200, $code, $body);
+        $this->assertSame($this->uid('admin'), json_decode($body, true)['user']);
+        [$code] = $admin->request('GET', '/wp-json/bm/v1/threads?per_page=1', '', ['X-WP-Nonce: ' . $config['nonce']]);
+        $this->assertSame(200, $code);
         $this->assertSame(BM_Relay_Doctor::strings(), $config['strings']);
         foreach (['websocket', 'stream', 'polling'] as $way) {
             $this->assertStringContainsString('<tr data-way="' . $way . '">', $page);
