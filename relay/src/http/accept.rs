@@ -358,6 +358,18 @@ async fn client_request(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body>
     if path == "/v1/ws" {
         return super::upgrade::upgrade(req, ctx);
     }
+    if path == "/v1/stream" || path.starts_with("/v1/stream/") {
+        if req.method() != Method::POST {
+            return api_error(&err(ErrorCode::MethodNotAllowed, "/v1/stream takes POST"));
+        }
+        return match path.strip_prefix("/v1/stream/") {
+            None => super::stream::open(req, ctx).await,
+            Some(id) => {
+                let id = id.to_owned();
+                super::stream::op(req, ctx, &id).await
+            }
+        };
+    }
     let Some(endpoint) = Endpoint::from_path(path) else {
         return api_error(&err(ErrorCode::NotFound, "no such endpoint"));
     };

@@ -14,3 +14,4 @@ mod limits;
 mod presence;
 mod race;
 mod storm;
+mod stream;
