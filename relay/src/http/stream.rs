@@ -7,11 +7,13 @@
 //! error with a JSON body. Then the relay writes its own response head and
 //! the stream's SSE events straight into the connection through the
 //! stream's [`Outbox`], exactly as a WebSocket's frames go (from the
-//! pushing task, queued only when the kernel does not take them): hyper
-//! has read the request and waits for this handler, which returns only
-//! once the stream is over and the connection shut, so hyper never writes
-//! on it again. The body is close-delimited (`Connection: close`): an
-//! event's bytes are the same for every stream, encoded once per event.
+//! pushing task, queued only when the kernel does not take them). hyper
+//! has read the request; its handler never answers, and the connection's
+//! task drops hyper's side of the connection (`ConnCtx::detach`), so
+//! hyper never writes on it again and its buffers (16 KiB) are freed: the
+//! stream's task holds only what a WebSocket's does. The body is
+//! close-delimited (`Connection: close`): an event's bytes are the same
+//! for every stream, encoded once per event.
 //!
 //! Ops: each POST takes its turn at the stream's [`Session`] (the code a
 //! WebSocket's task applies frames with), with the socket's frame bucket
@@ -87,15 +89,26 @@ async fn read_frame(body: Incoming, max: usize, limits: &Limits) -> Result<Bytes
     }
 }
 
-/// `POST /v1/stream`: opens a stream, and serves it until it ends.
-pub(super) async fn open(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+/// `POST /v1/stream`: opens a stream. On success the stream's own task
+/// takes the connection over and this never returns: the connection's
+/// task drops hyper's side of it (and with it this future), so hyper
+/// writes nothing more on it and its buffers are freed.
+pub(super) async fn open(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
     let cfg = ctx.app.config();
     let origin = match check_origin(req.headers(), &cfg.limits) {
         Ok(o) => o,
         Err(r) => return r.response(),
     };
     match admit(req, ctx, cfg).await {
-        Ok(opened) => serve(opened, ctx, &origin).await,
+        Ok(opened) => {
+            // Not anonymous any more, and counted before the task starts
+            // (a shutdown that begins now waits for it).
+            ctx.pending.release();
+            ctx.app.stream_opened();
+            tokio::spawn(serve(opened, ctx.clone(), origin));
+            ctx.detach.notify_one();
+            std::future::pending().await
+        }
         Err(r) => cors(r, &origin),
     }
 }
@@ -214,15 +227,14 @@ impl Drop for Teardown<'_> {
 }
 
 /// Writes the head and the stream until it ends, then the `close` event.
-async fn serve(o: Opened, ctx: &ConnCtx, origin: &Option<HeaderValue>) -> Response<Body> {
+/// Holds the connection's context (its place in `max_connections`) for
+/// the stream's life.
+async fn serve(o: Opened, ctx: Arc<ConnCtx>, origin: Option<HeaderValue>) {
     let app = &*ctx.app;
-    app.stream_opened();
-    // Not anonymous any more: the watchdog leaves it alone while it lasts.
-    ctx.pending.release();
     let stream = &*o.stream;
     let out = &*stream.conn.out;
     let mut teardown = Teardown { app, stream, id: o.id, routed: true };
-    out.release(head(origin));
+    out.release(head(&origin));
     // In a cluster, `ready` waits (bounded) until every node routes here,
     // as a socket's does.
     if let Some(routable) = app.router.routable(&stream.conn) {
@@ -246,11 +258,10 @@ async fn serve(o: Opened, ctx: &ConnCtx, origin: &Option<HeaderValue>) -> Respon
         }
     }
     teardown.unroute();
-    // The end of the body (close-delimited); hyper's own answer, written
-    // after this returns, meets a shut socket and ends the connection.
+    // The end of the body (close-delimited); the descriptor closes when
+    // the last of the context and the outbox goes, just after.
     out.shutdown_write();
     drop(teardown);
-    Response::new(Full::new(Bytes::new()))
 }
 
 /// The response head, written by the relay itself (see the module doc).

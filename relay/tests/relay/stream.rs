@@ -362,3 +362,33 @@ async fn shutdown_ends_streams_with_1001_and_a_retry_hint() {
     assert!(reason.contains("; retry_ms="), "{reason}");
     assert_eq!(r.wait_exit(Duration::from_secs(5)).await, Some(0), "{}", r.log());
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_ends_its_stream() {
+    let r = Relay::start("ping_interval_secs = 0.2\nidle_timeout_secs = 5.0\n").await;
+    let s = open(&r, 2).await;
+    let id = s.id.clone();
+    r.wait_metric("bm_relay_streams", |v| v == 1.0, Duration::from_secs(5)).await;
+    drop(s);
+    // Seen at the next heartbeats (the relay reads nothing on a stream):
+    // out of routing, its id dead, the count back to zero.
+    r.wait_metric("bm_relay_streams", |v| v == 0.0, Duration::from_secs(5)).await;
+    r.wait_metric("bm_relay_authenticated_connections", |v| v == 0.0, Duration::from_secs(5)).await;
+    let (st, _) = raw_post(r.port, &format!("/v1/stream/{id}"), &[], r#"{"op":"ping"}"#).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn the_token_s_expiry_ends_the_stream_with_4009_unless_refreshed() {
+    let r = Relay::start("").await;
+    let body = |t: String| json!({"op":"auth","token": t}).to_string();
+    let mut short = open_raw(r.port, &body(r.site.token_ttl(2, 2)), None).await.expect("opens");
+    let mut refreshed = open_raw(r.port, &body(r.site.token_ttl(3, 2)), None).await.expect("opens");
+    assert_eq!(refreshed.op(json!({"op":"refresh","token": r.site.token(3),"ref":1})).await.0, 204);
+    assert_eq!(refreshed.recv().await, json!({"op":"ok","ref":1}));
+    assert_eq!(short.closed(Duration::from_secs(5)).await.0, 4009);
+    assert!(
+        matches!(refreshed.next(Duration::from_secs(1)).await, None | Some(Got::Heartbeat)),
+        "the refreshed stream stays open"
+    );
+}
