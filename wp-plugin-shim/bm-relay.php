@@ -37,6 +37,7 @@ require_once BM_RELAY_DIR . 'includes/class-bm-relay-rest.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-privacy.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-retention.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-admin.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-doctor.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-shortcode.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-moderation.php';
 
@@ -58,5 +59,6 @@ add_action(BM_Relay_Retention::HOOK, ['BM_Relay_Retention', 'run']);
 add_action(BM_Relay_Push::RETRY_HOOK, ['BM_Relay_Push', 'retry_disconnects']);
 BM_Relay_Privacy::register();
 BM_Relay_Admin::register();
+BM_Relay_Doctor::register();
 BM_Relay_Moderation::register();
 BM_Relay_Shortcode::register();

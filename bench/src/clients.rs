@@ -13,7 +13,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -130,6 +131,28 @@ pub enum Mode {
     Leave,
 }
 
+/// Runs a client's handshake within [`HANDSHAKE_TIMEOUT`], counted in
+/// `connecting` meanwhile, then in `ready`, or recorded as a failure.
+async fn handshake<T>(shared: &Shared, f: impl std::future::Future<Output = Result<T, String>>) -> Option<T> {
+    shared.connecting.set(shared.connecting.get() + 1);
+    let r = timeout(HANDSHAKE_TIMEOUT, f).await;
+    shared.connecting.set(shared.connecting.get() - 1);
+    match r {
+        Ok(Ok(x)) => {
+            shared.ready.set(shared.ready.get() + 1);
+            Some(x)
+        }
+        Ok(Err(e)) => {
+            shared.fail(e);
+            None
+        }
+        Err(_) => {
+            shared.fail("handshake timed out".into());
+            None
+        }
+    }
+}
+
 /// One client: connect from `src`, handshake, then hold or leave. Returns
 /// whether it became ready.
 pub async fn run(
@@ -140,21 +163,7 @@ pub async fn run(
     mode: Mode,
     mut stop: watch::Receiver<bool>,
 ) -> bool {
-    shared.connecting.set(shared.connecting.get() + 1);
-    let r = timeout(HANDSHAKE_TIMEOUT, connect(&ctx, user, src)).await;
-    shared.connecting.set(shared.connecting.get() - 1);
-    let mut ws = match r {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            shared.fail(e);
-            return false;
-        }
-        Err(_) => {
-            shared.fail("handshake timed out".into());
-            return false;
-        }
-    };
-    shared.ready.set(shared.ready.get() + 1);
+    let Some(mut ws) = handshake(&shared, connect(&ctx, user, src)).await else { return false };
     if mode == Mode::Leave {
         return true;
     }
@@ -181,6 +190,91 @@ pub async fn run(
                 }
             }
             _ = stop.changed() => return true,
+        }
+    }
+}
+
+/// How a client reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A WebSocket (every server).
+    WebSocket,
+    /// bm-relay's streaming fallback: `POST /v1/stream`, SSE events.
+    Stream,
+}
+
+/// One bm-relay stream client (`/v1/stream`, PROTOCOL §6.1): open, then
+/// hold, recording the events of its SSE body, until `stop` turns true.
+/// Ops are never needed here (deliveries come by `to`), so it only reads.
+pub async fn run_stream(
+    ctx: Rc<Ctx>,
+    shared: Rc<Shared>,
+    user: u64,
+    src: Ipv4Addr,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
+    let Some(mut rd) = handshake(&shared, open_stream(&ctx, user, src)).await else { return false };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        tokio::select! {
+            n = rd.read_line(&mut line) => {
+                if !matches!(n, Ok(n) if n > 0) {
+                    if !*stop.borrow() {
+                        shared.lost.set(shared.lost.get() + 1);
+                    }
+                    return true;
+                }
+                if let Some(data) = line.strip_prefix("data: ") {
+                    let now = shared.now_us();
+                    for_each_event_id(data, |seq| shared.record(seq, now));
+                }
+            }
+            _ = stop.changed() => return true,
+        }
+    }
+}
+
+/// Opens a stream from `src` and reads up to its `ready` event: the head
+/// must be a 200.
+async fn open_stream(ctx: &Ctx, user: u64, src: Ipv4Addr) -> Result<BufReader<TcpStream>, String> {
+    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    sock.bind(SocketAddr::from((src, 0))).map_err(|e| format!("bind {src}: {e}"))?;
+    let mut stream = sock.connect(ctx.addr).await.map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    let body = format!(r#"{{"op":"auth","token":"{}"}}"#, ctx.relay_token(user));
+    let req = format!(
+        "POST /v1/stream HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        ctx.addr,
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+    // Small: 10k idle streams must not cost the generator much.
+    let mut rd = BufReader::with_capacity(2048, stream);
+    let mut line = String::new();
+    rd.read_line(&mut line).await.map_err(|e| format!("head: {e}"))?;
+    if !line.starts_with("HTTP/1.1 200 ") {
+        return Err(format!("refused: {}", line.trim_end()));
+    }
+    loop {
+        line.clear();
+        if rd.read_line(&mut line).await.map_err(|e| format!("head: {e}"))? == 0 {
+            return Err("closed during the head".into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    loop {
+        line.clear();
+        if rd.read_line(&mut line).await.map_err(|e| format!("ready: {e}"))? == 0 {
+            return Err("closed before ready".into());
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            return match ctx.on_text(user, data.trim_end(), false) {
+                Step::Ready => Ok(rd),
+                other => Err(format!("expected ready, got {other:?}")),
+            };
         }
     }
 }

@@ -416,7 +416,7 @@ async fn drive(
     let queued = Rc::new(Cell::new(0u64));
     let tick = progress(format!("cluster {name}"), shared.clone(), queued.clone());
     let users = plan.cluster_users;
-    connect_range(&ctxs, &shared, 1, users, plan.sources, &stop).await;
+    connect_range(crate::clients::Transport::WebSocket, &ctxs, &shared, 1, users, plan.sources, &stop).await;
     if shared.failed.get() > 0 {
         eprintln!(
             "  [cluster {name}] {} clients failed to connect; last error: {:?}",

@@ -15,6 +15,7 @@ mod report;
 mod scenarios;
 mod server;
 mod soak;
+mod streams;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ enum Scenario {
     /// Two nodes and a broker per server that has a cluster (bm-relay,
     /// Centrifugo): chat with members on both nodes, and on one node.
     Cluster,
+    /// bm-relay alone: its streaming fallback (`/v1/stream`) against its
+    /// WebSockets, memory per idle client and CPU per delivery.
+    Streams,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +62,7 @@ enum Cmd {
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = Kind::ALL.to_vec())]
         servers: Vec<Kind>,
         /// Scenarios to run.
-        #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Scenario::Idle, Scenario::Broadcast, Scenario::Chat, Scenario::Churn, Scenario::Cluster])]
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Scenario::Idle, Scenario::Broadcast, Scenario::Chat, Scenario::Churn, Scenario::Cluster, Scenario::Streams])]
         scenarios: Vec<Scenario>,
         /// Small sizes (the QUICK=1 smoke mode, about 2 minutes for all four servers).
         #[arg(long)]
@@ -200,6 +204,7 @@ fn main() -> ExitCode {
                 ),
                 servers: Vec::new(),
                 cluster: None,
+                streams: None,
             };
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -212,7 +217,8 @@ fn main() -> ExitCode {
             // The cluster scenario runs once after the others, over systems
             // of two nodes each (cluster::run); with it alone, no server runs
             // on its own.
-            let per_server: Vec<Scenario> = scenarios.iter().copied().filter(|&s| s != Scenario::Cluster).collect();
+            let per_server: Vec<Scenario> =
+                scenarios.iter().copied().filter(|&s| s != Scenario::Cluster && s != Scenario::Streams).collect();
             for &kind in servers.iter().filter(|_| !per_server.is_empty()) {
                 let version = env.version(kind);
                 eprintln!("== {} ({version})", kind.label());
@@ -231,7 +237,7 @@ fn main() -> ExitCode {
                         Scenario::Broadcast => "broadcast",
                         Scenario::Chat => "chat",
                         Scenario::Churn => "churn",
-                        Scenario::Cluster => continue,
+                        Scenario::Cluster | Scenario::Streams => continue,
                     };
                     let log = run_dir.join(format!("{}-{name}.log", kind.name()));
                     let mut srv = match env.start(kind, &log) {
@@ -259,7 +265,7 @@ fn main() -> ExitCode {
                         }
                         Scenario::Chat => sr.chat = Some(local.block_on(&rt, scenarios::chat(ctx, pid, &p))),
                         Scenario::Churn => sr.churn = Some(local.block_on(&rt, scenarios::churn(ctx, pid, &p))),
-                        Scenario::Cluster => {}
+                        Scenario::Cluster | Scenario::Streams => {}
                     }
                     srv.stop();
                     // let the closed sockets of this scenario leave the kernel's tables
@@ -272,6 +278,9 @@ fn main() -> ExitCode {
                 if !systems.is_empty() {
                     result.cluster = Some(cluster::run(&env, &systems, &secret, &plan, &rt, &local));
                 }
+            }
+            if scenarios.contains(&Scenario::Streams) && servers.contains(&Kind::Relay) {
+                result.streams = Some(streams::run(&env, &secret, &plan, &rt, &local));
             }
             result.finished_unix = adapters::unix_now();
             let text = match serde_json::to_string_pretty(&result) {
@@ -291,7 +300,8 @@ fn main() -> ExitCode {
                 println!("{text}");
             }
             let failed = result.servers.iter().any(|s| !s.errors.is_empty())
-                || result.cluster.iter().flat_map(|c| &c.systems).any(|s| !s.errors.is_empty());
+                || result.cluster.iter().flat_map(|c| &c.systems).any(|s| !s.errors.is_empty())
+                || result.streams.iter().any(|s| !s.errors.is_empty());
             if failed {
                 eprintln!("bm-bench: some scenarios could not run (see errors in the result)");
                 return ExitCode::from(1);

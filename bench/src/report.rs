@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::Kind;
 use crate::cluster::{ClusterRun, System};
 use crate::scenarios::{Broadcast, Chat, Churn, IdleRow, Plan};
+use crate::streams::StreamsRun;
 
 /// The machine the run was taken on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +99,9 @@ pub struct RunResult {
     /// The cluster scenario (two nodes and a broker per system), if it ran.
     #[serde(default)]
     pub cluster: Option<ClusterRun>,
+    /// bm-relay's streams against its sockets (issue #15), if it ran.
+    #[serde(default)]
+    pub streams: Option<StreamsRun>,
 }
 
 fn utc(unix: u64) -> String {
@@ -304,6 +308,9 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
     if let Some(c) = &r.cluster {
         cluster_section(&mut s, c);
     }
+    if let Some(st) = &r.streams {
+        streams_section(&mut s, st);
+    }
     let _ = writeln!(s, "\n## Targets of issue 7, read from this run\n");
     for line in targets(r) {
         let _ = writeln!(s, "- {line}");
@@ -322,6 +329,7 @@ pub fn markdown(r: &RunResult, plots_rel: &str, peers_doc: &str, analysis: &str)
     for x in r.cluster.iter().flat_map(|c| &c.systems) {
         errs.extend(x.errors.iter().map(|e| format!("- cluster, {}: {e}", x.system.label())));
     }
+    errs.extend(r.streams.iter().flat_map(|x| x.errors.iter().map(|e| format!("- streams: {e}"))));
     if !errs.is_empty() {
         let _ = writeln!(s, "\n## Scenarios that could not run\n\n{}", errs.join("\n"));
     }
@@ -343,6 +351,44 @@ pub fn remote_delivery_us(x: &crate::cluster::ClusterSystem) -> Option<f64> {
     let remote = cross.delivered as f64 * cross.expected_remote as f64 / cross.expected as f64;
     let local = cross.delivered as f64 - remote;
     Some(((cross.cpu_s - local * per_same) / remote * 1e6).max(0.0))
+}
+
+/// Section 6: bm-relay's streams (`/v1/stream`) against its WebSockets.
+fn streams_section(s: &mut String, st: &StreamsRun) {
+    let _ = writeln!(s, "\n## 6. Streams (`/v1/stream`, the fallback when WebSocket is blocked) against WebSockets\n");
+    let _ = writeln!(
+        s,
+        "bm-relay alone, started fresh for each leg (so neither transport reuses the other's freed memory), pinned as above. Each leg holds the broadcast scenario's number of clients idle for 2 s (relay RSS above its own before them, per client), then runs the broadcast rounds to all of them (relay CPU per delivery). Sockets and streams alternate, round after round; the ratios are of the medians, stream / socket (lower is better for the stream).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| leg | transport | clients | failed | RSS per client | CPU-s per 10⁶ deliveries | delivered | p50 / p99 ms |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (i, l) in st.legs.iter().enumerate() {
+        let b = &l.broadcast;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.1} KiB | {:.2} | {} of {} | {:.1} / {:.1} |",
+            i + 1,
+            l.transport,
+            l.clients,
+            l.failed,
+            l.rss_per_client / 1024.0,
+            b.cpu_s_per_million,
+            b.delivered,
+            b.expected,
+            b.latency.p50_ms,
+            b.latency.p99_ms
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nStream / socket: **{:.2}×** the memory per idle client, **{:.2}×** the CPU per delivery.",
+        st.memory_ratio, st.cpu_ratio
+    );
+    if st.started_unix > 0 {
+        let _ = writeln!(s, "\nRun {}; {}.", utc(st.started_unix), st.version);
+    }
 }
 
 /// Section 5: the cluster scenario.
@@ -671,6 +717,15 @@ pub fn check(r: &RunResult) -> Vec<String> {
             if c.failed > 0 || c.cycles == 0 {
                 out.push(format!("{name} churn: {} cycles, {} failed", c.cycles, c.failed));
             }
+        }
+    }
+    for l in r.streams.iter().flat_map(|x| &x.legs) {
+        let b = &l.broadcast;
+        if l.failed > 0 || l.clients == 0 || b.delivered != b.expected || b.publish_errors > 0 {
+            out.push(format!(
+                "streams, {} leg: {} clients failed; {} of {} delivered, {} publish errors",
+                l.transport, l.failed, b.delivered, b.expected, b.publish_errors
+            ));
         }
     }
     for x in r.cluster.iter().flat_map(|c| &c.systems) {

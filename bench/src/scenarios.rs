@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::adapters::Ctx;
-use crate::clients::{self, percentiles, Mode, Percentiles, Shared};
+use crate::clients::{self, percentiles, Mode, Percentiles, Shared, Transport};
 use crate::http;
 use crate::procstat;
 
@@ -258,7 +258,9 @@ pub fn progress(label: String, shared: Rc<Shared>, extra: Rc<Cell<u64>>) -> Join
 /// Opens clients for users `from..=to`, at most 256 handshakes at a time;
 /// returns when all are ready or failed (or after 120 s). User `u`
 /// connects to `ctxs[u % ctxs.len()]` (one server, or the nodes of a cluster).
+/// `transport`: WebSockets (every server), or bm-relay's streams.
 pub async fn connect_range(
+    transport: Transport,
     ctxs: &[Rc<Ctx>],
     shared: &Rc<Shared>,
     from: u64,
@@ -273,7 +275,11 @@ pub async fn connect_range(
             sleep(Duration::from_millis(2)).await;
         }
         let (c, s, st) = (ctxs[(u % ctxs.len() as u64) as usize].clone(), shared.clone(), stop.clone());
-        tokio::task::spawn_local(clients::run(c, s, u, clients::source_addr(u, sources), Mode::Hold, st));
+        let src = clients::source_addr(u, sources);
+        match transport {
+            Transport::WebSocket => tokio::task::spawn_local(clients::run(c, s, u, src, Mode::Hold, st)),
+            Transport::Stream => tokio::task::spawn_local(clients::run_stream(c, s, u, src, st)),
+        };
         launched += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -293,7 +299,8 @@ pub async fn idle(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Vec<IdleRow> {
     let mut rows = Vec::new();
     let mut have = 0u64;
     for &n in &plan.idle_steps {
-        connect_range(std::slice::from_ref(&ctx), &shared, have + 1, n, plan.sources, &stop).await;
+        connect_range(Transport::WebSocket, std::slice::from_ref(&ctx), &shared, have + 1, n, plan.sources, &stop)
+            .await;
         have = n;
         sleep(Duration::from_secs(2)).await;
         let rss = procstat::rss_bytes(pid);
@@ -333,7 +340,21 @@ pub async fn broadcast(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Broadcast {
     let (stop_tx, stop) = watch::channel(false);
     let tick = progress(format!("{} broadcast", ctx.kind.name()), shared.clone(), Rc::new(Cell::new(0)));
     let n = plan.broadcast_clients;
-    connect_range(std::slice::from_ref(&ctx), &shared, 1, n, plan.sources, &stop).await;
+    connect_range(Transport::WebSocket, std::slice::from_ref(&ctx), &shared, 1, n, plan.sources, &stop).await;
+    let b = broadcast_rounds(&ctx, pid, &shared, n, plan.broadcast_rounds).await;
+    let _ = stop_tx.send(true);
+    tick.abort();
+    if let Some(e) = shared.last_error.borrow().as_ref() {
+        eprintln!("  [{} broadcast] last error: {e}", ctx.kind.name());
+    }
+    sleep(Duration::from_millis(300)).await;
+    b
+}
+
+/// The rounds of a broadcast to users `1..=n`, whose clients are connected
+/// (and counted in `shared`) already: one event to all of them per round,
+/// each round once the previous one was delivered (or after 10 s).
+pub async fn broadcast_rounds(ctx: &Ctx, pid: u32, shared: &Shared, n: u64, rounds: u32) -> Broadcast {
     let clients = shared.ready.get();
     let users: Vec<u64> = (1..=n).collect();
     let mut conn = http::Conn::new(ctx.addr);
@@ -344,7 +365,7 @@ pub async fn broadcast(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Broadcast {
     let cpu0 = procstat::cpu_seconds(pid);
     let me = std::process::id();
     let (lg0, wall0) = (procstat::own_cpu_seconds(me), Instant::now());
-    for round in 0..plan.broadcast_rounds {
+    for round in 0..rounds {
         let seq = u64::from(round) + 1;
         let env = ctx.envelope(seq, 1);
         let reqs = ctx.publish(&users, &env);
@@ -377,17 +398,11 @@ pub async fn broadcast(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Broadcast {
     let loadgen_busy = (procstat::own_cpu_seconds(me) - lg0) / wall0.elapsed().as_secs_f64();
     let delivered = shared.delivered.get();
     let latency = percentiles(&mut shared.lat.borrow_mut()[0]);
-    let _ = stop_tx.send(true);
-    tick.abort();
-    if let Some(e) = shared.last_error.borrow().as_ref() {
-        eprintln!("  [{} broadcast] last error: {e}", ctx.kind.name());
-    }
-    sleep(Duration::from_millis(300)).await;
     Broadcast {
         clients,
-        rounds: plan.broadcast_rounds,
+        rounds,
         requests_per_round,
-        expected: clients * u64::from(plan.broadcast_rounds),
+        expected: clients * u64::from(rounds),
         delivered,
         deliveries_per_sec: delivered as f64 / (busy_us.max(1) as f64 / 1e6),
         cpu_s: cpu,
@@ -461,7 +476,8 @@ pub async fn chat(ctx: Rc<Ctx>, pid: u32, plan: &Plan) -> Chat {
     let (stop_tx, stop) = watch::channel(false);
     let queued = Rc::new(Cell::new(0u64));
     let tick = progress(format!("{} chat", ctx.kind.name()), shared.clone(), queued.clone());
-    connect_range(std::slice::from_ref(&ctx), &shared, 1, plan.chat_users, plan.sources, &stop).await;
+    connect_range(Transport::WebSocket, std::slice::from_ref(&ctx), &shared, 1, plan.chat_users, plan.sources, &stop)
+        .await;
     let mut rng = Rng::new(0x5eed_cafe);
     let threads = Rc::new(make_threads(plan.chat_users, plan.chat_threads, &mut rng));
     let mean = threads.iter().map(|t| t.len() as f64).sum::<f64>() / threads.len().max(1) as f64;

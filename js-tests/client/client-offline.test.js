@@ -57,7 +57,8 @@ test('backoff: exponential with full jitter, capped; polling starts after repeat
         this.addEventListener('close', () => closes.push(performance.now()));
       }
     }
-    window.setupClient({ user: 2, url, site, opts: { backoffBase: 40, backoffCap: 200, fallbackAfter: 3, pollInterval: 60000, WebSocket: TimedWebSocket } });
+    window.setupClient({ user: 2, url, site, opts: { backoffBase: 40, backoffCap: 200, fallbackAfter: 3, pollInterval: 60000, WebSocket: TimedWebSocket, stream: false } });
+    // (stream: false: this is the socket's schedule; stream.test.js has the switch to the stream.)
     window.client.connect();
     while (times.length < 6) await new Promise((r) => setTimeout(r, 20));
     window.client.disconnect();

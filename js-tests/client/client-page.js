@@ -26,7 +26,7 @@ async function json(path) {
  */
 window.setupClient = (cfg) => {
   const u = cfg.user;
-  const log = { states: [], ready: [], events: [], hints: [], dropped: [], errors: [], unsubs: [], catchups: [], polling: [], retries: [] };
+  const log = { states: [], ready: [], events: [], hints: [], dropped: [], errors: [], unsubs: [], catchups: [], polling: [], retries: [], transports: [] };
   window.bmLog = log;
   window.bmSockets = 0;
   const client = new BmClient({
@@ -62,6 +62,7 @@ window.setupClient = (cfg) => {
   client.on('error', (e) => log.errors.push(e));
   client.on('unsub', (e) => log.unsubs.push(e));
   client.on('polling', (p) => log.polling.push(p.active));
+  client.on('transport', (t) => log.transports.push(t.transport));
   window.client = client;
   return true;
 };

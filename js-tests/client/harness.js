@@ -217,14 +217,22 @@ export function track(child, groups, tail) {
 /**
  * Starts the relay in its own process group on fixed ports; resolves when
  * /healthz answers 200. `stop()` kills the group and waits for the exit.
+ * `config`: TOML text for `--config` (e.g. shorter `[limits]` intervals).
  */
-export async function startRelay({ site, relayKey, port, adminPort }) {
+export async function startRelay({ site, relayKey, port, adminPort, config }) {
   if (!fs.existsSync(RELAY_BIN)) throw new Error(`${RELAY_BIN} is missing: run \`cargo build --release -p bm-relay\``);
   port ??= await freePort();
   adminPort ??= await freePort();
+  const extra = [];
+  if (config) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-client-relay-'));
+    onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, 'relay.toml'), config);
+    extra.push('--config', path.join(dir, 'relay.toml'));
+  }
   const child = spawn(
     RELAY_BIN,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--site', `${site}=${b64u(relayKey)}`],
+    ['serve', ...extra, '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--site', `${site}=${b64u(relayKey)}`],
     { detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } },
   );
   const { exited, dead, stderr } = track(child, groups, 4000);
@@ -257,6 +265,87 @@ export async function startRelay({ site, relayKey, port, adminPort }) {
     await sleep(50);
   }
   return { port, adminPort, child, stop, wsUrl: `ws://127.0.0.1:${port}/v1/ws`, stderr };
+}
+
+// ---- a proxy that blocks WebSocket ------------------------------------------
+
+/**
+ * Starts `server` on 127.0.0.1 (`port`, or one the kernel picks) and
+ * returns its stop function, registered for cleanup: it destroys every open
+ * connection first (a browser's keep-alive or stream would hold close() up).
+ * @param {http.Server} server
+ * @param {number} [port]
+ */
+async function listenLoopback(server, port = 0) {
+  const sockets = new Set();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const stop = () =>
+    new Promise((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
+  onCleanup(stop);
+  return stop;
+}
+
+/**
+ * An HTTP proxy on 127.0.0.1 in front of the relay, like a corporate proxy
+ * that refuses WebSocket: every request with `Upgrade: websocket` gets
+ * `403 Forbidden` while `block` is true (the browser sees close 1006, as
+ * behind such a proxy); other requests are passed through with their
+ * bodies streamed both ways, unbuffered (a stream must flow event by
+ * event). With `block` false upgrades are passed through too: a network
+ * that was fixed. Counts what it saw: `upgrades`, `blocked`, `requests`.
+ * @param {number} to the relay's client port
+ * @param {{port?: number}} [opts]
+ */
+export async function startWsBlockingProxy(to, { port } = {}) {
+  const state = { block: true, upgrades: 0, blocked: 0, requests: 0 };
+  const server = http.createServer((req, res) => {
+    state.requests++;
+    const up = http.request({ host: '127.0.0.1', port: to, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode || 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end('bad gateway');
+    });
+    // The browser ending its request (e.g. a stream it no longer wants) ends the relay's.
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  server.on('upgrade', (req, socket, head) => {
+    state.upgrades++;
+    if (state.block) {
+      state.blocked++;
+      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 24\r\nconnection: close\r\n\r\nWebSocket is not allowed');
+      return;
+    }
+    const relay = net.connect(to, '127.0.0.1', () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      relay.write(`${lines.join('\r\n')}\r\n\r\n`);
+      relay.write(head);
+      socket.pipe(relay).pipe(socket);
+    });
+    const drop = () => {
+      relay.destroy();
+      socket.destroy();
+    };
+    relay.on('error', drop);
+    socket.on('error', drop);
+  });
+  const stop = await listenLoopback(server, port ?? (await freePort()));
+  const at = server.address().port;
+  return Object.assign(state, { port: at, wsUrl: `ws://127.0.0.1:${at}/v1/ws`, stop });
 }
 
 // ---- the page server --------------------------------------------------------
@@ -296,18 +385,7 @@ export async function startPageServer(routes = {}) {
       res.end(JSON.stringify({ error: String(e && e.message ? e.message : e) }));
     }
   });
-  const sockets = new Set();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const stop = () =>
-    new Promise((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    });
-  onCleanup(stop);
+  const stop = await listenLoopback(server);
   return { origin: `http://127.0.0.1:${server.address().port}`, stop };
 }
 

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, relayPost, shot, sleep, startSite, until } from './site.js';
-import { conn, connected, msg, open, send, startConversation, texts } from './ui.js';
+import { conn, connected, msg, open, realErrors, send, startConversation, texts } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
 /** Browser tokens live this long (s), so the suite sees pages refresh them. */
@@ -25,16 +25,6 @@ const TOKEN_TTL = 20;
 /** the Alice–Bob thread */
 let lunch = 0;
 
-/**
- * The current-WordPress run (`make test-e2e-latest`) uses a Playground build
- * that leaves out core scripts it serves from elsewhere (listed in its
- * wordpress-remote-asset-paths: wp-i18n, user-profile, admin-bar …): core
- * scripts that need them fail with "wp is not defined" on any page.
- */
-const TRIMMED_WP = !!process.env.BM_WP_SRC && fs.existsSync(path.join(process.env.BM_WP_SRC, 'wordpress-remote-asset-paths'));
-/** Page errors other than network noise (the relay being down, avatars of an offline machine). */
-const realErrors = (p) =>
-  p.page.errors.filter((e) => !/Failed to load resource|WebSocket connection to .* failed/.test(e) && !(TRIMMED_WP && /^ReferenceError: wp is not defined$/.test(e)));
 
 before(async () => {
   assert.ok(fs.existsSync(EXT), `${EXT} is missing: run \`make ext\``);

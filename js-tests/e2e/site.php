@@ -46,7 +46,8 @@
  *
  * BM_PUSH_URL: where WordPress pushes (default: the relay), e.g. a
  * recording proxy in front of it. BM_WS_HOST: the host name in the
- * WebSocket URL browsers get (default 127.0.0.1, the site's own).
+ * WebSocket URL browsers get (default 127.0.0.1, the site's own);
+ * BM_WS_PORT: its port (default the relay's), e.g. a proxy's.
  *
  * BM_CLUSTER_LB=1 (cluster mode) puts a real nginx (Debian's) in front of
  * both relays as docs/DEPLOY.md §10 does: one port, an upstream of relay 1
@@ -238,9 +239,17 @@ if (preg_match('#^http://127\.0\.0\.1:[0-9]{1,5}$#D', (string) getenv('BM_PUSH_U
 // BM_WS_HOST: the host name browsers reach the relay by (e.g. localhost
 // while the site is 127.0.0.1: another host, so they send it no cookie of
 // the site's, as with a relay on a host name of its own).
-if (preg_match('/^[a-z0-9.-]{1,64}$/D', (string) getenv('BM_WS_HOST'))) {
-    $h->ws_url = 'ws://' . getenv('BM_WS_HOST') . ':' . $h->relay_port . '/v1/ws';
+// BM_WS_PORT: the port they reach it on (default the relay's own), e.g. a
+// proxy in front of it that blocks WebSocket upgrades (stream.test.js).
+$ws_host = (string) getenv('BM_WS_HOST');
+$ws_port = (string) getenv('BM_WS_PORT');
+if (!preg_match('/^[a-z0-9.-]{1,64}$/D', $ws_host)) {
+    $ws_host = '127.0.0.1';
 }
+if (!preg_match('/^[1-9][0-9]{0,4}$/D', $ws_port) || (int) $ws_port > 65535) {
+    $ws_port = (string) $h->relay_port;
+}
+$h->ws_url = 'ws://' . $ws_host . ':' . $ws_port . '/v1/ws';
 
 // Cluster mode: relay 1 (the harness's relay) joins through the first
 // NATS URL; relay 2 is started below, after the site (it needs the key).

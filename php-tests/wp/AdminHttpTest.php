@@ -210,6 +210,37 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame(401, $code);
     }
 
+    public function test_the_settings_page_has_the_connection_doctor_with_its_config_module_and_import_map(): void
+    {
+        $admin = $this->h()->login('admin');
+        [$code, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+        $this->assertSame(200, $code);
+        $this->assertSame(1, preg_match('#<div id="bm-relay-doctor" data-config="([^"]+)">#', $page, $m), 'the doctor\'s container');
+        $config = json_decode(html_entity_decode($m[1], ENT_QUOTES), true);
+        $this->assertIsArray($config);
+        $this->assertStringEndsWith('/wp-json/bm/v1/', $config['rest']);
+        // The REST nonce is the admin's: the doctor's two requests (token, one poll) pass with it.
+        [$code, , $body] = $admin->request('POST', '/wp-json/bm/v1/token', '', ['X-WP-Nonce: ' . $config['nonce']]);
+        $this->assertSame(200, $code, $body);
+        $this->assertSame($this->uid('admin'), json_decode($body, true)['user']);
+        [$code] = $admin->request('GET', '/wp-json/bm/v1/threads?per_page=1', '', ['X-WP-Nonce: ' . $config['nonce']]);
+        $this->assertSame(200, $code);
+        $this->assertSame(BM_Relay_Doctor::strings(), $config['strings']);
+        foreach (['websocket', 'stream', 'polling'] as $way) {
+            $this->assertStringContainsString('<tr data-way="' . $way . '">', $page);
+        }
+        $this->assertStringContainsString('id="bm-relay-doctor-run"', $page);
+        [$head] = explode('</head>', $page, 2);
+        $this->assertSame(1, preg_match('#<script type="importmap" id="bm-relay-importmap">(.*?)</script>#s', $head, $im), 'the versioned bm-client.js for the doctor');
+        $url = plugins_url('assets/bm-client.js', BM_RELAY_FILE);
+        $this->assertSame($url . '?ver=' . BM_Relay_Shortcode::asset_version('bm-client.js'), json_decode($im[1], true)['imports'][$url] ?? null);
+        $this->assertMatchesRegularExpression('#<script type="module" src="[^"]+assets/bm-doctor\.js\?ver=[^"]+" id="bm-relay-doctor-js"></script>#', $page);
+        // Elsewhere in wp-admin: neither the script nor the import map.
+        [, , $other] = $this->h()->login('admin')->request('GET', '/wp-admin/options-general.php');
+        $this->assertStringNotContainsString('bm-doctor.js', $other);
+        $this->assertStringNotContainsString('bm-relay-importmap', $other);
+    }
+
     public function test_the_installed_plugin_is_the_zip_without_tests_and_with_a_readme(): void
     {
         $dir = WP_PLUGIN_DIR . '/bm-relay';

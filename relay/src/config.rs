@@ -195,6 +195,12 @@ pub struct Limits {
     /// accept; each WebSocket upgrade through it counts its client address.
     /// Default: loopback (nginx on the same host, see docs/DEPLOY.md).
     pub trusted_proxies: Vec<Cidr>,
+    /// Origins (`https://example.com`, exact, as browsers send them) whose
+    /// pages may open `/v1/ws` and `/v1/stream`; empty (the default): any.
+    /// A request with another `Origin` is refused (403 `forbidden_origin`);
+    /// one without (not a browser) is not: only a browser's `Origin` can
+    /// be trusted to name the page, and this stops other sites' pages.
+    pub allowed_origins: Vec<String>,
     /// Largest HTTP/1.1 request head (hyper's read buffer; at least 8192)
     /// and h2 header list, bytes. Past it, 431. Also caps the per-connection
     /// read buffer (hyper's default is ~400 KiB).
@@ -206,6 +212,14 @@ pub struct Limits {
     /// Connections open at once on the admin listener; past it, closed at
     /// accept (a scraper needs one or two).
     pub admin_max_connections: usize,
+}
+
+/// True for an origin as a browser serializes it in `Origin`:
+/// `http(s)://host[:port]`, lower case, with nothing after: a value with a
+/// path or a slash would never match and silently refuse every page.
+fn is_origin(o: &str) -> bool {
+    let Some(rest) = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")) else { return false };
+    !rest.is_empty() && rest.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b".-:[]".contains(&c))
 }
 
 /// An IP network (`addr/prefix`), for `trusted_proxies`.
@@ -315,6 +329,7 @@ impl Default for Limits {
             // host, and without this every WebSocket would count against
             // nginx's one address (max_connections_per_ip).
             trusted_proxies: vec![Cidr::parse("127.0.0.0/8").expect("valid"), Cidr::parse("::1/128").expect("valid")],
+            allowed_origins: Vec::new(),
             max_request_head_bytes: 16 * 1024,
             max_headers: 64,
             h2_max_concurrent_streams: 16,
@@ -408,6 +423,12 @@ impl Limits {
         }
         if self.idle_timeout_secs <= self.ping_interval_secs {
             return Err(("idle_timeout_secs", "must be longer than ping_interval_secs".into()));
+        }
+        if let Some(o) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err((
+                "allowed_origins",
+                format!("`{o}` is not an origin: scheme://host[:port], lower case, nothing after (no path, no `/`)"),
+            ));
         }
         if self.close_spread_secs >= self.shutdown_deadline_secs {
             return Err(("close_spread_secs", "must be shorter than shutdown_deadline_secs".into()));

@@ -5,18 +5,46 @@
 //! every recipient), reference counted: queuing one for 10 000 sockets
 //! costs 10 000 pointer copies, and the bytes are freed when the last
 //! socket has written them.
+//!
+//! A stream (`/v1/stream`, protocol §6.1) carries the same payload as an
+//! SSE event instead. That encoding is made on first use, once per frame,
+//! and shared the same way by every stream the frame goes to: a fan-out
+//! reaching no stream never makes it, one reaching 10 000 makes it once.
+
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-/// One complete relay → client WebSocket frame, shared by every recipient.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+/// One complete relay → client WebSocket frame, shared by every recipient,
+/// with its SSE event made on demand.
+#[derive(Clone)]
+pub struct Frame(Bytes, OnceLock<Bytes>);
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Frame {}
 
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the payload: it may be an envelope.
         write!(f, "Frame({} bytes)", self.0.len())
     }
+}
+
+/// `data: <payload>\n\n`, the payload's line breaks made spaces: the
+/// relay's payloads are JSON, where a line break can only be whitespace
+/// between tokens (a client's `pub` envelope may hold one), and SSE would
+/// read it as the end of the `data:` line.
+pub fn sse_event(payload: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(payload.len() + 8);
+    b.extend_from_slice(b"data: ");
+    b.extend(payload.iter().map(|&c| if c == b'\n' || c == b'\r' { b' ' } else { c }));
+    b.extend_from_slice(b"\n\n");
+    Bytes::from(b)
 }
 
 const OP_TEXT: u8 = 0x1;
@@ -44,7 +72,7 @@ impl Frame {
             b.extend_from_slice(&(n as u64).to_be_bytes());
         }
         b.extend_from_slice(payload);
-        Frame(Bytes::from(b))
+        Frame(Bytes::from(b), OnceLock::new())
     }
 
     /// A complete frame received from another relay of the cluster: only a
@@ -62,7 +90,7 @@ impl Frame {
         if b.len() != header + n || std::str::from_utf8(&b[header..]).is_err() {
             return None;
         }
-        Some(Frame(b))
+        Some(Frame(b, OnceLock::new()))
     }
 
     /// A text frame (the relay's frames are JSON text).
@@ -92,7 +120,13 @@ impl Frame {
 
     /// Wraps bytes that are already one complete frame (from the queue).
     pub(crate) fn from_wire(bytes: Bytes) -> Frame {
-        Frame(bytes)
+        Frame(bytes, OnceLock::new())
+    }
+
+    /// The same payload as one SSE event (see [`sse_event`]), made on the
+    /// first call and shared by every later one.
+    pub fn sse(&self) -> &Bytes {
+        self.1.get_or_init(|| sse_event(self.payload_text().as_bytes()))
     }
 
     /// The frame's bytes on the wire.
@@ -145,5 +179,17 @@ mod tests {
         let mut want = Vec::new();
         WsFrame::ping(Vec::new()).format(&mut want).unwrap();
         assert_eq!(Frame::ping().as_bytes(), &want[..]);
+    }
+
+    /// An SSE event is one `data:` line whatever the payload holds: a line
+    /// break inside a (pub'd) envelope's whitespace would otherwise end the
+    /// line and cut the JSON a stream's client parses.
+    #[test]
+    fn sse_event_is_one_data_line() {
+        let f = Frame::text("{\"op\":\"ev\",\r\n\"e\":{\n}}");
+        assert_eq!(&f.sse()[..], b"data: {\"op\":\"ev\",  \"e\":{ }}\n\n");
+        assert!(std::ptr::eq(f.sse(), f.sse()), "made once per frame");
+        let big = "x".repeat(70000);
+        assert_eq!(Frame::text(&big).sse().len(), 70000 + 8);
     }
 }

@@ -22,6 +22,7 @@
 //! | [`ws`] | one socket's task: admission, auth, ops, pings, timers, close |
 //! | [`metrics`] | counters rendered as Prometheus text |
 //! | [`server`] | `serve`: listeners, SIGHUP reload, graceful shutdown |
+//! | [`stream`] | the streaming fallback's shared part: open streams by id, their ops' session |
 //! | [`sock`] | the accepted TCP socket, shared by hyper and a WebSocket's outbox |
 //! | [`tools`] | `keygen`, `derive`, `token`, `push`, `listen` |
 
@@ -40,5 +41,6 @@ pub mod router;
 pub mod server;
 pub mod sock;
 pub mod state;
+pub mod stream;
 pub mod tools;
 pub mod ws;

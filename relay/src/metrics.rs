@@ -89,6 +89,11 @@ pub struct Metrics {
     pub ws_opened: AtomicU64,
     /// Sockets currently open (authenticated or not).
     pub ws_open: AtomicU64,
+    /// Streams (`/v1/stream`) opened: counted apart from WebSockets, so an
+    /// operator sees how many clients needed the fallback.
+    pub streams_opened: AtomicU64,
+    /// Streams open now.
+    pub streams_open: AtomicU64,
     /// Closes initiated by the relay, by code (index in [`CLOSE_CODES`], last = other).
     closes: [AtomicU64; CLOSE_CODES.len() + 1],
     /// Server API requests: endpoint × {ok, client_error, unauthorized, unavailable}.
@@ -234,6 +239,14 @@ impl Metrics {
             "WebSocket upgrades accepted.",
             "counter",
             self.ws_opened.load(Relaxed),
+        );
+        g(&mut o, "bm_relay_streams", "Streams (/v1/stream) open.", "gauge", self.streams_open.load(Relaxed));
+        g(
+            &mut o,
+            "bm_relay_streams_opened_total",
+            "Streams (/v1/stream) opened.",
+            "counter",
+            self.streams_opened.load(Relaxed),
         );
         g(
             &mut o,

@@ -16,6 +16,12 @@
 //! drop the frame silently: it empties the queue (all but the unwritten
 //! rest of a frame already partly written), marks the socket for a 4008
 //! close and wakes its task (protocol §6).
+//!
+//! A stream (`/v1/stream`, protocol §6.1) has an outbox too, writing SSE
+//! events into its HTTP/1.1 connection by the same rules: same queue,
+//! same bound, same direct write. It starts *held* (everything queues,
+//! nothing is written) until its response head is put in front, so no
+//! event can reach the wire before the head, however early it is routed.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -96,6 +102,8 @@ struct OutState {
     close: Option<CloseRequest>,
     /// The socket's task has ended: nothing may be written any more.
     retired: bool,
+    /// A stream's response head is not written yet: queue, do not write.
+    held: bool,
 }
 
 impl OutState {
@@ -119,7 +127,7 @@ impl OutState {
     fn send(&mut self, sock: Option<&TcpStream>, bytes: &Bytes) -> bool {
         let was_empty = self.queue.is_empty();
         let mut off = 0;
-        if let (true, Some(sock)) = (was_empty, sock) {
+        if let (true, false, Some(sock)) = (was_empty, self.held, sock) {
             match sock.try_write(bytes) {
                 Ok(n) if n == bytes.len() => return false,
                 Ok(n) => off = n,
@@ -186,19 +194,54 @@ impl OutState {
     }
 }
 
+/// How a frame goes on the wire: as the WebSocket frame it was encoded
+/// as, or as an SSE event ([`Frame::sse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A WebSocket (`/v1/ws`).
+    WebSocket,
+    /// A stream (`/v1/stream`).
+    Sse,
+}
+
 /// The write side of one socket: the bounded queue and the socket itself
 /// (`None` in unit tests, where frames only queue up).
 pub struct Outbox {
     state: Mutex<OutState>,
     sock: Option<Arc<TcpStream>>,
+    framing: Framing,
     /// Wakes the socket task: frames queued or a close requested.
     pub wake: Notify,
 }
 
 impl Outbox {
-    /// An empty outbox writing into `sock`.
+    /// An empty outbox writing WebSocket frames into `sock`.
     pub fn new(sock: Option<Arc<TcpStream>>) -> Outbox {
-        Outbox { state: Mutex::new(OutState::default()), sock, wake: Notify::new() }
+        Outbox { state: Mutex::new(OutState::default()), sock, framing: Framing::WebSocket, wake: Notify::new() }
+    }
+
+    /// An empty, held outbox writing SSE events into `sock`: nothing goes
+    /// out before [`Outbox::release`] puts the response head first.
+    pub fn sse(sock: Option<Arc<TcpStream>>) -> Outbox {
+        let state = OutState { held: true, ..OutState::default() };
+        Outbox { state: Mutex::new(state), sock, framing: Framing::Sse, wake: Notify::new() }
+    }
+
+    /// How this outbox puts frames on the wire.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Puts `head` in front of whatever was queued while held, and lets
+    /// the queue go out (the task is woken to write it).
+    pub fn release(&self, head: Bytes) {
+        {
+            let mut s = self.lock();
+            s.held = false;
+            s.bytes += head.len();
+            s.queue.push_front(head);
+        }
+        self.wake.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, OutState> {
@@ -215,7 +258,11 @@ impl Outbox {
             if s.close.is_some() || s.retired {
                 return Enqueued::Closing;
             }
-            if s.bytes + frame.len() > max_bytes {
+            let bytes = match self.framing {
+                Framing::WebSocket => frame.bytes(),
+                Framing::Sse => frame.sse(),
+            };
+            if s.bytes + bytes.len() > max_bytes {
                 s.clear_queue();
                 s.close = Some(CloseRequest::new(
                     bm_proto::frames::close::SLOW_CONSUMER,
@@ -223,7 +270,7 @@ impl Outbox {
                 ));
                 (Enqueued::Overflow, true)
             } else {
-                (Enqueued::Yes, s.send(self.sock.as_deref(), frame.bytes()))
+                (Enqueued::Yes, s.send(self.sock.as_deref(), bytes))
             }
         };
         if wake {

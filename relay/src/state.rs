@@ -30,6 +30,8 @@ pub struct App {
     pub metrics: Metrics,
     /// What `/v1/disconnect` revoked (see [`Revocations`]).
     pub revocations: Revocations,
+    /// The open streams by id (`/v1/stream`, protocol §6.1).
+    pub streams: crate::stream::Streams,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
 }
@@ -51,6 +53,7 @@ impl App {
             router,
             metrics: Metrics::default(),
             revocations: Revocations::default(),
+            streams: crate::stream::Streams::default(),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
         })
@@ -140,12 +143,30 @@ impl App {
 
     /// Counts a socket's task ended, and wakes a shutdown waiting for the last.
     pub fn socket_ended(&self) {
-        if self.metrics.ws_open.fetch_sub(1, Ordering::AcqRel) == 1 {
+        self.one_fewer(&self.metrics.ws_open);
+    }
+
+    /// Takes one from an open count (sockets or streams); the last of
+    /// either wakes a shutdown waiting in [`App::sockets_closed`], which
+    /// checks both.
+    fn one_fewer(&self, open: &AtomicU64) {
+        if open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.sockets_gone.notify_waiters();
         }
     }
 
-    /// Waits until no socket is open (structurally, not by polling).
+    /// Counts a stream opened; see [`App::stream_ended`].
+    pub fn stream_opened(&self) {
+        self.metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
+        self.metrics.streams_open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a stream ended, and wakes a shutdown waiting for the last.
+    pub fn stream_ended(&self) {
+        self.one_fewer(&self.metrics.streams_open);
+    }
+
+    /// Waits until no socket or stream is open (structurally, not by polling).
     pub async fn sockets_closed(&self) {
         loop {
             let gone = self.sockets_gone.notified();
@@ -153,7 +174,9 @@ impl App {
             // Registered before the check: a last socket ending in between
             // still wakes this waiter.
             gone.as_mut().enable();
-            if self.metrics.ws_open.load(Ordering::Acquire) == 0 {
+            if self.metrics.ws_open.load(Ordering::Acquire) == 0
+                && self.metrics.streams_open.load(Ordering::Acquire) == 0
+            {
                 return;
             }
             gone.await;

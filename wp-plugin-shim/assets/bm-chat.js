@@ -58,6 +58,7 @@ const DEFAULT_STRINGS = {
   newMessageFrom: 'New message from %1$s: %2$s',
   connecting: 'Connecting…',
   connected: 'Connected',
+  connectedStream: 'Connected (streaming: WebSocket is blocked on this network)',
   offlinePolling: 'Offline — checking for messages every few seconds',
   offlineReconnecting: 'Offline — reconnecting',
   closed: 'Disconnected — reload the page',
@@ -384,6 +385,9 @@ export class BmChat {
     });
     this.client = client;
     client.on('state', ({ state }) => this.onClientState(state));
+    // WebSocket, or the relay's stream when a proxy blocks WebSocket: shown
+    // on the connection line (data-transport), nothing else changes.
+    client.on('transport', () => this.onClientState(client.state));
     client.on('polling', ({ active }) => {
       this.polling = active;
       this.onClientState(client.state);
@@ -1203,15 +1207,17 @@ export class BmChat {
   /** Visible connection state; `data-state` is what tests read. */
   setConn(state) {
     this.connState = state;
+    const streaming = this.client?.transport === 'stream';
     const label = {
       connecting: this.t.connecting,
-      connected: this.t.connected,
+      connected: streaming ? this.t.connectedStream : this.t.connected,
       'offline-polling': this.t.offlinePolling,
       offline: this.t.offlineReconnecting,
       closed: this.t.closed,
       'no-relay': this.t.noRelay,
     }[state];
     this.els.conn.dataset.state = state;
+    this.els.conn.dataset.transport = this.client ? this.client.transport : '';
     this.els.conn.textContent = label || state;
   }
 

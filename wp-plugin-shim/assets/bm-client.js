@@ -67,6 +67,16 @@ export { EnvelopeError } from './bm-crypto.js';
  * @property {number} [dedupeSize] event ids remembered for deduplication (default 4096)
  * @property {boolean} [autoConnect] connect in the constructor (default false)
  * @property {any} [WebSocket] WebSocket constructor (default globalThis.WebSocket; null forces polling)
+ * @property {boolean} [stream] allow the streaming fallback (PROTOCOL.md §6.1) when WebSocket cannot get through (default true)
+ * @property {string[]} [streamUrls] the stream URLs, one per entry of `urls` (default: each URL with `ws`→`http`,
+ *   `wss`→`https` and a final `/ws` → `/stream`, e.g. `https://relay.example.com/v1/stream`)
+ * @property {number} [streamAfter] WebSocket attempts in a row that failed to get through (no connection, upgrade
+ *   refused, no `ready` in time) before the client uses the stream (default 2)
+ * @property {number} [wsRetryInterval] ms between background WebSocket tries while on the stream; one that reaches
+ *   `ready` moves the client back to WebSocket (default 300000, 0 never)
+ * @property {number} [heartbeatInterval] ms between the relay's stream heartbeats; a stream silent for twice this
+ *   counts as dead (default 25000, the relay's ping interval)
+ * @property {any} [fetch] fetch function for the stream (default globalThis.fetch; null disables the stream)
  */
 
 /** An error with a protocol code: a refused frame, a timeout, a lost connection. */
@@ -144,8 +154,9 @@ class IdWindow {
  * The relay client. Create one per page (per user); call `connect()`.
  *
  * Events (`on(name, fn)`): `state` {state, prev, code?, reason?},
- * `ready` {user, exp}, `event` BmEvent, `hint` BmHint, `unsub` {thread, reason},
- * `dropped` {id, kid, reason, source}, `polling` {active}, `error` {code, message, thread?}.
+ * `ready` {user, exp, transport}, `event` BmEvent, `hint` BmHint, `unsub` {thread, reason},
+ * `dropped` {id, kid, reason, source}, `polling` {active}, `transport` {transport, prev},
+ * `error` {code, message, thread?}.
  */
 export class BmClient {
   /** @param {BmClientOptions} options */
@@ -165,8 +176,22 @@ export class BmClient {
       requestTimeout: 10000,
       pingInterval: 25000,
       dedupeSize: 4096,
+      stream: true,
+      streamAfter: 2,
+      wsRetryInterval: 300000,
+      heartbeatInterval: 25000,
       ...options,
     };
+    /** @private the stream URL beside each WebSocket URL (null: none can be derived) */
+    this._streamUrls = urls.map((u, i) => (Array.isArray(options.streamUrls) && options.streamUrls[i]) || streamUrlOf(u));
+    /** @private */
+    this.fetch = 'fetch' in options ? options.fetch : globalThis.fetch?.bind(globalThis);
+    /** @private @type {'websocket'|'stream'} the transport of the connection, or of the next attempt */
+    this._transport = 'websocket';
+    /** @private consecutive WebSocket attempts that did not get through (not counting the relay's refusals) */
+    this._wsBlocked = 0;
+    /** @private a background WebSocket tried while on the stream */
+    this._probe = null;
     /** @private the relay URLs, and the one the next attempt uses */
     this._urls = [...urls];
     /** @private */
@@ -177,8 +202,12 @@ export class BmClient {
     this._state = 'disconnected';
     /** @private @type {Map<string, Set<Function>>} */
     this._handlers = new Map();
-    /** @private @type {WebSocket|null} */
-    this._ws = null;
+    /**
+     * @private the live connection, socket or stream: `send(text)` (a
+     * promise for the stream), `close(reason)`, `kind`
+     * @type {{kind: 'websocket'|'stream', send: (text: string) => unknown, close: (reason: string) => void}|null}
+     */
+    this._conn = null;
     /** @private socket generation: frames and closes of older sockets are ignored */
     this._gen = 0;
     /** @private @type {{value: string, localExpiry: number, lifetime: number}|null} */
@@ -196,7 +225,7 @@ export class BmClient {
     /** @private attempts since the last `ready`, for the backoff exponent */
     this._attempt = 0;
     /** @private */
-    this._timers = { reconnect: null, refresh: null, ping: null, poll: null, ready: null, stable: null };
+    this._timers = { reconnect: null, refresh: null, ping: null, poll: null, ready: null, stable: null, silence: null, probe: null };
     /** @private @type {Map<string, Promise<CryptoKey|null>>} */
     this._keys = new Map();
     /** @private */
@@ -235,6 +264,16 @@ export class BmClient {
     return this._urls[this._urlAt];
   }
 
+  /**
+   * How the client reaches the relay: `websocket`, or `stream` (HTTP
+   * streaming, PROTOCOL.md §6.1) once WebSocket failed to get through
+   * `streamAfter` times in a row. The connection's, or the next attempt's.
+   * @returns {'websocket'|'stream'}
+   */
+  get transport() {
+    return this._transport;
+  }
+
   /** Current connection state. @returns {BmState} */
   get state() {
     return this._state;
@@ -257,7 +296,7 @@ export class BmClient {
 
   /**
    * Adds a listener; returns a function that removes it.
-   * @param {'state'|'ready'|'event'|'hint'|'unsub'|'dropped'|'polling'|'error'} name
+   * @param {'state'|'ready'|'event'|'hint'|'unsub'|'dropped'|'polling'|'transport'|'error'} name
    * @param {(payload: any) => void} fn
    */
   on(name, fn) {
@@ -332,7 +371,7 @@ export class BmClient {
 
   // ---- connecting ------------------------------------------------------
 
-  /** @private one socket attempt: token, socket, auth */
+  /** @private one attempt: token, then a socket or a stream, then auth */
   async _attemptConnect() {
     if (this._stopped || this._state === 'closed') return;
     if (typeof this.WS !== 'function') {
@@ -340,6 +379,7 @@ export class BmClient {
       this._startPolling();
       return;
     }
+    if (this._transport === 'stream' && !this._streamUsable()) this._setTransport('websocket');
     this._setState('connecting');
     const gen = ++this._gen;
     let token;
@@ -356,34 +396,42 @@ export class BmClient {
       return;
     }
     if (gen !== this._gen || this._stopped) return;
+    if (this._transport === 'stream') {
+      this._timers.ready = setTimeout(() => this._giveUp(gen, 'no ready from the relay in time'), this.o.requestTimeout);
+      this._openStream(gen, token);
+      return;
+    }
     let ws;
     try {
       ws = new this.WS(this.url);
     } catch (e) {
       this._nextUrl();
       this._emit('error', { code: 'socket_failed', message: errText(e) });
+      this._pickTransport('websocket', 1006, false);
       this._attemptFailed(`no socket: ${errText(e)}`);
       return;
     }
-    this._ws = ws;
+    this._conn = {
+      kind: 'websocket',
+      send: (text) => {
+        if (ws.readyState !== WS_OPEN) throw new BmError('not_connected', 'not connected to the relay');
+        ws.send(text);
+      },
+      close: (reason) => {
+        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+        try {
+          ws.close(1000, reason.slice(0, 100));
+        } catch {
+          // already closing
+        }
+      },
+    };
     this._timers.ready = setTimeout(() => this._giveUp(gen, 'no ready from the relay in time'), this.o.requestTimeout);
     ws.onopen = () => {
       if (gen !== this._gen) return;
       this._send({ op: 'auth', token });
     };
-    ws.onmessage = (msg) => {
-      if (gen !== this._gen) return;
-      let frame;
-      try {
-        frame = JSON.parse(msg.data);
-      } catch {
-        this._emit('error', { code: 'bad_frame', message: 'the relay sent a frame that is not JSON' });
-        return;
-      }
-      this._chain = this._chain
-        .then(() => (gen === this._gen ? this._onFrame(frame) : undefined))
-        .catch((e) => this._emit('error', { code: 'internal', message: errText(e) }));
-    };
+    ws.onmessage = (msg) => this._onText(gen, msg.data);
     ws.onclose = (ev) => {
       if (gen !== this._gen) return;
       this._onSocketClosed(ev.code, ev.reason || '');
@@ -391,6 +439,156 @@ export class BmClient {
     ws.onerror = () => {
       // Always followed by a close event, which decides what to do.
     };
+  }
+
+  /** @private one relay frame as text, from either transport: parsed, then handled in arrival order */
+  _onText(gen, text) {
+    if (gen !== this._gen) return;
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      this._emit('error', { code: 'bad_frame', message: 'the relay sent a frame that is not JSON' });
+      return;
+    }
+    this._chain = this._chain
+      .then(() => (gen === this._gen ? this._onFrame(frame) : undefined))
+      .catch((e) => this._emit('error', { code: 'internal', message: errText(e) }));
+  }
+
+  // ---- the stream (PROTOCOL.md §6.1) ---------------------------------------
+
+  /** @private the stream URL of the current relay URL, or null */
+  get _streamUrl() {
+    return this._streamUrls[this._urlAt] || null;
+  }
+
+  /** @private whether the stream can be tried at all in this browser, with these options */
+  _streamUsable() {
+    return this.o.stream !== false && typeof this.fetch === 'function' && typeof ReadableStream === 'function' && !!this._streamUrl;
+  }
+
+  /** @private @param {'websocket'|'stream'} next */
+  _setTransport(next) {
+    if (this._transport === next) return;
+    const prev = this._transport;
+    this._transport = next;
+    this._emit('transport', { transport: next, prev });
+  }
+
+  /**
+   * @private opens the stream: POST the auth frame, then read SSE events
+   * until the relay's `close` event, the body's end, or silence. Every
+   * event is a frame as on a socket; ops go by POST (`_conn.send`).
+   */
+  async _openStream(gen, token) {
+    const url = this._streamUrl;
+    const ctrl = new AbortController();
+    /** the stream id from `ready`: the capability to send ops on it */
+    let id = null;
+    /**
+     * POSTs one after another (the next after the previous 204), so the
+     * relay applies ops in the order they were sent, as on a socket
+     * (PROTOCOL.md §6.1). Cost: a burst of ops takes one round trip each.
+     */
+    let queue = Promise.resolve();
+    this._conn = {
+      kind: 'stream',
+      send: (text) => {
+        if (id === null) throw new BmError('not_connected', 'the stream is not ready');
+        const sent = queue.then(() => this._postOp(gen, `${url}/${id}`, text, ctrl.signal));
+        queue = sent.catch(() => {});
+        return sent;
+      },
+      close: () => ctrl.abort(),
+    };
+    const opened = await openStream(this.fetch, url, token, ctrl.signal);
+    if (gen !== this._gen) return;
+    if (opened.refused) {
+      this._onSocketClosed(opened.refused.code, opened.refused.reason, opened.refused.notThrough);
+      return;
+    }
+    this._armSilence(gen);
+    const end = await readEvents(opened.response.body, (data) => {
+      if (gen !== this._gen) return false;
+      this._armSilence(gen);
+      if (data === null) return true; // a heartbeat
+      let f = null;
+      try {
+        f = JSON.parse(data);
+      } catch {
+        // reported by _onText
+      }
+      if (f && f.op === 'close') {
+        const code = Number.isInteger(f.code) ? f.code : 1006;
+        this._onSocketClosed(code, typeof f.reason === 'string' ? f.reason : '');
+        return false;
+      }
+      if (f && f.op === 'ready' && typeof f.stream === 'string') id = f.stream;
+      this._onText(gen, data);
+      return true;
+    });
+    if (gen !== this._gen) return;
+    // The body ended (or broke) without a `close` event: a lost connection.
+    this._onSocketClosed(1006, `the stream ended: ${end}`);
+  }
+
+  /** @private a stream silent for two heartbeat intervals is dead */
+  _armSilence(gen) {
+    this._clearTimer('silence');
+    this._timers.silence = setTimeout(() => this._giveUp(gen, 'the stream fell silent'), 2 * this.o.heartbeatInterval);
+  }
+
+  /**
+   * @private one op of the stream, POSTed; the reply comes on the stream.
+   * A refused op rejects with the relay's code; an op that cannot be
+   * delivered at all means the stream is no use: it is dropped.
+   */
+  async _postOp(gen, url, text, signal) {
+    let res;
+    try {
+      res = await this.fetch(url, streamRequest(text, signal));
+    } catch (e) {
+      this._giveUp(gen, `an op could not be sent: ${errText(e)}`);
+      throw new BmError('not_connected', `op not sent: ${errText(e)}`);
+    }
+    if (res.ok) return;
+    const { code, message } = await refusalOf(res);
+    // The relay no longer knows this stream (it ended, or this node does
+    // not hold it): a new one. A refusal that ends the stream (413, 429)
+    // also comes as its `close` event, which decides.
+    if (res.status === 404) this._giveUp(gen, `the relay answered ${res.status} ${code} to an op`);
+    throw new BmError(code, message ?? `the relay refused the op: HTTP ${res.status} ${code}`);
+  }
+
+  /**
+   * @private while on the stream, a WebSocket is tried now and then in the
+   * background: a network that was fixed returns the page to sockets.
+   */
+  _scheduleWsProbe() {
+    this._clearTimer('probe');
+    if (!(this.o.wsRetryInterval > 0)) return;
+    const gen = this._gen;
+    this._timers.probe = setTimeout(async () => {
+      this._timers.probe = null;
+      if (gen !== this._gen || !this._token) return;
+      const probe = new AbortController();
+      this._probe = probe;
+      const r = await probeSocket(this.url, this._token.value, { timeout: this.o.requestTimeout, WebSocket: this.WS, signal: probe.signal });
+      if (this._probe === probe) this._probe = null;
+      if (gen !== this._gen) return;
+      if (!r.ok) {
+        this._scheduleWsProbe();
+        return;
+      }
+      // Over to WebSocket: a planned reconnect (catch-up covers the gap).
+      this._wsBlocked = 0;
+      this._setTransport('websocket');
+      this._lostAt = Date.now();
+      this._teardown('moving to WebSocket');
+      this._setState('disconnected', { reason: 'moving to WebSocket' });
+      this._attemptConnect();
+    }, this.o.wsRetryInterval);
   }
 
   /**
@@ -452,7 +650,7 @@ export class BmClient {
 
   /** @private the socket is not worth waiting for: drop it as if closed */
   _giveUp(gen, reason) {
-    if (gen !== this._gen || !this._ws) return;
+    if (gen !== this._gen || !this._conn) return;
     this._onSocketClosed(CLIENT_TIMEOUT, reason);
   }
 
@@ -460,16 +658,11 @@ export class BmClient {
   _teardown(reason) {
     this._gen++;
     for (const k of Object.keys(this._timers)) if (k !== 'poll') this._clearTimer(k);
-    const ws = this._ws;
-    this._ws = null;
-    if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      try {
-        ws.close(1000, reason.slice(0, 100));
-      } catch {
-        // already closing
-      }
-    }
+    const conn = this._conn;
+    this._conn = null;
+    if (conn) conn.close(reason);
+    if (this._probe) this._probe.abort();
+    this._probe = null;
     for (const [, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(new BmError('not_connected', `connection lost: ${reason}`));
@@ -478,10 +671,17 @@ export class BmClient {
     for (const [, sub] of this._subs) sub.acked = false;
   }
 
-  /** @private decide what a close means (PROTOCOL.md §6 close codes) */
-  _onSocketClosed(code, reason) {
+  /**
+   * @private decide what a close means (PROTOCOL.md §6 close codes; a
+   * stream's `close` event and refusals carry the same codes, §6.1).
+   * `notThrough`: a stream whose request got no answer from the relay at
+   * all (no HTTP answer, or one that is not the relay's: 404, 502 …).
+   */
+  _onSocketClosed(code, reason, notThrough = false) {
     const wasConnected = this._state === 'connected';
+    const kind = this._conn ? this._conn.kind : this._transport;
     this._teardown(reason || `closed with ${code}`);
+    if (!wasConnected) this._pickTransport(kind, code, notThrough);
     // Whatever the cause (the node died, is going away, refused or never
     // answered), another node of the cluster may do: the next attempt goes
     // to the next URL. One URL: the same again.
@@ -513,6 +713,27 @@ export class BmClient {
     // after the relay's hint plus a little jitter of our own.
     this._scheduleReconnect(hint);
     if (this._failures >= this.o.fallbackAfter) this._startPolling();
+  }
+
+  /**
+   * @private after an attempt that never reached `ready`, the transport of
+   * the next one. WebSocket: `streamAfter` failures in a row to get through
+   * (1006: no connection or the upgrade refused, as a proxy that blocks
+   * WebSocket answers it; or no `ready` in time) move to the stream; a
+   * relay's own refusal (4001, 4029, 1013 …) says the socket got through
+   * and counts not. Stream: one that got no HTTP answer at all, or no
+   * `ready` in time, goes back to WebSocket (the relay is down or the
+   * stream is buffered: both fail alike, so they take turns); a refusal
+   * by the relay keeps the stream.
+   */
+  _pickTransport(kind, code, notThrough) {
+    if (kind === 'websocket') {
+      if (code === 1006 || code === 1015 || code === CLIENT_TIMEOUT) this._wsBlocked++;
+      if (this._wsBlocked >= this.o.streamAfter && this._streamUsable()) this._setTransport('stream');
+    } else if (notThrough || code === CLIENT_TIMEOUT) {
+      this._wsBlocked = 0;
+      this._setTransport('websocket');
+    }
   }
 
   /** @private the next relay URL, round robin */
@@ -551,11 +772,10 @@ export class BmClient {
 
   // ---- frames ------------------------------------------------------------
 
-  /** @private */
+  /** @private a frame on the connection; for the stream, a promise of the POST */
   _send(frame) {
-    const ws = this._ws;
-    if (!ws || ws.readyState !== WS_OPEN) throw new BmError('not_connected', 'not connected to the relay');
-    ws.send(JSON.stringify(frame));
+    if (!this._conn) throw new BmError('not_connected', 'not connected to the relay');
+    return this._conn.send(JSON.stringify(frame));
   }
 
   /**
@@ -572,8 +792,16 @@ export class BmClient {
         reject(new BmError('timeout', `no reply to ${frame.op} in ${this.o.requestTimeout} ms`));
       }, this.o.requestTimeout);
       this._pending.set(ref, { resolve, reject, timer });
+      const fail = (e) => {
+        if (this._pending.get(ref)?.timer !== timer) return;
+        clearTimeout(timer);
+        this._pending.delete(ref);
+        reject(e);
+      };
       try {
-        this._send({ ...frame, ref });
+        // A stream's op is a POST: an HTTP refusal (429, 413 …) rejects
+        // here, the relay's own answer comes on the stream as on a socket.
+        Promise.resolve(this._send({ ...frame, ref })).catch(fail);
       } catch (e) {
         clearTimeout(timer);
         this._pending.delete(ref);
@@ -636,6 +864,8 @@ export class BmClient {
     this._user = f.user;
     this._exp = f.exp;
     this._failures = 0;
+    const onStream = this._conn?.kind === 'stream';
+    if (!onStream) this._wsBlocked = 0;
     // The backoff starts over only once the connection has held for a
     // while: a relay that accepts and then drops every socket (4008, 4029)
     // must not be hammered at the base delay.
@@ -647,9 +877,13 @@ export class BmClient {
     this._everConnected = true;
     this._stopPolling();
     this._setState('connected');
-    this._emit('ready', { user: f.user, exp: f.exp });
+    this._emit('ready', { user: f.user, exp: f.exp, transport: this._transport });
     this._scheduleRefresh();
-    this._schedulePing();
+    // On the stream the relay's heartbeats show it alive (_armSilence) and
+    // every op is a request of its own: no application pings, but now and
+    // then a WebSocket is tried again.
+    if (onStream) this._scheduleWsProbe();
+    else this._schedulePing();
     // Not awaited: the replies to these `sub` frames are frames queued
     // behind this one.
     this._resubscribeAndCatchUp(reconnect);
@@ -1038,6 +1272,274 @@ export class BmClient {
     if (!this._polling) return;
     this._polling = false;
     this._emit('polling', { active: false });
+  }
+}
+
+// ---- the stream's wire (PROTOCOL.md §6.1), and probes for the connection doctor ----
+
+/** Largest SSE event the client buffers (a relay frame is far smaller: a presence answer stays under ~140 KB). */
+const MAX_STREAM_EVENT = 1 << 20;
+
+/**
+ * The stream URL beside a WebSocket URL: the same listener (`ws:` → `http:`,
+ * `wss:` → `https:`) with the path's final `/ws` made `/stream`
+ * (`wss://relay.example.com/v1/ws` → `https://relay.example.com/v1/stream`,
+ * a proxy's prefix kept). Null when the URL does not end in `/ws`: no
+ * guess at a path the relay may not serve.
+ * @param {string} wsUrl
+ * @returns {string|null}
+ */
+export function streamUrlOf(wsUrl) {
+  let u;
+  try {
+    u = new URL(wsUrl);
+  } catch {
+    return null;
+  }
+  if ((u.protocol !== 'ws:' && u.protocol !== 'wss:') || !u.pathname.endsWith('/ws')) return null;
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  u.pathname = `${u.pathname.slice(0, -3)}/stream`;
+  return u.toString();
+}
+
+/**
+ * A stream request's init: a CORS "simple request" (POST, text/plain), so
+ * no preflight doubles the round trips; no cookies (the relay needs none,
+ * and must not see WordPress's).
+ * @param {string} body
+ * @param {AbortSignal} [signal]
+ */
+function streamRequest(body, signal) {
+  return { method: 'POST', body, headers: { 'Content-Type': 'text/plain;charset=UTF-8' }, credentials: 'omit', cache: 'no-store', signal };
+}
+
+/**
+ * The relay's refusal in a response (`{"error":{"code","message"}}`,
+ * PROTOCOL.md §6.1), or `http_NNN` and no message for anything else (an
+ * error page, an empty body).
+ * @returns {Promise<{code: string, message: string|null}>}
+ */
+async function refusalOf(res) {
+  let v = null;
+  try {
+    v = await res.json();
+  } catch {
+    // not JSON
+  }
+  const e = v && typeof v === 'object' ? v.error : null;
+  const code = e && typeof e === 'object' && typeof e.code === 'string' ? e.code : typeof e === 'string' ? e : `http_${res.status}`;
+  return { code, message: e && typeof e.message === 'string' ? e.message : null };
+}
+
+/**
+ * POSTs the auth frame to open a stream. Resolves with the streaming
+ * response, or with the refusal as the close a socket would have got
+ * (PROTOCOL.md §6.1): the auth error codes as 4001/4003/4009, 429 as 4029
+ * and 503 as 1013 (with the relay's `Retry-After` as `retry_ms`). An
+ * answer that is not the relay's (none at all, 404, a proxy's 502 or
+ * HTML) is `notThrough`.
+ * @returns {Promise<{response: Response}|{refused: {code: number, reason: string, notThrough: boolean, status: number|null, error: string}}>}
+ */
+async function openStream(fetchFn, url, token, signal) {
+  let res;
+  try {
+    res = await fetchFn(url, streamRequest(JSON.stringify({ op: 'auth', token }), signal));
+  } catch (e) {
+    return { refused: { code: 1006, reason: `no answer: ${errText(e)}`, notThrough: true, status: null, error: 'refused' } };
+  }
+  const type = res.headers.get('content-type') || '';
+  if (res.status === 200 && /^text\/event-stream\b/i.test(type) && res.body) return { response: res };
+  const error = res.status === 200 ? 'not_a_stream' : (await refusalOf(res)).code;
+  const byError = { bad_token: CLOSE.UNAUTHORIZED, token_expired: CLOSE.TOKEN_EXPIRED, forbidden: CLOSE.REVOKED }[error];
+  const byStatus = { 429: CLOSE.RATE_LIMITED, 503: 1013 }[res.status];
+  const code = byError ?? byStatus ?? 1006;
+  // Readable only where the relay exposes it (CORS); else the backoff decides.
+  const seconds = Number(res.headers.get('retry-after'));
+  const retry = seconds > 0 ? Math.round(seconds * 1000) : null;
+  const reason = `HTTP ${res.status} ${error}${retry !== null ? `; retry_ms=${retry}` : ''}`;
+  return { refused: { code, reason, notThrough: code === 1006, status: res.status, error } };
+}
+
+/**
+ * Reads Server-Sent Events from a body: `onData(text)` for each event's
+ * data (its `data:` lines joined by newlines), `onData(null)` for a comment
+ * line (the relay's heartbeat). `onData` returning false stops reading.
+ * Resolves with why it stopped. Lines may end in CRLF, LF or CR (the SSE
+ * rule); other fields (`event`, `id`, `retry`) are ignored.
+ * @param {ReadableStream<Uint8Array>} body
+ * @param {(data: string|null) => boolean|void} onData
+ * @returns {Promise<string>}
+ */
+async function readEvents(body, onData) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const eol = /\r\n|\r|\n/g;
+  let buf = '';
+  /** @type {string[]|null} */
+  let data = null;
+  let size = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return 'end of body';
+      buf += decoder.decode(value, { stream: true });
+      let at = 0;
+      eol.lastIndex = 0;
+      for (let m = eol.exec(buf); m; m = eol.exec(buf)) {
+        // A CR at the very end may be the first half of a CRLF: wait for more.
+        if (m[0] === '\r' && m.index === buf.length - 1) break;
+        const line = buf.slice(at, m.index);
+        at = eol.lastIndex;
+        if (line === '') {
+          if (data !== null && onData(data.join('\n')) === false) return 'stopped';
+          data = null;
+          size = 0;
+        } else if (line[0] === ':') {
+          if (onData(null) === false) return 'stopped';
+        } else {
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const v = colon < 0 ? '' : line.slice(colon + 1);
+          if (field === 'data') {
+            (data ||= []).push(v[0] === ' ' ? v.slice(1) : v);
+            size += v.length;
+          }
+        }
+      }
+      buf = buf.slice(at);
+      if (buf.length + size > MAX_STREAM_EVENT) return `an event over ${MAX_STREAM_EVENT} bytes`;
+    }
+  } catch (e) {
+    return errText(e);
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * @typedef {object} BmProbe what one way to the relay did (the connection doctor)
+ * @property {boolean} ok it reached `ready`
+ * @property {number} ms from the start to `ready`, or to the failure
+ * @property {string} [reason] why not: `refused` (no connection), `blocked_upgrade` (HTTP reaches the relay's
+ *   address but the WebSocket upgrade failed: a proxy or firewall in between), `timeout`, `http_NNN`, a relay
+ *   error code (`bad_token`, `token_expired`, `forbidden`, `rate_limited` …), or `closed_NNNN`
+ * @property {number} [status] the HTTP status of a refused stream
+ */
+
+/**
+ * Tries a WebSocket to the relay once: connect, auth, `ready`, then closes
+ * it. A socket that closes before opening (1006: the browser tells no
+ * more) is told apart by one plain request to the same URL: answered,
+ * something let HTTP through and stopped the upgrade (`blocked_upgrade`);
+ * not, nothing listens or a firewall drops it (`refused`).
+ * @param {string} url
+ * @param {string} token a connection token
+ * @param {{timeout?: number, WebSocket?: any, fetch?: any, signal?: AbortSignal}} [opts]
+ * @returns {Promise<BmProbe>}
+ */
+export function probeSocket(url, token, opts = {}) {
+  const WS = opts.WebSocket ?? globalThis.WebSocket;
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    let ws = null;
+    let opened = false;
+    let timer = null;
+    const done = (r) => {
+      if (!ws) return;
+      clearTimeout(timer);
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000, 'probe');
+      } catch {
+        // already closed
+      }
+      ws = null;
+      opts.signal?.removeEventListener('abort', onAbort);
+      resolve({ ms: Math.round(performance.now() - t0), ...r });
+    };
+    const onAbort = () => done({ ok: false, reason: 'aborted' });
+    try {
+      ws = new WS(url);
+    } catch (e) {
+      resolve({ ok: false, ms: 0, reason: 'refused', detail: errText(e) });
+      return;
+    }
+    opts.signal?.addEventListener('abort', onAbort);
+    timer = setTimeout(() => done({ ok: false, reason: 'timeout' }), opts.timeout ?? 10000);
+    ws.onopen = () => {
+      opened = true;
+      ws.send(JSON.stringify({ op: 'auth', token }));
+    };
+    ws.onmessage = (m) => {
+      let f = null;
+      try {
+        f = JSON.parse(m.data);
+      } catch {
+        // not a relay frame
+      }
+      if (f && f.op === 'ready') done({ ok: true });
+      else if (f && f.op === 'error') done({ ok: false, reason: String(f.code) });
+    };
+    ws.onclose = async (ev) => {
+      if (opened || ev.code !== 1006) {
+        done({ ok: false, reason: `closed_${ev.code}` });
+        return;
+      }
+      const fetchFn = opts.fetch ?? globalThis.fetch;
+      let reason = 'refused';
+      if (typeof fetchFn === 'function') {
+        const http = url.replace(/^ws/i, 'http');
+        reason = await fetchFn(http, { mode: 'no-cors', cache: 'no-store', credentials: 'omit' }).then(
+          () => 'blocked_upgrade',
+          () => 'refused',
+        );
+      }
+      done({ ok: false, reason });
+    };
+  });
+}
+
+/**
+ * Tries the stream once (PROTOCOL.md §6.1): open, `ready`, then ends it.
+ * @param {string} url the stream URL (`streamUrlOf`)
+ * @param {string} token a connection token
+ * @param {{timeout?: number, fetch?: any}} [opts]
+ * @returns {Promise<BmProbe>}
+ */
+export async function probeStream(url, token, opts = {}) {
+  const fetchFn = opts.fetch ?? globalThis.fetch?.bind(globalThis);
+  const t0 = performance.now();
+  const ms = () => Math.round(performance.now() - t0);
+  const ctrl = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ctrl.abort();
+  }, opts.timeout ?? 10000);
+  try {
+    const opened = await openStream(fetchFn, url, token, ctrl.signal);
+    if (opened.refused) {
+      const r = opened.refused;
+      return { ok: false, ms: ms(), reason: timedOut ? 'timeout' : r.error, ...(r.status ? { status: r.status } : {}) };
+    }
+    /** @type {BmProbe|null} */
+    let result = null;
+    const end = await readEvents(opened.response.body, (data) => {
+      let f = null;
+      try {
+        f = data === null ? null : JSON.parse(data);
+      } catch {
+        // not a relay frame
+      }
+      if (f && f.op === 'ready') result = { ok: true, ms: ms() };
+      else if (f && f.op === 'error') result = { ok: false, ms: ms(), reason: String(f.code) };
+      else if (f && f.op === 'close') result = { ok: false, ms: ms(), reason: `closed_${f.code}` };
+      return result === null;
+    });
+    return result ?? { ok: false, ms: ms(), reason: timedOut ? 'timeout' : `ended: ${end}` };
+  } finally {
+    clearTimeout(timer);
+    ctrl.abort();
   }
 }
 

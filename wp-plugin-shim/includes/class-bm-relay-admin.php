@@ -243,6 +243,7 @@ final class BM_Relay_Admin
         echo '<input type="hidden" name="action" value="bm_relay_test_event">';
         submit_button(__('Send test event', 'bm-relay'), 'secondary', 'submit', false);
         echo '</form>';
+        BM_Relay_Doctor::render();
         echo '<h2>' . esc_html__('Settings', 'bm-relay') . '</h2><form method="post" action="options.php">';
         settings_fields(self::SLUG);
         echo '<table class="form-table">';

@@ -70,9 +70,14 @@ final class BM_Relay_Shortcode
      */
     public static function import_map(): void
     {
-        if (!self::page_has_chat()) {
-            return;
+        if (self::page_has_chat()) {
+            self::print_import_map();
         }
+    }
+
+    /** The import map itself (the chat page's head, and the settings page's for the connection doctor). */
+    public static function print_import_map(): void
+    {
         $imports = [];
         foreach (['bm-client.js', 'bm-crypto.js', 'bm-wire.js'] as $file) {
             $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
@@ -100,7 +105,7 @@ final class BM_Relay_Shortcode
     }
 
     /**
-     * Marks the chat script as an ES module (it imports ./bm-client.js).
+     * Marks the chat script (and the connection doctor's) as an ES module (it imports ./bm-client.js).
      * Modules are deferred and strict by nature; nothing else changes.
      *
      * @param string $tag    the `<script>` markup WordPress built
@@ -109,10 +114,10 @@ final class BM_Relay_Shortcode
      */
     public static function module_tag($tag, $handle, $src): string
     {
-        if ($handle !== self::HANDLE) {
+        if ($handle !== self::HANDLE && $handle !== BM_Relay_Doctor::HANDLE) {
             return (string) $tag;
         }
-        return sprintf('<script type="module" src="%s" id="%s-js"></script>' . "\n", esc_url((string) $src), esc_attr(self::HANDLE));
+        return sprintf('<script type="module" src="%s" id="%s-js"></script>' . "\n", esc_url((string) $src), esc_attr((string) $handle));
     }
 
     /**
@@ -175,6 +180,7 @@ final class BM_Relay_Shortcode
             'newMessageFrom' => __('New message from %1$s: %2$s', 'bm-relay'),
             'connecting' => __('Connecting…', 'bm-relay'),
             'connected' => __('Connected', 'bm-relay'),
+            'connectedStream' => __('Connected (streaming: WebSocket is blocked on this network)', 'bm-relay'),
             'offlinePolling' => __('Offline — checking for messages every few seconds', 'bm-relay'),
             'offlineReconnecting' => __('Offline — reconnecting', 'bm-relay'),
             'closed' => __('Disconnected — reload the page', 'bm-relay'),

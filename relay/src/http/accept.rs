@@ -82,6 +82,10 @@ pub(super) struct ConnCtx {
     /// When the last request ended, in ms since `born`.
     last_done_ms: AtomicU64,
     born: Instant,
+    /// Notified when a stream (`/v1/stream`) took the connection over:
+    /// hyper's part of it is then dropped, its buffers with it (an idle
+    /// stream costs what an idle WebSocket does, not 16 KiB more).
+    pub(super) detach: tokio::sync::Notify,
 }
 
 impl ConnCtx {
@@ -199,6 +203,7 @@ fn admit(
         active: AtomicU32::new(0),
         last_done_ms: AtomicU64::new(0),
         born: Instant::now(),
+        detach: tokio::sync::Notify::new(),
     }))
 }
 
@@ -303,6 +308,9 @@ async fn serve_connection(ctx: Arc<ConnCtx>, builder: auto::Builder<TokioExecuto
                 return;
             }
             _ = sleep_until(wake) => {}
+            // A stream owns the socket now (its task holds the context);
+            // the request that opened it never answers through hyper.
+            _ = ctx.detach.notified() => return,
             // Counted by the newer connection that evicted this one.
             _ = &mut evicted, if closing.is_none() && !ctx.pending.is_released() => {
                 if !ctx.pending.is_started() {
@@ -353,10 +361,22 @@ fn count_hyper_error(app: &App, e: &(dyn std::error::Error + 'static)) {
     }
 }
 
-async fn client_request(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+async fn client_request(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/v1/ws" {
         return super::upgrade::upgrade(req, ctx);
+    }
+    if path == "/v1/stream" || path.starts_with("/v1/stream/") {
+        if req.method() != Method::POST {
+            return api_error(&err(ErrorCode::MethodNotAllowed, "/v1/stream takes POST"));
+        }
+        return match path.strip_prefix("/v1/stream/") {
+            None => super::stream::open(req, ctx).await,
+            Some(id) => {
+                let id = id.to_owned();
+                super::stream::op(req, ctx, &id).await
+            }
+        };
     }
     let Some(endpoint) = Endpoint::from_path(path) else {
         return api_error(&err(ErrorCode::NotFound, "no such endpoint"));

@@ -6,6 +6,7 @@
 //! | `admission` | the caps' shared state: per-address slots and buckets, body bytes in flight, trusted proxies |
 //! | `api` | the signed server API of protocol §5 |
 //! | `upgrade` | `GET /v1/ws`: the WebSocket upgrade, handed to [`crate::ws`] |
+//! | `stream` | `POST /v1/stream`, `/v1/stream/<id>`: the streaming fallback (SSE), protocol §6.1 |
 //! | `admin` | admin listener (unsigned, bind it to loopback or a private network): `GET /healthz`, `GET /metrics` |
 //!
 //! Client listener: `GET /v1/ws` and `POST /v1/push`, `/v1/presence`,
@@ -28,6 +29,7 @@ mod accept;
 mod admin;
 mod admission;
 mod api;
+mod stream;
 mod upgrade;
 
 pub use accept::serve_client;

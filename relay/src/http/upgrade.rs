@@ -5,7 +5,9 @@
 //! filling the relay leave room for WordPress's signed pushes (which are
 //! admitted up to `max_connections`). Behind a trusted proxy, the client
 //! address of `X-Forwarded-For` is counted against the per-address limits
-//! here, per upgrade, since the proxy's own connection was not.
+//! here, per upgrade, since the proxy's own connection was not. Streams
+//! (`/v1/stream`) are admitted by the same two checks, and by the same
+//! `allowed_origins`.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -15,15 +17,16 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use super::accept::{per_ip_refusal, ConnCtx};
-use super::admission::forwarded_client;
+use super::admission::{forwarded_client, IpSlot};
 use super::{api_error, err, Body, Refused};
+use crate::config::Limits;
 use crate::metrics::Refusal;
 use crate::outbox::Outbox;
 use crate::ws::WsIo;
@@ -34,6 +37,53 @@ const RESERVED: Refused = Refused::new(
     "the relay is at its WebSocket capacity; reconnect with jitter",
     Some(10),
 );
+
+/// The admission of a connection that will stay (a WebSocket or a
+/// stream): refused with 503 once the client connections leave only the
+/// server API's reserve; behind a trusted proxy, the forwarded client
+/// address takes one of its per-address slots (held as long as the
+/// returned slot is).
+pub(super) fn admit_long_lived(h: &HeaderMap, ctx: &ConnCtx, limits: &Limits) -> Result<Option<IpSlot>, Refused> {
+    let app = &ctx.app;
+    let cap = limits.max_connections.saturating_sub(limits.api_reserve_connections) as u64;
+    if app.metrics.client_connections.load(Relaxed) > cap {
+        app.metrics.refused(Refusal::ApiReserve);
+        return Err(RESERVED);
+    }
+    if !ctx.peer_trusted {
+        return Ok(None);
+    }
+    match forwarded_client(h, &limits.trusted_proxies).map(|ip| ctx.adm.admit_ip(ip, limits)) {
+        Some(Err(why)) => {
+            app.metrics.refused(why);
+            Err(per_ip_refusal(why))
+        }
+        Some(Ok(slot)) => Ok(Some(slot)),
+        None => Ok(None),
+    }
+}
+
+const FORBIDDEN_ORIGIN: Refused = Refused::new(
+    StatusCode::FORBIDDEN,
+    "forbidden_origin",
+    "pages of this origin may not connect to this relay (allowed_origins)",
+    None,
+);
+
+/// `allowed_origins` (protocol §6.1): the request's `Origin`, when it has
+/// one and it may connect (what a stream's answers echo in
+/// `Access-Control-Allow-Origin`); a 403 when it may not. No `Origin`: not
+/// a browser, not refused by this.
+pub(super) fn check_origin(h: &HeaderMap, limits: &Limits) -> Result<Option<HeaderValue>, Refused> {
+    let Some(origin) = h.get(header::ORIGIN) else { return Ok(None) };
+    let allowed = limits.allowed_origins.is_empty()
+        || origin.to_str().is_ok_and(|o| limits.allowed_origins.iter().any(|a| a == o));
+    if allowed {
+        Ok(Some(origin.clone()))
+    } else {
+        Err(FORBIDDEN_ORIGIN)
+    }
+}
 
 /// Answers a WebSocket upgrade and spawns the socket's task. The socket's
 /// outbox writes frames into the connection's socket directly.
@@ -52,22 +102,12 @@ pub(super) fn upgrade(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
     };
     let cfg = app.config();
     let limits = &cfg.limits;
-    let ws_cap = limits.max_connections.saturating_sub(limits.api_reserve_connections) as u64;
-    if app.metrics.client_connections.load(Relaxed) > ws_cap {
-        app.metrics.refused(Refusal::ApiReserve);
-        return RESERVED.response();
+    if let Err(r) = check_origin(h, limits) {
+        return r.response();
     }
-    let ip_slot = if ctx.peer_trusted {
-        match forwarded_client(h, &limits.trusted_proxies).map(|ip| ctx.adm.admit_ip(ip, limits)) {
-            Some(Err(why)) => {
-                app.metrics.refused(why);
-                return per_ip_refusal(why).response();
-            }
-            Some(Ok(slot)) => Some(slot),
-            None => None,
-        }
-    } else {
-        None
+    let ip_slot = match admit_long_lived(h, ctx, limits) {
+        Ok(slot) => slot,
+        Err(r) => return r.response(),
     };
     let ws_cfg = crate::ws::ws_config(limits);
     let max_queue = limits.outbound_queue_bytes;

@@ -25,7 +25,7 @@
 
 mod auth;
 pub mod io;
-mod session;
+pub(crate) mod session;
 
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::Arc;
@@ -121,7 +121,7 @@ impl Drop for Retire<'_> {
 const MAX_TOKEN_LIFE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Instant at which a unix-seconds `exp` falls (capped at ten years).
-fn instant_of_unix(exp: u64) -> Instant {
+pub(crate) fn instant_of_unix(exp: u64) -> Instant {
     Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now())).min(MAX_TOKEN_LIFE)
 }
 
@@ -129,13 +129,13 @@ fn close_frame(req: CloseRequest) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(req.code), reason: req.wire_reason().into() }))
 }
 
-const fn req(code: u16, reason: &'static str) -> CloseRequest {
+pub(crate) const fn req(code: u16, reason: &'static str) -> CloseRequest {
     CloseRequest::new(code, reason)
 }
 
 /// A reconnect delay for one socket closed because the relay is going
 /// away (see [`crate::pacing`]).
-fn retry_hint(app: &App) -> u32 {
+pub(crate) fn retry_hint(app: &App) -> u32 {
     crate::pacing::retry_ms(app.metrics.ws_open.load(Relaxed), app.config().limits.reconnect_pace_per_sec)
 }
 
@@ -234,8 +234,8 @@ where
     // Not kept across the session (it would sit in every idle socket's task).
     drop(claims);
     let mut s = session::Session {
-        app: &app,
-        conn: &conn,
+        app: app.clone(),
+        conn: conn.clone(),
         exp_at: instant_of_unix(exp),
         pub_bucket: Bucket::new(limits.pub_burst),
         frame_bucket,

@@ -35,7 +35,7 @@ use crate::outbox::CloseRequest;
 use crate::state::App;
 
 /// How one session ended.
-pub(super) enum Ended {
+pub(crate) enum Ended {
     /// The relay closes, with this close frame.
     Close(CloseRequest),
     /// The client sent its close frame, or the connection broke.
@@ -43,7 +43,7 @@ pub(super) enum Ended {
 }
 
 /// What one message from the client leads to.
-enum Step {
+pub(crate) enum Step {
     Continue,
     Close(CloseRequest),
     Gone,
@@ -59,10 +59,14 @@ struct Woken {
     gate_open: Option<Option<i64>>,
 }
 
-/// One authenticated socket's private state.
-pub(super) struct Session<'a> {
-    pub app: &'a App,
-    pub conn: &'a Arc<Conn>,
+/// One authenticated socket's private state: a WebSocket's task holds it,
+/// a stream's ops take turns at it ([`crate::http`]'s `/v1/stream`), so
+/// both transports apply client frames by this one code.
+pub(crate) struct Session {
+    /// The relay (a pointer, as a reference would be: an idle socket pays
+    /// 8 bytes for it).
+    pub app: Arc<App>,
+    pub conn: Arc<Conn>,
     /// When the connection token in force expires.
     pub exp_at: Instant,
     pub pub_bucket: Bucket,
@@ -82,9 +86,9 @@ pub(super) struct Session<'a> {
     pub gated: Option<std::pin::Pin<Box<dyn Future<Output = Option<i64>> + Send>>>,
 }
 
-impl Session<'_> {
+impl Session {
     /// Picks up a reload's limits (one relaxed load when nothing changed).
-    fn refresh_limits(&mut self) -> bool {
+    pub(crate) fn refresh_limits(&mut self) -> bool {
         let g = self.app.config_generation();
         if g == self.generation {
             return false;
@@ -94,13 +98,15 @@ impl Session<'_> {
         true
     }
 
-    pub(super) async fn main_loop<R>(&mut self, ws: &mut Ws<R>) -> Ended
+    pub(crate) async fn main_loop<R>(&mut self, ws: &mut Ws<R>) -> Ended
     where
         R: AsyncRead + Unpin,
     {
         let mut last_seen = Instant::now();
         let mut last_ping = last_seen;
-        let out = &*self.conn.out;
+        // Its own pointer: the loop lends `self` mutably to the ops.
+        let conn = self.conn.clone();
+        let out = &*conn.out;
         let timer = sleep_until(last_ping + Limits::dur(self.cfg.limits.ping_interval_secs));
         tokio::pin!(timer);
         loop {
@@ -172,7 +178,7 @@ impl Session<'_> {
         }
     }
 
-    fn reply(&self, text: String) {
+    pub(crate) fn reply(&self, text: String) {
         self.conn.enqueue(&Frame::from(text), self.cfg.limits.outbound_queue_bytes);
     }
 
@@ -204,11 +210,17 @@ impl Session<'_> {
                 }
             }
         };
-        let frame = match ClientFrame::parse(&text) {
+        self.on_text(&text);
+        Step::Continue
+    }
+
+    /// Applies one client text frame (a WebSocket's text message, or the
+    /// body of a stream's op): the reply, if any, goes to the outbox.
+    pub(crate) fn on_text(&mut self, text: &str) {
+        let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
             Err(e) => {
-                self.refuse(e.r#ref, e.code, &e.message);
-                return Step::Continue;
+                return self.refuse(e.r#ref, e.code, &e.message);
             }
         };
         let r#ref = frame.r#ref;
@@ -228,7 +240,7 @@ impl Session<'_> {
             },
             ClientOp::Sub { thread, token } => self.on_sub(r#ref, thread, &token),
             ClientOp::Unsub { thread } => {
-                if self.app.router.unsubscribe(self.conn, thread) {
+                if self.app.router.unsubscribe(&self.conn, thread) {
                     self.reply(frames::ok(r#ref));
                 } else {
                     self.refuse(r#ref, codes::NOT_SUBSCRIBED, "this socket does not watch that thread");
@@ -237,7 +249,6 @@ impl Session<'_> {
             ClientOp::Pub { thread, e } => self.on_pub(r#ref, thread, e.get()),
             ClientOp::Presence { threads } => self.on_presence(r#ref, &threads),
         }
-        Step::Continue
     }
 
     fn on_sub(&mut self, r#ref: Option<i64>, thread: bm_proto::ThreadId, token: &str) {
@@ -248,20 +259,20 @@ impl Session<'_> {
             }
             Err(e) => return self.refuse_token(r#ref, e),
         };
-        match self.app.router.subscribe(self.conn, thread, c.iat, self.cfg.limits.max_subscriptions) {
+        match self.app.router.subscribe(&self.conn, thread, c.iat, self.cfg.limits.max_subscriptions) {
             Ok(new) => {
                 // Re-checked after the insert: a `/v1/disconnect` for this
                 // thread that ran between the verification above and the
                 // insert did not see this subscription.
                 if self.app.revocations.is_revoked(&c.site, c.sub, Some(thread), c.iat) {
-                    self.app.router.unsubscribe(self.conn, thread);
+                    self.app.router.unsubscribe(&self.conn, thread);
                     return self.refuse_token(r#ref, TokenError::Revoked);
                 }
                 // In a cluster, `ok` waits (bounded) until every node routes
                 // the thread's pushes here, as `ready` does for the socket
                 // (PROTOCOL.md, "Cluster"). A single node never waits, nor
                 // does a repeated `sub` (the thread was routed already).
-                match if new { self.app.router.subscribed(self.conn, thread) } else { None } {
+                match if new { self.app.router.subscribed(&self.conn, thread) } else { None } {
                     Some(gate) => {
                         self.gated = Some(Box::pin(async move {
                             gate.await;
@@ -344,7 +355,7 @@ impl Session<'_> {
             }
         }
         let frame = Frame::from(frames::ev_from(thread, self.conn.user, envelope_json));
-        let d = self.app.router.publish(self.conn, thread, &frame, limits.outbound_queue_bytes);
+        let d = self.app.router.publish(&self.conn, thread, &frame, limits.outbound_queue_bytes);
         let m = &self.app.metrics;
         m.pubs.fetch_add(1, Relaxed);
         m.deliveries.fetch_add(d.sockets, Relaxed);

@@ -354,6 +354,15 @@ async fn every_documented_metric_is_exported_and_moves() {
         .await
         .ok();
     assert_eq!(parse_response(&read_to_close(&mut big, Duration::from_secs(5)).await.0).0, 431);
+    // A stream (streams, streams_opened_total), held while /metrics is read.
+    let mut stream = TcpStream::connect(("127.0.0.1", r.port)).await.unwrap();
+    // Issued after the site's revocation floor the disconnects above set.
+    let token =
+        bm_proto::token::Claims::connection(r.site.id.clone(), u(5), now() + 2, 3600).mint(&r.site.secret.relay_key());
+    let auth = json!({"op":"auth","token": token}).to_string();
+    let open = format!("POST /v1/stream HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{auth}", auth.len());
+    stream.write_all(open.as_bytes()).await.unwrap();
+    r.wait_metric("bm_relay_streams", |v| v == 1.0, Duration::from_secs(5)).await;
     // An admin connection held open while /metrics is read.
     let _admin = TcpStream::connect(("127.0.0.1", r.admin)).await.unwrap();
     let during = r.metrics().await;
@@ -364,6 +373,7 @@ async fn every_documented_metric_is_exported_and_moves() {
     }
     let after = r.metrics().await;
     drop(anon);
+    drop(stream);
 
     // Gauges seen above zero while their thing existed.
     for g in [
@@ -375,6 +385,7 @@ async fn every_documented_metric_is_exported_and_moves() {
         "bm_relay_pending_connections",
         "bm_relay_admin_connections",
         "bm_relay_revocations",
+        "bm_relay_streams",
     ] {
         assert!(total(&during, g) > 0.0, "{g} stayed at 0 while in use:\n{during}");
     }
@@ -390,6 +401,7 @@ async fn every_documented_metric_is_exported_and_moves() {
             "bm_relay_pending_connections",
             "bm_relay_admin_connections",
             "bm_relay_revocations",
+            "bm_relay_streams",
             // Bytes waiting in outbound queues: loopback socket buffers
             // take a push at once, so it is only seen at 0 here (moved by
             // the slow-consumer test, limits.rs).

@@ -15,3 +15,4 @@ mod presence;
 mod protocol;
 mod race;
 mod storm;
+mod stream;
