@@ -154,13 +154,25 @@ if (is_wp_error($r) || wp_remote_retrieve_response_code($r) !== 200) {
 }
 
 $before = bm_stats();
-$async = fn() => bm_configure(['mode' => 'async']);
-$sync = fn() => bm_configure(['mode' => 'sync']);
+// Protocol 2 (ids mapped to pseudonyms, PROTOCOL.md §3.2) beside
+// protocol 1, interleaved in the same run, when the extension has it (an
+// older build, run for a before/after comparison, measures protocol 1 only).
+$has_v2 = ini_get('bm_relay.protocol') !== false;
+$p = fn(int $v) => $has_v2 ? ['protocol' => $v] : [];
+$async = fn() => bm_configure(['mode' => 'async'] + $p(1));
+$sync = fn() => bm_configure(['mode' => 'sync'] + $p(1));
+$async2 = fn() => bm_configure(['mode' => 'async', 'protocol' => 2]);
+$sync2 = fn() => bm_configure(['mode' => 'sync', 'protocol' => 2]);
 $flush = fn() => bm_flush(5000);
 $ROUNDS = 10;
+$v2_cases = $has_v2 ? [
+    'bm_push async, protocol 2' => [fn() => bm_push($event), $async2, $flush],
+    'bm_push sync, protocol 2' => [fn() => bm_push($event), $sync2, null],
+] : [];
 $results = measure_interleaved([
     'bm_push async' => [fn() => bm_push($event), $async, $flush],
     'bm_push sync' => [fn() => bm_push($event), $sync, null],
+] + $v2_cases + [
     'openssl + wp_remote_post (blocking=false)' => [fn() => $baseline(false), null, null],
     'openssl + wp_remote_post (blocking)' => [fn() => $baseline(true), null, null],
     // A yardstick for the machine's speed during the run (it varies by 2×
@@ -170,7 +182,7 @@ $results = measure_interleaved([
 $after = bm_stats();
 $relay->stop();
 
-$pushed = 2 * ($N + $WARM);
+$pushed = ($has_v2 ? 4 : 2) * ($N + $WARM);
 printf("bm_relay %s, PHP %s, %d events per case (after %d warm-up), cases interleaved in %d rounds, relay on loopback\n",
     phpversion('bm_relay'), PHP_VERSION, $N, $WARM, $ROUNDS);
 printf("machine: %d CPUs, load average at start %s; %s\n", (int) shell_exec('nproc --all'), $load,
@@ -189,6 +201,13 @@ printf("\nratios (baseline / bm_push, p50):\n");
 printf("  wp_remote_post blocking=false / bm_push async: %8.1f×\n", pct($nb, 50) / pct($a, 50));
 printf("  wp_remote_post blocking       / bm_push async: %8.1f×\n", pct($bl, 50) / pct($a, 50));
 printf("  wp_remote_post blocking       / bm_push sync:  %8.1f×\n", pct($bl, 50) / pct($s, 50));
+if ($has_v2) {
+    printf("  protocol 2 / protocol 1, async p50: %.2f×, p99: %.2f×; sync p50: %.2f×\n",
+        pct($results['bm_push async, protocol 2'], 50) / pct($a, 50), pct($results['bm_push async, protocol 2'], 99) / pct($a, 99),
+        pct($results['bm_push sync, protocol 2'], 50) / pct($s, 50));
+}
+$y = $results['yardstick: json_encode($event)'];
+printf("  bm_push async p50 / yardstick p50: %.2f (compare across runs and builds)\n", pct($a, 50) / pct($y, 50));
 printf("targets: async p99 < 20 µs: %s; sync p50 < 150 µs: %s; async ≥ 20× cheaper than wp_remote_post(blocking=false): %s\n",
     pct($a, 99) < 20 ? 'met' : 'NOT met', pct($s, 50) < 150 ? 'met' : 'NOT met', pct($nb, 50) / pct($a, 50) >= 20 ? 'met' : 'NOT met');
 if ($after['failed'] - $before['failed'] > 0 || $after['sent'] - $before['sent'] < $pushed) {

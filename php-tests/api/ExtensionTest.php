@@ -48,9 +48,9 @@ final class ExtensionTest extends TestCase
     public function test_ini_entries_are_registered_with_their_defaults_at_system_level(): void
     {
         $ini = ini_get_all('bm_relay');
-        $this->assertSame(['bm_relay.connect_timeout_ms', 'bm_relay.flush_timeout_ms', 'bm_relay.mode', 'bm_relay.queue_size', 'bm_relay.secret',
+        $this->assertSame(['bm_relay.connect_timeout_ms', 'bm_relay.flush_timeout_ms', 'bm_relay.mode', 'bm_relay.protocol', 'bm_relay.queue_size', 'bm_relay.secret',
             'bm_relay.secret_file', 'bm_relay.site', 'bm_relay.timeout_ms', 'bm_relay.url'], array_keys($ini));
-        $defaults = ['mode' => 'async', 'timeout_ms' => '2000', 'connect_timeout_ms' => '500', 'queue_size' => '10000', 'flush_timeout_ms' => '500'];
+        $defaults = ['mode' => 'async', 'timeout_ms' => '2000', 'connect_timeout_ms' => '500', 'queue_size' => '10000', 'flush_timeout_ms' => '500', 'protocol' => '1'];
         foreach ($defaults as $k => $v) {
             $this->assertSame($v, $ini["bm_relay.$k"]['global_value'], $k);
             $this->assertSame(INI_SYSTEM, $ini["bm_relay.$k"]['access'], $k);
