@@ -59,7 +59,7 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertTrue($r['ok'], $r['detail']);
         $this->assertStringContainsString('1 of your browser sockets', $r['detail']);
         $ev = $admin->expect('test');
-        $this->assertSame('u/' . $this->uid('admin'), $ev['k']);
+        $this->assertSame(BM_Relay_Ids::user_kid($this->uid('admin')), $ev['k']);
         $this->assertSame(get_option('bmr_mode'), BM_Relay_Settings::mode(), 'the configured mode is restored');
     }
 
@@ -161,7 +161,7 @@ final class AdminHttpTest extends BM_WP_TestCase
         [$code, $head] = $admin->request('POST', '/wp-admin/admin-post.php', http_build_query(['action' => 'bm_relay_test_event', '_wpnonce' => $m[1], '_wp_http_referer' => '/wp-admin/options-general.php?page=bm-relay']), $form);
         $this->assertSame(302, $code);
         $this->assertStringContainsString('page=bm-relay', $head['location'] ?? '');
-        $this->assertSame('u/' . $this->uid('admin'), $socket->expect('test')['k']);
+        $this->assertSame(BM_Relay_Ids::user_kid($this->uid('admin')), $socket->expect('test')['k']);
         [, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
         $this->assertStringContainsString('1 of your browser sockets received it', $page);
         // A forged nonce: WordPress's own refusal (wp_nonce_ais: 403 and its

@@ -33,7 +33,7 @@ final class RestMessagesTest extends BM_WP_TestCase
         $ids = [];
         foreach ([$bob, $alice] as $s) {
             $ev = $s->expect('message.new');
-            $this->assertSame("t/{$t['id']}/0", $ev['k']);
+            $this->assertSame(BM_Relay_Ids::thread_kid($t['id'], 0), $ev['k']);
             $this->assertMatchesRegularExpression('/^[A-Za-z0-9_-]{22}$/', $ev['id'], 'a random event id (16 bytes), not derived from the message id');
             $ids[] = $ev['id'];
             $this->assertNull($ev['from'] ?? null, 'a server push, not a client pub');

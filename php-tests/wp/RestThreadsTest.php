@@ -52,20 +52,20 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->assertSame('Bob', $t['participants'][1]['name']);
         $this->assertSame(0, $t['epoch']);
         $this->assertSame(bm_thread_key($t['id'], 0), $t['keys']['key']);
-        $this->assertSame("t/{$t['id']}/0", $t['keys']['kid']);
+        $this->assertSame(BM_Relay_Ids::thread_kid($t['id'], 0), $t['keys']['kid'], 'the key id the relay sees (the thread pseudonym)');
 
         $rows = $this->rows("SELECT user_id, unread_count, key_epoch FROM wp_bmr_participants WHERE thread_id = {$t['id']} ORDER BY user_id");
         $this->assertSame([(string) $this->uid('alice'), (string) $this->uid('bob'), (string) $this->uid('carol')], array_column($rows, 'user_id'));
         $this->assertSame('Lunch', $this->rows("SELECT subject FROM wp_bmr_threads WHERE id = {$t['id']}")[0]['subject']);
 
         $ev = $bob->expect('thread.added');
-        $this->assertSame('u/' . $this->uid('bob'), $ev['k'], 'sealed with bob\'s user key');
+        $this->assertSame(BM_Relay_Ids::user_kid($this->uid('bob')), $ev['k'], 'sealed with bob\'s user key');
         $this->assertSame($t['id'], $ev['payload']['data']['thread']['id']);
         $this->assertSame(bm_thread_key($t['id'], 0), $ev['payload']['data']['keys']['key']);
-        $this->assertSame($t['id'], $this->claims($ev['payload']['data']['keys']['token'])['thread']);
-        $this->assertSame((string) $this->uid('bob'), $this->claims($ev['payload']['data']['keys']['token'])['sub']);
-        $this->assertSame('u/' . $this->uid('carol'), $carol->expect('thread.added')['k']);
-        $this->assertSame('u/' . $this->uid('alice'), $alice->expect('thread.added')['k'], 'the creator\'s other tabs learn of it');
+        $this->assertSame(BM_Relay_Ids::thread($t['id']), $this->claims($ev['payload']['data']['keys']['token'])['thread']);
+        $this->assertSame((string) BM_Relay_Ids::user($this->uid('bob')), $this->claims($ev['payload']['data']['keys']['token'])['sub']);
+        $this->assertSame(BM_Relay_Ids::user_kid($this->uid('carol')), $carol->expect('thread.added')['k']);
+        $this->assertSame(BM_Relay_Ids::user_kid($this->uid('alice')), $alice->expect('thread.added')['k'], 'the creator\'s other tabs learn of it');
         $this->assertCount(1, $bob->settle(0.2), 'bob gets only his own thread.added');
     }
 
@@ -155,12 +155,12 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->assertSame($this->h()->site, $tok['site']);
         $this->assertSame($this->uid('carol'), $tok['user']);
         $c = $this->claims($tok['token']);
-        $this->assertSame(['site', 'sub', 'iat', 'exp'], array_keys($c));
-        $this->assertSame((string) $this->uid('carol'), $c['sub']);
+        $this->assertSame(['site', 'sub', 'v', 'iat', 'exp'], array_keys($c), 'a protocol 2 token');
+        $this->assertSame((string) BM_Relay_Ids::user($this->uid('carol')), $c['sub']);
         $this->assertSame(bm_user_key($this->uid('carol')), $tok['user_key']['key']);
         $mine = array_values(array_filter($tok['threads'], fn($x) => $x['thread'] === $t['id']));
         $this->assertCount(1, $mine);
-        $this->assertSame($t['id'], $this->claims($mine[0]['token'])['thread']);
+        $this->assertSame(BM_Relay_Ids::thread($t['id']), $this->claims($mine[0]['token'])['thread']);
         // The tokens really work on the relay: connect and subscribe with them.
         $s = new BM_WP_Subscriber($this->h(), $this->uid('carol'), [$t['id']]);
         $this->assertSame(1, $s->count('ready'));
@@ -218,11 +218,11 @@ final class RestThreadsTest extends BM_WP_TestCase
         $this->assertSame(['1', '1'], array_column($this->rows("SELECT key_epoch FROM wp_bmr_participants WHERE thread_id = {$t['id']}"), 'key_epoch'));
 
         // bob's subscription is revoked by the relay, and he is told.
-        $bob->wait(fn() => count(array_filter($bob->frames, fn($f) => ($f['op'] ?? '') === 'unsub' && ($f['thread'] ?? 0) === $t['id'])) === 1, 5, 'unsub frame');
+        $bob->wait(fn() => count(array_filter($bob->frames, fn($f) => ($f['op'] ?? '') === 'unsub' && ($f['thread'] ?? 0) === BM_Relay_Ids::thread($t['id']))) === 1, 5, 'unsub frame');
         $this->assertSame($t['id'], $bob->expect('thread.removed')['payload']['data']['thread']);
         // The others get the new key, each sealed with their own user key.
         $rekey = $alice->expect('thread.key');
-        $this->assertSame('u/' . $this->uid('alice'), $rekey['k']);
+        $this->assertSame(BM_Relay_Ids::user_kid($this->uid('alice')), $rekey['k']);
         $this->assertSame(1, $rekey['payload']['data']['keys']['epoch']);
         $this->assertSame(bm_thread_key($t['id'], 1), $rekey['payload']['data']['keys']['key']);
         $this->assertNotSame(bm_thread_key($t['id'], 0), $rekey['payload']['data']['keys']['key']);
@@ -231,7 +231,7 @@ final class RestThreadsTest extends BM_WP_TestCase
         // New messages use epoch 1; bob cannot read or post any more.
         $alice2 = $this->sub('alice', [$t['id']]);
         $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'after bob left']), 201);
-        $this->assertSame("t/{$t['id']}/1", $alice2->expect('message.new')['k']);
+        $this->assertSame(BM_Relay_Ids::thread_kid($t['id'], 1), $alice2->expect('message.new')['k']);
         $this->err($this->rest('GET', "/threads/{$t['id']}/messages", 'bob'), 403, 'bm_relay_not_member');
         $this->err($this->rest('POST', "/threads/{$t['id']}/messages", 'bob', ['text' => 'hello?']), 403, 'bm_relay_not_member');
         $this->err($this->rest('DELETE', "/threads/{$t['id']}/participants/{$this->uid('bob')}", 'alice'), 404, 'bm_relay_not_member');

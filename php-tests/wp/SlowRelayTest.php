@@ -161,7 +161,7 @@ final class SlowRelayTest extends BM_WP_TestCase
         update_option('bmr_url', $this->h()->relay_url);
         BM_Relay_Settings::apply();
         do_action(BM_Relay_Push::RETRY_HOOK);
-        $bob->wait(fn() => count(array_filter($bob->frames, fn($f) => ($f['op'] ?? '') === 'unsub' && ($f['thread'] ?? 0) === $t['id'])) === 1, 5, 'unsub frame');
+        $bob->wait(fn() => count(array_filter($bob->frames, fn($f) => ($f['op'] ?? '') === 'unsub' && ($f['thread'] ?? 0) === BM_Relay_Ids::thread($t['id']))) === 1, 5, 'unsub frame');
         $this->assertFalse(get_option(BM_Relay_Push::PENDING_OPTION), 'nothing left to retry');
         $this->assertFalse(wp_next_scheduled(BM_Relay_Push::RETRY_HOOK));
     }

@@ -74,6 +74,16 @@ final class BM_Relay_Ids
         // threads and their members); keyed by blog, since each blog of a
         // network has its own secret and so its own pseudonyms.
         $key = get_current_blog_id() . '/' . $kind . '/' . $id;
-        return self::$cache[$key] ??= (int) bm_pseudonym($kind, $id);
+        if (!isset(self::$cache[$key])) {
+            try {
+                self::$cache[$key] = (int) bm_pseudonym($kind, $id);
+            } catch (BmRelayException $e) {
+                // No secret (the relay is not configured): nothing reaches
+                // a relay, and a page is given no keys or tokens; 0 names
+                // no wire id (a page learns none from it).
+                return 0;
+            }
+        }
+        return self::$cache[$key];
     }
 }

@@ -41,7 +41,8 @@ final class MultisiteTest extends BM_WP_TestCase
                 $blog = BM_Relay_Settings::blog_secret(self::b64d($net['network_secret']), $b['blog']);
                 $this->assertSame($b['blog_secret'], $blog);
                 // And through the bm_relay implementation in use (extension or fallback).
-                bm_configure(['secret' => $blog, 'site' => 'vectors.example']);
+                // (Protocol 1: the vectors' key ids are `t/1/0`, `u/1`.)
+                bm_configure(['secret' => $blog, 'site' => 'vectors.example', 'protocol' => 1]);
                 $this->assertSame($b['relay_key'], bm_relay_key());
                 $this->assertSame($b['thread_key']['key'], bm_thread_key(1, 0));
                 $this->assertSame($b['user_key']['key'], bm_user_key(1));
