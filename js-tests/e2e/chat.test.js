@@ -124,13 +124,14 @@ test('hints sealed with made-up key epochs do not make Bob\'s page hammer WordPr
     const c = await import(new URL('bm-crypto.js', src).href);
     const key = await c.importAesKey(crypto.getRandomValues(new Uint8Array(32)));
     const epoch = chat.threads.get(thread).epoch;
+    const wire = chat.wire.threads.wire(thread); // what the relay calls it
     let n = 0;
     // The next epoch, a few plausible ones, and absurd ones (up to 2^32-1).
     const epochs = [epoch + 1, epoch + 2, epoch + 5, epoch + 1000000, 4294967295];
     for (let i = 0; i < 40; i++) {
-      const e = await c.sealEnvelope(key, chat.client.o.site, `t/${thread}/${epochs[i % epochs.length]}`, 'typing', { on: true });
+      const e = await c.sealEnvelope(key, chat.client.o.site, `t/${wire}/${epochs[i % epochs.length]}`, 'typing', { on: true });
       try {
-        await chat.client._request({ op: 'pub', thread, e });
+        await chat.client._request({ op: 'pub', thread: wire, e });
         n++;
       } catch {
         // rate limited by the relay: fine, fewer hints
@@ -197,7 +198,7 @@ test('Bob’s socket is killed; Alice sends three; Bob reconnects and shows all 
     await route.continue().catch(() => {});
   });
   const relayKey = Buffer.from(site.relay_key, 'base64url');
-  const r = await relayPost(site.relay_port, site.site, relayKey, '/v1/disconnect', { users: [bob.id] });
+  const r = await relayPost(site.relay_port, site.site, relayKey, '/v1/disconnect', { users: [bob.wire] });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.ok(r.body.closed >= 1, 'Bob had a socket');
   await until(async () => (await conn(bob)) !== 'connected', 5000, 'Bob’s page to show it lost the connection');
@@ -249,7 +250,7 @@ test('a removed member can no longer subscribe nor open new messages', async (t)
   await msg(carol, 'before removal').waitFor({ timeout: 2000 });
   // What Carol holds before she is removed: the thread token and key of epoch 0.
   const old = await carol.page.evaluate((t) => ({ ...window.bmChat.bundleCache.threads.get(t) }), trio);
-  assert.equal(old.kid, `t/${trio}/0`);
+  assert.equal(old.kid, `t/${old.wire}/0`, 'the key id names what the relay calls the thread');
 
   const removed = await alice.page.evaluate(([t, c]) => window.bmChat.rest('DELETE', `/threads/${t}/participants/${c}`), [trio, carol.id]);
   assert.equal(removed.epoch, 1);
@@ -261,7 +262,7 @@ test('a removed member can no longer subscribe nor open new messages', async (t)
   const wp = await carol.page.evaluate(async (t) => {
     const b = await window.bmChat.bundle(true);
     const status = await window.bmChat.rest('GET', `/threads/${t}/messages`).then(() => 200, (e) => e.status);
-    const sub = await window.bmChat.client.subscribe(t).then(() => 'subscribed', (e) => e.code);
+    const sub = await window.bmChat.client.subscribe(window.bmChat.wire.threads.wire(t)).then(() => 'subscribed', (e) => e.code);
     return { hasToken: b.threads.has(t), status, sub };
   }, trio);
   assert.deepEqual(wp, { hasToken: false, status: 403, sub: 'token_refused' });
@@ -274,7 +275,7 @@ test('a removed member can no longer subscribe nor open new messages', async (t)
       chat.bundleCache.threads.set(t, keys);
       chat.bundleCache.freshFor = 3600e3;
       chat.threads.set(t, { id: t, subject: 'Trio (kept)', participants: [], messages: new Map(), online: new Set(), readBy: new Map(), deliveredTo: new Map(), typing: new Map(), unread: 0 });
-      return chat.client.subscribe(t).then(() => 'subscribed', (e) => e.code);
+      return chat.client.subscribe(chat.wire.threads.wire(t)).then(() => 'subscribed', (e) => e.code);
     },
     [trio, old],
   );
@@ -452,5 +453,5 @@ test('past 500 conversations the oldest still works: listed, live', async (t) =>
   await send(alice, 'still in touch after 505 others');
   // Live, through the relay: its key came with the thread (GET /threads/{id}).
   await msg(bob, 'still in touch after 505 others').waitFor({ timeout: 5000 });
-  assert.ok(await bob.page.evaluate((t) => window.bmChat.bundleCache.keys.has(`t/${t}/${window.bmChat.threads.get(t).epoch}`), lunch), 'Bob\'s page holds Lunch\'s key');
+  assert.ok(await bob.page.evaluate((t) => window.bmChat.bundleCache.keys.has(`t/${window.bmChat.wire.threads.wire(t)}/${window.bmChat.threads.get(t).epoch}`), lunch), 'Bob\'s page holds Lunch\'s key');
 });

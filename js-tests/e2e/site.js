@@ -141,7 +141,9 @@ export async function person(site, login, { viewport = { width: 1100, height: 80
   if (page.url().includes('wp-login.php')) throw new Error(`login as ${login} failed: ${page.url()}`);
   await page.goto(site.chat_url);
   await page.locator('#bm-chat .bmc').waitFor({ timeout: 10000 });
-  return { login, id: site.users[login], context, page };
+  // wire: what the relay calls them (their pseudonym in protocol 2), for
+  // tests that speak to the relay themselves.
+  return { login, id: site.users[login], wire: site.wires?.[login] ?? site.users[login], context, page };
 }
 
 /** Saves a screenshot of the chat on a page under run/e2e-artifacts/ (the whole page when there is no chat). */

@@ -490,6 +490,7 @@ say([
     'url' => $h->url,
     'chat_url' => $h->url . '/chat/',
     'users' => $h->users,
+    'wires' => $h->wires,
     'password' => $h->password,
     'ws_url' => $h->ws_url,
     'relay_port' => $h->relay_port,
@@ -583,6 +584,7 @@ PHP);
                         throw new RuntimeException('make-user.php: ' . implode("\n", $out));
                     }
                     $h->users[$m[1]] = (int) $made['id'];
+                    $h->wires[$m[1]] = (int) $made['wire'];
                     say(['ok' => 'user', 'id' => (int) $made['id'], 'wire' => $made['wire'], 'thread_wire' => $made['thread_wire'], 'protocol' => $made['protocol']]);
                     break;
                 }

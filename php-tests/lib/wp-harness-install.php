@@ -75,6 +75,8 @@ if (is_wp_error($r)) {
 BM_Relay_Settings::apply();
 echo json_encode([
     'users' => $users,
+    // What the relay calls each user (their pseudonym in protocol 2).
+    'wires' => array_map([BM_Relay_Ids::class, 'user'], $users),
     'secret' => get_option('bmr_secret'),
     'relay_key' => bm_relay_key(),
 ]);

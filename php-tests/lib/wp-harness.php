@@ -60,6 +60,8 @@ final class BM_WP_Harness
     public string $relay_key = '';
     /** @var array<string,int> user login => id (admin, alice, bob, carol, dave) */
     public array $users = [];
+    /** @var array<string,int> login => what the relay calls that user (absent on a network) */
+    public array $wires = [];
     /** Password of every test user. */
     public string $password = 'bm-test-pass-1';
     /** @var array<int,array{site:string,relay_key:string}> multisite: blog id => its site id and relay key */
@@ -348,6 +350,7 @@ PHP;
         $admin_url = 'http://127.0.0.1:' . $this->admin_port;
         $info = $this->run_php([__DIR__ . '/wp-harness-install.php', $this->docroot, $this->url, $this->password, $this->site, $this->relay_url, $this->ws_url, $admin_url, $this->opts['multisite'] ? 'multisite' : '']);
         $this->users = $info['users'];
+        $this->wires = $info['wires'] ?? [];
         if (!$this->opts['multisite']) {
             $this->secret = $info['secret'];
             $this->relay_key = self::b64u(self::hkdf(self::b64d($this->secret), 'relay'));
