@@ -70,6 +70,9 @@ fn cors(mut r: Response<Body>, origin: &Option<HeaderValue>) -> Response<Body> {
         let h = r.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o.clone());
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        // Else a page cannot read it on a 429/503 (CORS hides all but the
+        // safelisted headers) and backs off by its own schedule instead.
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Retry-After"));
     }
     r
 }

@@ -301,10 +301,14 @@ async fn the_per_user_cap_counts_streams_and_sockets_together() {
     }
     let _ws = r.client(2).await;
     let _s = open(&r, 2).await;
-    let e = open_raw(r.port, &json!({"op":"auth","token": r.site.token(2)}).to_string(), None).await;
+    // From a page (with Origin): the browser must be allowed to read
+    // Retry-After, or the client falls back to its own backoff.
+    let e = open_raw(r.port, &json!({"op":"auth","token": r.site.token(2)}).to_string(), Some("https://site.example"))
+        .await;
     let e = e.err().expect("a third is refused");
     assert_eq!((e.status, &e.body["error"]["code"]), (429, &json!("rate_limited")), "{e:?}");
     assert!(e.head.contains("retry-after: "), "{}", e.head);
+    assert!(e.head.contains("access-control-expose-headers: retry-after"), "{}", e.head);
     let mut c = Client::connect(&r.ws_url()).await;
     c.send(json!({"op":"auth","token": r.site.token(2)})).await;
     assert_eq!(c.closed(Duration::from_secs(5)).await.0, 4029);
