@@ -273,6 +273,36 @@ final class AdminHttpTest extends BM_WP_TestCase
             $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
             $this->assertSame($url . '?ver=' . BM_Relay_Shortcode::asset_version($file), $map[$url] ?? null, "$file gets its own version");
         }
+        // Every module bm-chat.js imports, directly or through another
+        // (assets/chat/*.js), is in the installed plugin and versioned.
+        $seen = [];
+        $todo = ['bm-chat.js'];
+        while ($todo) {
+            $file = array_shift($todo);
+            $source = (string) file_get_contents(BM_RELAY_DIR . 'assets/' . $file);
+            preg_match_all("#^import [^;]+ from '(\\.{1,2}/[a-z/-]+\\.js)';#m", $source, $imports);
+            foreach ($imports[1] as $rel) {
+                // The import's path relative to assets/ ('chat/x.js' + '../y.js' is 'y.js').
+                $parts = [];
+                foreach (explode('/', (dirname($file) === '.' ? '' : dirname($file) . '/') . $rel) as $part) {
+                    if ($part === '..') {
+                        array_pop($parts);
+                    } elseif ($part !== '.' && $part !== '') {
+                        $parts[] = $part;
+                    }
+                }
+                $dep = implode('/', $parts);
+                if (isset($seen[$dep])) {
+                    continue;
+                }
+                $seen[$dep] = true;
+                $todo[] = $dep;
+                $this->assertFileExists(BM_RELAY_DIR . 'assets/' . $dep, "$file imports $rel");
+                $url = plugins_url('assets/' . $dep, BM_RELAY_FILE);
+                $this->assertSame($url . '?ver=' . BM_Relay_Shortcode::asset_version($dep), $map[$url] ?? null, "$dep (imported by $file) gets its own version");
+            }
+        }
+        $this->assertArrayHasKey('chat/store.js', $seen, 'the page imports its modules by concern');
         $this->assertMatchesRegularExpression('#<script type="module" src="[^"]+assets/bm-chat\.js\?ver=' . preg_quote(BM_Relay_Shortcode::asset_version('bm-chat.js'), '#') . '"#', $html);
         wp_delete_post($page, true);
     }

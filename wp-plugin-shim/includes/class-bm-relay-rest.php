@@ -1,12 +1,16 @@
 <?php
 
 /**
- * REST API `bm/v1` for the browser chat page.
+ * REST API `bm/v1` for the browser chat page: the routes.
  *
  * Every route checks, in its permission callback, a logged-in user, a valid
  * `wp_rest` nonce (X-WP-Nonce header or _wpnonce parameter) and the chat
- * capability; every handler then checks thread membership. Writes store
- * first, then push the matching event; a failed push never fails the request.
+ * capability; every handler then checks thread membership (or moderation)
+ * and who may act on the object, reads its arguments (BM_Relay_Params),
+ * and hands clean values to BM_Relay_Service, which applies the limits,
+ * stores, then pushes (a failed push never fails the request); the JSON
+ * shapes are BM_Relay_Shapes. The checks run in the order they always did,
+ * so a request with several faults gets the same error as before the split.
  * Routes and shapes are documented in docs/PLUGIN.md.
  *
  * @package bm-relay
@@ -15,16 +19,12 @@
 defined('ABSPATH') || exit;
 
 /**
- * Route registration and handlers.
+ * Route registration, permission checks and the handlers over the service.
  */
 final class BM_Relay_REST
 {
     /** REST namespace. */
     public const NS = 'bm/v1';
-    /** Largest id (2^53 - 1), as in the protocol. */
-    private const MAX_ID = 9007199254740991;
-    /** Ids accepted in one `participants` list (bounds the work; the member limit is BM_Relay_Limits). */
-    private const MAX_PARTICIPANTS_PARAM = 1000;
 
     /** Registers every route on rest_api_init. */
     public static function register_routes(): void
@@ -122,62 +122,6 @@ final class BM_Relay_REST
     }
 
     /**
-     * A positive id (1 … 2^53-1) from a parameter, or a WP_Error naming it.
-     *
-     * @param mixed $value
-     * @return int|WP_Error
-     */
-    private static function id_param($value, string $name, bool $allow_zero = false)
-    {
-        if (is_int($value)) {
-            $value = (string) $value;
-        }
-        if (!is_string($value) || !preg_match('/^\d{1,16}$/D', $value)) {
-            return self::bad($name, __('must be a positive integer', 'bm-relay'));
-        }
-        $n = (int) $value;
-        if ($n > self::MAX_ID || (!$allow_zero && $n < 1)) {
-            return self::bad($name, __('is out of range', 'bm-relay'));
-        }
-        return $n;
-    }
-
-    /** A 400 error naming a parameter. */
-    private static function bad(string $name, string $what): WP_Error
-    {
-        /* translators: 1: parameter name, 2: what is wrong with it */
-        return new WP_Error('bm_relay_invalid_param', sprintf(__('Invalid parameter %1$s: %2$s.', 'bm-relay'), $name, $what), ['status' => 400, 'param' => $name]);
-    }
-
-    /**
-     * Message text from a parameter: a non-empty UTF-8 string within the
-     * length limit (413 over it). Control characters other than newline and
-     * tab are removed; HTML is kept as text (the client renders text).
-     *
-     * @param mixed $value
-     * @return string|WP_Error
-     */
-    private static function text_param($value)
-    {
-        if (!is_string($value)) {
-            return self::bad('text', __('must be a string', 'bm-relay'));
-        }
-        if (wp_check_invalid_utf8($value) !== $value) {
-            return self::bad('text', __('must be valid UTF-8', 'bm-relay'));
-        }
-        $text = trim((string) preg_replace('/[\x00-\x08\x0B-\x1F\x7F]/u', '', $value));
-        if ($text === '') {
-            return self::bad('text', __('must not be empty', 'bm-relay'));
-        }
-        $max = max(1, (int) BM_Relay_Settings::get('bmr_max_length'));
-        if (mb_strlen($text, 'UTF-8') > $max || strlen($text) > 60000) {
-            /* translators: %d: maximum number of characters */
-            return new WP_Error('bm_relay_too_long', sprintf(__('Message is too long (at most %d characters).', 'bm-relay'), $max), ['status' => 413, 'param' => 'text']);
-        }
-        return $text;
-    }
-
-    /**
      * The thread of a route and the current user's membership, or an error:
      * 400 malformed id, 404 no such thread, 403 not a member — unless
      * $moderation and the user moderates (then the membership is null).
@@ -186,7 +130,7 @@ final class BM_Relay_REST
      */
     private static function member_thread($raw_id, bool $moderation = false)
     {
-        $id = self::id_param($raw_id, 'id');
+        $id = BM_Relay_Params::id($raw_id, 'id');
         if ($id instanceof WP_Error) {
             return $id;
         }
@@ -211,7 +155,7 @@ final class BM_Relay_REST
      */
     private static function member_message($raw_id, bool $moderation = false)
     {
-        $id = self::id_param($raw_id, 'id');
+        $id = BM_Relay_Params::id($raw_id, 'id');
         if ($id instanceof WP_Error) {
             return $id;
         }
@@ -227,113 +171,39 @@ final class BM_Relay_REST
     }
 
     /**
-     * Public profile of a user for the chat page.
-     *
-     * @return array{id:int,name:string,avatar:string}
-     */
-    private static function person(int $id): array
-    {
-        $u = get_userdata($id);
-        return [
-            'id' => $id,
-            'name' => $u ? (string) $u->display_name : __('Deleted user', 'bm-relay'),
-            'avatar' => (string) get_avatar_url($id, ['size' => 64]),
-        ];
-    }
-
-    /**
-     * A thread member's profile, with what the relay calls them (`wire`:
-     * their pseudonym in protocol 2), so the other members' pages can map
-     * the relay's typing hints and presence answers back (PROTOCOL.md §3.2).
-     *
-     * @return array{id:int,wire:int,name:string,avatar:string}
-     */
-    private static function member(int $id): array
-    {
-        return ['wire' => BM_Relay_Ids::user($id)] + self::person($id);
-    }
-
-    /**
-     * The JSON shape of a thread for one member, with its current key.
+     * The JSON shape of a thread for one member, with its current key
+     * (BM_Relay_Shapes::thread(); kept here for code that called it).
      *
      * @param object $thread a thread row; with unread_count/last_read_id when joined
      * @return array<string,mixed>
      */
     public static function format_thread(object $thread, int $user): array
     {
-        return self::format_threads([$thread], $user)[0];
+        return BM_Relay_Shapes::thread($thread, $user);
     }
 
     /**
-     * Several threads at once, with a fixed number of queries whatever
-     * their count (members, last messages, their reactions, user profiles).
+     * Several threads at once (BM_Relay_Shapes::threads(); kept here for
+     * code that called it).
      *
      * @param list<object> $threads
      * @return list<array<string,mixed>>
      */
     public static function format_threads(array $threads, int $user): array
     {
-        if (!$threads) {
-            return [];
-        }
-        $ids = array_map(static fn($t) => (int) $t->id, $threads);
-        $members = BM_Relay_Store::members_of($ids);
-        $last_ids = array_values(array_filter(array_map(static fn($t) => (int) $t->last_message_id, $threads)));
-        $last_rows = BM_Relay_Store::messages_by_id($last_ids);
-        $reactions = BM_Relay_Store::reactions($last_ids);
-        $people = array_values(array_unique(array_merge([], ...array_values($members))));
-        if ($people) {
-            cache_users($people);
-        }
-        $out = [];
-        foreach ($threads as $thread) {
-            $tid = (int) $thread->id;
-            $me = isset($thread->unread_count) ? $thread : BM_Relay_Store::membership($tid, $user);
-            $row = $last_rows[(int) $thread->last_message_id] ?? null;
-            $out[] = [
-                'id' => $tid,
-                'subject' => (string) $thread->subject,
-                'created_by' => (int) $thread->created_by,
-                'created' => BM_Relay_Store::ts($thread->created_at),
-                'updated' => BM_Relay_Store::ts($thread->updated_at),
-                'participants' => array_map([self::class, 'member'], $members[$tid] ?? []),
-                'unread' => $me ? (int) $me->unread_count : 0,
-                'last_read_id' => $me ? (int) $me->last_read_id : 0,
-                'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
-                'epoch' => (int) $thread->epoch,
-                // The number of the thread's last event: a page in sync with
-                // this shape expects `seq + 1` next (PROTOCOL.md §4.1).
-                'seq' => (int) ($thread->seq ?? 0),
-                // Keys and thread tokens for members only (a moderator reads
-                // over REST; the relay's live stream is for members).
-                'keys' => $me ? BM_Relay_Push::thread_keys($user, $thread) : null,
-            ];
-        }
-        return $out;
+        return BM_Relay_Shapes::threads($threads, $user);
     }
 
     /** GET /threads — the current user's threads, newest activity first. */
     public static function list_threads(WP_REST_Request $request)
     {
-        $page = $request->get_param('page') ?? '1';
-        $page = self::id_param($page, 'page');
-        if ($page instanceof WP_Error) {
-            return $page;
+        $paging = BM_Relay_Params::paging($request);
+        if ($paging instanceof WP_Error) {
+            return $paging;
         }
-        $per = $request->get_param('per_page') ?? '50';
-        $per = self::id_param($per, 'per_page');
-        if ($per instanceof WP_Error) {
-            return $per;
-        }
-        if ($per > 100) {
-            return self::bad('per_page', __('must be at most 100', 'bm-relay'));
-        }
-        $user = get_current_user_id();
-        // One row more than asked tells whether another page follows.
-        $rows = BM_Relay_Store::threads_for($user, $per + 1, ($page - 1) * $per);
-        $more = count($rows) > $per;
-        $rows = array_slice($rows, 0, $per);
-        return new WP_REST_Response(['threads' => self::format_threads($rows, $user), 'page' => $page, 'per_page' => $per, 'has_more' => $more]);
+        [$page, $per] = $paging;
+        $found = BM_Relay_Service::threads_page(get_current_user_id(), $page, $per);
+        return new WP_REST_Response(['threads' => $found['threads'], 'page' => $page, 'per_page' => $per, 'has_more' => $found['has_more']]);
     }
 
     /** GET /threads/{id} — one thread (member or moderator). */
@@ -343,7 +213,7 @@ final class BM_Relay_REST
         if ($found instanceof WP_Error) {
             return $found;
         }
-        return new WP_REST_Response(['thread' => self::format_thread($found[0], get_current_user_id())]);
+        return new WP_REST_Response(['thread' => BM_Relay_Shapes::thread($found[0], get_current_user_id())]);
     }
 
     /**
@@ -355,101 +225,31 @@ final class BM_Relay_REST
     public static function create_thread(WP_REST_Request $request)
     {
         $me = get_current_user_id();
-        $raw = $request->get_param('participants');
-        if (!is_array($raw) || !$raw) {
-            return self::bad('participants', __('must be a non-empty list of user ids', 'bm-relay'));
+        $members = BM_Relay_Params::participants($request->get_param('participants'), $me);
+        if ($members instanceof WP_Error) {
+            return $members;
         }
-        if (count($raw) > self::MAX_PARTICIPANTS_PARAM) {
-            /* translators: %d: maximum number of participants */
-            return self::bad('participants', sprintf(__('must hold at most %d users', 'bm-relay'), self::MAX_PARTICIPANTS_PARAM));
-        }
-        $members = [];
-        foreach (array_values($raw) as $i => $v) {
-            $id = self::id_param($v, "participants[$i]");
-            if ($id instanceof WP_Error) {
-                return $id;
-            }
-            if (!get_userdata($id)) {
-                return self::bad("participants[$i]", __('is not a user of this site', 'bm-relay'));
-            }
-            if ($id !== $me) {
-                $members[] = $id;
-            }
-        }
-        $members = array_values(array_unique($members));
-        if (!$members) {
-            return self::bad('participants', __('must name someone other than yourself', 'bm-relay'));
-        }
-        $limit = BM_Relay_Limits::check_members(count($members) + 1);
+        $limit = BM_Relay_Service::may_create_thread($me, $members);
         if ($limit instanceof WP_Error) {
             return $limit;
         }
-        foreach ($members as $i => $id) {
-            $limit = BM_Relay_Limits::check_contact($me, $id, 'participants');
-            if ($limit instanceof WP_Error) {
-                return $limit;
-            }
-        }
-        $limit = BM_Relay_Limits::check_thread_rate($me);
-        if ($limit instanceof WP_Error) {
-            return $limit;
-        }
-        $subject = $request->get_param('subject') ?? '';
-        if (!is_string($subject) || wp_check_invalid_utf8($subject) !== $subject || mb_strlen($subject, 'UTF-8') > 200) {
-            return self::bad('subject', __('must be a string of at most 200 characters', 'bm-relay'));
+        $subject = BM_Relay_Params::subject($request->get_param('subject'));
+        if ($subject instanceof WP_Error) {
+            return $subject;
         }
         $text = null;
         if ($request->get_param('text') !== null) {
-            $text = self::text_param($request->get_param('text'));
+            $text = BM_Relay_Params::text($request->get_param('text'));
             if ($text instanceof WP_Error) {
                 return $text;
             }
-            $limit = BM_Relay_Limits::check_message_rate($me);
+            $limit = BM_Relay_Service::may_send($me);
             if ($limit instanceof WP_Error) {
                 return $limit;
             }
         }
-        $id = BM_Relay_Store::create_thread($me, sanitize_text_field($subject), $members);
-        if ($text !== null) {
-            BM_Relay_Store::insert_message($id, $me, $text);
-        }
-        $thread = BM_Relay_Store::thread($id);
-        // Everyone, the creator included: their other tabs learn of it too.
-        // One push request for all of them, whatever the thread's size.
-        $events = [];
-        $participants = BM_Relay_Store::members($id);
-        foreach (array_merge([$me], $members) as $user) {
-            $event = self::announce_event($user, $thread, $participants);
-            if ($event !== null) {
-                $events[] = $event;
-            }
-        }
-        BM_Relay_Push::send($events);
-        return new WP_REST_Response(['thread' => self::format_thread($thread, $me)], 201);
-    }
-
-    /**
-     * The `thread.added` event (thread, key and thread token) for one
-     * member, sealed with their user key; null when no key can be made.
-     *
-     * @param list<int> $participants
-     * @return array<string,mixed>|null
-     */
-    private static function announce_event(int $user, object $thread, array $participants): ?array
-    {
-        $keys = BM_Relay_Push::thread_keys($user, $thread);
-        if ($keys === null) {
-            return null;
-        }
-        return BM_Relay_Push::user_event_array($user, 'thread.added', [
-            'thread' => [
-                'id' => (int) $thread->id,
-                'subject' => (string) $thread->subject,
-                'created_by' => (int) $thread->created_by,
-                'participants' => $participants,
-            ],
-            'keys' => $keys,
-        ]);
+        $thread = BM_Relay_Service::create_thread($me, $members, $subject, $text);
+        return new WP_REST_Response(['thread' => BM_Relay_Shapes::thread($thread, $me)], 201);
     }
 
     /** POST /threads/{id}/participants — {user_id}; creator or moderator. */
@@ -463,34 +263,18 @@ final class BM_Relay_REST
         if ((int) $thread->created_by !== get_current_user_id() && !self::can_moderate()) {
             return new WP_Error('bm_relay_forbidden', __('Only the thread creator can add members.', 'bm-relay'), ['status' => 403]);
         }
-        $user = self::id_param($request->get_param('user_id'), 'user_id');
+        $user = BM_Relay_Params::id($request->get_param('user_id'), 'user_id');
         if ($user instanceof WP_Error) {
             return $user;
         }
         if (!get_userdata($user)) {
-            return self::bad('user_id', __('is not a user of this site', 'bm-relay'));
+            return BM_Relay_Params::bad('user_id', __('is not a user of this site', 'bm-relay'));
         }
-        if (!BM_Relay_Store::membership((int) $thread->id, $user)) {
-            $limit = BM_Relay_Limits::check_members(count(BM_Relay_Store::members((int) $thread->id)) + 1);
-            if ($limit instanceof WP_Error) {
-                return $limit;
-            }
-            $limit = BM_Relay_Limits::check_contact(get_current_user_id(), $user, 'user_id');
-            if ($limit instanceof WP_Error) {
-                return $limit;
-            }
+        $done = BM_Relay_Service::add_participant($thread, $user, get_current_user_id());
+        if ($done instanceof WP_Error) {
+            return $done;
         }
-        $added = BM_Relay_Store::add_member((int) $thread->id, $user, (int) $thread->epoch);
-        if ($added) {
-            $thread = BM_Relay_Store::thread((int) $thread->id);
-            $events = [BM_Relay_Push::thread_event_array($thread, 'participant.added', ['thread' => (int) $thread->id, 'user' => $user])];
-            $announce = self::announce_event($user, $thread, BM_Relay_Store::members((int) $thread->id));
-            if ($announce !== null) {
-                array_unshift($events, $announce);
-            }
-            BM_Relay_Push::send($events);
-        }
-        return new WP_REST_Response(['thread' => self::format_thread($thread, get_current_user_id()), 'added' => $added]);
+        return new WP_REST_Response(['thread' => BM_Relay_Shapes::thread($done['thread'], get_current_user_id()), 'added' => $done['added']]);
     }
 
     /**
@@ -506,7 +290,7 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread] = $found;
-        $user = self::id_param($request['user_id'], 'user_id');
+        $user = BM_Relay_Params::id($request['user_id'], 'user_id');
         if ($user instanceof WP_Error) {
             return $user;
         }
@@ -514,13 +298,11 @@ final class BM_Relay_REST
         if ($user !== $me && (int) $thread->created_by !== $me && !self::can_moderate()) {
             return new WP_Error('bm_relay_forbidden', __('Only the thread creator can remove members.', 'bm-relay'), ['status' => 403]);
         }
-        $epoch = BM_Relay_Store::remove_member((int) $thread->id, $user);
-        if ($epoch === null) {
-            return new WP_Error('bm_relay_not_member', __('That user is not a member of this thread.', 'bm-relay'), ['status' => 404]);
+        $epoch = BM_Relay_Service::remove_participant($thread, $user);
+        if ($epoch instanceof WP_Error) {
+            return $epoch;
         }
-        BM_Relay_Push::member_removed((int) $thread->id, $user);
-        $body = ['thread' => (int) $thread->id, 'removed' => $user, 'epoch' => $epoch];
-        return new WP_REST_Response($body);
+        return new WP_REST_Response(['thread' => (int) $thread->id, 'removed' => $user, 'epoch' => $epoch]);
     }
 
     /**
@@ -534,38 +316,29 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread, $me] = $found;
-        $after = self::id_param($request->get_param('after') ?? '0', 'after', true);
+        $after = BM_Relay_Params::id($request->get_param('after') ?? '0', 'after', true);
         if ($after instanceof WP_Error) {
             return $after;
         }
         $before = null;
         if ($request->get_param('before') !== null) {
-            $before = self::id_param($request->get_param('before'), 'before');
+            $before = BM_Relay_Params::id($request->get_param('before'), 'before');
             if ($before instanceof WP_Error) {
                 return $before;
             }
         }
-        $limit = self::id_param($request->get_param('limit') ?? '50', 'limit');
+        $limit = BM_Relay_Params::id($request->get_param('limit') ?? '50', 'limit');
         if ($limit instanceof WP_Error) {
             return $limit;
         }
         if ($limit > 200) {
-            return self::bad('limit', __('must be at most 200', 'bm-relay'));
+            return BM_Relay_Params::bad('limit', __('must be at most 200', 'bm-relay'));
         }
-        $rows = BM_Relay_Store::messages((int) $thread->id, $after, $before, $limit + 1);
-        $more = count($rows) > $limit;
-        if ($more) {
-            $rows = $before !== null ? array_slice($rows, 1) : array_slice($rows, 0, $limit);
-        }
-        $reactions = BM_Relay_Store::reactions(array_map(static fn($r) => (int) $r->id, $rows));
-        $messages = [];
-        foreach ($rows as $row) {
-            $messages[] = BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []);
-        }
+        $page = BM_Relay_Service::messages_page($thread, $after, $before, $limit);
         return new WP_REST_Response([
             'thread' => (int) $thread->id,
-            'messages' => $messages,
-            'has_more' => $more,
+            'messages' => $page['messages'],
+            'has_more' => $page['has_more'],
             'last_read_id' => $me ? (int) $me->last_read_id : 0,
             'epoch' => (int) $thread->epoch,
         ]);
@@ -583,37 +356,25 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread] = $found;
-        $text = self::text_param($request->get_param('text'));
+        $text = BM_Relay_Params::text($request->get_param('text'));
         if ($text instanceof WP_Error) {
             return $text;
         }
-        $client_id = $request->get_param('client_id');
-        if ($client_id !== null && (!is_string($client_id) || !preg_match('/^[A-Za-z0-9_-]{1,64}$/D', $client_id))) {
-            return self::bad('client_id', __('must match [A-Za-z0-9_-]{1,64}', 'bm-relay'));
+        $client_id = BM_Relay_Params::client_id($request->get_param('client_id'));
+        if ($client_id instanceof WP_Error) {
+            return $client_id;
         }
         $me = get_current_user_id();
-        $limit = BM_Relay_Limits::check_message_rate($me);
+        $limit = BM_Relay_Service::may_send($me);
         if ($limit instanceof WP_Error) {
             return $limit;
         }
-        $id = BM_Relay_Store::insert_message((int) $thread->id, $me, $text);
-        $message = BM_Relay_Store::format_message(BM_Relay_Store::message($id));
-        $data = $message;
-        if ($client_id !== null) {
-            $data['client_id'] = $client_id;
-        }
-        // The event id is random (not the message id): nobody can predict it.
-        $res = BM_Relay_Push::thread_event($thread, 'message.new', $data);
-        $delivered = [];
-        if ($res !== null) {
-            $delivered = array_values(array_diff(array_map('intval', $res['online']), [$me]));
-            BM_Relay_Store::mark_delivered((int) $thread->id, $delivered, $id);
-        }
+        $sent = BM_Relay_Service::send_message($thread, $me, $text, $client_id);
         return new WP_REST_Response([
-            'message' => $message,
+            'message' => $sent['message'],
             'client_id' => $client_id,
-            'pushed' => $res !== null,
-            'delivered_to' => $delivered,
+            'pushed' => $sent['pushed'],
+            'delivered_to' => $sent['delivered_to'],
         ], 201);
     }
 
@@ -629,17 +390,19 @@ final class BM_Relay_REST
             return new WP_Error('bm_relay_forbidden', __('You can only edit your own messages.', 'bm-relay'), ['status' => 403]);
         }
         if ($msg->deleted_at !== null) {
-            return new WP_Error('bm_relay_deleted', __('This message was deleted.', 'bm-relay'), ['status' => 409]);
+            return self::deleted();
         }
-        $text = self::text_param($request->get_param('text'));
+        $text = BM_Relay_Params::text($request->get_param('text'));
         if ($text instanceof WP_Error) {
             return $text;
         }
-        BM_Relay_Store::edit_message((int) $msg->id, $text);
-        $row = BM_Relay_Store::message((int) $msg->id);
-        $message = BM_Relay_Store::format_message($row, BM_Relay_Store::reactions([(int) $row->id])[(int) $row->id] ?? []);
-        $res = BM_Relay_Push::thread_event($thread, 'message.edit', $message);
-        return new WP_REST_Response(['message' => $message, 'pushed' => $res !== null]);
+        return new WP_REST_Response(BM_Relay_Service::edit_message($msg, $thread, $text));
+    }
+
+    /** The 409 of an action on a deleted message. */
+    private static function deleted(): WP_Error
+    {
+        return new WP_Error('bm_relay_deleted', __('This message was deleted.', 'bm-relay'), ['status' => 409]);
     }
 
     /** DELETE /messages/{id} — sender or moderator; pushes `message.delete`. */
@@ -653,11 +416,8 @@ final class BM_Relay_REST
         if ((int) $msg->sender_id !== get_current_user_id() && !self::can_moderate()) {
             return new WP_Error('bm_relay_forbidden', __('You can only delete your own messages.', 'bm-relay'), ['status' => 403]);
         }
-        if ($msg->deleted_at === null) {
-            BM_Relay_Store::delete_message((int) $msg->id);
-        }
-        $res = BM_Relay_Push::thread_event($thread, 'message.delete', ['id' => (int) $msg->id, 'thread' => (int) $thread->id]);
-        return new WP_REST_Response(['deleted' => (int) $msg->id, 'pushed' => $res !== null]);
+        $pushed = BM_Relay_Service::delete_message($msg, $thread);
+        return new WP_REST_Response(['deleted' => (int) $msg->id, 'pushed' => $pushed]);
     }
 
     /**
@@ -672,39 +432,18 @@ final class BM_Relay_REST
         }
         [$msg, $thread] = $found;
         if ($msg->deleted_at !== null) {
-            return new WP_Error('bm_relay_deleted', __('This message was deleted.', 'bm-relay'), ['status' => 409]);
+            return self::deleted();
         }
-        $emoji = $request->get_param('emoji');
-        if (
-            !is_string($emoji) || $emoji === '' || mb_strlen($emoji, 'UTF-8') > 16 || strlen($emoji) > 64
-            || wp_check_invalid_utf8($emoji) !== $emoji || preg_match('/[\s\x00-\x1F\x7F<>&"\']/u', $emoji)
-        ) {
-            return self::bad('emoji', __('must be one emoji or short code (at most 16 characters, no spaces)', 'bm-relay'));
+        $emoji = BM_Relay_Params::emoji($request->get_param('emoji'));
+        if ($emoji instanceof WP_Error) {
+            return $emoji;
         }
-        $remove = $request->get_param('remove');
-        $remove = $remove === true || $remove === 'true' || $remove === '1' || $remove === 1;
-        $me = get_current_user_id();
-        if (!$remove) {
-            $now = array_keys(BM_Relay_Store::reactions([(int) $msg->id])[(int) $msg->id] ?? []);
-            $limit = BM_Relay_Limits::check_reaction(array_map('strval', $now), $emoji);
-            if ($limit instanceof WP_Error) {
-                return $limit;
-            }
+        $remove = BM_Relay_Params::flag($request->get_param('remove'));
+        $done = BM_Relay_Service::react($msg, $thread, get_current_user_id(), $emoji, $remove);
+        if ($done instanceof WP_Error) {
+            return $done;
         }
-        $changed = BM_Relay_Store::set_reaction((int) $msg->id, $me, $emoji, !$remove);
-        $list = BM_Relay_Store::reaction_list(BM_Relay_Store::reactions([(int) $msg->id])[(int) $msg->id] ?? []);
-        $pushed = false;
-        if ($changed) {
-            $pushed = null !== BM_Relay_Push::thread_event($thread, 'reaction', [
-                'id' => (int) $msg->id,
-                'thread' => (int) $thread->id,
-                'user' => $me,
-                'emoji' => $emoji,
-                'op' => $remove ? 'remove' : 'add',
-                'reactions' => $list,
-            ]);
-        }
-        return new WP_REST_Response(['id' => (int) $msg->id, 'reactions' => $list, 'changed' => $changed, 'pushed' => $pushed]);
+        return new WP_REST_Response($done);
     }
 
     /**
@@ -718,32 +457,18 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread] = $found;
-        // The newest message now, not the thread row read at the start of
-        // this request (a message stored meanwhile would stay unread).
-        $upto = BM_Relay_Store::last_message_id((int) $thread->id);
+        $upto = null;
         if ($request->get_param('message_id') !== null) {
-            $upto = self::id_param($request->get_param('message_id'), 'message_id');
+            $upto = BM_Relay_Params::id($request->get_param('message_id'), 'message_id');
             if ($upto instanceof WP_Error) {
                 return $upto;
             }
             $msg = BM_Relay_Store::message($upto);
             if (!$msg || (int) $msg->thread_id !== (int) $thread->id) {
-                return self::bad('message_id', __('is not a message of this thread', 'bm-relay'));
+                return BM_Relay_Params::bad('message_id', __('is not a message of this thread', 'bm-relay'));
             }
         }
-        $me = get_current_user_id();
-        $state = BM_Relay_Store::mark_read((int) $thread->id, $me, $upto);
-        $res = BM_Relay_Push::thread_event($thread, 'read', [
-            'thread' => (int) $thread->id,
-            'user' => $me,
-            'message_id' => $state['last_read_id'],
-        ]);
-        return new WP_REST_Response([
-            'thread' => (int) $thread->id,
-            'last_read_id' => $state['last_read_id'],
-            'unread' => $state['unread'],
-            'pushed' => $res !== null,
-        ]);
+        return new WP_REST_Response(BM_Relay_Service::mark_read($thread, get_current_user_id(), $upto));
     }
 
     /**
@@ -757,12 +482,11 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread] = $found;
-        try {
-            $online = bm_presence(BM_Relay_Store::members((int) $thread->id));
-        } catch (BmRelayException $e) {
-            return new WP_Error('bm_relay_unavailable', __('The relay cannot be reached right now.', 'bm-relay'), ['status' => 503]);
+        $online = BM_Relay_Service::online_members($thread);
+        if ($online instanceof WP_Error) {
+            return $online;
         }
-        return new WP_REST_Response(['thread' => (int) $thread->id, 'online' => array_values(array_map('intval', $online))]);
+        return new WP_REST_Response(['thread' => (int) $thread->id, 'online' => $online]);
     }
 
     /**
@@ -773,38 +497,15 @@ final class BM_Relay_REST
      */
     public static function presence_many(WP_REST_Request $request)
     {
-        $raw = $request->get_param('threads');
-        if (is_string($raw)) {
-            $raw = $raw === '' ? [] : explode(',', $raw);
+        $ids = BM_Relay_Params::thread_ids($request->get_param('threads'));
+        if ($ids instanceof WP_Error) {
+            return $ids;
         }
-        if (!is_array($raw) || count($raw) > 50) {
-            return self::bad('threads', __('must be a list of at most 50 thread ids', 'bm-relay'));
+        $online = BM_Relay_Service::online_in(get_current_user_id(), $ids);
+        if ($online instanceof WP_Error) {
+            return $online;
         }
-        $ids = [];
-        foreach (array_values($raw) as $i => $v) {
-            $id = self::id_param(is_string($v) ? trim($v) : $v, "threads[$i]");
-            if ($id instanceof WP_Error) {
-                return $id;
-            }
-            $ids[] = $id;
-        }
-        $me = get_current_user_id();
-        $mine = array_values(array_intersect(array_unique($ids), BM_Relay_Store::thread_ids_of($me)));
-        $members = BM_Relay_Store::members_of($mine);
-        $everyone = $members ? array_values(array_unique(array_merge(...array_values($members)))) : [];
-        $online = [];
-        if ($everyone) {
-            try {
-                $online = array_map('intval', bm_presence($everyone));
-            } catch (BmRelayException $e) {
-                return new WP_Error('bm_relay_unavailable', __('The relay cannot be reached right now.', 'bm-relay'), ['status' => 503]);
-            }
-        }
-        $out = [];
-        foreach ($mine as $t) {
-            $out[(string) $t] = array_values(array_intersect($members[$t] ?? [], $online));
-        }
-        return new WP_REST_Response(['online' => (object) $out]);
+        return new WP_REST_Response(['online' => (object) $online]);
     }
 
     /**
@@ -817,38 +518,11 @@ final class BM_Relay_REST
      */
     public static function search_users(WP_REST_Request $request)
     {
-        $search = $request->get_param('search');
-        if (!is_string($search) || wp_check_invalid_utf8($search) !== $search) {
-            return self::bad('search', __('must be a string', 'bm-relay'));
+        $search = BM_Relay_Params::search($request->get_param('search'));
+        if ($search instanceof WP_Error) {
+            return $search;
         }
-        $search = trim($search);
-        if (mb_strlen($search, 'UTF-8') < 2 || mb_strlen($search, 'UTF-8') > 60) {
-            return self::bad('search', __('must be 2 to 60 characters', 'bm-relay'));
-        }
-        $args = apply_filters('bm_relay_user_search_args', [
-            'search' => '*' . $search . '*',
-            'search_columns' => ['display_name'],
-            'number' => 40,
-            'orderby' => 'display_name',
-            'fields' => ['ID', 'user_login', 'display_name'],
-            'exclude' => [get_current_user_id()],
-        ], $search);
-        $me = get_current_user_id();
-        $out = [];
-        foreach ((new WP_User_Query($args))->get_results() as $u) {
-            $id = (int) (is_object($u) ? $u->ID : $u);
-            if (is_object($u) && isset($u->user_login) && (string) $u->display_name === (string) $u->user_login) {
-                continue;
-            }
-            if (!BM_Relay_Limits::can_message($me, $id)) {
-                continue;
-            }
-            $out[] = self::person($id);
-            if (count($out) >= 20) {
-                break;
-            }
-        }
-        return new WP_REST_Response(['users' => $out]);
+        return new WP_REST_Response(['users' => BM_Relay_Service::find_people(get_current_user_id(), $search)]);
     }
 
     /**
@@ -861,57 +535,15 @@ final class BM_Relay_REST
         if (!self::can_moderate()) {
             return new WP_Error('bm_relay_forbidden', __('You are not allowed to moderate the chat.', 'bm-relay'), ['status' => 403]);
         }
-        $page = self::id_param($request->get_param('page') ?? '1', 'page');
-        if ($page instanceof WP_Error) {
-            return $page;
+        $paging = BM_Relay_Params::paging($request);
+        if ($paging instanceof WP_Error) {
+            return $paging;
         }
-        $per = self::id_param($request->get_param('per_page') ?? '50', 'per_page');
-        if ($per instanceof WP_Error) {
-            return $per;
-        }
-        if ($per > 100) {
-            return self::bad('per_page', __('must be at most 100', 'bm-relay'));
-        }
+        [$page, $per] = $paging;
         $search = $request->get_param('search');
         $search = is_string($search) ? trim($search) : '';
-        $rows = BM_Relay_Store::all_threads($per + 1, ($page - 1) * $per, $search);
-        $more = count($rows) > $per;
-        $rows = array_slice($rows, 0, $per);
-        $members = BM_Relay_Store::members_of(array_map(static fn($t) => (int) $t->id, $rows));
-        $out = [];
-        foreach ($rows as $t) {
-            $out[] = [
-                'id' => (int) $t->id,
-                'subject' => (string) $t->subject,
-                'created_by' => (int) $t->created_by,
-                'created' => BM_Relay_Store::ts($t->created_at),
-                'updated' => BM_Relay_Store::ts($t->updated_at),
-                'participants' => array_map([self::class, 'person'], $members[(int) $t->id] ?? []),
-                'messages' => (int) $t->message_count,
-            ];
-        }
-        return new WP_REST_Response(['threads' => $out, 'page' => $page, 'per_page' => $per, 'has_more' => $more]);
-    }
-
-    /**
-     * The relay WebSocket URLs a browser may use, the preferred first: the
-     * site's relay URL, or with several relay nodes (a cluster,
-     * PROTOCOL.md §7) what the `bm_relay_client_urls` filter makes of it
-     * (array of URLs, user id), so a page whose node dies reconnects to
-     * another. Only ws:// and wss:// URLs are kept, each once, 16 at most.
-     *
-     * @return list<string>
-     */
-    private static function client_urls(string $url, int $user): array
-    {
-        $urls = apply_filters('bm_relay_client_urls', $url === '' ? [] : [$url], $user);
-        $out = [];
-        foreach (is_array($urls) ? $urls : [] as $u) {
-            if (is_string($u) && preg_match('#^wss?://[^\s"<>]+$#iD', $u) && !in_array($u, $out, true) && count($out) < 16) {
-                $out[] = $u;
-            }
-        }
-        return $out;
+        $found = BM_Relay_Service::all_threads_page($page, $per, $search);
+        return new WP_REST_Response(['threads' => $found['threads'], 'page' => $page, 'per_page' => $per, 'has_more' => $found['has_more']]);
     }
 
     /**
@@ -920,33 +552,10 @@ final class BM_Relay_REST
      */
     public static function token(WP_REST_Request $request)
     {
-        $me = get_current_user_id();
-        $ttl = BM_Relay_Push::token_ttl();
-        try {
-            $token = bm_client_token($me, $ttl);
-            $user_key = bm_user_key($me);
-        } catch (BmRelayException $e) {
-            return new WP_Error('bm_relay_unconfigured', __('The relay is not configured on this site.', 'bm-relay'), ['status' => 503]);
+        $bundle = BM_Relay_Service::token(get_current_user_id());
+        if ($bundle instanceof WP_Error) {
+            return $bundle;
         }
-        $threads = [];
-        foreach (BM_Relay_Store::threads_for($me, 500, 0) as $row) {
-            $keys = BM_Relay_Push::thread_keys($me, $row);
-            if ($keys !== null) {
-                $threads[] = $keys;
-            }
-        }
-        $urls = self::client_urls((string) BM_Relay_Settings::get('bmr_public_url'), $me);
-        return new WP_REST_Response([
-            'url' => $urls[0] ?? '',
-            'urls' => $urls,
-            'site' => (string) (bm_stats()['site'] ?? ''),
-            'user' => $me,
-            'token' => $token,
-            'exp' => time() + $ttl,
-            // What the relay knows this user by (protocol 2: a pseudonym).
-            'wire' => BM_Relay_Ids::user($me),
-            'user_key' => ['kid' => BM_Relay_Ids::user_kid($me), 'key' => $user_key],
-            'threads' => $threads,
-        ]);
+        return new WP_REST_Response($bundle);
     }
 }

@@ -63,10 +63,11 @@ final class BM_Relay_Shortcode
 
     /**
      * An import map giving the modules the page script imports
-     * (bm-client.js, bm-crypto.js through it, bm-wire.js) versioned URLs: after a
-     * plugin update the browser cannot pair a new bm-chat.js with a cached
-     * old bm-client.js. (WordPress 6.1 has no script-module API; this works
-     * there and on newer releases.)
+     * (bm-client.js, bm-crypto.js through it, bm-wire.js, and the page's
+     * own modules in assets/chat/) versioned URLs: after a plugin update
+     * the browser cannot pair a new bm-chat.js with a cached old
+     * bm-client.js or chat/store.js. (WordPress 6.1 has no script-module
+     * API; this works there and on newer releases.)
      */
     public static function import_map(): void
     {
@@ -75,11 +76,31 @@ final class BM_Relay_Shortcode
         }
     }
 
+    /**
+     * Every module the chat page and the connection doctor import, relative
+     * to assets/: the shared client modules and each of assets/chat/*.js
+     * (the page's modules by concern, imported by bm-chat.js). The folder is
+     * read, not listed here, so a feature's new module is versioned as soon
+     * as it ships in the plugin zip (which packs the whole plugin folder);
+     * cost: one directory read and one stat per module per chat page view.
+     *
+     * @return list<string>
+     */
+    public static function module_files(): array
+    {
+        $files = ['bm-client.js', 'bm-crypto.js', 'bm-wire.js'];
+        $chat = glob(BM_RELAY_DIR . 'assets/chat/*.js');
+        foreach (is_array($chat) ? $chat : [] as $path) {
+            $files[] = 'chat/' . basename($path);
+        }
+        return $files;
+    }
+
     /** The import map itself (the chat page's head, and the settings page's for the connection doctor). */
     public static function print_import_map(): void
     {
         $imports = [];
-        foreach (['bm-client.js', 'bm-crypto.js', 'bm-wire.js'] as $file) {
+        foreach (self::module_files() as $file) {
             $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
             $imports[$url] = add_query_arg('ver', self::asset_version($file), $url);
         }

@@ -1,0 +1,157 @@
+// One message in the conversation: its markup (author, time, text as
+// text, reactions, actions), put in place in id order, and what can be
+// done to it: react, edit (an inline form), delete.
+
+import { el } from './dom.js';
+import { fmt } from './strings.js';
+
+/** Quick reactions offered on every message. */
+const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮'];
+
+/** Methods of BmChat (installed by bm-chat.js): one message's view and actions. */
+export const messages = {
+  /** Inserts or replaces one message in the open thread, in id order. */
+  renderMessage(t, m) {
+    const list = this.els.list;
+    const node = this.messageNode(t, m);
+    const old = list.querySelector(`li[data-id="${m.id}"]`);
+    if (old) {
+      const hadFocus = old.contains(document.activeElement);
+      old.replaceWith(node);
+      if (hadFocus) node.querySelector('.bmc-actions button')?.focus();
+      return;
+    }
+    const nearEnd = this.els.scroller.scrollHeight - this.els.scroller.scrollTop - this.els.scroller.clientHeight < 80;
+    const after = [...list.querySelectorAll('li.bmc-msg[data-id]')].find((li) => Number(li.dataset.id) > m.id);
+    if (after) list.insertBefore(node, after);
+    else {
+      const firstPending = list.querySelector('li.bmc-pending');
+      list.insertBefore(node, firstPending);
+    }
+    if (nearEnd || m.sender === this.me) this.scrollToEnd();
+  },
+
+  /** The list item of one message (text as text). */
+  messageNode(t, m) {
+    const own = m.sender === this.me;
+    const time = new Date(m.created * 1000);
+    const head = el(
+      'p',
+      { class: 'bmc-meta' },
+      el('span', { class: 'bmc-author' }, own ? this.t.you : this.name(m.sender)),
+      ' ',
+      el('time', { datetime: time.toISOString() }, time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
+      m.edited && !m.deleted ? el('span', { class: 'bmc-edited' }, ` (${this.t.edited})`) : null,
+    );
+    const li = el('li', { class: `bmc-msg${own ? ' bmc-own' : ''}${m.deleted ? ' bmc-deleted' : ''}`, dataset: { id: String(m.id), sender: String(m.sender) } }, head);
+    if (m.deleted) {
+      li.append(el('p', { class: 'bmc-text bmc-tombstone' }, this.t.deleted));
+      return li;
+    }
+    li.append(el('p', { class: 'bmc-text' }, m.text));
+    const reactions = (m.reactions || []).filter((r) => r.users.length);
+    if (reactions.length) {
+      li.append(
+        el(
+          'ul',
+          { class: 'bmc-reactions', 'aria-label': this.t.reactions },
+          ...reactions.map((r) => {
+            const names = r.users.map((u) => (u === this.me ? this.t.you : this.name(u))).join(', ');
+            return el(
+              'li',
+              {},
+              el(
+                'button',
+                {
+                  type: 'button',
+                  class: 'bmc-reaction',
+                  'aria-pressed': String(r.users.includes(this.me)),
+                  title: names,
+                  'aria-label': `${r.emoji} ${r.users.length}: ${names}`,
+                  dataset: { emoji: r.emoji },
+                  onclick: () => this.react(t, m, r.emoji),
+                },
+                `${r.emoji} ${r.users.length}`,
+              ),
+            );
+          }),
+        ),
+      );
+    }
+    const actions = el('div', { class: 'bmc-actions' });
+    for (const emoji of QUICK_REACTIONS) {
+      actions.append(el('button', { type: 'button', class: 'bmc-quick', 'aria-label': fmt(this.t.react, emoji), dataset: { emoji }, onclick: () => this.react(t, m, emoji) }, emoji));
+    }
+    if (own) {
+      actions.append(el('button', { type: 'button', class: 'bmc-edit', onclick: () => this.editNode(t, m, li) }, this.t.edit));
+      actions.append(el('button', { type: 'button', class: 'bmc-delete', onclick: () => this.remove(t, m) }, this.t.del));
+      const s = this.status(t, m);
+      head.append(' ', el('span', { class: 'bmc-mark', dataset: { status: s } }, this.t[s]));
+    }
+    li.append(actions);
+    return li;
+  },
+
+  /** Replaces a message's text with an edit form. */
+  editNode(t, m, li) {
+    const id = `bmc-edit-${m.id}`;
+    const area = el('textarea', { id, rows: '2', maxlength: '5000' });
+    area.value = m.text;
+    const form = el(
+      'form',
+      {
+        class: 'bmc-editform',
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          if (area.value.trim() && area.value !== m.text) this.saveEdit(t, m, area.value);
+          else this.renderMessage(t, t.messages.get(m.id));
+        },
+      },
+      el('label', { for: id, class: 'bmc-sr' }, this.t.edit),
+      area,
+      el('div', { class: 'bmc-row' }, el('button', { type: 'submit' }, this.t.save), el('button', { type: 'button', onclick: () => this.renderMessage(t, t.messages.get(m.id)) }, this.t.cancel)),
+    );
+    area.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') this.renderMessage(t, t.messages.get(m.id));
+    });
+    li.querySelector('.bmc-text').replaceWith(form);
+    li.querySelector('.bmc-actions').hidden = true;
+    area.focus();
+  },
+
+  /** Toggles one reaction of ours. */
+  async react(t, m, emoji) {
+    const mine = (m.reactions || []).some((r) => r.emoji === emoji && r.users.includes(this.me));
+    try {
+      const r = await this.rest('POST', `/messages/${m.id}/reactions`, { emoji, remove: mine });
+      const cur = t.messages.get(m.id);
+      if (cur) this.applyMessage(t, { ...cur, reactions: r.reactions }, { live: false });
+    } catch (e) {
+      this.showError(e);
+    }
+  },
+
+  /** Deletes one of our messages (after a confirmation). */
+  async remove(t, m) {
+    if (!window.confirm(this.t.confirmDelete)) return;
+    try {
+      await this.rest('DELETE', `/messages/${m.id}`);
+      const cur = t.messages.get(m.id);
+      if (cur) this.applyMessage(t, { ...cur, text: null, deleted: true, reactions: [] }, { live: false });
+      this.els.input.focus();
+    } catch (e) {
+      this.showError(e);
+    }
+  },
+
+  /** Saves an edit of one of our messages. */
+  async saveEdit(t, m, text) {
+    try {
+      const r = await this.rest('PATCH', `/messages/${m.id}`, { text });
+      this.applyMessage(t, r.message, { live: false });
+    } catch (e) {
+      this.showError(e);
+      this.renderMessage(t, t.messages.get(m.id));
+    }
+  },
+};

@@ -1,0 +1,83 @@
+// The page's REST calls to the plugin's bm/v1 routes: the nonce header,
+// one retry with a fresh nonce when a long-open tab's has expired, and
+// RestError (the plugin's error code and HTTP status) for every non-2xx.
+// WordPress is the page's only store: every write goes through here.
+
+/** REST error codes of a stale nonce (WordPress's cookie check, the plugin's own). */
+const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce']);
+
+/** A REST error with the plugin's code and HTTP status. */
+export class RestError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Methods of BmChat (installed by bm-chat.js): the REST calls. */
+export const rest = {
+  /** One bm/v1 call with the page's nonce; throws RestError on non-2xx. */
+  async rest(method, route, body) {
+    try {
+      return await this.restOnce(method, route, body);
+    } catch (e) {
+      // A tab left open past the nonce's life (12-24 h): WordPress refuses
+      // it. Get a fresh one for the same login and try once more.
+      if (e instanceof RestError && e.status === 403 && NONCE_CODES.has(e.code) && (await this.refreshNonce())) {
+        return this.restOnce(method, route, body);
+      }
+      throw e;
+    }
+  },
+
+  /**
+   * A new `wp_rest` nonce from WordPress (admin-ajax `rest-nonce`, by the
+   * login cookie); true when there is one. One request at a time.
+   */
+  refreshNonce() {
+    if (!this.cfg.nonce_url) return Promise.resolve(false);
+    if (!this.noncePromise) {
+      this.noncePromise = (async () => {
+        try {
+          const res = await fetch(this.cfg.nonce_url, { credentials: 'same-origin' });
+          const text = (await res.text()).trim();
+          if (!res.ok || !/^[0-9a-f]{10}$/.test(text)) return false;
+          this.cfg.nonce = text;
+          return true;
+        } catch {
+          return false;
+        } finally {
+          setTimeout(() => {
+            this.noncePromise = null;
+          }, 5000);
+        }
+      })();
+    }
+    return this.noncePromise;
+  },
+
+  /** One bm/v1 call as it is, no retry. */
+  async restOnce(method, route, body) {
+    const url = this.cfg.rest.replace(/\/$/, '') + route;
+    const init = { method, credentials: 'same-origin', headers: { 'X-WP-Nonce': this.cfg.nonce, Accept: 'application/json' } };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(url, init);
+    } catch (e) {
+      throw new RestError(0, 'network', String(e && e.message ? e.message : e));
+    }
+    let json;
+    try {
+      json = await res.json();
+    } catch {
+      json = null;
+    }
+    if (!res.ok) throw new RestError(res.status, json && json.code, json && json.message);
+    return json;
+  },
+};

@@ -1,0 +1,80 @@
+// The page's strings: English defaults (the shortcode passes translated
+// ones in `config.strings`), sprintf-style formatting, and count-dependent
+// strings from WordPress's own plural table.
+
+/** Default strings; the shortcode passes translated ones in `config.strings`. */
+export const DEFAULT_STRINGS = {
+  title: 'Messages',
+  conversations: 'Conversations',
+  newConversation: 'New conversation',
+  searchPeople: 'Search people',
+  searchHint: 'Type at least two letters of a name.',
+  noPeople: 'Nobody found.',
+  add: 'Add %s',
+  removeChosen: 'Remove %s',
+  subject: 'Subject (optional)',
+  firstMessage: 'First message (optional)',
+  create: 'Start conversation',
+  cancel: 'Cancel',
+  noThreads: 'No conversations yet.',
+  pickThread: 'Choose a conversation, or start a new one.',
+  // Count-dependent strings: `forms` and, per count, which form
+  // (`index`, from WordPress's _n(): see BM_Relay_Shortcode::plural());
+  // without an index, English (one form for 1, the other for the rest).
+  unread: { forms: ['%d unread message', '%d unread messages'] },
+  online: 'online',
+  offline: 'offline',
+  back: 'Back to conversations',
+  loadEarlier: 'Load earlier messages',
+  message: 'Message',
+  send: 'Send',
+  sending: 'Sending…',
+  sent: 'Sent',
+  delivered: 'Delivered',
+  read: 'Read',
+  failed: 'Not sent',
+  retry: 'Retry',
+  edit: 'Edit',
+  save: 'Save',
+  del: 'Delete',
+  confirmDelete: 'Delete this message?',
+  deleted: 'Message deleted',
+  edited: 'edited',
+  react: 'React with %s',
+  reactions: 'Reactions',
+  typing: '%s is typing…',
+  typingTwo: '%1$s and %2$s are typing…',
+  typingMany: { forms: ['%d person is typing…', '%d people are typing…'] },
+  newMessageFrom: 'New message from %1$s: %2$s',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  connectedStream: 'Connected (streaming: WebSocket is blocked on this network)',
+  offlinePolling: 'Offline — checking for messages every few seconds',
+  offlineReconnecting: 'Offline — reconnecting',
+  closed: 'Disconnected — reload the page',
+  noRelay: 'Live updates are not available — checking for messages every few seconds',
+  removed: 'You are no longer a member of “%s”.',
+  error: 'Something went wrong: %s',
+  you: 'You',
+  someone: 'Someone',
+  members: 'Members: %s',
+};
+
+/** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
+export function fmt(s, ...args) {
+  let i = 0;
+  return String(s).replace(/%(?:(\d+)\$)?[sd]/g, (_, n) => String((n ? args[Number(n) - 1] : args[i++]) ?? ''));
+}
+
+/**
+ * The form of a count-dependent string for `n`, formatted with `n`: the
+ * page's table from WordPress's _n() for counts below 200, 100 + n % 100
+ * above (PHP's BM_Relay_Shortcode::plural() says why that is exact).
+ * A plain string (an older or filtered config) is used as it is.
+ */
+export function plural(p, n) {
+  if (typeof p === 'string') return fmt(p, n);
+  const forms = p && Array.isArray(p.forms) && p.forms.length ? p.forms : ['%d'];
+  const i = Array.isArray(p.index) && p.index.length === 200 ? p.index[n < 200 ? n : 100 + (n % 100)] : n === 1 ? 0 : 1;
+  return fmt(forms[Math.min(Number(i) || 0, forms.length - 1)], n);
+}
