@@ -62,7 +62,7 @@ TEST_TARGETS += test-cluster
 .PHONY: test-cluster
 test-cluster: ## the relay cluster over real nats-servers (installs nats-server if missing)
 	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/install-deps.sh broker
-	scripts/test-floor.sh 10 $(CARGO) test --locked -p bm-relay --test relay cluster:: -- --ignored --test-threads 2
+	scripts/test-floor.sh 11 $(CARGO) test --locked -p bm-relay --test relay cluster:: -- --ignored --test-threads 2
 
 # Two relays over a three-server NATS cluster, a push to relay 1 reaching a
 # listener on relay 2 (relay level: no WordPress). Stops on its own.
@@ -80,4 +80,4 @@ TEST_TARGETS += test-relay-on-cluster
 .PHONY: test-relay-on-cluster
 test-relay-on-cluster: ## the relay integration suite against a two-node cluster (nats-server + two relays per test)
 	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/install-deps.sh broker
-	BM_TEST_CLUSTER=1 scripts/test-floor.sh 65 $(CARGO) test --locked -p bm-relay --test relay
+	BM_TEST_CLUSTER=1 scripts/test-floor.sh 84 $(CARGO) test --locked -p bm-relay --test relay
