@@ -62,7 +62,8 @@ final class BM_Relay_Limits
     {
         $max = self::pins_per_thread();
         /* translators: %d: pinned messages allowed in one conversation */
-        return new WP_Error('bm_relay_too_many_pins', sprintf(_n('A conversation can have at most %d pinned message. Unpin one first.', 'A conversation can have at most %d pinned messages. Unpin one first.', $max, 'bm-relay'), $max), ['status' => 403]);
+        $text = _n('A conversation can have at most %d pinned message. Unpin one first.', 'A conversation can have at most %d pinned messages. Unpin one first.', $max, 'bm-relay');
+        return new WP_Error('bm_relay_too_many_pins', sprintf($text, $max), ['status' => 403]);
     }
 
     /**
