@@ -166,6 +166,20 @@ test('the read mark reaches Alice', async () => {
   await shot(alice.page, '04-alice-read-mark');
 });
 
+test('after a reload Alice still sees Bob\'s read mark: WordPress gives every member\'s', async () => {
+  await alice.page.reload();
+  await connected(alice);
+  await open(alice, 'Lunch');
+  // Bob reads nothing new meanwhile (no `read` event after the reload): the
+  // mark can only come from the thread's REST shape.
+  const mark = msg(alice, 'Hello Bob <b>not bold</b> 👋').locator('.bmc-mark');
+  await until(async () => (await mark.getAttribute('data-status')) === 'read', 5000, 'the read mark after the reload');
+  assert.equal(await mark.textContent(), 'Read');
+  const fromRest = await alice.page.evaluate(([t, b]) => window.bmChat.threads.get(t).readBy.get(b), [lunch, bob.id]);
+  assert.ok(fromRest > 0, `Bob's mark on Alice's page: ${fromRest}`);
+  await shot(alice.page, '04b-alice-read-mark-after-reload');
+});
+
 test('reactions, edit and delete reach the other page', async () => {
   await send(alice, 'typo here');
   await msg(bob, 'typo here').waitFor({ timeout: 2000 });
@@ -183,6 +197,41 @@ test('reactions, edit and delete reach the other page', async () => {
   await until(async () => !(await texts(bob)).includes('no typo here'), 3000, 'the deletion on Bob’s page');
   assert.ok((await texts(bob)).includes('Message deleted'));
   await shot(bob.page, '05-bob-reaction-edit-delete');
+});
+
+test('Alice pins a message: Bob\'s page shows the pinned bar live; Bob unpins it, Alice\'s bar empties live', async () => {
+  const text = 'Meet at 12:30 by the fountain';
+  await send(alice, text);
+  await msg(bob, text).waitFor({ timeout: 2000 });
+  await msg(alice, text).getByRole('button', { name: 'Pin', exact: true }).click();
+  const aliceBar = alice.page.locator('#bm-chat .bmc-pins');
+  const bobBar = bob.page.locator('#bm-chat .bmc-pins');
+  // Pushed (message.pin, sealed with the thread key): no reload on Bob's side.
+  await bobBar.getByRole('button', { name: `Show pinned message: Alice: ${text}` }).waitFor({ timeout: 5000 });
+  assert.equal(await bobBar.getByRole('heading').textContent(), 'Pinned messages');
+  assert.equal(await bobBar.locator('.bmc-pin-show').textContent(), `Alice: ${text}`);
+  await aliceBar.getByRole('button', { name: `Show pinned message: You: ${text}` }).waitFor({ timeout: 2000 });
+  assert.equal(await msg(bob, text).getByRole('button', { name: 'Unpin', exact: true }).count(), 1, 'the message\'s own button says Unpin');
+  assert.equal(await msg(bob, text).evaluate((li) => li.classList.contains('bmc-pinned')), true);
+
+  // With the keyboard: each pin is a button; Enter on it scrolls to the message and focuses it.
+  await bobBar.getByRole('button', { name: `Show pinned message: Alice: ${text}` }).focus();
+  await bob.page.keyboard.press('Enter');
+  await until(
+    async () => bob.page.evaluate(() => !!document.activeElement && document.activeElement.matches('li.bmc-msg') && document.activeElement.textContent.includes('fountain')),
+    3000,
+    'focus on the pinned message',
+  );
+  await shot(bob.page, '05b-bob-pinned-bar');
+  await shot(alice.page, '05c-alice-pinned-bar');
+
+  await bobBar.getByRole('button', { name: `Unpin: ${text}` }).click();
+  await until(async () => !(await aliceBar.isVisible()), 5000, 'Alice\'s pinned bar to empty');
+  assert.equal(await aliceBar.locator('li').count(), 0);
+  assert.equal(await msg(alice, text).getByRole('button', { name: 'Pin', exact: true }).count(), 1);
+  await until(async () => !(await bobBar.isVisible()), 2000, 'Bob\'s own bar to empty');
+  assert.equal(await bob.page.evaluate(() => document.activeElement?.classList.contains('bmc-input')), true, 'focus left the emptied bar for the composer, not the page body');
+  await shot(alice.page, '05d-alice-unpinned');
 });
 
 test('Bob’s socket is killed; Alice sends three; Bob reconnects and shows all three once, in order', async () => {

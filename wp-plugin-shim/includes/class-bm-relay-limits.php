@@ -3,7 +3,7 @@
 /**
  * Limits on what one logged-in user can do, each with a filter to change
  * it: messages per minute, thread creations per hour, members per thread,
- * distinct reactions per message, and who may start a conversation with
+ * distinct reactions per message, pins per thread, and who may start a conversation with
  * whom. A limit hit is a REST error with a clear message, a code and an
  * HTTP status (429 for rates, 403 for the rest).
  *
@@ -45,6 +45,25 @@ final class BM_Relay_Limits
     public static function reactions_per_message(): int
     {
         return max(1, (int) apply_filters('bm_relay_limit_reactions_per_message', 12));
+    }
+
+    /**
+     * Pinned messages of one thread (filter `bm_relay_limit_pins_per_thread`):
+     * the pinned bar stays a short list, and the thread shape, which lists
+     * the pins of every thread on a page of the thread list, stays small.
+     */
+    public static function pins_per_thread(): int
+    {
+        return max(1, (int) apply_filters('bm_relay_limit_pins_per_thread', 50));
+    }
+
+    /** The 403 of a thread that has all the pins it may have. */
+    public static function pins_full(): WP_Error
+    {
+        $max = self::pins_per_thread();
+        /* translators: %d: pinned messages allowed in one conversation */
+        $text = _n('A conversation can have at most %d pinned message. Unpin one first.', 'A conversation can have at most %d pinned messages. Unpin one first.', $max, 'bm-relay');
+        return new WP_Error('bm_relay_too_many_pins', sprintf($text, $max), ['status' => 403]);
     }
 
     /**

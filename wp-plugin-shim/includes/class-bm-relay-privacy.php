@@ -10,7 +10,7 @@
 defined('ABSPATH') || exit;
 
 /**
- * Exports and erases a user's messages and reactions.
+ * Exports and erases a user's messages, reactions and pins.
  */
 final class BM_Relay_Privacy
 {
@@ -43,8 +43,10 @@ final class BM_Relay_Privacy
 
     /**
      * Exporter: one item per message the user sent (deleted ones excluded),
-     * then one per reaction, PAGE items a page: pages 1 … M hold the
-     * messages, the pages after them the reactions.
+     * then one per reaction, then one per message they pinned, PAGE items
+     * a page: each kind fills whole pages of its own (pages 1 … M the
+     * messages, then the reactions, then the pins), so a page is one query
+     * at a known offset whatever came before it.
      *
      * @return array{data:list<array>,done:bool}
      */
@@ -57,43 +59,100 @@ final class BM_Relay_Privacy
         }
         $t = BM_Relay_Schema::tables();
         $page = max(1, $page);
-        $count = (int) $wpdb->get_var($wpdb->prepare(
-            "SELECT COUNT(*) FROM {$t['messages']} WHERE sender_id = %d AND deleted_at IS NULL",
-            $user->ID
+        $counts = [
+            'messages' => (int) $wpdb->get_var($wpdb->prepare(
+                "SELECT COUNT(*) FROM {$t['messages']} WHERE sender_id = %d AND deleted_at IS NULL",
+                $user->ID
+            )),
+            'reaction' => self::meta_count((int) $user->ID, 'reaction'),
+            BM_Relay_Store::PIN => self::meta_count((int) $user->ID, BM_Relay_Store::PIN),
+        ];
+        $first = 1;
+        $kinds = array_keys($counts);
+        foreach ($kinds as $i => $kind) {
+            $pages = (int) ceil($counts[$kind] / self::PAGE);
+            if ($page < $first + $pages) {
+                $offset = ($page - $first) * self::PAGE;
+                $data = $kind === 'messages' ? self::export_messages((int) $user->ID, $offset) : self::export_meta((int) $user->ID, $kind, $offset);
+                $later = array_sum(array_slice(array_values($counts), $i + 1));
+                return ['data' => $data, 'done' => $page === $first + $pages - 1 && $later === 0];
+            }
+            $first += $pages;
+        }
+        return ['data' => [], 'done' => true];
+    }
+
+    /** How many meta rows of one kind a user has. */
+    private static function meta_count(int $user, string $key): int
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return (int) $wpdb->get_var($wpdb->prepare("SELECT COUNT(*) FROM {$t['meta']} WHERE user_id = %d AND meta_key = %s", $user, $key));
+    }
+
+    /**
+     * One page of the export's messages.
+     *
+     * @return list<array>
+     */
+    private static function export_messages(int $user, int $offset): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $rows = $wpdb->get_results($wpdb->prepare(
+            "SELECT m.*, th.subject FROM {$t['messages']} m JOIN {$t['threads']} th ON th.id = m.thread_id
+             WHERE m.sender_id = %d AND m.deleted_at IS NULL ORDER BY m.id LIMIT %d OFFSET %d",
+            $user,
+            self::PAGE,
+            $offset
         ));
-        $message_pages = (int) ceil($count / self::PAGE);
         $data = [];
-        if ($page <= $message_pages) {
-            $rows = $wpdb->get_results($wpdb->prepare(
-                "SELECT m.*, th.subject FROM {$t['messages']} m JOIN {$t['threads']} th ON th.id = m.thread_id
-                 WHERE m.sender_id = %d AND m.deleted_at IS NULL ORDER BY m.id LIMIT %d OFFSET %d",
-                $user->ID,
-                self::PAGE,
-                ($page - 1) * self::PAGE
-            ));
-            foreach ($rows as $row) {
+        foreach ($rows as $row) {
+            $data[] = [
+                'group_id' => 'bm-relay-messages',
+                'group_label' => __('Chat messages', 'bm-relay'),
+                'item_id' => 'bm-relay-message-' . (int) $row->id,
+                'data' => [
+                    ['name' => __('Thread', 'bm-relay'), 'value' => (int) $row->thread_id . ($row->subject !== '' ? ' — ' . $row->subject : '')],
+                    ['name' => __('Sent (UTC)', 'bm-relay'), 'value' => $row->created_at],
+                    ['name' => __('Message', 'bm-relay'), 'value' => $row->content],
+                ],
+            ];
+        }
+        return $data;
+    }
+
+    /**
+     * One page of the export's reactions or pins (message meta rows).
+     *
+     * @return list<array>
+     */
+    private static function export_meta(int $user, string $key, int $offset): array
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        $rows = $wpdb->get_results($wpdb->prepare(
+            "SELECT id, message_id, meta_value, created_at FROM {$t['meta']} WHERE user_id = %d AND meta_key = %s ORDER BY id LIMIT %d OFFSET %d",
+            $user,
+            $key,
+            self::PAGE,
+            $offset
+        ));
+        $data = [];
+        foreach ($rows as $r) {
+            if ($key === BM_Relay_Store::PIN) {
                 $data[] = [
-                    'group_id' => 'bm-relay-messages',
-                    'group_label' => __('Chat messages', 'bm-relay'),
-                    'item_id' => 'bm-relay-message-' . (int) $row->id,
+                    'group_id' => 'bm-relay-pins',
+                    'group_label' => __('Chat messages pinned', 'bm-relay'),
+                    'item_id' => 'bm-relay-pin-' . (int) $r->id,
                     'data' => [
-                        ['name' => __('Thread', 'bm-relay'), 'value' => (int) $row->thread_id . ($row->subject !== '' ? ' — ' . $row->subject : '')],
-                        ['name' => __('Sent (UTC)', 'bm-relay'), 'value' => $row->created_at],
-                        ['name' => __('Message', 'bm-relay'), 'value' => $row->content],
+                        ['name' => __('Thread', 'bm-relay'), 'value' => (int) $r->meta_value],
+                        ['name' => __('Message', 'bm-relay'), 'value' => (int) $r->message_id],
+                        ['name' => __('Pinned (UTC)', 'bm-relay'), 'value' => $r->created_at],
                     ],
                 ];
+                continue;
             }
-            // Reactions follow on the next page (even when there are none).
-            return ['data' => $data, 'done' => false];
-        }
-        $reactions = $wpdb->get_results($wpdb->prepare(
-            "SELECT id, message_id, meta_value, created_at FROM {$t['meta']} WHERE user_id = %d AND meta_key = %s ORDER BY id LIMIT %d OFFSET %d",
-            $user->ID,
-            'reaction',
-            self::PAGE,
-            ($page - $message_pages - 1) * self::PAGE
-        ));
-        foreach ($reactions as $r) {
             $data[] = [
                 'group_id' => 'bm-relay-reactions',
                 'group_label' => __('Chat reactions', 'bm-relay'),
@@ -105,7 +164,7 @@ final class BM_Relay_Privacy
                 ],
             ];
         }
-        return ['data' => $data, 'done' => count($reactions) < self::PAGE];
+        return $data;
     }
 
     /**

@@ -58,6 +58,12 @@ final class BM_Relay_REST
         register_rest_route(self::NS, "/messages/$id/reactions", [
             ['methods' => 'POST', 'callback' => [self::class, 'react'], 'permission_callback' => $check],
         ]);
+        register_rest_route(self::NS, "/messages/$id/pin", [
+            ['methods' => 'POST, DELETE', 'callback' => [self::class, 'pin'], 'permission_callback' => $check],
+        ]);
+        register_rest_route(self::NS, "/threads/$id/pins", [
+            ['methods' => 'GET', 'callback' => [self::class, 'pins'], 'permission_callback' => $check],
+        ]);
         register_rest_route(self::NS, "/threads/$id/presence", [
             ['methods' => 'GET', 'callback' => [self::class, 'presence'], 'permission_callback' => $check],
         ]);
@@ -444,6 +450,41 @@ final class BM_Relay_REST
             return $done;
         }
         return new WP_REST_Response($done);
+    }
+
+    /**
+     * POST|DELETE /messages/{id}/pin — a member (or a moderator) pins or
+     * unpins a message; pushes `message.pin` / `message.unpin` with the
+     * thread's pin list. Pinning a deleted message is a 409; more than
+     * the thread's pin limit a 403 `bm_relay_too_many_pins`; repeating
+     * either is no change (`changed: false`, nothing pushed).
+     */
+    public static function pin(WP_REST_Request $request)
+    {
+        $found = self::member_message($request['id'], true);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        [$msg, $thread] = $found;
+        $on = $request->get_method() !== 'DELETE';
+        if ($on && $msg->deleted_at !== null) {
+            return self::deleted();
+        }
+        $done = BM_Relay_Service::pin($msg, $thread, get_current_user_id(), $on);
+        if ($done instanceof WP_Error) {
+            return $done;
+        }
+        return new WP_REST_Response($done);
+    }
+
+    /** GET /threads/{id}/pins — the pinned messages, in pin order (member or moderator). */
+    public static function pins(WP_REST_Request $request)
+    {
+        $found = self::member_thread($request['id'], true);
+        if ($found instanceof WP_Error) {
+            return $found;
+        }
+        return new WP_REST_Response(['thread' => (int) $found[0]->id, 'pinned' => BM_Relay_Service::pinned_messages($found[0])]);
     }
 
     /**

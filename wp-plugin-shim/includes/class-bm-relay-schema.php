@@ -34,8 +34,10 @@ final class BM_Relay_Schema
      * 5 — no table change: the `bmr_protocol` option is recorded, 1 for a
      *     site that ran before (it keeps the wire protocol it spoke), 2 for
      *     a new one.
+     * 6 — index `key_value` (meta_key, meta_value) on message meta: a
+     *     thread's pins (meta_value = thread id) are one index range.
      */
-    public const VERSION = 5;
+    public const VERSION = 6;
 
     /** Option holding the installed schema version. */
     public const OPTION = 'bmr_db_version';
@@ -153,7 +155,8 @@ final class BM_Relay_Schema
   created_at datetime NOT NULL,
   PRIMARY KEY  (id),
   UNIQUE KEY one_value (message_id,meta_key,user_id,meta_value),
-  KEY user_id (user_id)
+  KEY user_id (user_id),
+  KEY key_value (meta_key,meta_value)
 ) $charset;",
         ];
     }

@@ -263,6 +263,62 @@ final class BM_Relay_Service
     }
 
     /**
+     * Pins (`$on`) or unpins a message of a thread for `$me` (a member or a
+     * moderator; the caller checked which, and that a message to pin is not
+     * deleted). On a change pushes `message.pin` (with the message, so the
+     * other pages can show its text in their pinned bar at once) or
+     * `message.unpin`, both with the thread's whole pin list, so a page
+     * applies the latest state whatever it missed. Any member may unpin
+     * any pin: pins belong to the conversation, not to who made them.
+     *
+     * @return array{id:int,thread:int,pinned:list<int>,changed:bool,pushed:bool}|WP_Error
+     */
+    public static function pin(object $msg, object $thread, int $me, bool $on)
+    {
+        $id = (int) $msg->id;
+        $tid = (int) $thread->id;
+        if ($on) {
+            $done = BM_Relay_Store::pin($tid, $id, $me, BM_Relay_Limits::pins_per_thread());
+            if ($done === 'full') {
+                return BM_Relay_Limits::pins_full();
+            }
+            $changed = $done === 'pinned';
+        } else {
+            $changed = BM_Relay_Store::unpin($id);
+        }
+        $pinned = BM_Relay_Store::pins_of([$tid])[$tid] ?? [];
+        $pushed = false;
+        if ($changed) {
+            $data = ['id' => $id, 'thread' => $tid, 'user' => $me, 'pinned' => $pinned];
+            if ($on) {
+                $data['message'] = BM_Relay_Shapes::message($msg);
+            }
+            $pushed = null !== BM_Relay_Push::thread_event($thread, $on ? 'message.pin' : 'message.unpin', $data);
+        }
+        return ['id' => $id, 'thread' => $tid, 'pinned' => $pinned, 'changed' => $changed, 'pushed' => $pushed];
+    }
+
+    /**
+     * The pinned messages of a thread, in the order they were pinned, with
+     * their reactions (the pinned bar shows pins older than the history a
+     * page has loaded).
+     *
+     * @return list<array<string,mixed>>
+     */
+    public static function pinned_messages(object $thread): array
+    {
+        $ids = BM_Relay_Store::pins_of([(int) $thread->id])[(int) $thread->id] ?? [];
+        $rows = BM_Relay_Store::messages_by_id($ids);
+        $ordered = [];
+        foreach ($ids as $id) {
+            if (isset($rows[$id])) {
+                $ordered[] = $rows[$id];
+            }
+        }
+        return BM_Relay_Shapes::messages($ordered);
+    }
+
+    /**
      * Moves `$me`'s read mark up to `$upto` (null: the thread's newest
      * message now, not as the thread row read at the start of the request
      * had it: a message stored meanwhile would stay unread), then pushes

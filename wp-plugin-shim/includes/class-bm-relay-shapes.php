@@ -58,7 +58,8 @@ final class BM_Relay_Shapes
 
     /**
      * Several threads at once, with a fixed number of queries whatever
-     * their count (members, last messages, their reactions, user profiles).
+     * their count (members and read marks, pins, last messages, their
+     * reactions, user profiles).
      *
      * @param list<object> $threads
      * @return list<array<string,mixed>>
@@ -69,7 +70,9 @@ final class BM_Relay_Shapes
             return [];
         }
         $ids = array_map(static fn($t) => (int) $t->id, $threads);
-        $members = BM_Relay_Store::members_of($ids);
+        $marks = BM_Relay_Store::read_marks_of($ids);
+        $members = array_map('array_keys', $marks);
+        $pins = BM_Relay_Store::pins_of($ids);
         $last_ids = array_values(array_filter(array_map(static fn($t) => (int) $t->last_message_id, $threads)));
         $last_rows = BM_Relay_Store::messages_by_id($last_ids);
         $reactions = BM_Relay_Store::reactions($last_ids);
@@ -88,10 +91,13 @@ final class BM_Relay_Shapes
                 'created_by' => (int) $thread->created_by,
                 'created' => BM_Relay_Store::ts($thread->created_at),
                 'updated' => BM_Relay_Store::ts($thread->updated_at),
-                'participants' => array_map([self::class, 'member'], $members[$tid] ?? []),
+                'participants' => self::participants($marks[$tid] ?? [], $me !== null),
                 'unread' => $me ? (int) $me->unread_count : 0,
                 'last_read_id' => $me ? (int) $me->last_read_id : 0,
                 'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
+                // Pinned messages, in the order they were pinned (their
+                // text: GET /threads/{id}/pins, or the pin event).
+                'pinned' => $pins[$tid] ?? [],
                 'epoch' => (int) $thread->epoch,
                 // The number of the thread's last event: a page in sync with
                 // this shape expects `seq + 1` next (PROTOCOL.md §4.1).
@@ -100,6 +106,25 @@ final class BM_Relay_Shapes
                 // over REST; the relay's live stream is for members).
                 'keys' => $me ? BM_Relay_Push::thread_keys($user, $thread) : null,
             ];
+        }
+        return $out;
+    }
+
+    /**
+     * A thread's members as its shape lists them. For a member viewing it,
+     * each one's read mark (`last_read_id`), so a page loaded afresh shows
+     * who read what, not only what was pushed to it while open; for a
+     * moderator who is not a member, null: when people read is for the
+     * conversation's own members.
+     *
+     * @param array<int,int> $marks user id → last read message id
+     * @return list<array<string,mixed>>
+     */
+    private static function participants(array $marks, bool $for_member): array
+    {
+        $out = [];
+        foreach ($marks as $user => $last_read) {
+            $out[] = self::member((int) $user) + ['last_read_id' => $for_member ? $last_read : null];
         }
         return $out;
     }

@@ -214,6 +214,18 @@ final class BM_Relay_Shortcode
             'someone' => __('Someone', 'bm-relay'),
             /* translators: %s: list of names */
             'members' => __('Members: %s', 'bm-relay'),
+            'pinned' => __('Pinned messages', 'bm-relay'),
+            'pin' => __('Pin', 'bm-relay'),
+            'unpin' => __('Unpin', 'bm-relay'),
+            /* translators: %s: the pinned message's text */
+            'showPinned' => __('Show pinned message: %s', 'bm-relay'),
+            /* translators: %s: the pinned message's text */
+            'unpinNamed' => __('Unpin: %s', 'bm-relay'),
+            /* translators: 1: a person's name, 2: the message text */
+            'pinnedBy' => __('%1$s pinned a message: %2$s', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'unpinnedBy' => __('%s unpinned a message', 'bm-relay'),
+            'pinnedGone' => __('That message is no longer in this conversation.', 'bm-relay'),
         ];
     }
 

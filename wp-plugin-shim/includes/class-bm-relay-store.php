@@ -141,12 +141,27 @@ final class BM_Relay_Store
     }
 
     /**
-     * Members of several threads: thread id → user ids, ascending.
+     * Members of several threads: thread id → user ids, ascending (the
+     * keys of read_marks_of(): one query either way).
      *
      * @param list<int> $threads
      * @return array<int,list<int>>
      */
     public static function members_of(array $threads): array
+    {
+        return array_map('array_keys', self::read_marks_of($threads));
+    }
+
+    /**
+     * Each member's read mark in several threads: thread id → user id →
+     * last read message id, users ascending (the members themselves: a
+     * removed member's row, and so their mark, is gone). One query whatever
+     * the number of threads, so a page of the thread list costs no more.
+     *
+     * @param list<int> $threads
+     * @return array<int,array<int,int>>
+     */
+    public static function read_marks_of(array $threads): array
     {
         global $wpdb;
         if (!$threads) {
@@ -155,12 +170,12 @@ final class BM_Relay_Store
         $t = BM_Relay_Schema::tables();
         $in = implode(',', array_fill(0, count($threads), '%d'));
         $rows = $wpdb->get_results($wpdb->prepare(
-            "SELECT thread_id, user_id FROM {$t['participants']} WHERE thread_id IN ($in) ORDER BY thread_id, user_id",
+            "SELECT thread_id, user_id, last_read_id FROM {$t['participants']} WHERE thread_id IN ($in) ORDER BY thread_id, user_id",
             ...$threads
         ));
         $out = [];
         foreach ($rows as $r) {
-            $out[(int) $r->thread_id][] = (int) $r->user_id;
+            $out[(int) $r->thread_id][(int) $r->user_id] = (int) $r->last_read_id;
         }
         return $out;
     }
@@ -489,6 +504,103 @@ final class BM_Relay_Store
             $message,
             $user,
             $emoji
+        ));
+    }
+
+    /**
+     * Meta key of a pin. A pin row is (message, the user who pinned it,
+     * `pin`, the message's thread id as text): the thread in `meta_value`
+     * puts a thread's pins in one range of the `key_value` index (schema 6),
+     * so listing them reads those rows only, never the thread's messages
+     * nor the site's reactions. A message never changes thread, so the
+     * copy cannot go stale.
+     */
+    public const PIN = 'pin';
+
+    /**
+     * Pinned messages of several threads: thread id → message ids, in the
+     * order they were pinned (one query).
+     *
+     * @param list<int> $threads
+     * @return array<int,list<int>>
+     */
+    public static function pins_of(array $threads): array
+    {
+        global $wpdb;
+        if (!$threads) {
+            return [];
+        }
+        $t = BM_Relay_Schema::tables();
+        $in = implode(',', array_fill(0, count($threads), '%s'));
+        $args = array_merge([self::PIN], array_map('strval', $threads));
+        // MIN(id): two members pinning one message at the same instant may
+        // both get a row (the unique key has the user in it); it is one pin.
+        $rows = $wpdb->get_results($wpdb->prepare(
+            "SELECT meta_value AS thread_id, message_id, MIN(id) AS first FROM {$t['meta']}
+             WHERE meta_key = %s AND meta_value IN ($in) GROUP BY meta_value, message_id ORDER BY first",
+            ...$args
+        ));
+        $out = [];
+        foreach ($rows as $r) {
+            $out[(int) $r->thread_id][] = (int) $r->message_id;
+        }
+        return $out;
+    }
+
+    /**
+     * Pins a message of a thread for `$user`, unless it is pinned already
+     * or the thread has `$max` pins: one statement checks both and inserts,
+     * so the window in which two requests could both take the last free pin
+     * is one statement's, not a request's (two rows for one message, the
+     * same race, are counted once by pins_of()). A statement that fails
+     * (InnoDB picks one of two such racing inserts as a deadlock victim)
+     * is tried once more.
+     *
+     * @return string `pinned`, `already` (nothing changed) or `full` (the limit)
+     */
+    public static function pin(int $thread, int $message, int $user, int $max): string
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        // The checks read the target table as derived tables in FROM: the
+        // form MySQL documents for an INSERT … SELECT into the table it
+        // reads (not a subquery in WHERE).
+        $sql = $wpdb->prepare(
+            "INSERT INTO {$t['meta']} (message_id, user_id, meta_key, meta_value, created_at)
+             SELECT %d, %d, %s, %s, %s
+             FROM (SELECT COUNT(*) AS n FROM {$t['meta']} WHERE message_id = %d AND meta_key = %s) dup,
+                  (SELECT COUNT(DISTINCT message_id) AS n FROM {$t['meta']} WHERE meta_key = %s AND meta_value = %s) cnt
+             WHERE dup.n = 0 AND cnt.n < %d",
+            $message,
+            $user,
+            self::PIN,
+            (string) $thread,
+            self::now(),
+            $message,
+            self::PIN,
+            self::PIN,
+            (string) $thread,
+            $max
+        );
+        $added = $wpdb->query($sql);
+        if ($added === false) {
+            $added = $wpdb->query($sql);
+        }
+        if ($added) {
+            return 'pinned';
+        }
+        return in_array($message, self::pins_of([$thread])[$thread] ?? [], true) ? 'already' : 'full';
+    }
+
+    /** Unpins a message (whoever pinned it); true when it was pinned. */
+    public static function unpin(int $message): bool
+    {
+        global $wpdb;
+        $t = BM_Relay_Schema::tables();
+        return (bool) $wpdb->query($wpdb->prepare(
+            "DELETE FROM {$t['meta']} WHERE message_id = %d AND meta_key = %s",
+            $message,
+            self::PIN
         ));
     }
 

@@ -1,7 +1,9 @@
 // The conversation view (the open thread): opening it (latest messages,
 // read mark, subscription), earlier history, the header (title, members,
 // who is online), the message list as a whole, the typing line, and the
-// status marks of our own messages. One message's markup is messages.js.
+// status marks of our own messages (read marks: pushed `read` events, and
+// on load every member's mark from the thread's REST shape). The pinned
+// bar is pins.js. One message's markup is messages.js.
 
 import { fmt, plural } from './strings.js';
 
@@ -32,6 +34,7 @@ export const conversation = {
       }
       if (this.current === id) this.renderConversation();
     }
+    this.loadPins(t).catch((e) => this.showError(e));
     t.unread = 0;
     this.renderThreadList();
     this.scheduleRead(id);
@@ -85,6 +88,7 @@ export const conversation = {
     E.empty.hidden = !!t;
     E.scroller.hidden = E.composer.hidden = !t;
     E.conv.dataset.thread = t ? String(t.id) : '';
+    this.renderPins();
     if (!t) {
       E.title.textContent = this.t.title;
       E.members.textContent = '';

@@ -18,6 +18,7 @@ export const events = {
         }
         const { client_id: clientId, ...msg } = d;
         this.applyMessage(t, msg, { live: ev.type === 'message.new', clientId });
+        this.pinTouched(t, msg.id);
         t.typing.delete(d.sender);
         this.renderTyping();
         return;
@@ -26,8 +27,13 @@ export const events = {
         const t = this.threads.get(Number(d.thread));
         const m = t && t.messages.get(Number(d.id));
         if (m) this.applyMessage(t, { ...m, text: null, deleted: true, reactions: [] }, { live: false });
+        if (t && t.pinned && t.pinned.includes(Number(d.id))) this.setPinned(t, t.pinned.filter((x) => x !== Number(d.id)));
         return;
       }
+      case 'message.pin':
+      case 'message.unpin':
+        this.onPinEvent(ev.type, d);
+        return;
       case 'reaction': {
         const t = this.threads.get(Number(d.thread));
         const m = t && t.messages.get(Number(d.id));

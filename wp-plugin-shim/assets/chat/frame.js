@@ -29,11 +29,13 @@ export const frame = {
     E.scroller = el('div', { class: 'bmc-scroll' }, E.earlier, E.list);
     E.typing = el('p', { class: 'bmc-typing', 'aria-live': 'polite' });
     E.composer = this.buildComposer(uid);
+    this.buildPins(uid);
     E.empty = el('p', { class: 'bmc-empty' }, t.pickThread);
     E.conv = el(
       'section',
       { class: 'bmc-conv', 'aria-labelledby': `${uid}-title` },
       el('header', { class: 'bmc-conv-head' }, E.back, el('div', {}, E.title, E.members)),
+      E.pins,
       E.empty,
       E.scroller,
       E.typing,

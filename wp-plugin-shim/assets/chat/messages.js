@@ -1,6 +1,6 @@
 // One message in the conversation: its markup (author, time, text as
 // text, reactions, actions), put in place in id order, and what can be
-// done to it: react, edit (an inline form), delete.
+// done to it: react, edit (an inline form), delete, pin (pins.js).
 
 import { el } from './dom.js';
 import { fmt } from './strings.js';
@@ -16,9 +16,14 @@ export const messages = {
     const node = this.messageNode(t, m);
     const old = list.querySelector(`li[data-id="${m.id}"]`);
     if (old) {
-      const hadFocus = old.contains(document.activeElement);
+      // Focus stays on the same control of the new node (the Pin button
+      // just pressed, the reaction just toggled), else its first action.
+      const f = old.contains(document.activeElement) ? document.activeElement : null;
       old.replaceWith(node);
-      if (hadFocus) node.querySelector('.bmc-actions button')?.focus();
+      if (f) {
+        const same = f.classList[0] ? [...node.querySelectorAll(`.${f.classList[0]}`)].find((b) => b.dataset.emoji === f.dataset.emoji) : null;
+        (same || node.querySelector('.bmc-actions button'))?.focus();
+      }
       return;
     }
     const nearEnd = this.els.scroller.scrollHeight - this.els.scroller.scrollTop - this.els.scroller.clientHeight < 80;
@@ -43,7 +48,8 @@ export const messages = {
       el('time', { datetime: time.toISOString() }, time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
       m.edited && !m.deleted ? el('span', { class: 'bmc-edited' }, ` (${this.t.edited})`) : null,
     );
-    const li = el('li', { class: `bmc-msg${own ? ' bmc-own' : ''}${m.deleted ? ' bmc-deleted' : ''}`, dataset: { id: String(m.id), sender: String(m.sender) } }, head);
+    const pinned = !m.deleted && this.isPinned(t, m.id);
+    const li = el('li', { class: `bmc-msg${own ? ' bmc-own' : ''}${m.deleted ? ' bmc-deleted' : ''}${pinned ? ' bmc-pinned' : ''}`, dataset: { id: String(m.id), sender: String(m.sender) } }, head);
     if (m.deleted) {
       li.append(el('p', { class: 'bmc-text bmc-tombstone' }, this.t.deleted));
       return li;
@@ -82,6 +88,7 @@ export const messages = {
     for (const emoji of QUICK_REACTIONS) {
       actions.append(el('button', { type: 'button', class: 'bmc-quick', 'aria-label': fmt(this.t.react, emoji), dataset: { emoji }, onclick: () => this.react(t, m, emoji) }, emoji));
     }
+    actions.append(el('button', { type: 'button', class: 'bmc-pin-toggle', onclick: () => this.togglePin(t, m.id, !pinned) }, pinned ? this.t.unpin : this.t.pin));
     if (own) {
       actions.append(el('button', { type: 'button', class: 'bmc-edit', onclick: () => this.editNode(t, m, li) }, this.t.edit));
       actions.append(el('button', { type: 'button', class: 'bmc-delete', onclick: () => this.remove(t, m) }, this.t.del));

@@ -62,6 +62,15 @@ export const store = {
     t.updated = th.updated;
     t.lastMessage = th.last_message;
     t.epoch = th.epoch;
+    // The other members' read marks as WordPress has them, so "Read" under
+    // our messages survives a reload (pushed `read` events move them on);
+    // a member who left takes theirs along.
+    for (const u of [...t.readBy.keys()]) if (!t.participants.includes(u)) t.readBy.delete(u);
+    for (const p of th.participants) {
+      if (p.id !== this.me && p.last_read_id != null) t.readBy.set(p.id, Math.max(t.readBy.get(p.id) || 0, Number(p.last_read_id)));
+    }
+    if (this.current === th.id) this.renderMarks(t);
+    this.setPinned(t, th.pinned, th.seq);
     // The number of the thread's last event as WordPress had it: the next
     // pushed event should be one more (PROTOCOL.md §4.1).
     t.seq = Math.max(t.seq || 0, Number(th.seq) || 0);

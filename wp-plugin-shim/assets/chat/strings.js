@@ -58,6 +58,14 @@ export const DEFAULT_STRINGS = {
   you: 'You',
   someone: 'Someone',
   members: 'Members: %s',
+  pinned: 'Pinned messages',
+  pin: 'Pin',
+  unpin: 'Unpin',
+  showPinned: 'Show pinned message: %s',
+  unpinNamed: 'Unpin: %s',
+  pinnedBy: '%1$s pinned a message: %2$s',
+  unpinnedBy: '%s unpinned a message',
+  pinnedGone: 'That message is no longer in this conversation.',
 };
 
 /** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
