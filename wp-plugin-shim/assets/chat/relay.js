@@ -7,6 +7,7 @@
 // and presence.js (typing hints, who is online).
 
 import { BmClient } from '../bm-client.js';
+import { parseKeyId } from '../bm-crypto.js';
 import { RestError } from './rest.js';
 
 /**
@@ -150,10 +151,10 @@ export const relay = {
    */
   keyWorthAsking(kid, cache) {
     if (kid === `u/${this.wire.users.wire(this.me) ?? this.me}`) return true;
-    const m = /^t\/(\d{1,16})\/(\d{1,10})$/.exec(kid || '');
-    const thread = m && this.wire.threads.real(Number(m[1]));
+    const k = parseKeyId(kid);
+    const thread = k?.kind === 'thread' ? this.wire.threads.real(k.thread) : null;
     if (thread == null) return false;
-    const epoch = Number(m[2]);
+    const epoch = k.epoch;
     const known = Math.max(this.threads.get(thread)?.epoch ?? -1, cache?.threads?.get(thread)?.epoch ?? -1);
     if (known < 0) return epoch <= KEY_EPOCH_AHEAD;
     // The known epoch itself too: a thread too old for the /token bundle
@@ -213,8 +214,8 @@ export const relay = {
 
   /** The WordPress id of the thread of key id `kid` (`t/{wire}/{epoch}`), or null. */
   kidThread(kid) {
-    const m = /^t\/(\d{1,16})\//.exec(kid || '');
-    return m ? this.wire.threads.real(Number(m[1])) : null;
+    const k = parseKeyId(kid);
+    return k?.kind === 'thread' ? this.wire.threads.real(k.thread) : null;
   },
 
   /** Maps the client's state and polling onto the visible connection state. */
