@@ -39,3 +39,11 @@ test-e2e-latest: e2e-deps plugin-zip wp-latest ## the chat page end to end on th
 	@mkdir -p run/e2e-artifacts-latest
 	cd js-tests && BM_WP_SRC=$(WP_LATEST_DIR) BM_E2E_ARTIFACTS=$(CURDIR)/run/e2e-artifacts-latest BM_PLUGIN_ZIP=$(PLUGIN_ZIP) \
 	  BM_EXT_SO=$(E2E_EXT_SO) BM_RELAY_BIN=$(E2E_RELAY) ../scripts/test-floor.sh 21 node --test --test-concurrency=1 --test-timeout=240000 e2e/
+
+# Send→render time on the chat page (issue #16's figure), not part of make
+# test: p50/p90 over 50 messages with the extension, then the fallback.
+.PHONY: bench-chat
+bench-chat: e2e-deps plugin-zip ## chat page: Alice's send → Bob's render, p50/p90 over 50 messages (extension, fallback)
+	@mkdir -p run/bench
+	cd js-tests && BM_PLUGIN_ZIP=$${BM_PLUGIN_ZIP:-$(PLUGIN_ZIP)} BM_EXT_SO=$(E2E_EXT_SO) BM_RELAY_BIN=$(E2E_RELAY) \
+	  node bench/send-render.js --messages $${MESSAGES:-50} --out $(CURDIR)/run/bench/send-render.json
