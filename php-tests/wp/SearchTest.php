@@ -8,6 +8,37 @@
 
 final class SearchTest extends BM_WP_TestCase
 {
+    /** @var (callable():int)|null the plan filter of the running test */
+    private $plan = null;
+
+    /**
+     * Both ways search reads: the FULLTEXT index (scan_max 0) and the scan
+     * of a user's few messages (the default, which every user of this
+     * suite is under); they must give the same answers.
+     *
+     * @return array<string,array{0:int}>
+     */
+    public function plans(): array
+    {
+        return ['index' => [0], 'scan' => [BM_Relay_Search::SCAN_MAX]];
+    }
+
+    /** Searches of this test use the plan of `bm_relay_search_scan_max` = $max. */
+    private function plan(int $max): void
+    {
+        $this->plan = static fn() => $max;
+        add_filter('bm_relay_search_scan_max', $this->plan);
+    }
+
+    protected function tearDown(): void
+    {
+        if ($this->plan) {
+            remove_filter('bm_relay_search_scan_max', $this->plan);
+            $this->plan = null;
+        }
+        parent::tearDown();
+    }
+
     /** A word no other test wrote (letters only: a word to InnoDB's parser). */
     private function word(string $stem): string
     {
@@ -26,8 +57,10 @@ final class SearchTest extends BM_WP_TestCase
         return $this->ok($this->rest('GET', '/search', $user, [], ['q' => $q] + $more));
     }
 
-    public function test_finds_only_the_users_own_threads_messages_newest_first_without_deleted_ones(): void
+    /** @dataProvider plans */
+    public function test_finds_only_the_users_own_threads_messages_newest_first_without_deleted_ones(int $scan_max): void
     {
+        $this->plan($scan_max);
         $w = $this->word('walrus');
         $ab = $this->thread('alice', ['bob'], 'Zoo trip');
         $cd = $this->thread('carol', ['dave'], 'Not Bob’s');
@@ -58,8 +91,10 @@ final class SearchTest extends BM_WP_TestCase
         $this->assertSame(0, $this->find('bob', $w)['total']);
     }
 
-    public function test_every_word_is_required_and_the_last_one_is_a_prefix(): void
+    /** @dataProvider plans */
+    public function test_every_word_is_required_and_the_last_one_is_a_prefix(int $scan_max): void
     {
+        $this->plan($scan_max);
         $w = $this->word('meeting');
         $t = $this->thread('alice', ['bob']);
         $both = $this->say('alice', $t['id'], "$w moved to Thursday afternoon");
@@ -70,8 +105,10 @@ final class SearchTest extends BM_WP_TestCase
         $this->assertSame(2, $this->find('bob', substr($w, 0, -2))['total'], 'a prefix alone');
     }
 
-    public function test_pages_with_totals_in_the_body_and_the_headers(): void
+    /** @dataProvider plans */
+    public function test_pages_with_totals_in_the_body_and_the_headers(int $scan_max): void
     {
+        $this->plan($scan_max);
         $w = $this->word('pager');
         $t = $this->thread('alice', ['bob']);
         $ids = [];
@@ -100,8 +137,10 @@ final class SearchTest extends BM_WP_TestCase
         $this->assertSame(20, $this->find('bob', $w)['per_page'], 'default page size');
     }
 
-    public function test_short_and_common_words_are_matched_beside_a_long_one_and_refused_alone(): void
+    /** @dataProvider plans */
+    public function test_short_and_common_words_are_matched_beside_a_long_one_and_refused_alone(int $scan_max): void
     {
+        $this->plan($scan_max);
         $w = $this->word('harbour');
         $t = $this->thread('alice', ['bob']);
         $go = $this->say('alice', $t['id'], "Let us go to the $w at 5");
@@ -118,8 +157,10 @@ final class SearchTest extends BM_WP_TestCase
         }
     }
 
-    public function test_operators_and_quotes_in_the_text_cannot_break_the_query_or_leak(): void
+    /** @dataProvider plans */
+    public function test_operators_and_quotes_in_the_text_cannot_break_the_query_or_leak(int $scan_max): void
     {
+        $this->plan($scan_max);
         $w = $this->word('secret');
         $mine = $this->thread('alice', ['bob']);
         $theirs = $this->thread('carol', ['dave']);
@@ -170,10 +211,16 @@ final class SearchTest extends BM_WP_TestCase
         $s = $this->find('bob', "$w her")['results'][0]['snippet'];
         $this->assertStringStartsWith('…', $s);
         $this->assertStringEndsWith('…', $s);
-        $this->assertStringContainsString("the <mark>$w</mark> is <mark>her</mark>e, <mark>" . strtoupper($w) . '</mark> twice; &lt;i&gt;', $s);
+        $this->assertStringContainsString("the <mark>$w</mark> is <mark>here</mark>, <mark>" . strtoupper($w) . '</mark> twice; &lt;i&gt;', $s);
         $plain = html_entity_decode(strip_tags($s), ENT_QUOTES, 'UTF-8');
         $this->assertLessThanOrEqual(182, mb_strlen($plain), 'at most 180 characters and the ellipses');
         $this->assertSame("x <mark>y</mark>", BM_Relay_Search::snippet("x\n\t y", ['y']), 'white space folded');
+        $terms = BM_Relay_Search::parse('go tea wal');
+        $this->assertSame(
+            'a <mark>go</mark>od <mark>tea</mark>, steam, <mark>walruses</mark>, a <mark>wall</mark>, no kiwal',
+            BM_Relay_Search::snippet('a good tea, steam, walruses, a wall, no kiwal', $terms),
+            'as the query matched: a short word anywhere, an indexed one whole, the last from a word\'s start'
+        );
     }
 
     public function test_the_schema_7_upgrade_adds_the_fulltext_index(): void

@@ -41,6 +41,15 @@ final class BM_Relay_Search
     /** Most terms in one query (each is an index lookup or a LIKE). */
     public const MAX_TERMS = 8;
 
+    /**
+     * Messages in a user's threads up to which search reads them all
+     * (REGEXP) rather than asking the FULLTEXT index (filter
+     * `bm_relay_search_scan_max`; 0 = always the index). 2,000 rows are a
+     * few milliseconds; the index costs more than that for a word common
+     * across the site.
+     */
+    public const SCAN_MAX = 2000;
+
     /** Default page size of the route. */
     public const PER_PAGE = 20;
 
@@ -205,10 +214,21 @@ final class BM_Relay_Search
 
     /**
      * One page of matching messages of `$user`'s threads, newest first, and
-     * how many match in all. Two statements on the same condition: the
-     * FULLTEXT lookup finds the candidate rows, the join on participants'
-     * primary key keeps the user's own threads, LIKE checks the short
-     * terms on what is left.
+     * how many match in all (one statement with SQL_CALC_FOUND_ROWS, then
+     * FOUND_ROWS(): the matching rows are read once, not once to count and
+     * again for the page).
+     *
+     * Two plans, the same answer (see where_scan()):
+     * - the FULLTEXT index finds the rows with the indexed words in the
+     *   whole site, the join on participants' primary key keeps the user's
+     *   threads, LIKE checks the short words on what is left. Its cost
+     *   follows how many messages of the site hold the words: a rare word
+     *   is a millisecond at 1M messages, a word in one message of ten
+     *   about a second (docs/PLUGIN.md "Search").
+     * - a user whose threads hold at most `bm_relay_search_scan_max`
+     *   messages (default 2,000; most users) has them read through the
+     *   thread_id index and matched with REGEXP: at most that many rows,
+     *   whatever the site's size and however common the word.
      *
      * @param list<array{term:string,ft:bool,prefix:bool}> $terms
      * @return array{rows:list<object>,total:int}
@@ -217,26 +237,87 @@ final class BM_Relay_Search
     {
         global $wpdb;
         $t = BM_Relay_Schema::tables();
-        $where = 'MATCH(m.content) AGAINST(%s IN BOOLEAN MODE) AND m.deleted_at IS NULL';
+        $scan_max = max(0, (int) apply_filters('bm_relay_search_scan_max', self::SCAN_MAX, $user));
+        // Table names come from $wpdb->prefix; every value is a placeholder.
+        $few = $scan_max > 0 && (int) $wpdb->get_var($wpdb->prepare(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {$t['participants']} p JOIN {$t['messages']} m ON m.thread_id = p.thread_id WHERE p.user_id = %d LIMIT %d) x",
+            $user,
+            $scan_max + 1
+        )) <= $scan_max;
+        [$where, $args] = $few ? self::where_scan($terms) : self::where_index($terms);
+        $rows = (array) $wpdb->get_results($wpdb->prepare(
+            "SELECT SQL_CALC_FOUND_ROWS m.id, m.thread_id, m.sender_id, m.content, m.created_at, th.subject
+            FROM {$t['messages']} m JOIN {$t['participants']} p ON p.thread_id = m.thread_id AND p.user_id = %d
+            JOIN {$t['threads']} th ON th.id = m.thread_id
+            WHERE $where AND m.deleted_at IS NULL ORDER BY m.id DESC LIMIT %d OFFSET %d",
+            $user,
+            ...array_merge($args, [$limit, $offset])
+        ));
+        return ['rows' => $rows, 'total' => (int) $wpdb->get_var('SELECT FOUND_ROWS()')];
+    }
+
+    /**
+     * The condition of the index plan: MATCH on the indexed words, LIKE on
+     * the others.
+     *
+     * @param list<array{term:string,ft:bool,prefix:bool}> $terms
+     * @return array{0:string,1:list<string>}
+     */
+    private static function where_index(array $terms): array
+    {
+        $where = ['MATCH(m.content) AGAINST(%s IN BOOLEAN MODE)'];
         $args = [self::boolean_query($terms)];
         foreach ($terms as $term) {
             if (!$term['ft']) {
-                $where .= ' AND m.content LIKE %s';
-                $args[] = '%' . $wpdb->esc_like($term['term']) . '%';
+                $where[] = 'm.content LIKE %s';
+                $args[] = self::like($term['term']);
             }
         }
-        // Table names come from $wpdb->prefix; every value is a placeholder.
-        $from = "FROM {$t['messages']} m JOIN {$t['participants']} p ON p.thread_id = m.thread_id AND p.user_id = %d";
-        $total = (int) $wpdb->get_var($wpdb->prepare("SELECT COUNT(*) $from WHERE $where", $user, ...$args));
-        $rows = [];
-        if ($total > $offset) {
-            $rows = (array) $wpdb->get_results($wpdb->prepare(
-                "SELECT m.id, m.thread_id, m.sender_id, m.content, m.created_at, th.subject $from JOIN {$t['threads']} th ON th.id = m.thread_id WHERE $where ORDER BY m.id DESC LIMIT %d OFFSET %d",
-                $user,
-                ...array_merge($args, [$limit, $offset])
-            ));
+        return [implode(' AND ', $where), $args];
+    }
+
+    /**
+     * The condition of the scan plan, matching what the index matches: an
+     * indexed word as a whole word, the last as a word's start (REGEXP
+     * with look-arounds on letters, digits and _, case-insensitive), the
+     * others with LIKE as in the index plan. The one difference: the
+     * index's collation also folds accents ("cafe" finds "café"), REGEXP
+     * does not.
+     *
+     * @param list<array{term:string,ft:bool,prefix:bool}> $terms
+     * @return array{0:string,1:list<string>}
+     */
+    private static function where_scan(array $terms): array
+    {
+        $where = [];
+        $args = [];
+        foreach ($terms as $term) {
+            $where[] = $term['ft'] ? 'm.content REGEXP %s' : 'm.content LIKE %s';
+            // Terms hold only letters, digits and _ (parse()): nothing to escape.
+            $args[] = $term['ft'] ? '(?i)' . self::word_pattern($term) : self::like($term['term']);
         }
-        return ['rows' => $rows, 'total' => $total];
+        return [implode(' AND ', $where), $args];
+    }
+
+    /** LIKE argument finding `$term` anywhere (its % and _ escaped). */
+    private static function like(string $term): string
+    {
+        global $wpdb;
+        return '%' . $wpdb->esc_like($term) . '%';
+    }
+
+    /**
+     * The regular expression of one term as the query matches it (PCRE,
+     * also MariaDB's and MySQL 8's REGEXP): an indexed word whole, the
+     * last from a word's start, a LIKE term anywhere.
+     *
+     * @param array{term:string,ft:bool,prefix:bool} $term
+     */
+    private static function word_pattern(array $term): string
+    {
+        $w = '[\p{L}\p{N}_]';
+        $q = preg_quote($term['term'], '/');
+        return !$term['ft'] ? $q : "(?<!$w)$q" . ($term['prefix'] ? "$w*" : "(?!$w)");
     }
 
     /**
@@ -261,7 +342,7 @@ final class BM_Relay_Search
                 'sender' => $people[$sender],
                 'created' => $created,
                 'created_at' => gmdate('c', (int) $created),
-                'snippet' => self::snippet((string) $r->content, array_column($terms, 'term')),
+                'snippet' => self::snippet((string) $r->content, $terms),
             ];
         }
         return $out;
@@ -269,18 +350,21 @@ final class BM_Relay_Search
 
     /**
      * The text around the first match, at most SNIPPET characters (an
-     * ellipsis where it was cut), HTML-escaped, every occurrence of a term
-     * (case-insensitive) in `<mark>`. Escaping is htmlspecialchars with
-     * double encoding (esc_html would leave a typed "&amp;" as an entity,
-     * showing "&" where the user wrote "&amp;").
+     * ellipsis where it was cut), HTML-escaped, and each match in `<mark>`
+     * as the query matched it: an indexed term as a whole word, the last
+     * one as any word it starts, a LIKE term wherever it stands (all
+     * case-insensitive). Escaping is htmlspecialchars with double encoding
+     * (esc_html would leave a typed "&amp;" as an entity, showing "&"
+     * where the user wrote "&amp;").
      *
-     * @param list<string> $terms
+     * @param list<array{term:string,ft:bool,prefix:bool}|string> $terms parse()'s terms (a plain string: a LIKE term)
      */
     public static function snippet(string $text, array $terms): string
     {
         $text = trim((string) preg_replace('/\s+/u', ' ', $text));
-        usort($terms, static fn($a, $b) => mb_strlen($b, 'UTF-8') <=> mb_strlen($a, 'UTF-8'));
-        $pattern = '/(' . implode('|', array_map(static fn($w) => preg_quote($w, '/'), $terms)) . ')/iu';
+        $terms = array_map(static fn($t) => is_array($t) ? $t : ['term' => (string) $t, 'ft' => false, 'prefix' => false], $terms);
+        usort($terms, static fn($a, $b) => mb_strlen($b['term'], 'UTF-8') <=> mb_strlen($a['term'], 'UTF-8'));
+        $pattern = '/(' . implode('|', array_map([self::class, 'word_pattern'], $terms)) . ')/iu';
         $start = 0;
         if ($terms && preg_match($pattern, $text, $m, PREG_OFFSET_CAPTURE)) {
             $start = max(0, mb_strlen(substr($text, 0, (int) $m[0][1]), 'UTF-8') - self::BEFORE);
