@@ -270,8 +270,9 @@ foreach ($cases as [$label, $q, $more]) {
 }
 
 $report = sprintf(
-    "Search at %s messages in %s threads (%s, buffer pool %d MB, %d CPUs; %s)\n\n"
+    "Search at %s messages in %s threads (%s, buffer pool %d MB, %d CPUs, load average %s at the end; %s)\n\n"
         . "- bulk load: %.0f s; schema upgrade to 7 (FULLTEXT index on the filled table): %.1f s; table with indexes: %s MB\n\n"
+        . "Scan plan (REGEXP over the user's messages) when their threads hold at most %d messages, else the FULLTEXT index.\n\n"
         . "| query | q | user | rows with the words (site) | the user's matches | runs | REST p50 ms | REST p99 ms | store p50 ms | store p99 ms |\n"
         . "|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n%s\n",
     number_format($messages),
@@ -279,10 +280,12 @@ $report = sprintf(
     $version,
     $pool_mb,
     (int) trim((string) shell_exec('nproc')),
-    gmdate('Y-m-d'),
+    implode(' ', array_map(static fn($l) => sprintf('%.1f', $l), sys_getloadavg())),
+    gmdate('Y-m-d H:i'),
     $load_s,
     $index_s,
     $size,
+    BM_Relay_Search::SCAN_MAX,
     implode("\n", $out)
 );
 @mkdir($h->root . '/run/bench-search', 0777, true);

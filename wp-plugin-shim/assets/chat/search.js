@@ -53,9 +53,9 @@ export const search = {
           }
         },
       },
-      el('div', { class: 'bmc-search-head' }, E.searchStatus, el('button', { type: 'button', class: 'bmc-search-close', onclick: () => this.closeSearch() }, t.searchClose)),
+      E.searchStatus,
       E.searchList,
-      E.searchMore,
+      el('div', { class: 'bmc-search-foot' }, E.searchMore, el('button', { type: 'button', class: 'bmc-search-close', onclick: () => this.closeSearch() }, t.searchClose)),
     );
     E.searchForm = el(
       'form',
