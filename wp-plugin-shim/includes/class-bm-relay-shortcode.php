@@ -226,6 +226,14 @@ final class BM_Relay_Shortcode
             /* translators: %s: a person's name */
             'unpinnedBy' => __('%s unpinned a message', 'bm-relay'),
             'pinnedGone' => __('That message is no longer in this conversation.', 'bm-relay'),
+            'searchMessages' => __('Search messages', 'bm-relay'),
+            'searchButton' => __('Search', 'bm-relay'),
+            'searchClose' => __('Close search', 'bm-relay'),
+            'searchSearching' => __('Searching…', 'bm-relay'),
+            /* translators: %d: how many messages the search found */
+            'searchFound' => __('Messages found: %d', 'bm-relay'),
+            'searchNone' => __('No messages found.', 'bm-relay'),
+            'searchMore' => __('More results', 'bm-relay'),
         ];
     }
 

@@ -41,7 +41,7 @@ export const frame = {
       E.typing,
       E.composer,
     );
-    const nav = el('nav', { class: 'bmc-side', 'aria-label': t.conversations }, E.newBtn, E.newForm, E.threadList);
+    const nav = el('nav', { class: 'bmc-side', 'aria-label': t.conversations }, ...this.buildSearch(uid), E.newBtn, E.newForm, E.threadList);
     this.root.replaceChildren(
       el('div', { class: 'bmc' }, el('header', { class: 'bmc-bar' }, el('h2', {}, t.title), E.conn), E.notice, el('div', { class: 'bmc-body' }, nav, E.conv), E.announce),
     );

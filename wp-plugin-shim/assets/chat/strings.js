@@ -66,6 +66,13 @@ export const DEFAULT_STRINGS = {
   pinnedBy: '%1$s pinned a message: %2$s',
   unpinnedBy: '%s unpinned a message',
   pinnedGone: 'That message is no longer in this conversation.',
+  searchMessages: 'Search messages',
+  searchButton: 'Search',
+  searchClose: 'Close search',
+  searchSearching: 'Searching…',
+  searchFound: 'Messages found: %d',
+  searchNone: 'No messages found.',
+  searchMore: 'More results',
 };
 
 /** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
