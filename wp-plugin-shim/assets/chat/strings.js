@@ -66,6 +66,14 @@ export const DEFAULT_STRINGS = {
   pinnedBy: '%1$s pinned a message: %2$s',
   unpinnedBy: '%s unpinned a message',
   pinnedGone: 'That message is no longer in this conversation.',
+  attach: 'Attach files',
+  attachments: 'Attachments',
+  uploading: 'Uploading %s',
+  removeFile: 'Remove %s',
+  attachWait: 'Wait until the files are uploaded.',
+  attachTooBig: '%1$s is too big: this site accepts files up to %2$s.',
+  openImage: 'Open %s full size',
+  fileLink: '%1$s (%2$s)',
 };
 
 /** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
