@@ -275,7 +275,17 @@ final class BM_Relay_Attachments
         }
         wp_mkdir_p($base);
         if (!is_file($base . '/.htaccess')) {
-            file_put_contents($base . '/.htaccess', "# bm-relay: chat attachments are served only through the plugin's gated route.\n<IfModule mod_authz_core.c>\n    Require all denied\n</IfModule>\n<IfModule !mod_authz_core.c>\n    Order allow,deny\n    Deny from all\n</IfModule>\n");
+            file_put_contents($base . '/.htaccess', implode("\n", [
+                "# bm-relay: chat attachments are served only through the plugin's gated route.",
+                '<IfModule mod_authz_core.c>',
+                '    Require all denied',
+                '</IfModule>',
+                '<IfModule !mod_authz_core.c>',
+                '    Order allow,deny',
+                '    Deny from all',
+                '</IfModule>',
+                '',
+            ]));
         }
         if (!is_file($base . '/index.php')) {
             file_put_contents($base . '/index.php', "<?php\n// Silence is golden.\n");
