@@ -14,6 +14,7 @@
 defined('WP_UNINSTALL_PLUGIN') || exit;
 
 require_once __DIR__ . '/includes/class-bm-relay-schema.php';
+require_once __DIR__ . '/includes/class-bm-relay-attachments.php';
 
 global $wpdb;
 if (is_multisite()) {

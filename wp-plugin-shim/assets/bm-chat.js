@@ -35,6 +35,7 @@ import { composer } from './chat/composer.js';
 import { frame } from './chat/frame.js';
 import { pins } from './chat/pins.js';
 import { search } from './chat/search.js';
+import { attachments } from './chat/attachments.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -121,7 +122,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

@@ -132,9 +132,12 @@ final class BM_Relay_REST
      * 400 malformed id, 404 no such thread, 403 not a member — unless
      * $moderation and the user moderates (then the membership is null).
      *
+     * Public: feature classes with routes of their own (attachments) check
+     * the same way.
+     *
      * @return array{0:object,1:object|null}|WP_Error
      */
-    private static function member_thread($raw_id, bool $moderation = false)
+    public static function member_thread($raw_id, bool $moderation = false)
     {
         $id = BM_Relay_Params::id($raw_id, 'id');
         if ($id instanceof WP_Error) {
@@ -351,7 +354,7 @@ final class BM_Relay_REST
     }
 
     /**
-     * POST /threads/{id}/messages — {text, client_id?}. Stores the message,
+     * POST /threads/{id}/messages — {text, client_id?, attachments?}. Stores the message,
      * then pushes `message.new`; members the relay saw online are marked
      * delivered.
      */
@@ -362,7 +365,13 @@ final class BM_Relay_REST
             return $found;
         }
         [$thread] = $found;
-        $text = BM_Relay_Params::text($request->get_param('text'));
+        // Attachments (class-bm-relay-attachments.php): with files, the text may be empty.
+        $files = BM_Relay_Attachments::param($request->get_param('attachments'), $thread, get_current_user_id());
+        if ($files instanceof WP_Error) {
+            return $files;
+        }
+        $raw = $request->get_param('text');
+        $text = $files && ($raw === null || (is_string($raw) && trim($raw) === '')) ? '' : BM_Relay_Params::text($raw);
         if ($text instanceof WP_Error) {
             return $text;
         }
@@ -375,7 +384,7 @@ final class BM_Relay_REST
         if ($limit instanceof WP_Error) {
             return $limit;
         }
-        $sent = BM_Relay_Service::send_message($thread, $me, $text, $client_id);
+        $sent = BM_Relay_Service::send_message($thread, $me, $text, $client_id, $files);
         return new WP_REST_Response([
             'message' => $sent['message'],
             'client_id' => $client_id,

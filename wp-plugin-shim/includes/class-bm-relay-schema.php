@@ -400,6 +400,10 @@ final class BM_Relay_Schema
     public static function uninstall_site(): void
     {
         global $wpdb;
+        if (class_exists('BM_Relay_Attachments')) {
+            // Before the tables: it reads which posts are the plugin's.
+            BM_Relay_Attachments::uninstall_site();
+        }
         foreach (self::tables() as $table) {
             $wpdb->query("DROP TABLE IF EXISTS `$table`");
         }

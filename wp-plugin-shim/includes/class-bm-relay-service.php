@@ -183,11 +183,18 @@ final class BM_Relay_Service
      * Stores a message (the caller checked may_send()), then pushes
      * `message.new`; members the relay saw online are marked delivered.
      *
+     * `$attachments`: uploads checked by BM_Relay_Attachments::param(),
+     * linked before the shape is made, so the event carries their references.
+     *
+     * @param list<int> $attachments
      * @return array{message:array<string,mixed>,pushed:bool,delivered_to:list<int>}
      */
-    public static function send_message(object $thread, int $me, string $text, ?string $client_id): array
+    public static function send_message(object $thread, int $me, string $text, ?string $client_id, array $attachments = []): array
     {
         $id = BM_Relay_Store::insert_message((int) $thread->id, $me, $text);
+        if ($attachments) {
+            BM_Relay_Attachments::attach($id, $me, $attachments);
+        }
         $message = BM_Relay_Shapes::message(BM_Relay_Store::message($id), []);
         $data = $message;
         if ($client_id !== null) {

@@ -141,7 +141,7 @@ final class BM_Relay_Shapes
         if ($reactions === null) {
             $reactions = BM_Relay_Store::reactions([(int) $row->id])[(int) $row->id] ?? [];
         }
-        return BM_Relay_Store::format_message($row, $reactions);
+        return BM_Relay_Attachments::add_refs([BM_Relay_Store::format_message($row, $reactions)])[0];
     }
 
     /**
@@ -157,7 +157,7 @@ final class BM_Relay_Shapes
         foreach ($rows as $row) {
             $messages[] = BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []);
         }
-        return $messages;
+        return BM_Relay_Attachments::add_refs($messages);
     }
 
     /**

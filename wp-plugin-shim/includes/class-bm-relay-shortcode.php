@@ -234,6 +234,19 @@ final class BM_Relay_Shortcode
             'searchFound' => __('Messages found: %d', 'bm-relay'),
             'searchNone' => __('No messages found.', 'bm-relay'),
             'searchMore' => __('More results', 'bm-relay'),
+            'attach' => __('Attach files', 'bm-relay'),
+            'attachments' => __('Attachments', 'bm-relay'),
+            /* translators: %s: a file name */
+            'uploading' => __('Uploading %s', 'bm-relay'),
+            /* translators: %s: a file name */
+            'removeFile' => __('Remove %s', 'bm-relay'),
+            'attachWait' => __('Wait until the files are uploaded.', 'bm-relay'),
+            /* translators: 1: a file name, 2: a size such as "2 MB" */
+            'attachTooBig' => __('%1$s is too big: this site accepts files up to %2$s.', 'bm-relay'),
+            /* translators: %s: an image's file name */
+            'openImage' => __('Open %s full size', 'bm-relay'),
+            /* translators: 1: a file name, 2: its size such as "12 kB" */
+            'fileLink' => __('%1$s (%2$s)', 'bm-relay'),
         ];
     }
 
@@ -291,6 +304,8 @@ final class BM_Relay_Shortcode
             'nonce_url' => esc_url_raw(admin_url('admin-ajax.php?action=rest-nonce')),
             'user' => get_current_user_id(),
             'strings' => self::strings(),
+            // Largest attachment, so the page refuses a bigger file before uploading it.
+            'attach_max' => BM_Relay_Attachments::max_bytes(),
         ];
         $script = BM_RELAY_DIR . 'assets/bm-chat.js';
         if (file_exists($script)) {

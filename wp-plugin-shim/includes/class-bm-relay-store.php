@@ -382,6 +382,8 @@ final class BM_Relay_Store
     {
         global $wpdb;
         $t = BM_Relay_Schema::tables();
+        /** Before the message's meta rows go (attachments read their links there). */
+        do_action('bm_relay_messages_removed', [$id]);
         $wpdb->query($wpdb->prepare(
             "UPDATE {$t['messages']} SET content = '', deleted_at = %s WHERE id = %d",
             self::now(),
@@ -427,6 +429,8 @@ final class BM_Relay_Store
         }
         $t = BM_Relay_Schema::tables();
         $in = implode(',', array_fill(0, count($ids), '%d'));
+        /** Before the messages' meta rows go (attachments read their links there). */
+        do_action('bm_relay_messages_removed', $ids);
         $wpdb->query($wpdb->prepare("DELETE FROM {$t['meta']} WHERE message_id IN ($in)", ...$ids));
         $wpdb->query($wpdb->prepare("DELETE FROM {$t['messages']} WHERE id IN ($in)", ...$ids));
     }

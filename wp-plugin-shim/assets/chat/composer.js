@@ -10,12 +10,13 @@ export const composer = {
   /** The composer form (sets els.input, els.sendBtn); Enter sends, Shift+Enter breaks the line. */
   buildComposer(uid) {
     const E = this.els;
-    E.input = el('textarea', { id: `${uid}-input`, class: 'bmc-input', rows: '2', maxlength: '5000', required: true });
+    E.input = el('textarea', { id: `${uid}-input`, class: 'bmc-input', rows: '2', maxlength: '5000' });
     E.sendBtn = el('button', { type: 'submit', class: 'bmc-send' }, this.t.send);
     const form = el(
       'form',
       { class: 'bmc-composer', onsubmit: (ev) => this.onSubmit(ev) },
       el('label', { for: `${uid}-input`, class: 'bmc-sr' }, this.t.message),
+      this.buildAttach(uid),
       E.input,
       E.sendBtn,
     );
@@ -32,7 +33,9 @@ export const composer = {
   onSubmit(ev) {
     ev.preventDefault();
     const text = this.els.input.value;
-    if (!text.trim()) return;
+    // Files still uploading: the message waits for them (attachments.js).
+    if (this.attachBusy()) return this.notice(this.t.attachWait);
+    if (!text.trim() && !this.attachReady()) return;
     this.els.input.value = '';
     this.send(text);
   },
@@ -40,19 +43,24 @@ export const composer = {
   /** Sends the composer's text as a new message. */
   async send(text, retryOf) {
     const t = this.threads.get(this.current);
-    if (!t || !text.trim()) return;
+    if (!t) return;
+    // Uploaded files go with it (a retry sends the same ones).
+    const files = retryOf ? retryOf.files || [] : this.takeAttachments(t.id);
+    if (!text.trim() && !files.length) return;
     // The next keystroke announces typing again at once.
     this.typingSentAt = 0;
     const clientId = 'c' + Math.random().toString(36).slice(2) + Date.now().toString(36);
     t.pending ??= new Map();
-    const pending = { clientId, text, node: null, thread: t.id };
+    const pending = { clientId, text, files, node: null, thread: t.id };
     t.pending.set(clientId, pending);
     if (retryOf && retryOf.node) retryOf.node.remove();
     pending.node = this.pendingNode(pending, 'sending');
     this.els.list.append(pending.node);
     this.scrollToEnd();
     try {
-      const r = await this.rest('POST', `/threads/${t.id}/messages`, { text, client_id: clientId });
+      const body = { text, client_id: clientId };
+      if (files.length) body.attachments = files.map((f) => f.id);
+      const r = await this.rest('POST', `/threads/${t.id}/messages`, body);
       if (t.pending.has(clientId)) {
         t.pending.delete(clientId);
         pending.node.remove();

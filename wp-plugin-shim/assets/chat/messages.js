@@ -55,6 +55,7 @@ export const messages = {
       return li;
     }
     li.append(el('p', { class: 'bmc-text' }, m.text));
+    if (m.attachments && m.attachments.length) li.append(this.attachmentsNode(m));
     const reactions = (m.reactions || []).filter((r) => r.users.length);
     if (reactions.length) {
       li.append(

@@ -73,6 +73,14 @@ export const DEFAULT_STRINGS = {
   searchFound: 'Messages found: %d',
   searchNone: 'No messages found.',
   searchMore: 'More results',
+  attach: 'Attach files',
+  attachments: 'Attachments',
+  uploading: 'Uploading %s',
+  removeFile: 'Remove %s',
+  attachWait: 'Wait until the files are uploaded.',
+  attachTooBig: '%1$s is too big: this site accepts files up to %2$s.',
+  openImage: 'Open %s full size',
+  fileLink: '%1$s (%2$s)',
 };
 
 /** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
