@@ -34,6 +34,7 @@ import { messages } from './chat/messages.js';
 import { composer } from './chat/composer.js';
 import { frame } from './chat/frame.js';
 import { pins } from './chat/pins.js';
+import { notify } from './chat/notify.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -76,6 +77,7 @@ export class BmChat {
   /** Loads the threads, opens one, connects to the relay. */
   async start() {
     this.setConn('connecting');
+    this.startNotify();
     try {
       await this.loadThreads();
     } catch (e) {
@@ -120,7 +122,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, notify);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

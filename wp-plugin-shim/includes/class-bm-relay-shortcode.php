@@ -226,6 +226,14 @@ final class BM_Relay_Shortcode
             /* translators: %s: a person's name */
             'unpinnedBy' => __('%s unpinned a message', 'bm-relay'),
             'pinnedGone' => __('That message is no longer in this conversation.', 'bm-relay'),
+            'notifyOn' => __('Turn on notifications', 'bm-relay'),
+            'notifyLater' => __('Not now', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'mentionedYou' => __('%s mentioned you', 'bm-relay'),
+            /* translators: 1: a person's name, 2: conversation title */
+            'notifyFrom' => __('%1$s in %2$s', 'bm-relay'),
+            'mentionMark' => __('You were mentioned', 'bm-relay'),
+            'mentionList' => __('People in this conversation', 'bm-relay'),
         ];
     }
 
@@ -282,6 +290,8 @@ final class BM_Relay_Shortcode
             // Where an open tab gets a fresh nonce when its own expired.
             'nonce_url' => esc_url_raw(admin_url('admin-ajax.php?action=rest-nonce')),
             'user' => get_current_user_id(),
+            // My own display name: mentions of me are highlighted by it.
+            'name' => (string) wp_get_current_user()->display_name,
             'strings' => self::strings(),
         ];
         $script = BM_RELAY_DIR . 'assets/bm-chat.js';

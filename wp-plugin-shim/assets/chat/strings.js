@@ -66,6 +66,12 @@ export const DEFAULT_STRINGS = {
   pinnedBy: '%1$s pinned a message: %2$s',
   unpinnedBy: '%s unpinned a message',
   pinnedGone: 'That message is no longer in this conversation.',
+  notifyOn: 'Turn on notifications',
+  notifyLater: 'Not now',
+  mentionedYou: '%s mentioned you',
+  notifyFrom: '%1$s in %2$s',
+  mentionMark: 'You were mentioned',
+  mentionList: 'People in this conversation',
 };
 
 /** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
