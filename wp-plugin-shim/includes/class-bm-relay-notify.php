@@ -145,7 +145,8 @@ final class BM_Relay_Notify
     private static function count_html(array $u, string $class): string
     {
         return sprintf(
-            '<span class="%1$s" data-bm-unread data-count="%2$d" data-mentions="%3$d"><span class="bm-unread-count" aria-hidden="true">%2$d</span><span class="screen-reader-text bm-unread-label">%4$s</span></span>',
+            '<span class="%1$s" data-bm-unread data-count="%2$d" data-mentions="%3$d">'
+                . '<span class="bm-unread-count" aria-hidden="true">%2$d</span><span class="screen-reader-text bm-unread-label">%4$s</span></span>',
             esc_attr($class),
             $u['total'],
             $u['mentions'],
@@ -222,9 +223,12 @@ final class BM_Relay_Notify
             '<script type="application/json" id="bm-relay-unread-config">%s</script>' . "\n",
             wp_json_encode($config, JSON_UNESCAPED_SLASHES | JSON_HEX_TAG | JSON_HEX_AMP)
         );
-        echo '<style id="bm-relay-unread-css">.bm-unread-bubble{display:inline-block;min-width:1.4em;padding:0 .35em;border-radius:.7em;background:#d63638;color:#fff;font-size:.8em;line-height:1.4;text-align:center}'
+        echo '<style id="bm-relay-unread-css">.bm-unread-bubble{display:inline-block;min-width:1.4em;padding:0 .35em;border-radius:.7em;'
+            . 'background:#d63638;color:#fff;font-size:.8em;line-height:1.4;text-align:center}'
             . '.bm-unread-bubble[data-count="0"]{display:none}.bm-unread-bubble:not([data-mentions="0"])::before{content:"@ "}'
-            . '#wpadminbar .bm-unread-bubble{line-height:1.6;margin-left:.25em}#wpadminbar #wp-admin-bar-' . esc_attr(self::NODE) . ' .ab-icon{top:2px}'
+            . '#wpadminbar .bm-unread-bubble,#wpadminbar .bm-unread-bubble *{height:18px;line-height:18px;font-size:11px}'
+            . '#wpadminbar .bm-unread-bubble{border-radius:9px;padding:0 6px;margin-left:4px;vertical-align:middle}'
+            . '#wpadminbar #wp-admin-bar-' . esc_attr(self::NODE) . ' .ab-icon{top:2px}'
             . '.bm-unread .screen-reader-text{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(1px,1px,1px,1px)}</style>' . "\n";
         wp_enqueue_script(self::HANDLE, plugins_url('assets/chat/unread.js', BM_RELAY_FILE), [], BM_Relay_Shortcode::asset_version('chat/unread.js'), true);
     }

@@ -108,7 +108,7 @@ export const notify = {
           type: 'button',
           class: 'bmc-notify-on',
           onclick: async () => {
-            let p = 'default';
+            let p;
             try {
               p = await Notification.requestPermission();
             } catch {
@@ -185,7 +185,12 @@ export const notify = {
     this.mention = { list, items: [], active: 0, start: -1 };
     input.addEventListener('input', () => this.updateMentions());
     input.addEventListener('click', () => this.updateMentions());
-    input.addEventListener('blur', () => setTimeout(() => this.closeMentions(), 150));
+    // Focus gone elsewhere (not just away and back, as a re-render may do).
+    input.addEventListener('blur', () =>
+      setTimeout(() => {
+        if (document.activeElement !== input) this.closeMentions();
+      }, 150),
+    );
     this.els.composer.addEventListener('keydown', (ev) => this.mentionKey(ev), true);
   },
 
