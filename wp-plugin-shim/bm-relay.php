@@ -45,6 +45,8 @@ require_once BM_RELAY_DIR . 'includes/class-bm-relay-shortcode.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-moderation.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-search.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-attachments.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-mentions.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-notify.php';
 
 register_activation_hook(__FILE__, ['BM_Relay_Schema', 'activate']);
 register_deactivation_hook(__FILE__, ['BM_Relay_Schema', 'deactivate']);
@@ -69,3 +71,4 @@ BM_Relay_Moderation::register();
 BM_Relay_Shortcode::register();
 BM_Relay_Search::register();
 BM_Relay_Attachments::register();
+BM_Relay_Notify::register();

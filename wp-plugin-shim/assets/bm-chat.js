@@ -36,6 +36,7 @@ import { frame } from './chat/frame.js';
 import { pins } from './chat/pins.js';
 import { search } from './chat/search.js';
 import { attachments } from './chat/attachments.js';
+import { notify } from './chat/notify.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -78,6 +79,7 @@ export class BmChat {
   /** Loads the threads, opens one, connects to the relay. */
   async start() {
     this.setConn('connecting');
+    this.startNotify();
     try {
       await this.loadThreads();
     } catch (e) {
@@ -122,7 +124,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments, notify);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

@@ -81,7 +81,7 @@ final class BM_Relay_Service
     {
         $id = BM_Relay_Store::create_thread($me, sanitize_text_field($subject), $members);
         if ($text !== null) {
-            BM_Relay_Store::insert_message($id, $me, $text);
+            BM_Relay_Mentions::store($id, BM_Relay_Store::insert_message($id, $me, $text), $me, $text);
         }
         $thread = BM_Relay_Store::thread($id);
         $events = [];
@@ -195,6 +195,7 @@ final class BM_Relay_Service
         if ($attachments) {
             BM_Relay_Attachments::attach($id, $me, $attachments);
         }
+        BM_Relay_Mentions::store((int) $thread->id, $id, $me, $text);
         $message = BM_Relay_Shapes::message(BM_Relay_Store::message($id), []);
         $data = $message;
         if ($client_id !== null) {
@@ -218,6 +219,7 @@ final class BM_Relay_Service
     public static function edit_message(object $msg, object $thread, string $text): array
     {
         BM_Relay_Store::edit_message((int) $msg->id, $text);
+        BM_Relay_Mentions::store((int) $thread->id, (int) $msg->id, (int) $msg->sender_id, $text);
         $message = BM_Relay_Shapes::message(BM_Relay_Store::message((int) $msg->id));
         $res = BM_Relay_Push::thread_event($thread, 'message.edit', $message);
         return ['message' => $message, 'pushed' => $res !== null];

@@ -76,6 +76,8 @@ final class BM_Relay_Shapes
         $last_ids = array_values(array_filter(array_map(static fn($t) => (int) $t->last_message_id, $threads)));
         $last_rows = BM_Relay_Store::messages_by_id($last_ids);
         $reactions = BM_Relay_Store::reactions($last_ids);
+        BM_Relay_Mentions::prime($last_ids);
+        $mentions = BM_Relay_Mentions::unread_by_thread($user, $ids);
         $people = array_values(array_unique(array_merge([], ...array_values($members))));
         if ($people) {
             cache_users($people);
@@ -98,6 +100,8 @@ final class BM_Relay_Shapes
                 // Pinned messages, in the order they were pinned (their
                 // text: GET /threads/{id}/pins, or the pin event).
                 'pinned' => $pins[$tid] ?? [],
+                // Messages past the read mark that mention this user (the "@" in their list).
+                'mentions' => $me ? ($mentions[$tid] ?? 0) : 0,
                 'epoch' => (int) $thread->epoch,
                 // The number of the thread's last event: a page in sync with
                 // this shape expects `seq + 1` next (PROTOCOL.md §4.1).
@@ -153,6 +157,7 @@ final class BM_Relay_Shapes
     public static function messages(array $rows): array
     {
         $reactions = BM_Relay_Store::reactions(array_map(static fn($r) => (int) $r->id, $rows));
+        BM_Relay_Mentions::prime(array_map(static fn($r) => (int) $r->id, $rows));
         $messages = [];
         foreach ($rows as $row) {
             $messages[] = BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []);

@@ -247,6 +247,14 @@ final class BM_Relay_Shortcode
             'openImage' => __('Open %s full size', 'bm-relay'),
             /* translators: 1: a file name, 2: its size such as "12 kB" */
             'fileLink' => __('%1$s (%2$s)', 'bm-relay'),
+            'notifyOn' => __('Turn on notifications', 'bm-relay'),
+            'notifyLater' => __('Not now', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'mentionedYou' => __('%s mentioned you', 'bm-relay'),
+            /* translators: 1: a person's name, 2: conversation title */
+            'notifyFrom' => __('%1$s in %2$s', 'bm-relay'),
+            'mentionMark' => __('You were mentioned', 'bm-relay'),
+            'mentionList' => __('People in this conversation', 'bm-relay'),
         ];
     }
 
@@ -303,6 +311,8 @@ final class BM_Relay_Shortcode
             // Where an open tab gets a fresh nonce when its own expired.
             'nonce_url' => esc_url_raw(admin_url('admin-ajax.php?action=rest-nonce')),
             'user' => get_current_user_id(),
+            // My own display name: mentions of me are highlighted by it.
+            'name' => (string) wp_get_current_user()->display_name,
             'strings' => self::strings(),
             // Largest attachment, so the page refuses a bigger file before uploading it.
             'attach_max' => BM_Relay_Attachments::max_bytes(),

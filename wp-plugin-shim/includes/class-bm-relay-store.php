@@ -700,6 +700,8 @@ final class BM_Relay_Store
             'edited' => self::ts($row->edited_at),
             'deleted' => $deleted,
             'reactions' => $deleted ? [] : self::reaction_list($reactions),
+            // Members the text mentions, as WordPress parsed it (BM_Relay_Mentions).
+            'mentions' => $deleted ? [] : BM_Relay_Mentions::of((int) $row->id),
         ];
     }
 }

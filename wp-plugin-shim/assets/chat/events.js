@@ -7,6 +7,7 @@ export const events = {
   /** A stored event from the relay (or catch-up envelopes): apply it. */
   onEvent(ev) {
     const d = ev.data || {};
+    this.notifyEvent(ev);
     if (d.seq != null && d.thread != null) this.noteSeq(Number(d.thread), Number(d.seq));
     switch (ev.type) {
       case 'message.new':

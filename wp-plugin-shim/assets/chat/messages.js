@@ -54,7 +54,7 @@ export const messages = {
       li.append(el('p', { class: 'bmc-text bmc-tombstone' }, this.t.deleted));
       return li;
     }
-    li.append(el('p', { class: 'bmc-text' }, m.text));
+    li.append(el('p', { class: 'bmc-text' }, ...this.textWithMentions(m)));
     if (m.attachments && m.attachments.length) li.append(this.attachmentsNode(m));
     const reactions = (m.reactions || []).filter((r) => r.users.length);
     if (reactions.length) {

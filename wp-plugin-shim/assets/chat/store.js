@@ -59,6 +59,8 @@ export const store = {
     for (const p of th.participants) if (p.id !== this.me) this.names.set(p.id, p.name);
     t.unread = this.current === th.id && !document.hidden ? 0 : th.unread;
     t.lastReadId = th.last_read_id;
+    // An unread message mentions me (the "@" in the list; notify.js).
+    t.mentioned = Number(th.mentions) > 0;
     t.updated = th.updated;
     t.lastMessage = th.last_message;
     t.epoch = th.epoch;

@@ -81,6 +81,12 @@ export const DEFAULT_STRINGS = {
   attachTooBig: '%1$s is too big: this site accepts files up to %2$s.',
   openImage: 'Open %s full size',
   fileLink: '%1$s (%2$s)',
+  notifyOn: 'Turn on notifications',
+  notifyLater: 'Not now',
+  mentionedYou: '%s mentioned you',
+  notifyFrom: '%1$s in %2$s',
+  mentionMark: 'You were mentioned',
+  mentionList: 'People in this conversation',
 };
 
 /** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */

@@ -26,7 +26,7 @@ export const threadList = {
       };
     });
     // Touch the DOM only when something visible changed.
-    const sig = JSON.stringify(rows.map((r) => [r.t.id, r.title, r.online, r.preview, r.t.unread, this.current === r.t.id]));
+    const sig = JSON.stringify(rows.map((r) => [r.t.id, r.title, r.online, r.preview, r.t.unread, r.t.mentioned, this.current === r.t.id]));
     if (sig === this.threadListSig) return;
     this.threadListSig = sig;
     // Buttons are kept (keyed by thread) and updated in place: a click
@@ -51,6 +51,7 @@ export const threadList = {
         el('span', { class: 'bmc-dot', dataset: { online: String(online) }, title: online ? this.t.online : this.t.offline }),
         el('span', { class: 'bmc-sr' }, online ? this.t.online : this.t.offline),
         el('span', { class: 'bmc-thread-main' }, el('span', { class: 'bmc-thread-title' }, title), el('span', { class: 'bmc-preview' }, preview)),
+        ...this.mentionMark(t),
         // replaceChildren() would print a null as the text "null": no badge is no node.
         ...(t.unread > 0 ? [el('span', { class: 'bmc-unread', 'aria-label': plural(this.t.unread, t.unread) }, String(t.unread))] : []),
       );
