@@ -29,7 +29,7 @@ e2e-deps:
 test-e2e: e2e-deps plugin-zip ## chat page end to end: two people in Chromium, WordPress, MariaDB, PHP (extension and fallback), relay
 	@mkdir -p run/e2e-artifacts
 	cd js-tests && BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(E2E_EXT_SO) BM_RELAY_BIN=$(E2E_RELAY) \
-	  ../scripts/test-floor.sh 25 node --test --test-concurrency=1 --test-timeout=240000 e2e/
+	  ../scripts/test-floor.sh 26 node --test --test-concurrency=1 --test-timeout=240000 e2e/
 	@echo "test-e2e: screenshots in run/e2e-artifacts/"
 
 # The same end-to-end test on the current WordPress (`make wp-latest`).
