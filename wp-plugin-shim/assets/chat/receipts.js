@@ -60,8 +60,15 @@ export const receipts = {
   async flushAcks() {
     this.ackTimer = null;
     if (!this.acks || !this.acks.size) return;
+    // A thread read meanwhile (the open one: its read mark goes ~300 ms
+    // after a message arrives) is delivered already: no request for it.
+    for (const [id, upto] of [...this.acks]) {
+      const t = this.threads.get(id);
+      if (!t || upto <= Math.max(t.myDelivered || 0, t.lastReadId || 0)) this.acks.delete(id);
+    }
     const batch = [...this.acks].slice(0, ACK_MAX_THREADS);
     for (const [id] of batch) this.acks.delete(id);
+    if (!batch.length) return;
     if (this.acks.size) this.ackTimer = setTimeout(() => this.flushAcks(), ACK_EVERY_MS);
     try {
       const r = await this.rest('POST', '/delivered', { threads: Object.fromEntries(batch) });
