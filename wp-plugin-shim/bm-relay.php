@@ -47,6 +47,7 @@ require_once BM_RELAY_DIR . 'includes/class-bm-relay-search.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-attachments.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-mentions.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-notify.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-receipts.php';
 
 register_activation_hook(__FILE__, ['BM_Relay_Schema', 'activate']);
 register_deactivation_hook(__FILE__, ['BM_Relay_Schema', 'deactivate']);
@@ -62,6 +63,7 @@ add_action('init', static function (): void {
     load_plugin_textdomain('bm-relay', false, dirname(plugin_basename(BM_RELAY_FILE)) . '/languages');
 });
 add_action('rest_api_init', ['BM_Relay_REST', 'register_routes']);
+add_action('rest_api_init', ['BM_Relay_Receipts', 'register_routes']);
 add_action(BM_Relay_Retention::HOOK, ['BM_Relay_Retention', 'run']);
 add_action(BM_Relay_Push::RETRY_HOOK, ['BM_Relay_Push', 'retry_disconnects']);
 BM_Relay_Privacy::register();

@@ -37,6 +37,7 @@ import { pins } from './chat/pins.js';
 import { search } from './chat/search.js';
 import { attachments } from './chat/attachments.js';
 import { notify } from './chat/notify.js';
+import { receipts } from './chat/receipts.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -124,7 +125,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments, notify);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments, notify, receipts);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

@@ -266,7 +266,7 @@ final class BM_Relay_Admin
         $mode = (string) BM_Relay_Settings::get('bmr_mode');
         printf(
             '<tr><th><label for="bmr_mode">%s</label></th><td><select id="bmr_mode" name="bmr_mode"><option value=""%s>%s</option><option value="sync"%s>sync</option><option value="async"%s>async</option></select></td></tr>',
-            esc_html__('Push mode (sync records delivery; async never waits)', 'bm-relay'),
+            esc_html__('Push mode (sync waits for the relay’s answer; async never waits)', 'bm-relay'),
             selected($mode, '', false),
             esc_html__('automatic (async with the extension)', 'bm-relay'),
             selected($mode, 'sync', false),

@@ -181,7 +181,9 @@ final class BM_Relay_Service
 
     /**
      * Stores a message (the caller checked may_send()), then pushes
-     * `message.new`; members the relay saw online are marked delivered.
+     * `message.new`. `delivered_to`: the members the relay held a socket
+     * for (sync mode), a hint only: it is not stored as delivery, the
+     * members' browsers acknowledge that (BM_Relay_Receipts says why).
      *
      * `$attachments`: uploads checked by BM_Relay_Attachments::param(),
      * linked before the shape is made, so the event carries their references.
@@ -206,7 +208,6 @@ final class BM_Relay_Service
         $delivered = [];
         if ($res !== null) {
             $delivered = array_values(array_diff(array_map('intval', $res['online']), [$me]));
-            BM_Relay_Store::mark_delivered((int) $thread->id, $delivered, $id);
         }
         return ['message' => $message, 'pushed' => $res !== null, 'delivered_to' => $delivered];
     }

@@ -31,7 +31,7 @@ final class BM_Relay_Settings
         'bmr_public_url' => '',     // browser side: the WebSocket URL (wss://…/v1/ws)
         'bmr_admin_url' => '',      // relay admin listener, for /healthz on the settings page
         'bmr_site' => '',
-        'bmr_mode' => '',           // '' = auto: async with the extension, sync with the fallback; sync gives `online` (delivery marks)
+        'bmr_mode' => '',           // '' = auto: async with the extension, sync with the fallback; sync gives `online` (who had a socket; browsers acknowledge delivery themselves)
         'bmr_retention_days' => 0,  // 0 keeps messages forever
         'bmr_max_length' => 5000,   // characters per message
     ];

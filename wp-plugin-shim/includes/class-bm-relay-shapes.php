@@ -73,6 +73,7 @@ final class BM_Relay_Shapes
         $marks = BM_Relay_Store::read_marks_of($ids);
         $members = array_map('array_keys', $marks);
         $pins = BM_Relay_Store::pins_of($ids);
+        $delivered = BM_Relay_Store::read_marks_of($ids, 'last_delivered_id');
         $last_ids = array_values(array_filter(array_map(static fn($t) => (int) $t->last_message_id, $threads)));
         $last_rows = BM_Relay_Store::messages_by_id($last_ids);
         $reactions = BM_Relay_Store::reactions($last_ids);
@@ -93,7 +94,7 @@ final class BM_Relay_Shapes
                 'created_by' => (int) $thread->created_by,
                 'created' => BM_Relay_Store::ts($thread->created_at),
                 'updated' => BM_Relay_Store::ts($thread->updated_at),
-                'participants' => self::participants($marks[$tid] ?? [], $me !== null),
+                'participants' => self::participants($marks[$tid] ?? [], $me !== null, $delivered[$tid] ?? []),
                 'unread' => $me ? (int) $me->unread_count : 0,
                 'last_read_id' => $me ? (int) $me->last_read_id : 0,
                 'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
@@ -119,16 +120,22 @@ final class BM_Relay_Shapes
      * each one's read mark (`last_read_id`), so a page loaded afresh shows
      * who read what, not only what was pushed to it while open; for a
      * moderator who is not a member, null: when people read is for the
-     * conversation's own members.
+     * conversation's own members. The same for the delivered mark
+     * (`last_delivered_id`, BM_Relay_Receipts): "delivered" under a message
+     * survives a reload too.
      *
      * @param array<int,int> $marks user id → last read message id
+     * @param array<int,int> $delivered user id → last delivered message id
      * @return list<array<string,mixed>>
      */
-    private static function participants(array $marks, bool $for_member): array
+    private static function participants(array $marks, bool $for_member, array $delivered = []): array
     {
         $out = [];
         foreach ($marks as $user => $last_read) {
-            $out[] = self::member((int) $user) + ['last_read_id' => $for_member ? $last_read : null];
+            $out[] = self::member((int) $user) + [
+                'last_read_id' => $for_member ? $last_read : null,
+                'last_delivered_id' => $for_member ? ($delivered[$user] ?? 0) : null,
+            ];
         }
         return $out;
     }

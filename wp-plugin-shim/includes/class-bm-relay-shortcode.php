@@ -179,6 +179,10 @@ final class BM_Relay_Shortcode
             'sent' => __('Sent', 'bm-relay'),
             'delivered' => __('Delivered', 'bm-relay'),
             'read' => __('Read', 'bm-relay'),
+            /* translators: in a group conversation, under a message of yours: 1: how many members' browsers received it, 2: how many other members there are */
+            'deliveredToOf' => __('Delivered to %1$d of %2$d', 'bm-relay'),
+            /* translators: in a group conversation, under a message of yours: how many members read it */
+            'readByCount' => __('Read by %d', 'bm-relay'),
             'failed' => __('Not sent', 'bm-relay'),
             'retry' => __('Retry', 'bm-relay'),
             'edit' => __('Edit', 'bm-relay'),

@@ -157,25 +157,29 @@ final class BM_Relay_Store
      * last read message id, users ascending (the members themselves: a
      * removed member's row, and so their mark, is gone). One query whatever
      * the number of threads, so a page of the thread list costs no more.
+     * `$mark`: `last_delivered_id` gives the delivered marks the same way
+     * (BM_Relay_Receipts).
      *
      * @param list<int> $threads
      * @return array<int,array<int,int>>
      */
-    public static function read_marks_of(array $threads): array
+    public static function read_marks_of(array $threads, string $mark = 'last_read_id'): array
     {
         global $wpdb;
         if (!$threads) {
             return [];
         }
+        // A column name cannot be a placeholder: one of the two, never input.
+        $mark = $mark === 'last_delivered_id' ? 'last_delivered_id' : 'last_read_id';
         $t = BM_Relay_Schema::tables();
         $in = implode(',', array_fill(0, count($threads), '%d'));
         $rows = $wpdb->get_results($wpdb->prepare(
-            "SELECT thread_id, user_id, last_read_id FROM {$t['participants']} WHERE thread_id IN ($in) ORDER BY thread_id, user_id",
+            "SELECT thread_id, user_id, $mark AS mark FROM {$t['participants']} WHERE thread_id IN ($in) ORDER BY thread_id, user_id",
             ...$threads
         ));
         $out = [];
         foreach ($rows as $r) {
-            $out[(int) $r->thread_id][(int) $r->user_id] = (int) $r->last_read_id;
+            $out[(int) $r->thread_id][(int) $r->user_id] = (int) $r->mark;
         }
         return $out;
     }
@@ -642,27 +646,6 @@ final class BM_Relay_Store
             $user
         ));
         return ['last_read_id' => $last, 'unread' => $unread];
-    }
-
-    /**
-     * Records that these users' browsers received a message (the relay saw
-     * them online when it was pushed).
-     *
-     * @param list<int> $users
-     */
-    public static function mark_delivered(int $thread, array $users, int $message): void
-    {
-        global $wpdb;
-        if (!$users) {
-            return;
-        }
-        $t = BM_Relay_Schema::tables();
-        $in = implode(',', array_fill(0, count($users), '%d'));
-        $args = array_merge([$message, $thread], $users);
-        $wpdb->query($wpdb->prepare(
-            "UPDATE {$t['participants']} SET last_delivered_id = GREATEST(last_delivered_id, %d) WHERE thread_id = %d AND user_id IN ($in)",
-            ...$args
-        ));
     }
 
     /**

@@ -65,9 +65,6 @@ export const composer = {
         t.pending.delete(clientId);
         pending.node.remove();
       }
-      const set = t.deliveredTo.get(r.message.id) || new Set();
-      for (const u of r.delivered_to || []) set.add(u);
-      t.deliveredTo.set(r.message.id, set);
       this.applyMessage(t, r.message, { live: false });
       this.renderMarks(t);
     } catch (e) {

@@ -1,9 +1,9 @@
 // The conversation view (the open thread): opening it (latest messages,
 // read mark, subscription), earlier history, the header (title, members,
 // who is online), the message list as a whole, the typing line, and the
-// status marks of our own messages (read marks: pushed `read` events, and
-// on load every member's mark from the thread's REST shape). The pinned
-// bar is pins.js. One message's markup is messages.js.
+// status marks of our own messages (re-rendered here when marks move; what
+// they say is receipts.js). The pinned bar is pins.js. One message's
+// markup is messages.js.
 
 import { fmt, plural } from './strings.js';
 
@@ -117,11 +117,7 @@ export const conversation = {
       const m = t.messages.get(Number(li.dataset.id));
       const mark = li.querySelector('.bmc-mark');
       if (!m || !mark || m.deleted) continue;
-      const s = this.status(t, m);
-      if (mark.dataset.status !== s) {
-        mark.dataset.status = s;
-        mark.textContent = this.t[s];
-      }
+      this.fillMark(mark, t, m);
     }
   },
 

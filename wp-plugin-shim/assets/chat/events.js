@@ -35,6 +35,9 @@ export const events = {
       case 'message.unpin':
         this.onPinEvent(ev.type, d);
         return;
+      case 'delivered':
+        this.onDelivered(d);
+        return;
       case 'reaction': {
         const t = this.threads.get(Number(d.thread));
         const m = t && t.messages.get(Number(d.id));

@@ -93,8 +93,7 @@ export const messages = {
     if (own) {
       actions.append(el('button', { type: 'button', class: 'bmc-edit', onclick: () => this.editNode(t, m, li) }, this.t.edit));
       actions.append(el('button', { type: 'button', class: 'bmc-delete', onclick: () => this.remove(t, m) }, this.t.del));
-      const s = this.status(t, m);
-      head.append(' ', el('span', { class: 'bmc-mark', dataset: { status: s } }, this.t[s]));
+      head.append(' ', this.markNode(t, m));
     }
     li.append(actions);
     return li;

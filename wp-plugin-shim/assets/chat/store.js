@@ -2,8 +2,9 @@
 // thread list loaded page by page and merged (a thread gone from the whole
 // list was left or removed), one message stored into its thread (unread
 // count, list preview, announcement), names and titles, list order, and
-// the sent / delivered / read status of our own messages. Every change
-// calls the views to re-render what it touched.
+// the members' read marks (their delivered marks and the status of our own
+// messages: receipts.js). Every change calls the views to re-render what
+// it touched.
 
 import { fmt } from './strings.js';
 import { RestError } from './rest.js';
@@ -49,7 +50,7 @@ export const store = {
     let t = this.threads.get(th.id);
     const isNew = !t;
     if (!t) {
-      t = { id: th.id, messages: new Map(), loaded: false, hasMore: false, online: new Set(), readBy: new Map(), deliveredTo: new Map(), typing: new Map() };
+      t = { id: th.id, messages: new Map(), loaded: false, hasMore: false, online: new Set(), readBy: new Map(), deliveredBy: new Map(), typing: new Map() };
       this.threads.set(th.id, t);
     }
     t.subject = th.subject;
@@ -71,6 +72,7 @@ export const store = {
     for (const p of th.participants) {
       if (p.id !== this.me && p.last_read_id != null) t.readBy.set(p.id, Math.max(t.readBy.get(p.id) || 0, Number(p.last_read_id)));
     }
+    this.mergeReceipts(t, th);
     if (this.current === th.id) this.renderMarks(t);
     this.setPinned(t, th.pinned, th.seq);
     // The number of the thread's last event as WordPress had it: the next
@@ -126,6 +128,7 @@ export const store = {
     }
     if (!known) {
       if (m.sender !== this.me) t.online.add(m.sender);
+      this.noteReceived(t, m);
       if (!t.lastMessage || m.id >= t.lastMessage.id) t.lastMessage = m;
       if (live && m.sender !== this.me) {
         const visible = this.current === t.id && !document.hidden;
@@ -150,15 +153,5 @@ export const store = {
 
   sortedThreads() {
     return [...this.threads.values()].sort((a, b) => (b.lastMessage?.id || 0) - (a.lastMessage?.id || 0) || (b.updated || 0) - (a.updated || 0) || b.id - a.id);
-  },
-
-  /** Status of one of our messages for the others: sent, delivered, read. */
-  status(t, m) {
-    for (const [u, upto] of t.readBy) if (u !== this.me && upto >= m.id) return 'read';
-    const d = t.deliveredTo.get(m.id);
-    if (d && d.size) return 'delivered';
-    // A later delivery or read implies this one arrived too.
-    for (const [id, set] of t.deliveredTo) if (id > m.id && set.size) return 'delivered';
-    return 'sent';
   },
 };

@@ -32,6 +32,8 @@ export const DEFAULT_STRINGS = {
   sent: 'Sent',
   delivered: 'Delivered',
   read: 'Read',
+  deliveredToOf: 'Delivered to %1$d of %2$d',
+  readByCount: 'Read by %d',
   failed: 'Not sent',
   retry: 'Retry',
   edit: 'Edit',
