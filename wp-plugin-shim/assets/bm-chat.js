@@ -20,7 +20,7 @@
 // method name defined twice is an error at load, not a silent override.
 
 import { WireIds } from './bm-wire.js';
-import { DEFAULT_STRINGS, plural } from './chat/strings.js';
+import { DEFAULT_STRINGS, plural, scriptTranslations } from './chat/strings.js';
 import { rest } from './chat/rest.js';
 import { relay } from './chat/relay.js';
 import { presence } from './chat/presence.js';
@@ -34,6 +34,8 @@ import { messages } from './chat/messages.js';
 import { composer } from './chat/composer.js';
 import { frame } from './chat/frame.js';
 import { pins } from './chat/pins.js';
+import { avatars } from './chat/avatars.js';
+import { picker } from './chat/picker.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -50,7 +52,7 @@ export class BmChat {
     this.me = Number(config.user);
     /** What the relay calls our users and threads (pseudonyms in protocol 2; bm-wire.js). */
     this.wire = new WireIds();
-    this.t = { ...DEFAULT_STRINGS, ...(config.strings || {}) };
+    this.t = { ...DEFAULT_STRINGS, ...(config.strings || {}), ...scriptTranslations(DEFAULT_STRINGS) };
     /** A count-dependent string of the page for `n` (for tests and add-ons too). */
     this.plural = (key, n) => plural(this.t[key], n);
     /** @type {Map<number, any>} thread id → thread state */
@@ -120,7 +122,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, avatars, picker);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

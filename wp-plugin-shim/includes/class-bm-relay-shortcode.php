@@ -226,6 +226,7 @@ final class BM_Relay_Shortcode
             /* translators: %s: a person's name */
             'unpinnedBy' => __('%s unpinned a message', 'bm-relay'),
             'pinnedGone' => __('That message is no longer in this conversation.', 'bm-relay'),
+            'addReaction' => __('Add reaction', 'bm-relay'),
         ];
     }
 
