@@ -158,16 +158,6 @@ final class BM_Relay_Admin
     }
 
     /**
-     * Whoever may configure the relay may see relay keys: any admin of a
-     * single site; on a network only the network admin (a blog's admin
-     * must not get a key that signs for the blog).
-     */
-    public static function may_see_relay_keys(): bool
-    {
-        return is_multisite() ? current_user_can('manage_network_options') : current_user_can('manage_options');
-    }
-
-    /**
      * Each blog's site id and relay key, for the relay's configuration
      * (`--site SITE=RELAY_KEY`, one per blog). Network admins only.
      *
