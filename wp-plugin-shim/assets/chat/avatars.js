@@ -10,9 +10,15 @@ import { el, initials } from './dom.js';
 
 /** Methods of BmChat (installed by bm-chat.js): avatars. */
 export const avatars = {
-  /** Remembers a member's avatar URL from their REST shape ({id, avatar}). */
+  /**
+   * Remembers a member's avatar URL and own name from their REST shape
+   * ({id, name, avatar}): the name for the initials, also ours (the page
+   * calls us "You", whose initial would be the same for everyone).
+   */
   rememberAvatar(p) {
     this.avatarUrls ??= new Map();
+    this.avatarNames ??= new Map();
+    if (p && typeof p.name === 'string' && p.name) this.avatarNames.set(Number(p.id), p.name);
     if (p && typeof p.avatar === 'string' && /^https?:\/\//.test(p.avatar)) this.avatarUrls.set(Number(p.id), p.avatar);
   },
 
@@ -22,7 +28,7 @@ export const avatars = {
    * beside it). `size` is a class suffix: `sm` (thread list, header) or `md`.
    */
   avatarNode(u, size = 'md') {
-    const name = this.name(u);
+    const name = this.avatarNames?.get(Number(u)) || this.name(u);
     const url = this.avatarUrls?.get(Number(u));
     // Once a picture failed, the page does not ask for it again (each
     // failed request costs a timeout on an offline site).
