@@ -95,6 +95,7 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertSame('working', $v['level'], json_encode($v));
         $this->assertSame([], self::reason_keys($v));
         $this->assertGreaterThanOrEqual(2, $v['connections'], 'live connections from the relay\'s /healthz');
+        $this->assertSame(0, $v['streams'], 'streams from /metrics (none here)');
         $this->assertTrue($v['secret_set']);
         $this->assertSame('option', $v['secret_source']);
 

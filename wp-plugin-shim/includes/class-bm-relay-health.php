@@ -73,10 +73,14 @@ final class BM_Relay_Health
 
     /**
      * What the relay's admin listener says: reachable or not, its status
-     * (`ok`, `degraded`, `syncing`, `shutting_down`), live connections.
-     * Null when no admin URL is set. Cost: one loopback/LAN GET, ≤ 2 s.
+     * (`ok`, `degraded`, `syncing`, `shutting_down`), live connections:
+     * WebSockets from /healthz, and streams (the fallback through proxies
+     * that block WebSocket) from /metrics' `bm_relay_streams` gauge, which
+     * /healthz does not count. Null when no admin URL is set. Cost: two
+     * loopback/LAN GETs, ≤ 2 s each (the second only when the first
+     * answered).
      *
-     * @return array{reachable:bool,status:?string,connections:?int,why:string}|null
+     * @return array{reachable:bool,status:?string,connections:?int,streams:?int,why:string}|null
      */
     public static function relay_health(): ?array
     {
@@ -86,14 +90,20 @@ final class BM_Relay_Health
         }
         $r = wp_remote_get(rtrim($admin, '/') . '/healthz', ['timeout' => 2, 'redirection' => 0]);
         if (is_wp_error($r)) {
-            return ['reachable' => false, 'status' => null, 'connections' => null, 'why' => $r->get_error_message()];
+            return ['reachable' => false, 'status' => null, 'connections' => null, 'streams' => null, 'why' => $r->get_error_message()];
         }
         $body = json_decode((string) wp_remote_retrieve_body($r), true);
         $body = is_array($body) ? $body : [];
+        $streams = null;
+        $m = wp_remote_get(rtrim($admin, '/') . '/metrics', ['timeout' => 2, 'redirection' => 0]);
+        if (!is_wp_error($m) && preg_match('/^bm_relay_streams (\d+)$/m', (string) wp_remote_retrieve_body($m), $g)) {
+            $streams = (int) $g[1];
+        }
         return [
             'reachable' => true,
             'status' => isset($body['status']) && is_string($body['status']) ? $body['status'] : null,
             'connections' => isset($body['connections']) && is_int($body['connections']) ? $body['connections'] : null,
+            'streams' => $streams,
             'why' => 'HTTP ' . (int) wp_remote_retrieve_response_code($r),
         ];
     }
@@ -121,12 +131,13 @@ final class BM_Relay_Health
      * The verdict: a level and the reasons, in plain words, worst first,
      * plus the live connections when the relay's admin listener said.
      *
-     * @return array{level:string,reasons:list<array{key:string,level:string,text:string}>,connections:?int,secret_set:bool,secret_source:string}
+     * @return array{level:string,reasons:list<array{key:string,level:string,text:string}>,connections:?int,streams:?int,secret_set:bool,secret_source:string}
      */
     public static function verdict(int $user): array
     {
         $reasons = [];
         $connections = null;
+        $streams = null;
         $source = BM_Relay_Settings::secret_source();
         if (!BM_Relay_Settings::ready()) {
             $reasons[] = 'not_set_up';
@@ -137,7 +148,8 @@ final class BM_Relay_Health
             } elseif (!$health['reachable']) {
                 $reasons[] = 'relay_silent';
             } else {
-                $connections = $health['connections'];
+                $streams = $health['streams'];
+                $connections = $health['connections'] === null ? null : $health['connections'] + (int) $streams;
                 $by_status = ['ok' => null, 'degraded' => 'cluster_degraded', 'syncing' => 'syncing'];
                 $reasons[] = array_key_exists((string) $health['status'], $by_status) ? $by_status[$health['status']] : 'relay_unwell';
             }
@@ -161,6 +173,7 @@ final class BM_Relay_Health
             'level' => $level,
             'reasons' => $reasons,
             'connections' => $connections,
+            'streams' => $streams,
             'secret_set' => $source !== 'none',
             'secret_source' => $source,
         ];
@@ -248,7 +261,7 @@ final class BM_Relay_Health
     /**
      * The verdict's section of the settings page.
      *
-     * @param array{level:string,reasons:list<array{key:string,level:string,text:string}>,connections:?int,secret_set:bool,secret_source:string} $v
+     * @param array{level:string,reasons:list<array{key:string,level:string,text:string}>,connections:?int,streams:?int,secret_set:bool,secret_source:string} $v
      */
     public static function render(array $v): void
     {
@@ -285,7 +298,11 @@ final class BM_Relay_Health
             __('Live connections', 'bm-relay') => $v['connections'] === null
                 ? __('unknown (set the relay admin address)', 'bm-relay')
                 /* translators: %d: number of browser connections open on the relay */
-                : sprintf(_n('%d browser connected to the relay now', '%d browsers connected to the relay now', $v['connections'], 'bm-relay'), $v['connections']),
+                : sprintf(_n('%d browser connected to the relay now', '%d browsers connected to the relay now', $v['connections'], 'bm-relay'), $v['connections'])
+                    . ($v['streams'] > 0
+                        /* translators: %d: how many of those connections use the streaming fallback */
+                        ? ' ' . sprintf(_n('(%d through the streaming fallback)', '(%d through the streaming fallback)', $v['streams'], 'bm-relay'), $v['streams'])
+                        : ''),
             __('Site secret', 'bm-relay') => $v['secret_set']
                 /* translators: %s: where the secret is stored: option, constant, ini … */
                 ? sprintf(__('set (stored in: %s); never shown here', 'bm-relay'), $v['secret_source'])
