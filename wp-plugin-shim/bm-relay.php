@@ -48,6 +48,8 @@ require_once BM_RELAY_DIR . 'includes/class-bm-relay-attachments.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-mentions.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-notify.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-receipts.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-page.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-health.php';
 
 register_activation_hook(__FILE__, ['BM_Relay_Schema', 'activate']);
 register_deactivation_hook(__FILE__, ['BM_Relay_Schema', 'deactivate']);
@@ -74,3 +76,5 @@ BM_Relay_Shortcode::register();
 BM_Relay_Search::register();
 BM_Relay_Attachments::register();
 BM_Relay_Notify::register();
+BM_Relay_Page::register();
+BM_Relay_Health::register();

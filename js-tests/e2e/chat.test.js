@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, relayPost, shot, sleep, startSite, until } from './site.js';
-import { conn, connected, msg, open, realErrors, send, startConversation, texts } from './ui.js';
+import { conn, connected, msg, open, react, realErrors, send, startConversation, texts } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
 /** Browser tokens live this long (s), so the suite sees pages refresh them. */
@@ -183,7 +183,7 @@ test('after a reload Alice still sees Bob\'s read mark: WordPress gives every me
 test('reactions, edit and delete reach the other page', async () => {
   await send(alice, 'typo here');
   await msg(bob, 'typo here').waitFor({ timeout: 2000 });
-  await msg(bob, 'typo here').getByRole('button', { name: 'React with 👍' }).click();
+  await react(bob, 'typo here', '👍');
   await msg(alice, 'typo here').locator('.bmc-reaction', { hasText: '👍 1' }).waitFor({ timeout: 3000 });
 
   await msg(alice, 'typo here').getByRole('button', { name: 'Edit' }).click();

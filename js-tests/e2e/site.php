@@ -498,6 +498,8 @@ say([
     'site' => $h->site,
     'relay_key' => $h->relay_key,
     'run' => $h->run,
+    // WordPress's folder, for tests that add files to it (translations).
+    'docroot' => $h->docroot,
     'impl' => $impl(),
     'relay2' => $relay2 === null ? null : ['ws_url' => $relay2['ws_url'], 'admin_port' => $relay2['admin'], 'users' => $relay2['users'], 'lb' => $relay2['lb'] ?? null],
 ]);

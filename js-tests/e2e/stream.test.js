@@ -86,6 +86,10 @@ test('the connection doctor, run by the admin behind that proxy: WebSocket fails
   assert.deepEqual(rows.map((r) => [r.way, r.result]), [['websocket', 'fails'], ['stream', 'works'], ['polling', 'works']]);
   assert.match(rows[0].text, /upgrade blocked/);
   for (const r of rows) assert.match(r.ms, /^\d+ ms$/, `${r.way}: ${r.ms}`);
+  // The verdict counts the streams (/metrics) among live connections, and
+  // says why it is degraded: this browser, too, only gets through streaming.
+  assert.match(await page.locator('#bm-relay-status').textContent(), /[2-9]\d* browsers connected to the relay now \([2-9]\d* through the streaming fallback\)/);
+  await page.locator('#bm-relay-verdict[data-level="degraded"] .bm-verdict-browser[data-level="degraded"]').waitFor({ timeout: 20000 });
   await shot(page, 'stream-doctor');
   assert.deepEqual(realErrors(admin), []);
 });

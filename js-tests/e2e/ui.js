@@ -54,3 +54,9 @@ export async function startConversation(p, search, name, subject) {
   await a.locator('#bm-chat .bmc-conv-title', { hasText: subject }).waitFor({ timeout: 5000 });
   return a.evaluate(() => window.bmChat.current);
 }
+
+/** Reacts to the message with this text through its "Add reaction" picker (one button per message, then the emoji). */
+export async function react(p, text, emoji) {
+  await msg(p, text).getByRole('button', { name: 'Add reaction' }).click();
+  await msg(p, text).getByRole('button', { name: `React with ${emoji}` }).click();
+}

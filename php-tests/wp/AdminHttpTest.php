@@ -72,12 +72,133 @@ final class AdminHttpTest extends BM_WP_TestCase
         $html = (string) ob_get_clean();
         $this->assertStringContainsString('id="bm-relay-status"', $html);
         $this->assertStringContainsString('Send test event', $html);
-        $this->assertStringContainsString(esc_html($this->h()->site . '=' . $this->h()->relay_key), $html);
+        $this->assertStringContainsString('data-level="working"', $html, 'the verdict');
+        $this->assertStringNotContainsString($this->h()->relay_key, $html, 'the relay key is never shown');
         $this->assertStringNotContainsString($this->h()->secret, $html);
         wp_set_current_user($this->uid('bob'));
         ob_start();
         BM_Relay_Admin::render();
         $this->assertSame('', ob_get_clean(), 'nothing for non-admins');
+    }
+
+    /** The verdict's reason keys, in order (worst first). @param array{reasons:list<array{key:string}>} $v */
+    private static function reason_keys(array $v): array
+    {
+        return array_column($v['reasons'], 'key');
+    }
+
+    public function test_verdict_working_with_live_connections_and_no_secret_or_relay_key_in_the_page(): void
+    {
+        $this->sub('admin');
+        $this->sub('bob');
+        $v = BM_Relay_Health::verdict($this->uid('admin'));
+        $this->assertSame('working', $v['level'], json_encode($v));
+        $this->assertSame([], self::reason_keys($v));
+        $this->assertGreaterThanOrEqual(2, $v['connections'], 'live connections from the relay\'s /healthz');
+        $this->assertSame(0, $v['streams'], 'streams from /metrics (none here)');
+        $this->assertTrue($v['secret_set']);
+        $this->assertSame('option', $v['secret_source']);
+
+        $admin = $this->h()->login('admin');
+        [$code, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+        $this->assertSame(200, $code);
+        $this->assertMatchesRegularExpression('/id="bm-relay-verdict" class="bm-verdict bm-verdict-working" data-level="working"/', $page);
+        $this->assertStringContainsString('Working: messages arrive instantly.', $page);
+        $this->assertMatchesRegularExpression('/\d+ browsers? connected to the relay now/', $page);
+        $this->assertStringContainsString('set (stored in: option); never shown here', $page);
+        $this->assertStringNotContainsString('{"status"', $page, 'no raw /healthz JSON');
+        $this->assertStringNotContainsString($this->h()->relay_key, $page, 'the relay key never appears');
+        $this->assertStringNotContainsString($this->h()->secret, $page, 'the secret never appears');
+        $this->assertStringContainsString('assets/bm-verdict.js', $page, 'the browser half of the verdict');
+    }
+
+    public function test_verdict_down_when_the_relay_does_not_answer(): void
+    {
+        $admin_url = (string) get_option('bmr_admin_url');
+        $push_url = (string) get_option('bmr_url');
+        $dead = 'http://127.0.0.1:' . BM_WP_Harness::free_port();
+        try {
+            update_option('bmr_admin_url', $dead);
+            $v = BM_Relay_Health::verdict($this->uid('admin'));
+            $this->assertSame('down', $v['level']);
+            $this->assertSame(['relay_silent'], self::reason_keys($v));
+            $this->assertNull($v['connections']);
+            $this->assertStringContainsString('The relay is not answering', $v['reasons'][0]['text']);
+
+            // Its admin listener answers, but the push address is wrong.
+            update_option('bmr_admin_url', $admin_url);
+            update_option('bmr_url', $dead);
+            BM_Relay_Settings::apply();
+            $v = BM_Relay_Health::verdict($this->uid('admin'));
+            $this->assertSame('down', $v['level']);
+            $this->assertSame(['push_unreachable'], self::reason_keys($v));
+
+            // No admin address: a note, and the push check still speaks.
+            update_option('bmr_url', $push_url);
+            update_option('bmr_admin_url', '');
+            BM_Relay_Settings::apply();
+            $v = BM_Relay_Health::verdict($this->uid('admin'));
+            $this->assertSame('working', $v['level']);
+            $this->assertSame(['no_admin_url'], self::reason_keys($v));
+        } finally {
+            update_option('bmr_admin_url', $admin_url);
+            update_option('bmr_url', $push_url);
+            BM_Relay_Settings::apply();
+        }
+    }
+
+    public function test_verdict_down_when_the_relay_refuses_the_sites_key_or_site_id(): void
+    {
+        $secret = (string) get_option(BM_Relay_Settings::SECRET_OPTION);
+        $site = (string) get_option('bmr_site');
+        try {
+            // Another secret: its relay key is not the one the relay holds.
+            update_option(BM_Relay_Settings::SECRET_OPTION, rtrim(strtr(base64_encode(random_bytes(32)), '+/', '-_'), '='));
+            BM_Relay_Settings::apply();
+            $this->assertTrue(BM_Relay_Settings::ready(), BM_Relay_Settings::$error ?? '');
+            $v = BM_Relay_Health::verdict($this->uid('admin'));
+            $this->assertSame('down', $v['level'], json_encode($v));
+            $this->assertSame(['bad_key'], self::reason_keys($v));
+            $this->assertStringContainsString('does not match', $v['reasons'][0]['text']);
+            $admin = $this->h()->login('admin');
+            [, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+            $this->assertStringContainsString('Down: messages are not delivered instantly.', $page);
+            $this->assertStringContainsString('data-reason="bad_key"', $page);
+            $this->assertStringNotContainsString((string) get_option(BM_Relay_Settings::SECRET_OPTION), $page, 'not that secret either');
+
+            update_option(BM_Relay_Settings::SECRET_OPTION, $secret);
+            update_option('bmr_site', 'not-served-here');
+            BM_Relay_Settings::apply();
+            $v = BM_Relay_Health::verdict($this->uid('admin'));
+            $this->assertSame(['unknown_site'], self::reason_keys($v), json_encode($v));
+        } finally {
+            update_option(BM_Relay_Settings::SECRET_OPTION, $secret);
+            update_option('bmr_site', $site);
+            BM_Relay_Settings::apply();
+        }
+        $this->assertSame('working', BM_Relay_Health::verdict($this->uid('admin'))['level'], 'restored');
+    }
+
+    public function test_timed_test_event_carries_the_pages_probe_id_admins_only(): void
+    {
+        $h = $this->h();
+        $admin = $h->login('admin');
+        [, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+        $this->assertSame(1, preg_match('/data-config="([^"]+)" role="status"/', $page, $m));
+        $cfg = json_decode(html_entity_decode($m[1]), true);
+        $socket = $this->sub('admin');
+        $form = ['Content-Type: application/x-www-form-urlencoded'];
+        $ping = fn(BM_WP_HttpSession $who, string $nonce, string $probe): array => $who->request('POST', '/wp-admin/admin-ajax.php', http_build_query(['action' => 'bm_relay_test_ping', 'nonce' => $nonce, 'probe' => $probe]), $form);
+        [$code, , $out] = $ping($admin, $cfg['ping_nonce'], 'a1b2c3');
+        $this->assertSame(200, $code, $out);
+        $this->assertTrue(json_decode($out, true)['success']);
+        $ev = $socket->expect('test');
+        $this->assertSame('a1b2c3', $ev['payload']['data']['probe']);
+        [$code] = $ping($admin, 'bad', 'a1b2c3');
+        $this->assertSame(403, $code, 'a forged nonce');
+        [$code] = $ping($h->login('bob'), $cfg['ping_nonce'], 'a1b2c3');
+        $this->assertSame(403, $code, 'not for subscribers');
+        $this->assertCount(1, $socket->settle(1.0), 'one test event only');
     }
 
     public function test_shortcode_gives_the_page_its_config(): void
@@ -152,7 +273,7 @@ final class AdminHttpTest extends BM_WP_TestCase
         [$code, , $page] = $admin->request('GET', '/wp-admin/options-general.php?page=bm-relay');
         $this->assertSame(200, $code);
         $this->assertStringContainsString('id="bm-relay-status"', $page);
-        $this->assertStringContainsString('HTTP 200', $page, 'relay /healthz shown');
+        $this->assertStringContainsString('Working: messages arrive instantly.', $page, 'the verdict, in words');
         $this->assertStringNotContainsString($h->secret, $page);
         $this->assertSame(1, preg_match('/name="_wpnonce" value="([0-9a-f]+)"/', $page, $m));
 

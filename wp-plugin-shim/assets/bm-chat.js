@@ -20,7 +20,7 @@
 // method name defined twice is an error at load, not a silent override.
 
 import { WireIds } from './bm-wire.js';
-import { DEFAULT_STRINGS, plural } from './chat/strings.js';
+import { DEFAULT_STRINGS, plural, scriptTranslations } from './chat/strings.js';
 import { rest } from './chat/rest.js';
 import { relay } from './chat/relay.js';
 import { presence } from './chat/presence.js';
@@ -38,6 +38,8 @@ import { search } from './chat/search.js';
 import { attachments } from './chat/attachments.js';
 import { notify } from './chat/notify.js';
 import { receipts } from './chat/receipts.js';
+import { avatars } from './chat/avatars.js';
+import { picker } from './chat/picker.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -54,7 +56,7 @@ export class BmChat {
     this.me = Number(config.user);
     /** What the relay calls our users and threads (pseudonyms in protocol 2; bm-wire.js). */
     this.wire = new WireIds();
-    this.t = { ...DEFAULT_STRINGS, ...(config.strings || {}) };
+    this.t = { ...DEFAULT_STRINGS, ...(config.strings || {}), ...scriptTranslations(DEFAULT_STRINGS) };
     /** A count-dependent string of the page for `n` (for tests and add-ons too). */
     this.plural = (key, n) => plural(this.t[key], n);
     /** @type {Map<number, any>} thread id → thread state */
@@ -125,7 +127,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments, notify, receipts);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments, notify, receipts, avatars, picker);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

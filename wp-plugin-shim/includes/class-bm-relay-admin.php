@@ -125,15 +125,17 @@ final class BM_Relay_Admin
 
     /**
      * Pushes a `test` event to the given user's browsers, in sync mode so the
-     * answer says how many sockets got it.
+     * answer says how many sockets got it. `$extra` goes into the event's
+     * data (the settings page's probe id, to time its arrival).
      *
+     * @param array<string,string> $extra
      * @return array{ok:bool,detail:string}
      */
-    public static function send_test_event(int $user): array
+    public static function send_test_event(int $user, array $extra = []): array
     {
         try {
             bm_configure(['mode' => 'sync']);
-            $res = bm_push(['type' => 'test', 'data' => ['time' => time()], 'to' => [$user]]);
+            $res = bm_push(['type' => 'test', 'data' => ['time' => time()] + $extra, 'to' => [$user]]);
         } catch (BmRelayException $e) {
             return ['ok' => false, 'detail' => $e->getMessage()];
         } finally {
@@ -153,16 +155,6 @@ final class BM_Relay_Admin
         set_transient('bmr_test_' . get_current_user_id(), self::send_test_event(get_current_user_id()), 60);
         wp_safe_redirect(admin_url('options-general.php?page=' . self::SLUG));
         exit;
-    }
-
-    /**
-     * Whoever may configure the relay may see relay keys: any admin of a
-     * single site; on a network only the network admin (a blog's admin
-     * must not get a key that signs for the blog).
-     */
-    public static function may_see_relay_keys(): bool
-    {
-        return is_multisite() ? current_user_can('manage_network_options') : current_user_can('manage_options');
     }
 
     /**
@@ -218,26 +210,22 @@ final class BM_Relay_Admin
         if (is_array($test)) {
             printf('<div class="notice notice-%s"><p>%s</p></div>', $test['ok'] ? 'success' : 'error', esc_html($test['detail']));
         }
-        echo '<h2>' . esc_html__('Status', 'bm-relay') . '</h2><table class="widefat striped" id="bm-relay-status"><tbody>';
+        echo '<h2>' . esc_html__('Status', 'bm-relay') . '</h2>';
+        // The verdict in words (working / degraded / down and why); no raw
+        // /healthz, and never the relay key or the secret.
+        BM_Relay_Health::render(BM_Relay_Health::verdict(get_current_user_id()));
+        echo '<details id="bm-relay-details"><summary>' . esc_html__('Technical details', 'bm-relay') . '</summary><table class="widefat striped"><tbody>';
         $rows = [
             __('Implementation', 'bm-relay') => $s['implementation'],
-            __('Relay health', 'bm-relay') => ($s['relay']['ok'] ? '✔ ' : '✘ ') . $s['relay']['detail'],
             __('Configured', 'bm-relay') => $s['configured'] ? __('yes', 'bm-relay') : __('no', 'bm-relay') . ($s['config_error'] ? ' — ' . $s['config_error'] : ''),
-            __('Secret stored in', 'bm-relay') => $s['secret_source'],
             __('Relay WebSocket host', 'bm-relay') => ($s['ws_warning'] === null ? '✔ ' . __('a host name of its own', 'bm-relay') : '✘ ' . $s['ws_warning']),
             __('Pushed / failed / dropped', 'bm-relay') => sprintf('%d / %d / %d', $s['stats']['sent'] ?? 0, $s['stats']['failed'] ?? 0, $s['stats']['dropped'] ?? 0),
         ];
-        if ($s['configured'] && self::may_see_relay_keys()) {
-            try {
-                $rows[__('Relay key (for the relay --site option)', 'bm-relay')] = ($s['stats']['site'] ?? '') . '=' . bm_relay_key();
-            } catch (BmRelayException $e) {
-                $rows[__('Relay key', 'bm-relay')] = $e->getMessage();
-            }
-        }
         foreach ($rows as $k => $v) {
-            echo '<tr><th>' . esc_html($k) . '</th><td><code>' . esc_html((string) $v) . '</code></td></tr>';
+            echo '<tr><th scope="row">' . esc_html($k) . '</th><td>' . esc_html((string) $v) . '</td></tr>';
         }
-        echo '</tbody></table>';
+        echo '</tbody></table></details>';
+        echo '<p id="bm-relay-roundtrip" class="bm-verdict-roundtrip" aria-live="polite"></p>';
         echo '<form method="post" action="' . esc_url(admin_url('admin-post.php')) . '">';
         wp_nonce_field('bm_relay_test_event');
         echo '<input type="hidden" name="action" value="bm_relay_test_event">';

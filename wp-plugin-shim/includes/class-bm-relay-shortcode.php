@@ -259,6 +259,7 @@ final class BM_Relay_Shortcode
             'notifyFrom' => __('%1$s in %2$s', 'bm-relay'),
             'mentionMark' => __('You were mentioned', 'bm-relay'),
             'mentionList' => __('People in this conversation', 'bm-relay'),
+            'addReaction' => __('Add reaction', 'bm-relay'),
         ];
     }
 

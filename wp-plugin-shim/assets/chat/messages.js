@@ -1,12 +1,9 @@
-// One message in the conversation: its markup (author, time, text as
-// text, reactions, actions), put in place in id order, and what can be
-// done to it: react, edit (an inline form), delete, pin (pins.js).
+// One message in the conversation: its markup (avatar, meta line, body as
+// text, reactions, actions: one method each), put in place in id order,
+// and what can be done to it: react (the picker is picker.js), edit (an
+// inline form), delete, pin (pins.js).
 
 import { el } from './dom.js';
-import { fmt } from './strings.js';
-
-/** Quick reactions offered on every message. */
-const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮'];
 
 /** Methods of BmChat (installed by bm-chat.js): one message's view and actions. */
 export const messages = {
@@ -36,67 +33,96 @@ export const messages = {
     if (nearEnd || m.sender === this.me) this.scrollToEnd();
   },
 
-  /** The list item of one message (text as text). */
+  /**
+   * The list item of one message (text as text): the author's avatar, then
+   * the meta line, the body, the reactions and the actions, each built by a
+   * method of its own so that a feature adds its part (attachments under
+   * the body, receipts in the meta line, highlighted mentions in the body)
+   * without touching the others.
+   */
   messageNode(t, m) {
     const own = m.sender === this.me;
+    const pinned = !m.deleted && this.isPinned(t, m.id);
+    const head = this.messageMeta(t, m);
+    const li = el(
+      'li',
+      { class: `bmc-msg bmc-has-avatar${own ? ' bmc-own' : ''}${m.deleted ? ' bmc-deleted' : ''}${pinned ? ' bmc-pinned' : ''}`, dataset: { id: String(m.id), sender: String(m.sender) } },
+      this.avatarNode(m.sender),
+      head,
+    );
+    li.append(this.messageBody(t, m));
+    if (m.deleted) return li;
+    if (m.attachments && m.attachments.length) li.append(this.attachmentsNode(m));
+    const reactions = this.messageReactions(t, m);
+    if (reactions) li.append(reactions);
+    li.append(this.messageActions(t, m, li, { own, pinned }));
+    if (own) head.append(' ', this.markNode(t, m));
+    return li;
+  },
+
+  /** The meta line: author, time, "edited" (our own messages' status mark is appended by messageNode). */
+  messageMeta(t, m) {
     const time = new Date(m.created * 1000);
-    const head = el(
+    return el(
       'p',
       { class: 'bmc-meta' },
-      el('span', { class: 'bmc-author' }, own ? this.t.you : this.name(m.sender)),
+      el('span', { class: 'bmc-author' }, m.sender === this.me ? this.t.you : this.name(m.sender)),
       ' ',
       el('time', { datetime: time.toISOString() }, time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
       m.edited && !m.deleted ? el('span', { class: 'bmc-edited' }, ` (${this.t.edited})`) : null,
     );
-    const pinned = !m.deleted && this.isPinned(t, m.id);
-    const li = el('li', { class: `bmc-msg${own ? ' bmc-own' : ''}${m.deleted ? ' bmc-deleted' : ''}${pinned ? ' bmc-pinned' : ''}`, dataset: { id: String(m.id), sender: String(m.sender) } }, head);
-    if (m.deleted) {
-      li.append(el('p', { class: 'bmc-text bmc-tombstone' }, this.t.deleted));
-      return li;
-    }
-    li.append(el('p', { class: 'bmc-text' }, ...this.textWithMentions(m)));
-    if (m.attachments && m.attachments.length) li.append(this.attachmentsNode(m));
+  },
+
+  /** The body: the text (as text), or the tombstone of a deleted message. */
+  messageBody(t, m) {
+    if (m.deleted) return el('p', { class: 'bmc-text bmc-tombstone' }, this.t.deleted);
+    return el('p', { class: 'bmc-text' }, ...this.textWithMentions(m));
+  },
+
+  /** The reactions a message has, as counts that toggle ours on click; null when it has none. */
+  messageReactions(t, m) {
     const reactions = (m.reactions || []).filter((r) => r.users.length);
-    if (reactions.length) {
-      li.append(
-        el(
-          'ul',
-          { class: 'bmc-reactions', 'aria-label': this.t.reactions },
-          ...reactions.map((r) => {
-            const names = r.users.map((u) => (u === this.me ? this.t.you : this.name(u))).join(', ');
-            return el(
-              'li',
-              {},
-              el(
-                'button',
-                {
-                  type: 'button',
-                  class: 'bmc-reaction',
-                  'aria-pressed': String(r.users.includes(this.me)),
-                  title: names,
-                  'aria-label': `${r.emoji} ${r.users.length}: ${names}`,
-                  dataset: { emoji: r.emoji },
-                  onclick: () => this.react(t, m, r.emoji),
-                },
-                `${r.emoji} ${r.users.length}`,
-              ),
-            );
-          }),
-        ),
-      );
-    }
+    if (!reactions.length) return null;
+    return el(
+      'ul',
+      { class: 'bmc-reactions', 'aria-label': this.t.reactions },
+      ...reactions.map((r) => {
+        const names = r.users.map((u) => (u === this.me ? this.t.you : this.name(u))).join(', ');
+        return el(
+          'li',
+          {},
+          el(
+            'button',
+            {
+              type: 'button',
+              class: 'bmc-reaction',
+              'aria-pressed': String(r.users.includes(this.me)),
+              title: names,
+              'aria-label': `${r.emoji} ${r.users.length}: ${names}`,
+              dataset: { emoji: r.emoji },
+              onclick: () => this.react(t, m, r.emoji),
+            },
+            `${r.emoji} ${r.users.length}`,
+          ),
+        );
+      }),
+    );
+  },
+
+  /**
+   * What can be done to a message: add a reaction (the picker, picker.js),
+   * pin, and for our own edit and delete. The picker's button comes first:
+   * after a re-render focus falls back to it (renderMessage).
+   */
+  messageActions(t, m, li, { own, pinned }) {
     const actions = el('div', { class: 'bmc-actions' });
-    for (const emoji of QUICK_REACTIONS) {
-      actions.append(el('button', { type: 'button', class: 'bmc-quick', 'aria-label': fmt(this.t.react, emoji), dataset: { emoji }, onclick: () => this.react(t, m, emoji) }, emoji));
-    }
+    actions.append(this.reactionPicker(t, m));
     actions.append(el('button', { type: 'button', class: 'bmc-pin-toggle', onclick: () => this.togglePin(t, m.id, !pinned) }, pinned ? this.t.unpin : this.t.pin));
     if (own) {
       actions.append(el('button', { type: 'button', class: 'bmc-edit', onclick: () => this.editNode(t, m, li) }, this.t.edit));
       actions.append(el('button', { type: 'button', class: 'bmc-delete', onclick: () => this.remove(t, m) }, this.t.del));
-      head.append(' ', this.markNode(t, m));
     }
-    li.append(actions);
-    return li;
+    return actions;
   },
 
   /** Replaces a message's text with an edit form. */

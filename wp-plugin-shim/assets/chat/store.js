@@ -58,6 +58,7 @@ export const store = {
     t.participants = th.participants.map((p) => p.id);
     this.wire.learnThread(th);
     for (const p of th.participants) if (p.id !== this.me) this.names.set(p.id, p.name);
+    for (const p of th.participants) this.rememberAvatar(p);
     t.unread = this.current === th.id && !document.hidden ? 0 : th.unread;
     t.lastReadId = th.last_read_id;
     // An unread message mentions me (the "@" in the list; notify.js).

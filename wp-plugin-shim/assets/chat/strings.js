@@ -89,6 +89,7 @@ export const DEFAULT_STRINGS = {
   notifyFrom: '%1$s in %2$s',
   mentionMark: 'You were mentioned',
   mentionList: 'People in this conversation',
+  addReaction: 'Add reaction',
 };
 
 /** sprintf for `%s` / `%d` (in order) and `%1$s` (numbered, for translations that reorder). */
@@ -108,4 +109,30 @@ export function plural(p, n) {
   const forms = p && Array.isArray(p.forms) && p.forms.length ? p.forms : ['%d'];
   const i = Array.isArray(p.index) && p.index.length === 200 ? p.index[n < 200 ? n : 100 + (n % 100)] : n === 1 ? 0 : 1;
   return fmt(forms[Math.min(Number(i) || 0, forms.length - 1)], n);
+}
+
+/**
+ * The strings WordPress's script translations translate: for each plain
+ * string of `defaults` (English), its translation in the plugin's text
+ * domain from `wp.i18n`, which the shortcode's classic script handle
+ * `bm-relay-i18n` (assets/bm-i18n.js) loads with the JSON file that
+ * wp_set_script_translations() finds (a language pack's
+ * `bm-relay-LOCALE-<md5 of "assets/bm-i18n.js">.json`, or the plugin's own
+ * languages/bm-relay-LOCALE-bm-relay-i18n.json). Only strings that have a
+ * translation there are returned, so they win over the config's (PHP's
+ * .mo, which may lag a JSON-only update) and the rest keep the config's.
+ * Count-dependent strings stay PHP's (their table follows the locale's
+ * plural rule). Empty without wp.i18n (a trimmed WordPress build, or a
+ * site that dequeued it): the page then shows PHP's strings.
+ */
+export function scriptTranslations(defaults) {
+  const i18n = globalThis.wp && globalThis.wp.i18n;
+  if (!i18n || typeof i18n.__ !== 'function') return {};
+  const out = {};
+  for (const [key, english] of Object.entries(defaults)) {
+    if (typeof english !== 'string') continue;
+    const has = typeof i18n.hasTranslation === 'function' ? i18n.hasTranslation(english, undefined, 'bm-relay') : i18n.__(english, 'bm-relay') !== english;
+    if (has) out[key] = i18n.__(english, 'bm-relay');
+  }
+  return out;
 }

@@ -20,6 +20,7 @@ export const threadList = {
       const last = t.lastMessage;
       return {
         t,
+        others,
         title: this.threadTitle(t),
         online: others.some((u) => t.online.has(u)),
         preview: last ? (last.deleted ? this.t.deleted : `${this.name(last.sender)}: ${last.text}`) : '',
@@ -37,7 +38,7 @@ export const threadList = {
     const none = list_.querySelector('.bmc-none');
     if (none) none.remove();
     const keep = new Set();
-    rows.forEach(({ t, title, online, preview }, i) => {
+    rows.forEach(({ t, others, title, online, preview }, i) => {
       keep.add(t.id);
       let li = this.threadItems.get(t.id);
       if (!li) {
@@ -48,6 +49,7 @@ export const threadList = {
       const btn = li.firstChild;
       btn.setAttribute('aria-current', this.current === t.id ? 'true' : 'false');
       btn.replaceChildren(
+        this.avatarNode(others[0] ?? this.me, 'sm'),
         el('span', { class: 'bmc-dot', dataset: { online: String(online) }, title: online ? this.t.online : this.t.offline }),
         el('span', { class: 'bmc-sr' }, online ? this.t.online : this.t.offline),
         el('span', { class: 'bmc-thread-main' }, el('span', { class: 'bmc-thread-title' }, title), el('span', { class: 'bmc-preview' }, preview)),
