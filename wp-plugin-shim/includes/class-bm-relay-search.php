@@ -148,7 +148,8 @@ final class BM_Relay_Search
         // The words alone: every boolean operator, quote and space is a
         // separator here, so none reaches MATCH … AGAINST.
         preg_match_all('/[\p{L}\p{N}_]+/u', $q, $m);
-        $words = array_values(array_unique(array_map(static fn($w) => mb_strtolower($w, 'UTF-8'), $m[0])));
+        // Each word once, at its last place: the word typed last stays last (the prefix).
+        $words = array_values(array_reverse(array_unique(array_reverse(array_map(static fn($w) => mb_strtolower($w, 'UTF-8'), $m[0])))));
         if (!$words) {
             return self::too_short();
         }
