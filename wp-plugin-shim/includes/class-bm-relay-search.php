@@ -225,7 +225,7 @@ final class BM_Relay_Search
      *   threads, LIKE checks the short words on what is left. Its cost
      *   follows how many messages of the site hold the words: a rare word
      *   is a millisecond at 1M messages, a word in one message of ten
-     *   about a second (docs/PLUGIN.md "Search").
+     *   about half a second (docs/PLUGIN.md "Search").
      * - a user whose threads hold at most `bm_relay_search_scan_max`
      *   messages (default 2,000; most users) has them read through the
      *   thread_id index and matched with REGEXP: at most that many rows,
