@@ -181,6 +181,7 @@ final class SearchTest extends BM_WP_TestCase
             $this->err($this->rest('GET', '/search', 'bob', [], ['q' => $q]), 400, 'bm_relay_search_too_short');
         }
         $this->assertSame('+alpha +beta*', BM_Relay_Search::boolean_query(BM_Relay_Search::parse('  +alpha  -"BETA ')));
+        $this->assertSame('+beta +alpha*', BM_Relay_Search::boolean_query(BM_Relay_Search::parse('alpha beta ALPHA')), 'a repeated word once, at its last place');
         $this->assertNotEmpty($this->rows('SELECT id FROM wp_bmr_messages LIMIT 1'), 'the table is still there');
     }
 

@@ -38,7 +38,7 @@ final class BM_Relay_Schema
      *     thread's pins (meta_value = thread id) are one index range.
      * 7 — FULLTEXT index `content_ft` on messages.content (search, #16).
      *     Added by dbDelta in the upgrade: on an existing table InnoDB
-     *     rebuilds it once (19 s per 1M messages measured on 2 cores,
+     *     rebuilds it once (7 s per 1M messages measured on 2 cores, 24 s loaded,
      *     docs/PLUGIN.md "Search"); reads go on, but sends wait for the
      *     build (a first FULLTEXT index is added with a shared lock).
      */

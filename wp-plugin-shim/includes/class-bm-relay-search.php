@@ -148,7 +148,8 @@ final class BM_Relay_Search
         // The words alone: every boolean operator, quote and space is a
         // separator here, so none reaches MATCH … AGAINST.
         preg_match_all('/[\p{L}\p{N}_]+/u', $q, $m);
-        $words = array_values(array_unique(array_map(static fn($w) => mb_strtolower($w, 'UTF-8'), $m[0])));
+        // Each word once, at its last place: the word typed last stays last (the prefix).
+        $words = array_values(array_reverse(array_unique(array_reverse(array_map(static fn($w) => mb_strtolower($w, 'UTF-8'), $m[0])))));
         if (!$words) {
             return self::too_short();
         }
@@ -224,7 +225,7 @@ final class BM_Relay_Search
      *   threads, LIKE checks the short words on what is left. Its cost
      *   follows how many messages of the site hold the words: a rare word
      *   is a millisecond at 1M messages, a word in one message of ten
-     *   about a second (docs/PLUGIN.md "Search").
+     *   about half a second (docs/PLUGIN.md "Search").
      * - a user whose threads hold at most `bm_relay_search_scan_max`
      *   messages (default 2,000; most users) has them read through the
      *   thread_id index and matched with REGEXP: at most that many rows,
