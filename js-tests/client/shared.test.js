@@ -61,11 +61,16 @@ async function push(events) {
   return r.body;
 }
 
-/** A page of `user` connected through the shared worker (or alone: `shared` false), its threads subscribed. */
-async function pageFor(user, { threads = [], shared = true, ctx = context } = {}) {
+/**
+ * A page of `user` connected through the shared worker (or alone: `shared`
+ * false), its threads subscribed. The worker (one per user) drops a page
+ * silent for `silent` ms: by default longer than any test, so a page closed
+ * is dropped by its `pagehide` alone.
+ */
+async function pageFor(user, { threads = [], shared = true, ctx = context, silent = 60000 } = {}) {
   const page = await openPage(ctx, `${server.origin}/tests/client/client.html`);
   await page.waitForFunction(() => typeof window.setupSharedClient === 'function');
-  const cfg = { user, url: relay.wsUrl, site: SITE.site, timing: { grace: 1000, heartbeat: 1000, silent: 4000 } };
+  const cfg = { user, url: relay.wsUrl, site: SITE.site, timing: { grace: 1000, heartbeat: 1000, silent } };
   const viaWorker = await page.evaluate((c) => (c.shared ? window.setupSharedClient(c) : window.setupClient(c)), { ...cfg, shared });
   await page.evaluate(() => window.client.connect());
   await page.waitForFunction(() => window.client.state === 'connected', null, { timeout: 10000 });
@@ -152,7 +157,7 @@ test('a closed page\'s subscriptions are dropped; the socket closes after the la
   assert.deepEqual(await who(), [3, 4]);
 
   await c1.close(); // pagehide → the worker drops its sockets and threads
-  await until(async () => (await gauge('bm_relay_subscriptions')) === subs0 + 2, 5000, 'THREAD dropped (Dave\'s one left)');
+  await until(async () => (await gauge('bm_relay_subscriptions')) === subs0 + 2, 3000, 'THREAD dropped (Dave\'s one left)');
   assert.deepEqual(await who(), [4], 'Carol is no longer in THREAD');
   assert.equal(await gauge('bm_relay_authenticated_connections'), 2, 'Carol\'s other page keeps the socket');
 
@@ -174,8 +179,8 @@ test('a closed page\'s subscriptions are dropped; the socket closes after the la
 test('a page that stops answering the worker (no pagehide) is dropped by the heartbeat', async () => {
   await settled();
   const subs0 = await gauge('bm_relay_subscriptions');
-  const e1 = await pageFor(5, { threads: [THREAD] });
-  const e2 = await pageFor(5, { threads: [OTHER] });
+  const e1 = await pageFor(5, { threads: [THREAD], silent: 3000 });
+  const e2 = await pageFor(5, { threads: [OTHER], silent: 3000 });
   assert.equal(await gauge('bm_relay_subscriptions'), subs0 + 2);
   // The page's end of the port stops answering heartbeats, as a page that
   // crashed or was frozen does.
