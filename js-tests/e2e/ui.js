@@ -54,3 +54,15 @@ export async function startConversation(p, search, name, subject) {
   await a.locator('#bm-chat .bmc-conv-title', { hasText: subject }).waitFor({ timeout: 5000 });
   return a.evaluate(() => window.bmChat.current);
 }
+
+/**
+ * The chat page's URL with `bm_shared=0`: the page connects on its own
+ * instead of through the tabs' SharedWorker, for tests that watch or route
+ * the page's WebSocket with Playwright (which sees a page's sockets, not a
+ * worker's).
+ */
+export function unshared(url) {
+  const u = new URL(url);
+  u.searchParams.set('bm_shared', '0');
+  return u.href;
+}
