@@ -193,6 +193,19 @@ test('a page that stops answering the worker (no pagehide) is dropped by the hea
   await e2.close();
 });
 
+test('a worker that does not start (its script missing) leaves the page to connect alone, at once', async () => {
+  const page = await openPage(context, `${server.origin}/tests/client/client.html`);
+  const r = await page.evaluate(async (site) => {
+    const { connectShared } = await import('/assets/bm-shared.js');
+    const t0 = performance.now();
+    const link = await connectShared({ workerUrl: '/assets/no-such-worker.js', name: 'missing', config: { url: 'ws://127.0.0.1:9/v1/ws', site }, getToken: () => 'x' });
+    return { link: link === null, ms: performance.now() - t0 };
+  }, SITE.site);
+  assert.equal(r.link, true, 'no shared connection');
+  assert.ok(r.ms < 4000, `told by the worker's error event, not the 5 s timeout (${Math.round(r.ms)} ms)`);
+  await page.close();
+});
+
 test('without SharedWorker each page has its own socket', async () => {
   await context.addInitScript(() => {
     delete window.SharedWorker;
