@@ -186,6 +186,8 @@ function ensureClient() {
   client = c;
   c.on('ready', (r) => {
     ready = { user: r.user, exp: r.exp };
+    // Which relay node and transport the tabs are on now: before their `ready`.
+    announce(c);
     for (const s of authedSockets()) if (s.waiting) sendReady(s);
     // Tabs waiting out their backoff connect now.
     for (const tab of tabs) post(tab, { t: 'up' });
@@ -201,9 +203,7 @@ function ensureClient() {
     const code2 = state === 'closed' ? 4001 : lastClose.code;
     for (const s of [...authedSockets()]) closeSocket(s, code2, lastClose.reason);
   });
-  c.on('transport', ({ transport }) => {
-    for (const tab of tabs) post(tab, { t: 'transport', transport });
-  });
+  c.on('transport', () => announce(c));
   c.on('sealed', (f) => {
     if (f.from !== undefined) {
       // A member's hint: to the tabs watching its thread.
@@ -223,6 +223,11 @@ function ensureClient() {
   });
   c.connect();
   return c;
+}
+
+/** @param {BmClient} c tells every tab the connection's transport and relay URL (the page shows them as its client's) */
+function announce(c) {
+  for (const tab of tabs) post(tab, { t: 'transport', transport: c.transport, url: c.url });
 }
 
 /** @param {Sock} s */
@@ -336,7 +341,7 @@ function onMessage(tab, d) {
         for (const k of Object.keys(timing)) if (Number.isFinite(t[k]) && t[k] > 0) timing[k] = t[k];
         setInterval(heartbeat, timing.heartbeat);
       }
-      post(tab, { t: 'hello', v: SHARED_VERSION, ok: !!ok, transport: client?.transport ?? 'websocket' });
+      post(tab, { t: 'hello', v: SHARED_VERSION, ok: !!ok, transport: client?.transport ?? 'websocket', url: client?.url ?? null });
       return;
     }
     case 'open':

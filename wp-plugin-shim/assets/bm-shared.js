@@ -76,7 +76,7 @@ export async function connectShared({ workerUrl, name, config, getToken, timeout
     port.close();
     return null;
   }
-  return new SharedRelay(port, getToken, ok.transport);
+  return new SharedRelay(port, getToken, ok.transport, ok.url);
 }
 
 /**
@@ -85,21 +85,25 @@ export async function connectShared({ workerUrl, name, config, getToken, timeout
  * transport); `transport` is the shared connection's.
  *
  * Events (`on(name, fn)`): `up` (the shared connection is ready again: a
- * tab waiting out its backoff may connect now), `transport` {transport}.
+ * tab waiting out its backoff may connect now), `transport` {transport, url}
+ * (the connection's, at each `ready` and each change of transport).
  */
 export class SharedRelay {
   /**
    * @param {MessagePort} port
    * @param {() => string|Promise<string>} getToken
    * @param {'websocket'|'stream'} [transport]
+   * @param {string|null} [url]
    */
-  constructor(port, getToken, transport = 'websocket') {
+  constructor(port, getToken, transport = 'websocket', url = null) {
     /** @private */
     this.port = port;
     /** @private */
     this.getToken = getToken;
     /** The shared connection's transport (`websocket` or `stream`). */
     this.transport = transport === 'stream' ? 'stream' : 'websocket';
+    /** The relay URL the shared connection uses (or tries next); null before the worker has a connection. */
+    this.url = typeof url === 'string' ? url : null;
     /** @private @type {Map<number, PortSocket>} open sockets by id */
     this.sockets = new Map();
     /** @private */
@@ -184,7 +188,8 @@ export class SharedRelay {
         return;
       case 'transport':
         this.transport = d.transport === 'stream' ? 'stream' : 'websocket';
-        this.emit('transport', { transport: this.transport });
+        if (typeof d.url === 'string') this.url = d.url;
+        this.emit('transport', { transport: this.transport, url: this.url });
         return;
       case 'token?': {
         // The worker needs a connection token: this tab asks WordPress.

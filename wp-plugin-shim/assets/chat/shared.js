@@ -43,14 +43,18 @@ export const shared = {
   },
 
   /**
-   * Points the page's client at the shared connection: its transport is the
-   * worker's (the connection line shows it), and it reconnects at once when
+   * Points the page's client at the shared connection: its transport and
+   * relay URL are the worker's (the connection line shows the transport),
+   * and it reconnects at once when
    * the worker's connection is back rather than after its own backoff.
    */
   useShared(chat, client, link) {
-    // The page reads `client.transport` (frame.js): the worker's, not the
-    // port's (always "websocket").
+    // The page reads `client.transport` (frame.js) and `client.url`: the
+    // worker's connection's, not the port's (always "websocket", and a URL
+    // the tab's own client rotates through to no effect).
     Object.defineProperty(client, 'transport', { get: () => link.transport, configurable: true });
+    const ownUrl = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(client), 'url').get;
+    Object.defineProperty(client, 'url', { get: () => link.url ?? ownUrl.call(client), configurable: true });
     link.on('transport', () => chat.onClientState(client.state));
     link.on('up', () => client.retryNow());
   },
