@@ -13,4 +13,4 @@ test-client: ## browser client: protocol vectors and live-relay scenarios in hea
 	@test -x target/release/bm-relay || $(CARGO) build --release --locked -p bm-relay
 	cd js-tests && npm ci --no-audit --no-fund --loglevel=error
 	cd js-tests && BM_RELAY_BIN=$(CURDIR)/target/release/bm-relay \
-	  ../scripts/test-floor.sh 35 node --test --test-concurrency=1 --test-timeout=120000 client/
+	  ../scripts/test-floor.sh 40 node --test --test-concurrency=1 --test-timeout=120000 client/

@@ -5,6 +5,7 @@
 // would see (each message shown once).
 
 import { BmClient } from '/assets/bm-client.js';
+import { connectShared, sharedWorkerName } from '/assets/bm-shared.js';
 
 /** Counts WebSocket constructions, to prove when the client (re)tries. */
 class CountingWebSocket extends WebSocket {
@@ -65,4 +66,24 @@ window.setupClient = (cfg) => {
   client.on('transport', (t) => log.transports.push(t.transport));
   window.client = client;
   return true;
+};
+
+/**
+ * setupClient through the browser's shared connection (bm-shared.js), as the
+ * chat page does; where it cannot be had (no SharedWorker), alone.
+ * `window.bmShared` says which.
+ * @param {{user: number, url: string, site: string, opts?: object, timing?: object}} cfg
+ */
+window.setupSharedClient = async (cfg) => {
+  const link = await connectShared({
+    workerUrl: '/assets/bm-shared-worker.js',
+    name: sharedWorkerName({ site: cfg.site, user: cfg.user, urls: [cfg.url] }),
+    config: { url: cfg.url, site: cfg.site, timing: cfg.timing },
+    getToken: async () => (await json(`/wp/token?user=${cfg.user}`)).token,
+  });
+  window.bmShared = !!link;
+  window.bmLink = link;
+  window.setupClient({ ...cfg, opts: { ...(link ? { WebSocket: link.WebSocket, stream: false } : {}), ...(cfg.opts || {}) } });
+  if (link) link.on('up', () => window.client.retryNow());
+  return window.bmShared;
 };

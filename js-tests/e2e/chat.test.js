@@ -12,7 +12,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, relayPost, shot, sleep, startSite, until } from './site.js';
+<<<<<<< ours
 import { conn, connected, msg, open, react, realErrors, send, startConversation, texts } from './ui.js';
+||||||| base
+import { conn, connected, msg, open, realErrors, send, startConversation, texts } from './ui.js';
+=======
+import { conn, connected, msg, open, realErrors, send, startConversation, texts } from './ui.js';
+import { unshared } from './ui.js';
+>>>>>>> theirs
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
 /** Browser tokens live this long (s), so the suite sees pages refresh them. */
@@ -360,7 +367,9 @@ test('the page shows a member online from the relay\'s presence, with no REST /p
   bob.page.on('request', onRequest);
   bob.page.on('websocket', onSocket);
   try {
-    await bob.page.reload();
+    // The page's own socket (?bm_shared=0: Playwright sees a page's
+    // WebSockets, not those of the tabs' SharedWorker, docs/CLIENT.md).
+    await bob.page.goto(unshared(bob.page.url()));
     await connected(bob);
     await open(bob, 'Lunch');
     // Alice's tab is subscribed to Lunch (on the relay): Bob sees her online.

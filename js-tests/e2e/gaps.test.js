@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, shot, sleep, startSite, until } from './site.js';
-import { connected, msg, open, send, startConversation, texts } from './ui.js';
+import { connected, msg, open, send, startConversation, texts, unshared } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
 
@@ -49,7 +49,9 @@ before(async () => {
       ws.send(m);
     });
   });
-  await bob.page.reload();
+  // The page's own socket (?bm_shared=0): routeWebSocket reaches a page's
+  // WebSockets, not those of the tabs' SharedWorker (docs/CLIENT.md).
+  await bob.page.goto(unshared(bob.page.url()));
 });
 
 after(async () => {

@@ -60,3 +60,15 @@ export async function react(p, text, emoji) {
   await msg(p, text).getByRole('button', { name: 'Add reaction' }).click();
   await msg(p, text).getByRole('button', { name: `React with ${emoji}` }).click();
 }
+
+/**
+ * The chat page's URL with `bm_shared=0`: the page connects on its own
+ * instead of through the tabs' SharedWorker, for tests that watch or route
+ * the page's WebSocket with Playwright (which sees a page's sockets, not a
+ * worker's).
+ */
+export function unshared(url) {
+  const u = new URL(url);
+  u.searchParams.set('bm_shared', '0');
+  return u.href;
+}

@@ -390,7 +390,7 @@ final class AdminHttpTest extends BM_WP_TestCase
         $this->assertMatchesRegularExpression('#<link[^>]+id=.bm-relay-chat-css.[^>]+assets/bm-chat\.css\?ver=' . preg_quote(BM_RELAY_Shortcode::asset_version('bm-chat.css'), '#') . '#', $head, 'the stylesheet is in the head');
         $this->assertSame(1, preg_match('#<script type="importmap" id="bm-relay-importmap">(.*?)</script>#s', $head, $m), 'an import map in the head');
         $map = json_decode($m[1], true)['imports'];
-        foreach (['bm-client.js', 'bm-crypto.js'] as $file) {
+        foreach (['bm-client.js', 'bm-crypto.js', 'bm-shared-worker.js'] as $file) {
             $url = plugins_url('assets/' . $file, BM_RELAY_FILE);
             $this->assertSame($url . '?ver=' . BM_Relay_Shortcode::asset_version($file), $map[$url] ?? null, "$file gets its own version");
         }

@@ -77,6 +77,8 @@ export { EnvelopeError } from './bm-crypto.js';
  * @property {number} [heartbeatInterval] ms between the relay's stream heartbeats; a stream silent for twice this
  *   counts as dead (default 25000, the relay's ping interval)
  * @property {any} [fetch] fetch function for the stream (default globalThis.fetch; null disables the stream)
+ * @property {boolean} [sealed] relay mode for the tabs' SharedWorker (bm-shared-worker.js): pushes and hints are not
+ *   opened but emitted as `sealed` (the raw `ev` frame), so the holder needs no key; `getKey` is then not needed
  */
 
 /** An error with a protocol code: a refused frame, a timeout, a lost connection. */
@@ -156,7 +158,7 @@ class IdWindow {
  * Events (`on(name, fn)`): `state` {state, prev, code?, reason?},
  * `ready` {user, exp, transport}, `event` BmEvent, `hint` BmHint, `unsub` {thread, reason},
  * `dropped` {id, kid, reason, source}, `polling` {active}, `transport` {transport, prev},
- * `error` {code, message, thread?}.
+ * `error` {code, message, thread?}, and in `sealed` mode `sealed` (the raw `ev` frame, unopened).
  */
 export class BmClient {
   /** @param {BmClientOptions} options */
@@ -165,7 +167,7 @@ export class BmClient {
     if (!urls.every((u) => typeof u === 'string' && u)) throw new TypeError('BmClient: `url` (or `urls`, a non-empty array of URLs) is required');
     if (typeof options.site !== 'string' || !options.site) throw new TypeError('BmClient: `site` is required');
     if (typeof options.getToken !== 'function') throw new TypeError('BmClient: `getToken` is required');
-    if (typeof options.getKey !== 'function') throw new TypeError('BmClient: `getKey` is required');
+    if (!options.sealed && typeof options.getKey !== 'function') throw new TypeError('BmClient: `getKey` is required');
     /** @private */
     this.o = {
       pollInterval: 5000,
@@ -296,7 +298,7 @@ export class BmClient {
 
   /**
    * Adds a listener; returns a function that removes it.
-   * @param {'state'|'ready'|'event'|'hint'|'unsub'|'dropped'|'polling'|'transport'|'error'} name
+   * @param {'state'|'ready'|'event'|'hint'|'unsub'|'dropped'|'polling'|'transport'|'error'|'sealed'} name
    * @param {(payload: any) => void} fn
    */
   on(name, fn) {
@@ -849,6 +851,8 @@ export class BmClient {
       }
       case 'ev':
         this.stats.received++;
+        // Sealed mode (the SharedWorker): the tabs hold the keys and open it.
+        if (this.o.sealed) return this._emit('sealed', f);
         if (f.from !== undefined) return this._onHint(f);
         await this.ingest(f.e, 'ws');
         return;
@@ -1206,8 +1210,31 @@ export class BmClient {
     // Our own hint must not come back to us as someone else's (another tab
     // of ours may still get it: that one is from us, shown as such).
     this._seenHints.add(e.id);
+    return this.publishSealed(thread, e);
+  }
+
+  /**
+   * Sends a `pub` of an envelope sealed elsewhere (the SharedWorker relays
+   * its tabs' hints: the tabs hold the thread keys, the worker none).
+   * Rejects as `publish` does.
+   * @param {number} thread
+   * @param {Envelope} e
+   * @returns {Promise<string>} the event id, once the relay accepted the frame
+   */
+  async publishSealed(thread, e) {
+    if (this._state !== 'connected') throw new BmError('not_connected', 'not connected to the relay');
+    if (!this._subs.get(thread)?.acked) throw new BmError('not_subscribed', `not subscribed to thread ${thread}`);
     await this._request({ op: 'pub', thread, e });
     return e.id;
+  }
+
+  /**
+   * Tries to connect now when waiting out a backoff delay (as the browser's
+   * `online` event does): the SharedWorker's tabs call it once the shared
+   * connection is back, rather than wait their own backoff.
+   */
+  retryNow() {
+    this._onOnline();
   }
 
   /**

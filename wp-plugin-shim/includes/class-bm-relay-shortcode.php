@@ -88,7 +88,7 @@ final class BM_Relay_Shortcode
      */
     public static function module_files(): array
     {
-        $files = ['bm-client.js', 'bm-crypto.js', 'bm-wire.js'];
+        $files = ['bm-client.js', 'bm-crypto.js', 'bm-wire.js', 'bm-shared.js', 'bm-shared-worker.js'];
         $chat = glob(BM_RELAY_DIR . 'assets/chat/*.js');
         foreach (is_array($chat) ? $chat : [] as $path) {
             $files[] = 'chat/' . basename($path);

@@ -9,6 +9,7 @@
 import { BmClient } from '../bm-client.js';
 import { parseKeyId } from '../bm-crypto.js';
 import { RestError } from './rest.js';
+import { shared } from './shared.js';
 
 /**
  * An envelope sealed with a key we do not hold makes the page ask WordPress
@@ -58,8 +59,12 @@ export const relay = {
   },
 
   /** Creates the relay client with callbacks onto the plugin's REST routes. */
-  startClient(b) {
+  async startClient(b) {
+    // One socket per browser: through the tabs' SharedWorker (chat/shared.js), else alone.
+    const link = await shared.openShared(this, b);
     const client = new BmClient({
+      // Shared: the worker reaches the relay (and picks the transport).
+      ...(link ? { WebSocket: link.WebSocket, stream: false } : {}),
       url: b.url,
       // Every relay node the site lists (a cluster), its own first.
       urls: Array.isArray(b.urls) && b.urls.length ? b.urls : undefined,
@@ -112,6 +117,7 @@ export const relay = {
       },
     });
     this.client = client;
+    if (link) shared.useShared(this, client, link);
     client.on('state', ({ state }) => this.onClientState(state));
     // WebSocket, or the relay's stream when a proxy blocks WebSocket: shown
     // on the connection line (data-transport), nothing else changes.
