@@ -104,9 +104,10 @@ final class BM_Relay_Mail
      * member and thread. `$res` is the push's answer in sync mode
      * (`online`: who the relay reached), null when nothing is known (async
      * mode, relay down): then presence is asked when the mail is due.
-     * Cost on the send path: one user-meta read for all members, then per
-     * offline member a lookup in the autoloaded cron array; only the first
-     * message of a window writes (the event and one meta row).
+     * Cost on the send path: the member query, then per offline member a
+     * lookup in the autoloaded cron array (in memory); only for members
+     * with no window open yet, one user-meta read for all of them and, per
+     * member, the event and one meta row written.
      *
      * @param array{online:list<int>,sockets:int}|null $res
      */
@@ -115,17 +116,19 @@ final class BM_Relay_Mail
         if (!self::enabled()) {
             return;
         }
-        $others = array_values(array_diff(BM_Relay_Store::members((int) $thread->id), [$sender]));
+        $tid = (int) $thread->id;
+        $others = array_values(array_diff(BM_Relay_Store::members($tid), [$sender]));
         if ($res !== null) {
             $others = array_values(array_diff($others, array_map('intval', $res['online'] ?? [])));
         }
-        if (!$others) {
+        $new = array_values(array_filter($others, static fn(int $u): bool => !wp_next_scheduled(self::HOOK, [$tid, $u])));
+        if (!$new) {
             return;
         }
-        update_meta_cache('user', $others);
-        foreach ($others as $user) {
+        update_meta_cache('user', $new);
+        foreach ($new as $user) {
             if (!self::opted_out($user)) {
-                self::schedule((int) $thread->id, $user, $message_id);
+                self::schedule($tid, $user, $message_id);
             }
         }
     }
@@ -399,12 +402,22 @@ final class BM_Relay_Mail
     public static function register_settings(): void
     {
         $slug = BM_Relay_Admin::SLUG;
-        $flag = static fn($v): string => (string) $v === '1' ? '1' : '0';
-        register_setting($slug, 'bmr_mail_on', ['type' => 'string', 'sanitize_callback' => $flag]);
-        register_setting($slug, 'bmr_mail_excerpt', ['type' => 'string', 'sanitize_callback' => $flag]);
-        register_setting($slug, 'bmr_mail_delay', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(0, min(1440, (int) $v))]);
+        // options.php saves every option of the page's group, null for a
+        // field the posted form lacks (a page that does not render this
+        // section): null keeps the value instead of turning mail off.
+        foreach (['bmr_mail_on', 'bmr_mail_excerpt'] as $name) {
+            register_setting($slug, $name, ['type' => 'string', 'sanitize_callback' => static function ($v) use ($name): string {
+                return (string) ($v ?? self::option($name)) === '1' ? '1' : '0';
+            }]);
+        }
+        register_setting($slug, 'bmr_mail_delay', ['type' => 'integer', 'sanitize_callback' => static function ($v): int {
+            return max(0, min(1440, (int) ($v ?? self::option('bmr_mail_delay'))));
+        }]);
         add_settings_section('bmr_mail', __('E-mail to members who are away', 'bm-relay'), static function (): void {
-            echo '<p>' . esc_html__('One e-mail per conversation and delay to members the relay does not see online, unless they read it first. Members can unsubscribe from the mail or their profile. WordPress sends it (wp_mail): configure SMTP with an SMTP plugin.', 'bm-relay') . '</p>';
+            echo '<p>' . esc_html__(
+                'One e-mail per conversation and delay to members who are not online, unless they read first. WordPress sends it (wp_mail): set up SMTP with an SMTP plugin.',
+                'bm-relay'
+            ) . '</p>';
         }, $slug);
         $checkbox = static function (array $a): void {
             printf(
@@ -419,7 +432,11 @@ final class BM_Relay_Mail
             'label' => __('E-mail members about messages they missed', 'bm-relay'),
         ]);
         add_settings_field('bmr_mail_delay', __('Delay (minutes)', 'bm-relay'), static function (): void {
-            printf('<input type="number" min="0" max="1440" id="bmr_mail_delay" name="bmr_mail_delay" value="%d"> <span class="description">%s</span>', (int) self::option('bmr_mail_delay'), esc_html__('after the first unread message; 0 sends at the next cron run', 'bm-relay'));
+            printf(
+                '<input type="number" min="0" max="1440" id="bmr_mail_delay" name="bmr_mail_delay" value="%d"> <span class="description">%s</span>',
+                (int) self::option('bmr_mail_delay'),
+                esc_html__('after the first unread message; 0 sends at the next cron run', 'bm-relay')
+            );
         }, $slug, 'bmr_mail');
         add_settings_field('bmr_mail_excerpt', __('Message text', 'bm-relay'), $checkbox, $slug, 'bmr_mail', [
             'name' => 'bmr_mail_excerpt',
