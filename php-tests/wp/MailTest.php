@@ -40,6 +40,7 @@ final class MailTest extends BM_WP_TestCase
     public static function tearDownAfterClass(): void
     {
         $GLOBALS['bm_h']->kill('smtp');
+        wp_unschedule_hook(BM_Relay_Mail::HOOK);
         delete_option('bm_test_smtp_port');
         wp_delete_post(self::$page, true);
         foreach (['bmr_mail_on', 'bmr_mail_delay', 'bmr_mail_excerpt'] as $o) {
@@ -205,10 +206,15 @@ final class MailTest extends BM_WP_TestCase
         wp_unschedule_event($at, BM_Relay_Mail::HOOK, $args);
         wp_schedule_single_event(time() - 1, BM_Relay_Mail::HOOK, $args);
         delete_transient('doing_cron');
-        $this->assertSame(200, $this->h()->http_status($this->h()->url . '/wp-cron.php'));
+        // A session's request (20 s), not http_status() (1 s): under load
+        // wp-cron.php may take longer, and a timed-out run would still
+        // send its mail later, into the next test.
+        $http = new BM_WP_HttpSession($this->h()->url, $this->h()->run . '/cookies-cron-' . bin2hex(random_bytes(4)));
+        $this->assertSame(200, $http->request('GET', '/wp-cron.php')[0]);
         // The run happened in another process: read the cron array again.
         wp_cache_delete('cron', 'options');
         wp_cache_delete('alloptions', 'options');
+        wp_cache_delete($this->uid($user), 'user_meta');
     }
 
     public function test_an_offline_member_gets_one_mail_for_three_messages_after_the_delay_over_smtp(): void
@@ -250,6 +256,7 @@ final class MailTest extends BM_WP_TestCase
 
         // Idempotent: the same event again sends nothing.
         $this->assertSame('none', $this->fire($t['id'], $this->uid('bob')));
+        $this->assertSame((string) $this->rows("SELECT MAX(id) AS m FROM wp_bmr_messages WHERE thread_id = {$t['id']}")[0]['m'], get_user_meta($this->uid('bob'), BM_Relay_Mail::UPTO_META . $t['id'], true), 'the newest message mailed about');
         // The next message opens a new window.
         $this->say('alice', $t['id'], ['fourth']);
         $this->assertNotFalse($this->pending($t['id'], 'bob'));
@@ -315,7 +322,7 @@ final class MailTest extends BM_WP_TestCase
         // Unsubscribed after the window opened: nothing either.
         update_user_meta($this->uid('carol'), BM_Relay_Mail::OFF_META, '1');
         $this->assertSame('off', $this->fire($t['id'], $this->uid('carol')));
-        $this->assertSame('none', $this->fire($t['id'], $this->uid('bob')));
+        $this->assertSame('off', $this->fire($t['id'], $this->uid('bob')));
         $this->assertSame([], $this->mails(0.5));
     }
 
@@ -370,36 +377,42 @@ final class MailTest extends BM_WP_TestCase
 
     /**
      * The WordPress time of a send with offline mail on and off, in the
-     * same run (figure for the closing note; no bound asserted beyond
-     * "both work"): three offline recipients, alternating threads.
+     * same run (figures for the closing note; asserted only loosely: the
+     * machine is shared): 50-member threads, everyone offline, the first
+     * message (opens 49 windows: the worst case) and the next three (a
+     * window pending: the usual case), alternating on and off.
      */
     public function test_time_per_send_with_mail_on_and_off(): void
     {
-        $on = $this->thread('alice', ['bob', 'carol', 'dave'], 'timing on');
-        $off = $this->thread('alice', ['bob', 'carol', 'dave'], 'timing off');
-        $times = ['on' => [], 'off' => []];
-        for ($i = 0; $i < 30; $i++) {
-            // Alternating which goes first, so neither always runs on a warmer cache.
-            $pair = ['on' => $on, 'off' => $off];
-            foreach ($i % 2 ? array_reverse($pair, true) : $pair as $k => $t) {
+        $crowd = [];
+        for ($i = 0; $i < 49; $i++) {
+            $login = 'mailcrowd' . $i . '_' . bin2hex(random_bytes(2));
+            $crowd[] = (int) wp_insert_user(['user_login' => $login, 'user_pass' => 'x', 'user_email' => "$login@example.test", 'role' => 'subscriber']);
+        }
+        $times = ['on' => ['first' => [], 'next' => []], 'off' => ['first' => [], 'next' => []]];
+        for ($round = 0; $round < 4; $round++) {
+            $pair = ['on', 'off'];
+            foreach ($round % 2 ? array_reverse($pair) : $pair as $k) {
                 update_option('bmr_mail_on', $k === 'on' ? '1' : '0');
-                $t0 = hrtime(true);
-                $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => "m$i"]), 201);
-                $times[$k][] = (hrtime(true) - $t0) / 1e6;
+                $t = $this->ok($this->rest('POST', '/threads', 'alice', ['participants' => $crowd, 'subject' => "timing $k"]), 201)['thread'];
+                for ($n = 0; $n < 4; $n++) {
+                    $t0 = hrtime(true);
+                    $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => "m$n"]), 201);
+                    $times[$k][$n === 0 ? 'first' : 'next'][] = (hrtime(true) - $t0) / 1e6;
+                }
+                $this->assertSame($k === 'on', (bool) $this->pending($t['id'], 'bob') || (bool) wp_next_scheduled(BM_Relay_Mail::HOOK, [$t['id'], $crowd[48]]));
             }
         }
         $med = static function (array $a): float {
             sort($a);
             return $a[intdiv(count($a), 2)];
         };
-        fwrite(STDERR, sprintf(
-            "\nMailTest: WordPress time per send (3 offline members, median of 30): mail on %.2f ms, off %.2f ms, ratio %.2f; first send of a window (schedules) %.2f ms\n",
-            $med($times['on']),
-            $med($times['off']),
-            $med($times['on']) / max(0.001, $med($times['off'])),
-            $times['on'][0]
-        ));
-        $this->assertNotFalse($this->pending($on['id'], 'dave'));
-        $this->assertFalse($this->pending($off['id'], 'dave'));
+        $line = [];
+        foreach (['first', 'next'] as $which) {
+            $line[] = sprintf('%s message %.1f ms on, %.1f ms off (ratio %.2f)', $which, $med($times['on'][$which]), $med($times['off'][$which]), $med($times['on'][$which]) / max(0.001, $med($times['off'][$which])));
+        }
+        fwrite(STDERR, "\nMailTest: WordPress time per send, 50-member thread, all offline, medians: " . implode('; ', $line) . "\n");
+        // Loose: opening 49 windows costs less than the rest of the send.
+        $this->assertLessThan(2 * $med($times['off']['first']) + 50, $med($times['on']['first']));
     }
 }
