@@ -221,8 +221,13 @@ final class MailTest extends BM_WP_TestCase
     {
         $t = $this->thread('alice', ['bob'], 'Trip to Lyon');
         $t0 = time();
-        $this->say('alice', $t['id'], ['first: the train leaves at 9', 'second', 'third']);
+        $this->say('alice', $t['id'], ['first: the train leaves at 9']);
+        $first_due = $this->pending($t['id'], 'bob');
+        // The next ones a second later: they must not move or add an event.
+        usleep(1100000);
+        $this->say('alice', $t['id'], ['second', 'third']);
         $due = $this->pending($t['id'], 'bob');
+        $this->assertSame($first_due, $due, 'due after the first message, not moved by later ones');
         $this->assertNotFalse($due, 'one pending mail for Bob');
         $this->assertGreaterThanOrEqual($t0 + 600, $due, 'due after the default delay, 10 minutes after the first message');
         $this->assertLessThanOrEqual(time() + 600, $due);
