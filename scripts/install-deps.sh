@@ -10,7 +10,8 @@ set -euo pipefail
 declare -A GROUPS_=(
   [build]="build-essential pkg-config ca-certificates curl"
   [php]="php8.2-cli php8.2-dev php8.2-fpm php8.2-curl php8.2-mbstring php8.2-xml php8.2-mysql libfcgi-bin phpunit libclang-dev clang libphp8.2-embed"
-  [wp]="mariadb-server mariadb-client wordpress wordpress-theme-twentytwentyone nginx-light python3"
+  # python3-aiosmtpd: the SMTP server on loopback that MailTest sends to
+  [wp]="mariadb-server mariadb-client wordpress wordpress-theme-twentytwentyone nginx-light python3 python3-aiosmtpd"
   # `make lint-php` (PHP_CodeSniffer, ruleset phpcs.xml)
   [lint]="php-codesniffer"
   [broker]="nats-server"

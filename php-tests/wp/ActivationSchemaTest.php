@@ -95,12 +95,17 @@ final class ActivationSchemaTest extends BM_WP_TestCase
             $options[$name] = get_option($name);
         }
         $t = $this->thread('alice', ['bob'], 'Before uninstall');
+        // A pending offline mail (BM_Relay_Mail): a cron event with args and a user meta row.
+        $this->ok($this->rest('POST', "/threads/{$t['id']}/messages", 'alice', ['text' => 'mail pending']), 201);
+        $this->assertNotFalse(wp_next_scheduled(BM_Relay_Mail::HOOK, [$t['id'], $this->uid('bob')]));
         deactivate_plugins('bm-relay/bm-relay.php');
         $this->uninstall();
 
         $this->assertSame([], $this->rows("SHOW TABLES LIKE 'wp\\_bmr\\_%'"));
         $this->assertSame([], $this->rows("SELECT option_name FROM wp_options WHERE option_name LIKE 'bmr\\_%' OR option_name LIKE 'bm\\_relay\\_%'"));
         $this->assertFalse(wp_next_scheduled(BM_Relay_Retention::HOOK));
+        $this->assertFalse(wp_next_scheduled(BM_Relay_Mail::HOOK, [$t['id'], $this->uid('bob')]), 'pending mails unscheduled');
+        $this->assertSame([], $this->rows("SELECT meta_key FROM wp_usermeta WHERE meta_key LIKE 'bmr\\_mail\\_%'"));
 
         // Put the site back as the other tests expect it (same secret, so the
         // running relay's key still matches).

@@ -428,5 +428,8 @@ final class BM_Relay_Schema
         foreach (['bmr_retention', 'bmr_retry_disconnect', self::LEGACY_CRON] as $hook) {
             wp_clear_scheduled_hook($hook);
         }
+        // Pending offline mails (BM_Relay_Mail::HOOK): events with args,
+        // which wp_clear_scheduled_hook() without those args leaves.
+        wp_unschedule_hook('bmr_mail_notify');
     }
 }

@@ -209,6 +209,12 @@ final class BM_Relay_Service
         if ($res !== null) {
             $delivered = array_values(array_diff(array_map('intval', $res['online']), [$me]));
         }
+        /**
+         * Fires after a message was stored and pushed: (thread row, sender,
+         * message id, the push's answer in sync mode or null when nothing
+         * is known). Offline e-mail (BM_Relay_Mail) schedules from it.
+         */
+        do_action('bm_relay_message_sent', $thread, $me, $id, $res);
         return ['message' => $message, 'pushed' => $res !== null, 'delivered_to' => $delivered];
     }
 
