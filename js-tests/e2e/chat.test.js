@@ -12,14 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, relayPost, shot, sleep, startSite, until } from './site.js';
-<<<<<<< ours
-import { conn, connected, msg, open, react, realErrors, send, startConversation, texts } from './ui.js';
-||||||| base
-import { conn, connected, msg, open, realErrors, send, startConversation, texts } from './ui.js';
-=======
-import { conn, connected, msg, open, realErrors, send, startConversation, texts } from './ui.js';
-import { unshared } from './ui.js';
->>>>>>> theirs
+import { conn, connected, msg, open, react, realErrors, send, startConversation, texts, unshared } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
 /** Browser tokens live this long (s), so the suite sees pages refresh them. */
