@@ -43,6 +43,7 @@ require_once BM_RELAY_DIR . 'includes/class-bm-relay-admin.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-doctor.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-shortcode.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-moderation.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-calls.php';
 
 register_activation_hook(__FILE__, ['BM_Relay_Schema', 'activate']);
 register_deactivation_hook(__FILE__, ['BM_Relay_Schema', 'deactivate']);
@@ -65,3 +66,4 @@ BM_Relay_Admin::register();
 BM_Relay_Doctor::register();
 BM_Relay_Moderation::register();
 BM_Relay_Shortcode::register();
+BM_Relay_Calls::register();

@@ -284,6 +284,7 @@ final class BM_Relay_Admin
             $protocol === 1 ? '<p class="notice notice-warning inline">' . esc_html__('This site still shows its relay the WordPress ids of its users and threads.', 'bm-relay') . '</p>' : ''
         );
         echo '</table>';
+        do_settings_sections(self::SLUG);
         submit_button();
         echo '</form></div>';
     }
