@@ -34,6 +34,7 @@ import { messages } from './chat/messages.js';
 import { composer } from './chat/composer.js';
 import { frame } from './chat/frame.js';
 import { pins } from './chat/pins.js';
+import { calls } from './chat/calls.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -120,7 +121,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, calls);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

@@ -274,6 +274,63 @@ final class BM_Relay_Calls
         ]);
     }
 
+    /**
+     * The chat page's call strings (merged into the shortcode's; English
+     * defaults in assets/chat/strings.js).
+     *
+     * @return array<string,string>
+     */
+    public static function strings(): array
+    {
+        return [
+            'callVoice' => __('Voice call', 'bm-relay'),
+            'callVideo' => __('Video call', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callIncoming' => __('%s is calling you', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callIncomingVideo' => __('%s is calling you (video)', 'bm-relay'),
+            'callAccept' => __('Answer', 'bm-relay'),
+            'callDecline' => __('Decline', 'bm-relay'),
+            'callPanel' => __('Call', 'bm-relay'),
+            'callDuration' => __('Call duration', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callCalling' => __('Calling %s…', 'bm-relay'),
+            'callConnecting' => __('Connecting…', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callWith' => __('In a call with %s', 'bm-relay'),
+            'callMute' => __('Mute', 'bm-relay'),
+            'callCamera' => __('Camera off', 'bm-relay'),
+            'callHangup' => __('Hang up', 'bm-relay'),
+            'callDenied' => __('The call needs your microphone: allow it in your browser (the icon in the address bar), then try again.', 'bm-relay'),
+            'callDeniedVideo' => __('A video call needs your microphone and camera: allow them in your browser (the icon in the address bar), then try again.', 'bm-relay'),
+            /* translators: %s: the browser's error message */
+            'callNoDevice' => __('No microphone or camera could be used: %s', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callOffline' => __('%s is not online right now; they will see a missed call.', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callNoAnswer' => __('%s did not answer.', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callDeclined' => __('%s declined the call.', 'bm-relay'),
+            /* translators: %s: the call's duration, e.g. 1:05 */
+            'callEnded' => __('Call ended (%s).', 'bm-relay'),
+            'callCancelled' => __('Call cancelled.', 'bm-relay'),
+            'callElsewhere' => __('The call was answered on another tab.', 'bm-relay'),
+            'callOver' => __('This call is over.', 'bm-relay'),
+            'callFailed' => __('The call could not connect.', 'bm-relay'),
+            'callLog' => __('Calls', 'bm-relay'),
+            'callLogYou' => __('You called', 'bm-relay'),
+            /* translators: %s: a person's name */
+            'callLogThem' => __('%s called', 'bm-relay'),
+            'callLogVoice' => __('voice', 'bm-relay'),
+            'callLogVideo' => __('video', 'bm-relay'),
+            /* translators: 1: who called ("You called", "Alice called"), 2: voice or video, 3: date and time, 4: duration, "missed" or "declined" */
+            'callLogItem' => __('%1$s (%2$s), %3$s: %4$s', 'bm-relay'),
+            'callLogMissed' => __('missed', 'bm-relay'),
+            'callLogDeclined' => __('declined', 'bm-relay'),
+            'callLogNow' => __('now', 'bm-relay'),
+        ];
+    }
+
     // ---- TURN --------------------------------------------------------------
 
     /** The TURN shared secret: the constant BM_RELAY_TURN_SECRET, else the option; '' when none. */
@@ -443,8 +500,8 @@ final class BM_Relay_Calls
      */
     public static function shape(object $c): array
     {
-        $answered = $c->answered_at !== null ? strtotime($c->answered_at . ' UTC') : null;
-        $ended = $c->ended_at !== null ? strtotime($c->ended_at . ' UTC') : null;
+        $answered = BM_Relay_Store::ts($c->answered_at);
+        $ended = BM_Relay_Store::ts($c->ended_at);
         return [
             'id' => (int) $c->id,
             'thread' => (int) $c->thread_id,
@@ -452,9 +509,10 @@ final class BM_Relay_Calls
             'callee' => (int) $c->callee_id,
             'video' => (bool) (int) $c->video,
             'state' => (string) $c->state,
-            'created_at' => mysql_to_rfc3339($c->created_at),
-            'answered_at' => $c->answered_at !== null ? mysql_to_rfc3339($c->answered_at) : null,
-            'ended_at' => $c->ended_at !== null ? mysql_to_rfc3339($c->ended_at) : null,
+            // Unix seconds, as every shape of the plugin.
+            'created' => BM_Relay_Store::ts($c->created_at),
+            'answered' => $answered,
+            'ended' => $ended,
             'ended_by' => (int) $c->ended_by ?: null,
             'duration' => $answered !== null && $ended !== null ? max(0, $ended - $answered) : null,
         ];

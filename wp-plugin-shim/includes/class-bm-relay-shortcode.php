@@ -282,7 +282,7 @@ final class BM_Relay_Shortcode
             // Where an open tab gets a fresh nonce when its own expired.
             'nonce_url' => esc_url_raw(admin_url('admin-ajax.php?action=rest-nonce')),
             'user' => get_current_user_id(),
-            'strings' => self::strings(),
+            'strings' => self::strings() + BM_Relay_Calls::strings(),
         ];
         $script = BM_RELAY_DIR . 'assets/bm-chat.js';
         if (file_exists($script)) {

@@ -79,6 +79,7 @@ export const conversation = {
     this.els.title.textContent = this.threadTitle(t);
     const people = (t.participants || []).map((u) => (u === this.me ? this.t.you : this.name(u) + (t.online.has(u) ? ` (${this.t.online})` : '')));
     this.els.members.textContent = fmt(this.t.members, people.join(', '));
+    this.renderCallButtons();
   },
 
   /** Renders the open thread from scratch. */

@@ -34,6 +34,10 @@ export const events = {
       case 'message.unpin':
         this.onPinEvent(ev.type, d);
         return;
+      case 'call.invite':
+      case 'call.update':
+        this.onCallEvent(ev.type, d);
+        return;
       case 'reaction': {
         const t = this.threads.get(Number(d.thread));
         const m = t && t.messages.get(Number(d.id));
