@@ -408,7 +408,9 @@ final class BM_Relay_Calls
         register_setting($group, 'bmr_turn_ttl', ['type' => 'integer', 'sanitize_callback' => static fn($v) => max(60, min(86400, (int) $v))]);
         register_setting($group, 'bmr_turn_only', ['type' => 'boolean', 'sanitize_callback' => static fn($v) => $v ? 1 : 0]);
         add_settings_section('bmr_calls', __('Calls (STUN/TURN)', 'bm-relay'), static function (): void {
-            echo '<p>' . esc_html__('Voice and video calls connect the two browsers directly; behind NAT they need a STUN server, and behind strict firewalls a TURN server (coturn with use-auth-secret). WordPress mints each user a TURN password that expires; the shared secret never reaches a page.', 'bm-relay') . '</p>';
+            $about = __('Voice and video calls connect the two browsers directly; behind NAT they need a STUN server, behind strict firewalls a TURN server (coturn).', 'bm-relay')
+                . ' ' . __('WordPress mints each user a TURN password that expires; the shared secret never reaches a page.', 'bm-relay');
+            echo '<p>' . esc_html($about) . '</p>';
         }, $group);
         $text = static function (array $a): void {
             printf(
@@ -418,7 +420,8 @@ final class BM_Relay_Calls
             );
         };
         add_settings_field('bmr_stun_urls', __('STUN URLs (e.g. stun:turn.example.com:3478)', 'bm-relay'), $text, $group, 'bmr_calls', ['name' => 'bmr_stun_urls', 'label_for' => 'bmr_stun_urls']);
-        add_settings_field('bmr_turn_urls', __('TURN URLs (e.g. turn:turn.example.com:3478?transport=udp)', 'bm-relay'), $text, $group, 'bmr_calls', ['name' => 'bmr_turn_urls', 'label_for' => 'bmr_turn_urls']);
+        $turn_label = __('TURN URLs (e.g. turn:turn.example.com:3478?transport=udp)', 'bm-relay');
+        add_settings_field('bmr_turn_urls', $turn_label, $text, $group, 'bmr_calls', ['name' => 'bmr_turn_urls', 'label_for' => 'bmr_turn_urls']);
         add_settings_field('bmr_turn_secret', __('TURN shared secret (coturn static-auth-secret)', 'bm-relay'), static function (): void {
             printf(
                 '<input type="password" class="regular-text" id="bmr_turn_secret" name="bmr_turn_secret" value="" autocomplete="off" placeholder="%s">',
