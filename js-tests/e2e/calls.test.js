@@ -76,7 +76,7 @@ async function stats(page) {
   });
 }
 
-/** Remembers the ICE password and DTLS fingerprint of both ends of the page's call. */
+/** Remembers the ICE password and DTLS fingerprint of both ends of the page's call; returns the local SDP's length. */
 async function keepSecrets(page) {
   const sdps = await page.evaluate(() => {
     const pc = window.bmChat.call.pc;
@@ -85,6 +85,7 @@ async function keepSecrets(page) {
   for (const sdp of sdps) {
     for (const m of sdp.matchAll(/^a=(ice-pwd:\S+|fingerprint:\S+ \S+)$/gm)) secrets.add(m[1]);
   }
+  return sdps[0].length;
 }
 
 /** Waits for media to flow both ways: bytes received grow on both pages; returns the figures. */
@@ -174,7 +175,9 @@ test('Alice video-calls Bob: both his tabs ring, one answers, media flow both wa
 
   await mediaFlows(t);
   await alice.page.locator('#bm-chat .bmc-call-timer', { hasText: /^0:0[1-9]/ }).waitFor({ timeout: 5000 });
-  await Promise.all([keepSecrets(alice.page), keepSecrets(bob.page)]);
+  const [offer, answer] = await Promise.all([keepSecrets(alice.page), keepSecrets(bob.page)]);
+  // Parts of 3,000 characters (calls.js SDP_PART; candidates trickle apart).
+  t.diagnostic(`video offer ${offer} characters (${Math.ceil(offer / 3000)} pub parts at most), answer ${answer}`);
   await shot(alice.page, 'calls-02-alice-in-call');
   await shot(bob.page, 'calls-03-bob-in-call');
 

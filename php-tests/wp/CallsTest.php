@@ -31,6 +31,7 @@ final class CallsTest extends BM_WP_TestCase
         $ev = $bob->expect('call.update');
         $this->assertSame(['active', 'bob-tab-2', 2], [$ev['payload']['data']['call']['state'], $ev['payload']['data']['tab'], $ev['payload']['data']['seq']], "the answering tab is named: Bob's other tabs stop ringing");
         $this->err($this->rest('POST', "/calls/{$call['id']}/accept", 'bob', ['tab' => 'bob-tab-3']), 409, 'bm_relay_call_over');
+        $this->err($this->rest('POST', "/calls/{$call['id']}/decline", 'bob'), 409, 'bm_relay_call_over');
 
         // Two seconds of call, then Alice hangs up.
         $this->h()->mysqli()->query("UPDATE wp_bmr_calls SET answered_at = DATE_SUB(answered_at, INTERVAL 2 SECOND) WHERE id = {$call['id']}");
@@ -134,6 +135,17 @@ final class CallsTest extends BM_WP_TestCase
                 delete_option($o);
             }
         }
+    }
+
+    public function test_the_schema_12_upgrade_creates_the_call_log(): void
+    {
+        $m = $this->h()->mysqli();
+        $m->query('DROP TABLE wp_bmr_calls');
+        $m->close();
+        update_option(BM_Relay_Schema::OPTION, 6, true);
+        BM_Relay_Schema::maybe_upgrade();
+        $this->assertSame(['id', 'thread_id', 'caller_id', 'callee_id', 'video', 'state', 'created_at', 'answered_at', 'ended_at', 'ended_by'], array_column($this->rows('SHOW COLUMNS FROM wp_bmr_calls'), 'Field'), 'a site on schema 6 gets it');
+        $this->assertSame('12', (string) get_option(BM_Relay_Schema::OPTION));
     }
 
     public function test_calls_are_in_the_personal_data_export_and_erased(): void

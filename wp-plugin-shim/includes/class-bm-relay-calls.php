@@ -193,10 +193,11 @@ final class BM_Relay_Calls
             }
             return new WP_Error('bm_relay_call_over', __('This call is over.', 'bm-relay'), ['status' => 409, 'call' => self::shape($call)]);
         }
+        if ($action !== 'hangup' && $call->state !== 'ringing') {
+            // Answered (on another tab): it is hung up now, not declined.
+            return new WP_Error('bm_relay_call_over', __('This call was answered already.', 'bm-relay'), ['status' => 409, 'call' => self::shape($call)]);
+        }
         if ($action === 'accept') {
-            if ($call->state !== 'ringing') {
-                return new WP_Error('bm_relay_call_over', __('This call was answered already.', 'bm-relay'), ['status' => 409, 'call' => self::shape($call)]);
-            }
             $call = self::move($call, 'active', $me, $tab);
         } elseif ($action === 'decline' || $call->state === 'ringing') {
             $call = self::finish($call, $callee ? 'declined' : 'missed', $me, $tab);

@@ -212,7 +212,7 @@ export const calls = {
       clearTimeout(mine.ringTimer);
       mine.remoteTab = d.tab || '';
       this.showCall('connecting', this.t.callConnecting);
-      mine.ready = this.connectCall(mine, true);
+      mine.ready = this.connectCall(mine, true).catch(() => this.hangUp(this.t.callFailed));
       return;
     }
     if (ENDED.includes(c.state)) {
@@ -266,7 +266,7 @@ export const calls = {
     this.call = call;
     if (this.current !== c.thread && this.threads.has(c.thread)) await this.openThread(c.thread, { focus: false });
     this.showCall('connecting', this.t.callConnecting);
-    call.ready = this.connectCall(call, false);
+    call.ready = this.connectCall(call, false).catch(() => this.hangUp(this.t.callFailed));
   },
 
   async declineCall() {
