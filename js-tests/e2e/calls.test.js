@@ -47,13 +47,22 @@ const secrets = new Set();
 /** @type {{proc: import('node:child_process').ChildProcess, dir: string, port: number}|null} */
 let turn = null;
 
-/** Writes the site's call settings as a must-use plugin (read on every request). */
+/** How many times callSettings() wrote the settings. */
+let settingsVersion = 0;
+
+/**
+ * Writes the site's call settings as a must-use plugin (read on every
+ * request), each time under a new name: PHP's opcache may serve a file
+ * rewritten in place as it was for up to `opcache.revalidate_freq` seconds.
+ */
 function callSettings(opts = {}) {
   const dir = path.join(site.run, 'site/wp-content/mu-plugins');
   fs.mkdirSync(dir, { recursive: true });
+  if (settingsVersion) fs.rmSync(path.join(dir, `bm-calls-test-${settingsVersion}.php`), { force: true });
+  settingsVersion++;
   const lines = [`add_filter('bm_relay_call_ring_seconds', static fn() => ${RING_S});`];
   for (const [k, v] of Object.entries(opts)) lines.push(`add_filter('pre_option_${k}', static fn() => ${JSON.stringify(v)});`);
-  fs.writeFileSync(path.join(dir, 'bm-calls-test.php'), `<?php\n${lines.join('\n')}\n`);
+  fs.writeFileSync(path.join(dir, `bm-calls-test-${settingsVersion}.php`), `<?php\n${lines.join('\n')}\n`);
 }
 
 /** The call panel's state on a page (idle when no call). */
