@@ -192,6 +192,16 @@ test('Alice video-calls Bob: both his tabs ring, one answers, media flow both wa
   await shot(alice.page, 'calls-02-alice-in-call');
   await shot(bob.page, 'calls-03-bob-in-call');
 
+  // Mute and camera off: the tracks stay in the call, disabled (silence, black).
+  const enabled = () => bob.page.evaluate(() => window.bmChat.call.local.getTracks().map((tr) => `${tr.kind}:${tr.enabled}`).sort());
+  assert.deepEqual(await enabled(), ['audio:true', 'video:true']);
+  await bob.page.getByRole('button', { name: 'Mute' }).click();
+  await bob.page.getByRole('button', { name: 'Camera off' }).click();
+  assert.deepEqual(await enabled(), ['audio:false', 'video:false']);
+  assert.equal(await bob.page.getByRole('button', { name: 'Mute' }).getAttribute('aria-pressed'), 'true');
+  await bob.page.getByRole('button', { name: 'Mute' }).click();
+  assert.deepEqual(await enabled(), ['audio:true', 'video:false'], 'unmuted, camera still off');
+
   await alice.page.getByRole('button', { name: 'Hang up' }).click();
   await bob.page.locator('#bm-chat .bmc-notice', { hasText: /^Call ended \(0:0[1-9]\)\.$/ }).waitFor({ timeout: 5000 });
   await until(async () => (await panel(bob.page)) === 'idle', 5000, "Bob's call to end");

@@ -81,6 +81,25 @@ final class CallsTest extends BM_WP_TestCase
         $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/calls", 'alice'), 201);
         $this->assertFalse($r['online'], 'carol has no socket on the relay');
         $this->assertSame('missed', $r['call']['state']);
+
+        // Async mode: the push answers nothing; the invite asks bm_presence().
+        $u = $this->thread('dave', ['bob']);
+        $bob = $this->sub('bob');
+        update_option('bmr_mode', 'async');
+        BM_Relay_Settings::apply();
+        try {
+            $r = $this->ok($this->rest('POST', "/threads/{$u['id']}/calls", 'dave'), 201);
+            $this->assertSame([true, 'ringing'], [$r['online'], $r['call']['state']], 'bob is online, asked of the relay');
+            $this->assertTrue(bm_flush(2000));
+            $this->assertSame('call.invite', $bob->expect('call.invite')['payload']['type']);
+            $this->ok($this->rest('POST', "/calls/{$r['call']['id']}/hangup", 'dave'));
+            $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/calls", 'alice'), 201);
+            $this->assertSame([false, 'missed'], [$r['online'], $r['call']['state']], 'carol is not');
+            $this->assertTrue(bm_flush(2000));
+        } finally {
+            update_option('bmr_mode', 'sync');
+            BM_Relay_Settings::apply();
+        }
     }
 
     public function test_only_members_of_a_two_person_thread_may_call_and_act(): void
