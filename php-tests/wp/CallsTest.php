@@ -146,6 +146,14 @@ final class CallsTest extends BM_WP_TestCase
             $this->assertSame(base64_encode(hash_hmac('sha1', $turn['username'], 'north-wind-secret', true)), $turn['credential'], 'base64(HMAC-SHA1(secret, username))');
             $this->assertSame('relay', $r['ice_transport_policy']);
             $this->assertStringNotContainsString('north-wind-secret', wp_json_encode($r), 'the secret itself never reaches a page');
+            // Settings → bm-relay shows the fields, never the secret.
+            [$code, , $page] = $this->h()->login('admin')->request('GET', '/wp-admin/options-general.php?page=bm-relay');
+            $this->assertSame(200, $code);
+            foreach (['bmr_stun_urls', 'bmr_turn_urls', 'bmr_turn_secret', 'bmr_turn_ttl', 'bmr_turn_only'] as $field) {
+                $this->assertStringContainsString('name="' . $field . '"', $page);
+            }
+            $this->assertStringContainsString('turn:127.0.0.1:3478?transport=udp', $page);
+            $this->assertStringNotContainsString('north-wind-secret', $page);
             $bob = $this->ok($this->rest('GET', '/calls/ice', 'bob'))['ice_servers'][1];
             $this->assertNotSame($turn['credential'], $bob['credential'], 'per user');
             $this->assertSame(28, strlen($turn['credential']), 'a 20-byte HMAC in base64');
