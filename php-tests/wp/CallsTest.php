@@ -83,16 +83,17 @@ final class CallsTest extends BM_WP_TestCase
         $this->assertSame('missed', $r['call']['state']);
 
         // Async mode: the push answers nothing; the invite asks bm_presence().
-        $u = $this->thread('dave', ['bob']);
+        // (a thread of Alice's: PrivacyRetentionTest counts the threads Dave started)
+        $u = $this->thread('alice', ['bob']);
         $bob = $this->sub('bob');
         update_option('bmr_mode', 'async');
         BM_Relay_Settings::apply();
         try {
-            $r = $this->ok($this->rest('POST', "/threads/{$u['id']}/calls", 'dave'), 201);
+            $r = $this->ok($this->rest('POST', "/threads/{$u['id']}/calls", 'alice'), 201);
             $this->assertSame([true, 'ringing'], [$r['online'], $r['call']['state']], 'bob is online, asked of the relay');
             $this->assertTrue(bm_flush(2000));
             $this->assertSame('call.invite', $bob->expect('call.invite')['payload']['type']);
-            $this->ok($this->rest('POST', "/calls/{$r['call']['id']}/hangup", 'dave'));
+            $this->ok($this->rest('POST', "/calls/{$r['call']['id']}/hangup", 'alice'));
             $r = $this->ok($this->rest('POST', "/threads/{$t['id']}/calls", 'alice'), 201);
             $this->assertSame([false, 'missed'], [$r['online'], $r['call']['state']], 'carol is not');
             $this->assertTrue(bm_flush(2000));
