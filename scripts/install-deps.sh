@@ -19,7 +19,7 @@ declare -A GROUPS_=(
   # systemd-analyze verifies the unit, adduser runs the relay's postinst;
   # also `make test-relay-deploy` (nginx -t, systemd-analyze verify)
   [package]="lintian systemd adduser nginx-light openssl"
-  [browser]="chromium fonts-noto-color-emoji"
+  [browser]="chromium fonts-noto-color-emoji coturn"
   # make test-conformance: an independent WebSocket client for the relay
   [conformance]="python3 python3-websockets"
   # benchmarks only (mk/bench.mk installs it; not part of `make deps`);
@@ -57,7 +57,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts some daemons on install where a service manager runs; the
 # project starts its own private instances on loopback, never these.
-for svc in mariadb nginx nats-server php8.2-fpm redis-server; do
+for svc in mariadb nginx nats-server php8.2-fpm redis-server coturn; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
 echo "install-deps: done"

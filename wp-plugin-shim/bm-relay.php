@@ -51,6 +51,7 @@ require_once BM_RELAY_DIR . 'includes/class-bm-relay-receipts.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-page.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-health.php';
 require_once BM_RELAY_DIR . 'includes/class-bm-relay-mail.php';
+require_once BM_RELAY_DIR . 'includes/class-bm-relay-calls.php';
 
 register_activation_hook(__FILE__, ['BM_Relay_Schema', 'activate']);
 register_deactivation_hook(__FILE__, ['BM_Relay_Schema', 'deactivate']);
@@ -80,3 +81,4 @@ BM_Relay_Notify::register();
 BM_Relay_Page::register();
 BM_Relay_Health::register();
 BM_Relay_Mail::register();
+BM_Relay_Calls::register();

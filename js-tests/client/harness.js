@@ -391,8 +391,11 @@ export async function startPageServer(routes = {}) {
 
 // ---- the browser --------------------------------------------------------------
 
-/** Launches Debian's Chromium headless with a fresh profile directory. */
-export async function launchBrowser() {
+/**
+ * Launches Debian's Chromium headless with a fresh profile directory;
+ * `args`: more command-line switches for one test (e.g. fake media devices).
+ */
+export async function launchBrowser({ args = [] } = {}) {
   const { chromium } = await import('playwright-core');
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'bm-client-chromium-'));
   onCleanup(() => fs.rmSync(profile, { recursive: true, force: true }));
@@ -408,6 +411,7 @@ export async function launchBrowser() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...args,
     ],
     timeout: 30000,
   });

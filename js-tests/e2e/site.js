@@ -118,8 +118,8 @@ export async function startSite({ ext = null, tokenTtl = null, timeout = 120000,
  * through wp-login.php, on the chat page. Page errors are collected in
  * `page.errors`.
  */
-export async function person(site, login, { viewport = { width: 1100, height: 800 } } = {}) {
-  const context = await launchBrowser();
+export async function person(site, login, { viewport = { width: 1100, height: 800 }, args = [] } = {}) {
+  const context = await launchBrowser({ args });
   const page = context.pages()[0] || (await context.newPage());
   await page.setViewportSize(viewport);
   page.errors = [];

@@ -40,6 +40,7 @@ import { notify } from './chat/notify.js';
 import { receipts } from './chat/receipts.js';
 import { avatars } from './chat/avatars.js';
 import { picker } from './chat/picker.js';
+import { calls } from './chat/calls.js';
 
 /** Polling interval when there is no relay at all (ms). */
 const NO_RELAY_POLL_MS = 5000;
@@ -127,7 +128,7 @@ function install(cls, ...parts) {
   }
 }
 
-install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments, notify, receipts, avatars, picker);
+install(BmChat, rest, relay, presence, store, catchup, events, threadList, newThread, conversation, messages, composer, frame, pins, search, attachments, notify, receipts, avatars, picker, calls);
 
 /** Mounts the chat on `#bm-chat` (the `[bm_chat]` shortcode's element). */
 function mount() {

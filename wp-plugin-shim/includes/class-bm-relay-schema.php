@@ -41,8 +41,11 @@ final class BM_Relay_Schema
      *     rebuilds it once (7 s per 1M messages measured on 2 cores, 24 s loaded,
      *     docs/PLUGIN.md "Search"); reads go on, but sends wait for the
      *     build (a first FULLTEXT index is added with a shared lock).
+     * 8 — table `bmr_calls`: the call log (BM_Relay_Calls). A table, not
+     *     meta rows: a call belongs to a thread and two users, not to a
+     *     message, and changes state (ringing → active → ended) in place.
      */
-    public const VERSION = 7;
+    public const VERSION = 8;
 
     /** Option holding the installed schema version. */
     public const OPTION = 'bmr_db_version';
@@ -56,6 +59,7 @@ final class BM_Relay_Schema
         'participants' => 'bmr_participants',
         'messages' => 'bmr_messages',
         'meta' => 'bmr_message_meta',
+        'calls' => 'bmr_calls',
     ];
 
     /** Names of the same tables in schema 1 and 2. */
@@ -92,7 +96,7 @@ final class BM_Relay_Schema
     /**
      * Table names on this site's prefix (the current blog's on multisite).
      *
-     * @return array{threads:string,participants:string,messages:string,meta:string}
+     * @return array{threads:string,participants:string,messages:string,meta:string,calls:string}
      */
     public static function tables(): array
     {
@@ -163,6 +167,23 @@ final class BM_Relay_Schema
   UNIQUE KEY one_value (message_id,meta_key,user_id,meta_value),
   KEY user_id (user_id),
   KEY key_value (meta_key,meta_value)
+) $charset;",
+            "CREATE TABLE {$t['calls']} (
+  id bigint(20) unsigned NOT NULL AUTO_INCREMENT,
+  thread_id bigint(20) unsigned NOT NULL,
+  caller_id bigint(20) unsigned NOT NULL,
+  callee_id bigint(20) unsigned NOT NULL,
+  video tinyint(1) unsigned NOT NULL DEFAULT 0,
+  state varchar(10) NOT NULL DEFAULT 'ringing',
+  created_at datetime NOT NULL,
+  answered_at datetime DEFAULT NULL,
+  ended_at datetime DEFAULT NULL,
+  ended_by bigint(20) unsigned NOT NULL DEFAULT 0,
+  PRIMARY KEY  (id),
+  KEY thread_id (thread_id,id),
+  KEY callee_state (callee_id,state),
+  KEY caller_id (caller_id),
+  KEY created_at (created_at)
 ) $charset;",
         ];
     }

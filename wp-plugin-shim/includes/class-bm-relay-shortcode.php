@@ -318,7 +318,7 @@ final class BM_Relay_Shortcode
             'user' => get_current_user_id(),
             // My own display name: mentions of me are highlighted by it.
             'name' => (string) wp_get_current_user()->display_name,
-            'strings' => self::strings(),
+            'strings' => self::strings() + BM_Relay_Calls::strings(),
             // Largest attachment, so the page refuses a bigger file before uploading it.
             'attach_max' => BM_Relay_Attachments::max_bytes(),
         ];

@@ -69,7 +69,7 @@ final class MultisiteTest extends BM_WP_TestCase
             $prefix = $blog === 1 ? 'wp_' : "wp_{$blog}_";
             $tables = array_map(static fn($r) => (string) current($r), $this->rows("SHOW TABLES LIKE '" . str_replace('_', '\\_', $prefix) . "bmr\\_%'"));
             sort($tables);
-            $this->assertSame(["{$prefix}bmr_message_meta", "{$prefix}bmr_messages", "{$prefix}bmr_participants", "{$prefix}bmr_threads"], $tables, "blog $blog tables");
+            $this->assertSame(["{$prefix}bmr_calls", "{$prefix}bmr_message_meta", "{$prefix}bmr_messages", "{$prefix}bmr_participants", "{$prefix}bmr_threads"], $tables, "blog $blog tables");
             // Thread ids restart per blog; their keys must not.
             $t = $this->thread('alice', ['bob'], "blog $blog");
             $seen['site'][] = bm_stats()['site'];
@@ -118,7 +118,7 @@ final class MultisiteTest extends BM_WP_TestCase
         require_once ABSPATH . 'wp-admin/includes/ms.php';
         $id = wp_insert_site(['domain' => '127.0.0.1:' . $this->h()->http_port, 'path' => '/four/', 'title' => 'Blog four', 'user_id' => 1]);
         $this->assertIsInt($id);
-        $this->assertCount(4, $this->rows("SHOW TABLES LIKE 'wp\\_{$id}\\_bmr\\_%'"), 'tables made on wp_initialize_site');
+        $this->assertCount(count(BM_Relay_Schema::NAMES), $this->rows("SHOW TABLES LIKE 'wp\\_{$id}\\_bmr\\_%'"), 'tables made on wp_initialize_site');
         $site = $this->rows("SELECT option_value FROM wp_{$id}_options WHERE option_name = 'bmr_site'")[0]['option_value'];
         $this->assertStringEndsWith("-$id", $site, 'a site id of its own');
         $this->assertNotContains($site, array_column($this->h()->blogs, 'site'));
@@ -200,7 +200,7 @@ final class MultisiteTest extends BM_WP_TestCase
             }
         }
         $this->assertNull(activate_plugin('bm-relay/bm-relay.php', '', true));
-        $this->assertCount(12, $this->rows("SHOW TABLES LIKE '%bmr\\_%'"));
+        $this->assertCount(3 * count(BM_Relay_Schema::NAMES), $this->rows("SHOW TABLES LIKE '%bmr\\_%'"));
         foreach ($this->h()->blogs as $blog => $b) {
             switch_to_blog($blog);
             $this->assertSame($b['relay_key'], bm_relay_key());

@@ -80,6 +80,7 @@ export const conversation = {
     const people = (t.participants || []).map((u) => (u === this.me ? this.t.you : this.name(u) + (t.online.has(u) ? ` (${this.t.online})` : '')));
     this.els.members.textContent = fmt(this.t.members, people.join(', '));
     this.els.members.prepend(this.memberAvatars(t));
+    this.renderCallButtons();
   },
 
   /** Renders the open thread from scratch. */

@@ -38,6 +38,10 @@ export const events = {
       case 'delivered':
         this.onDelivered(d);
         return;
+      case 'call.invite':
+      case 'call.update':
+        this.onCallEvent(ev.type, d);
+        return;
       case 'reaction': {
         const t = this.threads.get(Number(d.thread));
         const m = t && t.messages.get(Number(d.id));

@@ -45,6 +45,7 @@ export const frame = {
     this.root.replaceChildren(
       el('div', { class: 'bmc' }, el('header', { class: 'bmc-bar' }, el('h2', {}, t.title), E.conn), E.notice, el('div', { class: 'bmc-body' }, nav, E.conv), E.announce),
     );
+    this.buildCalls();
     this.renderConversation();
   },
 

@@ -77,6 +77,7 @@ export const presence = {
 
   /** A typing hint from another member. */
   onHint(h) {
+    if (String(h.type).startsWith('call.')) return this.onCallHint(h);
     const from = this.wire.users.real(Number(h.from));
     if (h.type !== 'typing' || from == null || from === this.me) return;
     const t = this.threads.get(this.wire.threads.real(Number(h.thread)));
