@@ -25,7 +25,9 @@ if (args.includes('--help') || args.includes('-h')) {
 Alice sends N messages (default 50) one after another on the chat page;
 each is timed from the Enter keydown on her page to the moment it is
 added to Bob's page. Runs with the extension, then the fallback, and
-prints p50/p90/max per implementation (JSON to --out as well).
+prints p50/p90/max per implementation, and the p50 of the POST
+…/messages request (WordPress's time per send, loopback included), JSON to
+--out as well.
 Environment: BM_PLUGIN_ZIP, BM_EXT_SO, BM_RELAY_BIN (see mk/e2e.mk).`);
   process.exit(0);
 }
@@ -78,7 +80,16 @@ async function run(alice, bob, label) {
     await new Promise((r) => setTimeout(r, 50));
   }
   process.stderr.write('\n');
-  return times;
+  // WordPress's time per send as Alice's page saw it: the POST …/messages
+  // requests' request-to-response time (Resource Timing), loopback included.
+  const posts = await alice.page.evaluate(() =>
+    performance
+      .getEntriesByType('resource')
+      .filter((e) => /\/threads\/\d+\/messages(\?|$)/.test(e.name) && e.initiatorType === 'fetch' && e.responseEnd > 0)
+      .map((e) => e.responseEnd - e.requestStart),
+  );
+  await alice.page.evaluate(() => performance.clearResourceTimings());
+  return { times, posts: posts.slice(-N) };
 }
 
 const site = await startSite({ ext: EXT });
@@ -93,9 +104,17 @@ try {
       const r = await site.command('http fallback');
       if (r.impl !== 'fallback') throw new Error(`php did not switch to the fallback: ${JSON.stringify(r)}`);
     }
-    const t = await run(alice, bob, impl);
-    result[impl] = { n: t.length, p50_ms: +pct(t, 50).toFixed(1), p90_ms: +pct(t, 90).toFixed(1), max_ms: +Math.max(...t).toFixed(1) };
-    console.log(`${impl}: p50 ${result[impl].p50_ms} ms, p90 ${result[impl].p90_ms} ms, max ${result[impl].max_ms} ms over ${t.length}`);
+    const { times: t, posts } = await run(alice, bob, impl);
+    result[impl] = {
+      n: t.length,
+      p50_ms: +pct(t, 50).toFixed(1),
+      p90_ms: +pct(t, 90).toFixed(1),
+      max_ms: +Math.max(...t).toFixed(1),
+      post_n: posts.length,
+      post_p50_ms: posts.length ? +pct(posts, 50).toFixed(1) : null,
+    };
+    const r = result[impl];
+    console.log(`${impl}: send→render p50 ${r.p50_ms} ms, p90 ${r.p90_ms} ms, max ${r.max_ms} ms over ${t.length}; POST …/messages p50 ${r.post_p50_ms} ms over ${r.post_n}`);
   }
 } finally {
   await cleanup();
