@@ -42,7 +42,10 @@ final class SearchTest extends BM_WP_TestCase
     /** A word no other test wrote (letters only: a word to InnoDB's parser). */
     private function word(string $stem): string
     {
-        return $stem . strtr(bin2hex(random_bytes(4)), '0123456789', 'ghijklmnop');
+        // Letters only, and never "o" or "t": the short words the tests
+        // look for ("go", "to", "the") are matched inside longer words, and a
+        // suffix holding "go" once made a message match that was not meant to.
+        return $stem . strtr(bin2hex(random_bytes(4)), '0123456789', 'ghijklmnqr');
     }
 
     /** Sends $text to thread $thread as $user; returns the message id. */

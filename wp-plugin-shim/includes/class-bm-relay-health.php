@@ -34,11 +34,10 @@ final class BM_Relay_Health
     /** Verdict levels, best first. */
     public const LEVELS = ['working', 'degraded', 'down'];
 
-    /** Hooks the script, its module tag and the test-event action in. */
+    /** Hooks the script and the test-event action in (its module tag: BM_Relay_Shortcode::module_tag). */
     public static function register(): void
     {
         add_action('admin_enqueue_scripts', [self::class, 'enqueue']);
-        add_filter('script_loader_tag', [self::class, 'module_tag'], 10, 3);
         add_action('wp_ajax_' . self::PING_ACTION, [self::class, 'ajax_ping']);
     }
 
@@ -54,21 +53,6 @@ final class BM_Relay_Health
             return;
         }
         wp_enqueue_script(self::HANDLE, plugins_url('assets/bm-verdict.js', BM_RELAY_FILE), [], BM_Relay_Shortcode::asset_version('bm-verdict.js'), true);
-    }
-
-    /**
-     * Marks the verdict's script as an ES module.
-     *
-     * @param string $tag    the `<script>` markup WordPress built
-     * @param string $handle script handle
-     * @param string $src    script URL
-     */
-    public static function module_tag($tag, $handle, $src): string
-    {
-        if ($handle !== self::HANDLE) {
-            return (string) $tag;
-        }
-        return sprintf('<script type="module" src="%s" id="%s-js"></script>' . "\n", esc_url((string) $src), esc_attr((string) $handle));
     }
 
     /**

@@ -263,18 +263,18 @@ final class BM_Relay_Mail
 
     /**
      * The chat page's URL, opening the thread (`#thread-ID`, which the
-     * page reads on load): the first published page holding `[bm_chat]`,
-     * else the home page; filter `bm_relay_mail_chat_url` (url, thread,
-     * user) for a site whose chat lives elsewhere.
+     * page reads on load): the chat page the admin bar links to
+     * (BM_Relay_Notify::chat_url: filter `bm_relay_chat_url`, else the
+     * first published page holding `[bm_chat]`, cached), else the home
+     * page; filter `bm_relay_mail_chat_url` (url, thread, user) for a mail
+     * that should point elsewhere.
      */
     public static function chat_url(int $thread, int $user): string
     {
-        global $wpdb;
-        $page = (int) $wpdb->get_var($wpdb->prepare(
-            "SELECT ID FROM {$wpdb->posts} WHERE post_status = 'publish' AND post_type IN ('page', 'post') AND post_content LIKE %s ORDER BY ID LIMIT 1",
-            '%' . $wpdb->esc_like('[bm_chat') . '%'
-        ));
-        $base = $page > 0 ? (string) get_permalink($page) : home_url('/');
+        $base = BM_Relay_Notify::chat_url();
+        if ($base === '') {
+            $base = home_url('/');
+        }
         return (string) apply_filters('bm_relay_mail_chat_url', $base . '#thread-' . $thread, $thread, $user);
     }
 

@@ -37,7 +37,6 @@ final class BM_Relay_Notify
         add_action('rest_api_init', [self::class, 'register_routes']);
         add_action('admin_bar_menu', [self::class, 'admin_bar'], 70);
         add_shortcode('bm_unread', [self::class, 'shortcode']);
-        add_filter('script_loader_tag', [self::class, 'module_tag'], 10, 3);
         add_action('wp_footer', [self::class, 'footer'], 5);
         add_action('admin_footer', [self::class, 'footer'], 5);
         add_action('save_post_page', [self::class, 'forget_chat_url']);
@@ -231,20 +230,5 @@ final class BM_Relay_Notify
             . '#wpadminbar #wp-admin-bar-' . esc_attr(self::NODE) . ' .ab-icon{top:2px}'
             . '.bm-unread .screen-reader-text{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(1px,1px,1px,1px)}</style>' . "\n";
         wp_enqueue_script(self::HANDLE, plugins_url('assets/chat/unread.js', BM_RELAY_FILE), [], BM_Relay_Shortcode::asset_version('chat/unread.js'), true);
-    }
-
-    /**
-     * The live module is an ES module (it imports the relay client).
-     *
-     * @param string $tag
-     * @param string $handle
-     * @param string $src
-     */
-    public static function module_tag($tag, $handle, $src): string
-    {
-        if ($handle !== self::HANDLE) {
-            return (string) $tag;
-        }
-        return sprintf('<script type="module" src="%s" id="%s-js"></script>' . "\n", esc_url((string) $src), esc_attr((string) $handle));
     }
 }

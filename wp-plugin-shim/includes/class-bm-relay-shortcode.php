@@ -126,8 +126,11 @@ final class BM_Relay_Shortcode
     }
 
     /**
-     * Marks the chat script (and the connection doctor's) as an ES module (it imports ./bm-client.js).
-     * Modules are deferred and strict by nature; nothing else changes.
+     * Marks the plugin's module scripts as ES modules (they import
+     * ./bm-client.js): the chat page, the connection doctor, the settings
+     * page's verdict and the live unread count. One filter for all: a new
+     * module script adds its handle here. Modules are deferred and strict
+     * by nature; nothing else changes.
      *
      * @param string $tag    the `<script>` markup WordPress built
      * @param string $handle script handle
@@ -135,7 +138,7 @@ final class BM_Relay_Shortcode
      */
     public static function module_tag($tag, $handle, $src): string
     {
-        if ($handle !== self::HANDLE && $handle !== BM_Relay_Doctor::HANDLE) {
+        if (!in_array($handle, [self::HANDLE, BM_Relay_Doctor::HANDLE, BM_Relay_Health::HANDLE, BM_Relay_Notify::HANDLE], true)) {
             return (string) $tag;
         }
         return sprintf('<script type="module" src="%s" id="%s-js"></script>' . "\n", esc_url((string) $src), esc_attr((string) $handle));
