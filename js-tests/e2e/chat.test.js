@@ -489,6 +489,41 @@ test('a tab open past its nonce\'s life recovers by itself', async () => {
   assert.notEqual(await bob.page.evaluate(() => window.bmChat.cfg.nonce), '0123456789', 'a fresh nonce');
 });
 
+test('typing in a new conversation before its messages have loaded: the focus stays in the composer', async () => {
+  // The first page of a new thread's messages is held back, as on a slow
+  // site: Alice types as soon as the conversation shows. Closing the "New
+  // conversation" form used to send the focus back to its button once
+  // that page came, so the rest of her words went nowhere (and a mention
+  // list she had opened closed).
+  const a = alice.page;
+  let release;
+  const gate = new Promise((r) => (release = r));
+  let held = 0;
+  const page1 = /\/wp-json\/bm\/v1\/threads\/\d+\/messages\?before=/;
+  await a.route(page1, async (route) => {
+    held++;
+    await gate;
+    await route.continue().catch(() => {});
+  });
+  await startConversation(alice, 'bo', 'Bob', 'Quick question');
+  const input = a.getByLabel('Message', { exact: true });
+  await input.click();
+  await input.pressSequentially('Hi ');
+  assert.equal(held, 1, "the new thread's messages were asked for, and held");
+  release();
+  await a.locator('#bm-chat .bmc-newform').waitFor({ state: 'hidden', timeout: 5000 });
+  // The keyboard, not the locator (which would focus the field first).
+  await a.keyboard.type('there');
+  await a.unroute(page1);
+  assert.equal(await input.inputValue(), 'Hi there', 'every key went to the message field');
+  assert.ok(await input.evaluate((e) => e === document.activeElement), 'the message field kept the focus');
+  // Cancel still returns the focus to the button that opened the form.
+  await a.getByRole('button', { name: 'New conversation' }).click();
+  await a.locator('#bm-chat .bmc-newform').getByRole('button', { name: 'Cancel' }).click();
+  assert.ok(await a.getByRole('button', { name: 'New conversation' }).evaluate((e) => e === document.activeElement), 'Cancel: the focus is back on "New conversation"');
+  await input.fill('');
+});
+
 test('past 500 conversations the oldest still works: listed, live', async (t) => {
   await bob.page.setViewportSize({ width: 1100, height: 800 });
   // 505 newer conversations between Bob and Carol: Lunch is now past the

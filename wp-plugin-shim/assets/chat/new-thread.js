@@ -139,10 +139,15 @@ export const newThread = {
   toggleNewForm(show) {
     const f = this.els.newForm;
     const open = show ?? f.hidden;
+    const hadFocus = f.contains(document.activeElement);
     f.hidden = !open;
     this.els.newBtn.setAttribute('aria-expanded', String(open));
     if (open) f.focusFirst();
-    else this.els.newBtn.focus();
+    // Closing moves the focus back to the button only from inside the form
+    // (Cancel, Escape): after "Start conversation" the new thread's composer
+    // already has it, and a person may be typing there by the time the
+    // thread's first page of messages has loaded.
+    else if (hadFocus) this.els.newBtn.focus();
   },
 
   /** Creates a thread with the chosen people. */
