@@ -29,7 +29,7 @@ e2e-deps:
 test-e2e: e2e-deps plugin-zip ## chat page end to end: two people in Chromium, WordPress, MariaDB, PHP (extension and fallback), relay
 	@mkdir -p run/e2e-artifacts
 	cd js-tests && BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(E2E_EXT_SO) BM_RELAY_BIN=$(E2E_RELAY) \
-	  ../scripts/test-floor.sh 39 node --test --test-concurrency=1 --test-timeout=240000 e2e/
+	  ../scripts/test-floor.sh 40 node --test --test-concurrency=1 --test-timeout=240000 e2e/
 	@echo "test-e2e: screenshots in run/e2e-artifacts/"
 
 # The same end-to-end test on the current WordPress (`make wp-latest`).
@@ -38,7 +38,7 @@ TEST_TARGETS += test-e2e-latest
 test-e2e-latest: e2e-deps plugin-zip wp-latest ## the chat page end to end on the current WordPress (6.7-alpha)
 	@mkdir -p run/e2e-artifacts-latest
 	cd js-tests && BM_WP_SRC=$(WP_LATEST_DIR) BM_E2E_ARTIFACTS=$(CURDIR)/run/e2e-artifacts-latest BM_PLUGIN_ZIP=$(PLUGIN_ZIP) \
-	  BM_EXT_SO=$(E2E_EXT_SO) BM_RELAY_BIN=$(E2E_RELAY) ../scripts/test-floor.sh 35 node --test --test-concurrency=1 --test-timeout=240000 e2e/
+	  BM_EXT_SO=$(E2E_EXT_SO) BM_RELAY_BIN=$(E2E_RELAY) ../scripts/test-floor.sh 36 node --test --test-concurrency=1 --test-timeout=240000 e2e/
 
 # Send→render time on the chat page (issue #16's figure), not part of make
 # test: p50/p90 over 50 messages with the extension, then the fallback.

@@ -40,13 +40,13 @@ test-wp-ext: wp-deps wp-relay wp-ext plugin-zip
 	@php -n -d extension=$(WP_EXT_SO) -r 'exit(function_exists("bm_push") && (new ReflectionFunction("bm_push"))->isInternal() ? 0 : 1);' \
 	  || { echo "test-wp: $(WP_EXT_SO) does not load as the bm_relay extension" >&2; exit 1; }
 	@echo "== WordPress suite with the extension ($(WP_EXT_SO))"
-	@BM_EXPECT_IMPL=extension BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 122 php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_EXPECT_IMPL=extension BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 123 php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
 	@echo "== WordPress multisite suite with the extension"
 	@BM_EXPECT_IMPL=extension BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_EXT_SO=$(WP_EXT_SO) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 6 php -d extension=$(WP_EXT_SO) $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 
 test-wp-fallback: wp-deps wp-relay plugin-zip
 	@echo "== WordPress suite with the pure-PHP fallback"
-	@BM_EXPECT_IMPL=fallback BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 123 php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
+	@BM_EXPECT_IMPL=fallback BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 124 php $(WP_PHPUNIT) -c php-tests/wp/phpunit.xml
 	@echo "== WordPress multisite suite with the pure-PHP fallback"
 	@BM_EXPECT_IMPL=fallback BM_PLUGIN_ZIP=$(PLUGIN_ZIP) BM_RELAY_BIN=$(WP_RELAY) scripts/test-floor.sh 6 php $(WP_PHPUNIT) -c php-tests/wp/multisite/phpunit.xml
 

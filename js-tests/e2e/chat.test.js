@@ -536,6 +536,7 @@ test('past 500 conversations the oldest still works: listed, live', async (t) =>
   await bob.page.locator('#bm-chat .bmc-thread', { hasText: 'Lunch' }).waitFor({ timeout: 20000 });
   assert.equal(await bob.page.locator('#bm-chat', { hasText: 'no longer a member' }).count(), 0, 'not taken for a removal');
   await open(bob, 'Lunch');
+  await open(alice, 'Lunch');
   await send(alice, 'still in touch after 505 others');
   // Live, through the relay: its key came with the thread (GET /threads/{id}).
   await msg(bob, 'still in touch after 505 others').waitFor({ timeout: 5000 });

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cleanup, person, shot, startSite, until } from './site.js';
-import { connected, msg, realErrors } from './ui.js';
+import { connected, msg, open, realErrors, send } from './ui.js';
 
 const EXT = process.env.BM_EXT_SO || path.join(ROOT, 'target/release/bm_relay.so');
 
@@ -171,5 +171,22 @@ test('Alice mentions Bob with the keyboard; his list shows "@", his count goes u
   await connected(alice);
   assert.equal(await a.getByRole('button', { name: 'Turn on notifications' }).count(), 0, 'the refusal is remembered');
   for (const p of [alice, bob]) assert.deepEqual(realErrors(p), [], `${p.login}'s page errors`);
+  assert.deepEqual(realErrors({ page: front }), [], 'front page errors');
+});
+
+test("Bob's front page, open past its nonce's life, keeps its count live", async () => {
+  // What 12-24 h do to a tab left on the front page: WordPress no longer
+  // accepts its nonce. The count's reads (and its socket's next token)
+  // get a fresh one by the login cookie.
+  await open(alice, 'Plans');
+  const before = Number(await count().getAttribute('data-count'));
+  await front.evaluate(() => {
+    window.bmUnread.cfg.nonce = '0123456789';
+  });
+  await send(alice, 'still counting');
+  await until(async () => Number(await count().getAttribute('data-count')) === before + 1, 5000, `the admin bar count to go from ${before} to ${before + 1}`);
+  const nonce = await front.evaluate(() => window.bmUnread.cfg.nonce);
+  assert.match(nonce, /^[0-9a-f]{10}$/);
+  assert.notEqual(nonce, '0123456789', 'a fresh nonce');
   assert.deepEqual(realErrors({ page: front }), [], 'front page errors');
 });

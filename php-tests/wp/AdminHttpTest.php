@@ -67,9 +67,18 @@ final class AdminHttpTest extends BM_WP_TestCase
     {
         require_once ABSPATH . 'wp-admin/includes/template.php'; // loaded in wp-admin
         wp_set_current_user($this->uid('admin'));
+        // Every request to the relay's /healthz while the page is drawn.
+        $healthz = 0;
+        $count = static function ($pre, $args, $url) use (&$healthz) {
+            $healthz += (int) str_ends_with((string) $url, '/healthz');
+            return $pre;
+        };
+        add_filter('pre_http_request', $count, 10, 3);
         ob_start();
         BM_Relay_Admin::render();
         $html = (string) ob_get_clean();
+        remove_filter('pre_http_request', $count, 10);
+        $this->assertSame(1, $healthz, 'the page asks the relay\'s /healthz once (each costs up to 2 s)');
         $this->assertStringContainsString('id="bm-relay-status"', $html);
         $this->assertStringContainsString('Send test event', $html);
         $this->assertStringContainsString('data-level="working"', $html, 'the verdict');

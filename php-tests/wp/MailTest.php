@@ -287,6 +287,39 @@ final class MailTest extends BM_WP_TestCase
         $this->assertFalse($this->pending($t['id'], 'bob'), 'site setting off: nothing scheduled');
     }
 
+    public function test_a_mail_the_smtp_server_refused_is_tried_again_later_and_then_sent(): void
+    {
+        update_option('bmr_mail_delay', 0);
+        $t = $this->thread('alice', ['bob'], 'Retry');
+        $this->say('alice', $t['id'], ['are you there?']);
+        $bob = $this->uid('bob');
+        $port = (int) get_option('bm_test_smtp_port');
+        // The site's SMTP server is down: nothing listens on that port.
+        $dead = stream_socket_server('tcp://127.0.0.1:0');
+        $dead_port = (int) substr((string) stream_socket_get_name($dead, false), strrpos((string) stream_socket_get_name($dead, false), ':') + 1);
+        fclose($dead);
+        update_option('bm_test_smtp_port', $dead_port);
+        try {
+            $this->assertSame('failed', $this->fire($t['id'], $bob));
+            $retry = wp_next_scheduled(BM_Relay_Mail::HOOK, [$t['id'], $bob, 1]);
+            $this->assertNotFalse($retry, 'a retry is scheduled');
+            $this->assertEqualsWithDelta(time() + 300, $retry, 5, 'five minutes later');
+            $this->say('alice', $t['id'], ['hello?']);
+            $this->assertFalse($this->pending($t['id'], 'bob'), 'no second window while the retry is pending');
+            // The last retry fails too: none after it.
+            $this->assertSame('failed', BM_Relay_Mail::run($t['id'], $bob, BM_Relay_Mail::RETRIES));
+            $this->assertFalse(wp_next_scheduled(BM_Relay_Mail::HOOK, [$t['id'], $bob, BM_Relay_Mail::RETRIES + 1]), 'no retry after the last');
+        } finally {
+            update_option('bm_test_smtp_port', $port);
+        }
+        // The server is back: the retry sends both messages.
+        wp_unschedule_event($retry, BM_Relay_Mail::HOOK, [$t['id'], $bob, 1]);
+        $this->assertSame('sent', BM_Relay_Mail::run($t['id'], $bob, 1));
+        $mails = $this->mails(10);
+        $this->assertCount(1, $mails);
+        $this->assertStringContainsString('2 new messages', $mails[0]['headers']['subject']);
+    }
+
     public function test_a_member_who_read_meanwhile_gets_none(): void
     {
         update_option('bmr_mail_delay', 0);
@@ -372,6 +405,13 @@ final class MailTest extends BM_WP_TestCase
         [$code] = $s->request('POST', '/wp-admin/profile.php', http_build_query($fields), ['Content-Type: application/x-www-form-urlencoded']);
         $this->assertSame(302, $code);
         $this->assertSame([['meta_value' => '1']], $this->rows("SELECT meta_value FROM wp_usermeta WHERE user_id = $bob AND meta_key = 'bmr_mail_off'"));
+        // The choice is Bob's personal data: Tools → Export Personal Data lists it.
+        $exporter = apply_filters('wp_privacy_personal_data_exporters', [])['bm-relay-mail'] ?? null;
+        $this->assertNotNull($exporter, 'an exporter for the chat e-mail preference');
+        wp_cache_delete($bob, 'user_meta');
+        $export = call_user_func($exporter['callback'], 'bob@example.test', 1);
+        $this->assertTrue($export['done']);
+        $this->assertSame([['name' => 'E-mail me about unread chat messages', 'value' => 'no']], $export['data'][0]['data']);
         [$html, $fields] = $form();
         $this->assertDoesNotMatchRegularExpression('/id="bmr_mail_notify"[^>]*checked/', $html);
         $fields['bmr_mail_notify'] = '1';

@@ -93,15 +93,18 @@ final class BM_Relay_Admin
     }
 
     /**
-     * The connection status shown on the page.
+     * The connection status shown on the page. `$relay` false skips the
+     * relay's /healthz (up to 2 s): the page's verdict asks it itself.
      *
      * @return array{implementation:string,configured:bool,config_error:?string,relay:array{ok:bool,detail:string},stats:array,secret_source:string,ws_warning:?string}
      */
-    public static function status(): array
+    public static function status(bool $relay = true): array
     {
         $health = ['ok' => false, 'detail' => __('no relay admin URL set', 'bm-relay')];
         $admin = (string) BM_Relay_Settings::get('bmr_admin_url');
-        if ($admin !== '') {
+        if (!$relay) {
+            $health = ['ok' => false, 'detail' => __('not asked', 'bm-relay')];
+        } elseif ($admin !== '') {
             $r = wp_remote_get(rtrim($admin, '/') . '/healthz', ['timeout' => 2, 'redirection' => 0]);
             if (is_wp_error($r)) {
                 $health = ['ok' => false, 'detail' => $r->get_error_message()];
@@ -203,7 +206,8 @@ final class BM_Relay_Admin
         if (!current_user_can('manage_options')) {
             return;
         }
-        $s = self::status();
+        // The verdict below asks the relay's /healthz; the table does not.
+        $s = self::status(false);
         $test = get_transient('bmr_test_' . get_current_user_id());
         delete_transient('bmr_test_' . get_current_user_id());
         echo '<div class="wrap"><h1>' . esc_html__('bm-relay', 'bm-relay') . '</h1>';

@@ -65,18 +65,57 @@ final class BM_Relay_Mail
     private const LISTED = 5;
     /** Characters of a message shown when excerpts are on. */
     private const EXCERPT = 140;
+    /**
+     * A mail wp_mail() refused (SMTP server down, a rate limit) is tried
+     * again this many times, RETRY_MINUTES × 3^n later (5, 15, 45 min).
+     * After that the messages wait for the thread's next mail window: they
+     * stay unmailed (user meta `bmr_mail_upto_*` did not move), not lost.
+     */
+    public const RETRIES = 3;
+    private const RETRY_MINUTES = 5;
 
     /** Hooks the feature in (plugin load). */
     public static function register(): void
     {
         add_action('bm_relay_message_sent', [self::class, 'message_sent'], 10, 4);
-        add_action(self::HOOK, [self::class, 'run'], 10, 2);
+        add_action(self::HOOK, [self::class, 'run'], 10, 3);
         add_action('init', [self::class, 'maybe_unsubscribe'], 1);
         add_action('admin_init', [self::class, 'register_settings']);
         add_action('show_user_profile', [self::class, 'profile_field']);
         add_action('edit_user_profile', [self::class, 'profile_field']);
         add_action('personal_options_update', [self::class, 'save_profile_field']);
         add_action('edit_user_profile_update', [self::class, 'save_profile_field']);
+        add_filter('wp_privacy_personal_data_exporters', static function (array $exporters): array {
+            $exporters['bm-relay-mail'] = [
+                'exporter_friendly_name' => __('Chat e-mail preference (bm-relay)', 'bm-relay'),
+                'callback' => [self::class, 'export'],
+            ];
+            return $exporters;
+        });
+    }
+
+    /**
+     * Exporter: the member's own choice about chat e-mail (user meta
+     * `bmr_mail_off`), one item. What was mailed is not kept: the mails
+     * themselves are the site's mail log's, if it has one.
+     *
+     * @return array{data:list<array>,done:bool}
+     */
+    public static function export(string $email, int $page = 1): array
+    {
+        $user = get_user_by('email', $email);
+        if (!$user) {
+            return ['data' => [], 'done' => true];
+        }
+        return ['data' => [[
+            'group_id' => 'bm-relay-mail',
+            'group_label' => __('Chat e-mail', 'bm-relay'),
+            'item_id' => 'bm-relay-mail-' . (int) $user->ID,
+            'data' => [[
+                'name' => __('E-mail me about unread chat messages', 'bm-relay'),
+                'value' => self::opted_out((int) $user->ID) ? __('no', 'bm-relay') : __('yes', 'bm-relay'),
+            ]],
+        ]], 'done' => true];
     }
 
     /**
@@ -193,12 +232,15 @@ final class BM_Relay_Mail
      * @return string `sent`, `none` (mailed about everything unread
      *                already), `off` (site or user turned mail off), `gone`
      *                (not a member, no address), `read`, `online`, `failed`
-     *                (wp_mail refused)
+     *                (wp_mail refused; tried again later while `$attempt`
+     *                < RETRIES)
+     * @param int|string $attempt 0 for the window's mail, n for its n-th retry
      */
-    public static function run($thread, $user): string
+    public static function run($thread, $user, $attempt = 0): string
     {
         $thread = (int) $thread;
         $user = (int) $user;
+        $attempt = max(0, (int) $attempt);
         if (!self::enabled() || self::opted_out($user)) {
             return 'off';
         }
@@ -227,6 +269,11 @@ final class BM_Relay_Mail
             // The relay cannot be asked: nothing reached this user live.
         }
         if (!self::send($who, $row, $unseen)) {
+            if ($attempt < self::RETRIES) {
+                // Still pending for message_sent() (same thread and user):
+                // no second window opens meanwhile.
+                wp_schedule_single_event(time() + self::RETRY_MINUTES * (3 ** $attempt) * MINUTE_IN_SECONDS, self::HOOK, [$thread, $user, $attempt + 1]);
+            }
             return 'failed';
         }
         $last = end($unseen['messages']);

@@ -213,6 +213,8 @@ final class BM_Relay_Notify
         $config = [
             'rest' => esc_url_raw(rest_url(BM_Relay_REST::NS . '/')),
             'nonce' => wp_create_nonce('wp_rest'),
+            // A fresh nonce for a tab left open past this one's life.
+            'nonce_url' => esc_url_raw(admin_url('admin-ajax.php?action=rest-nonce')),
             'user' => get_current_user_id(),
             // Imported by URL (not through an import map, which a page
             // without the chat does not have), versioned like the map does.

@@ -3,8 +3,7 @@
 // RestError (the plugin's error code and HTTP status) for every non-2xx.
 // WordPress is the page's only store: every write goes through here.
 
-/** REST error codes of a stale nonce (WordPress's cookie check, the plugin's own). */
-const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce']);
+import { NONCE_CODES, refreshNonce } from './unread.js';
 
 /** A REST error with the plugin's code and HTTP status. */
 export class RestError extends Error {
@@ -31,30 +30,9 @@ export const rest = {
     }
   },
 
-  /**
-   * A new `wp_rest` nonce from WordPress (admin-ajax `rest-nonce`, by the
-   * login cookie); true when there is one. One request at a time.
-   */
+  /** A new `wp_rest` nonce for a long-open tab (unread.js's refreshNonce); true when there is one. */
   refreshNonce() {
-    if (!this.cfg.nonce_url) return Promise.resolve(false);
-    if (!this.noncePromise) {
-      this.noncePromise = (async () => {
-        try {
-          const res = await fetch(this.cfg.nonce_url, { credentials: 'same-origin' });
-          const text = (await res.text()).trim();
-          if (!res.ok || !/^[0-9a-f]{10}$/.test(text)) return false;
-          this.cfg.nonce = text;
-          return true;
-        } catch {
-          return false;
-        } finally {
-          setTimeout(() => {
-            this.noncePromise = null;
-          }, 5000);
-        }
-      })();
-    }
-    return this.noncePromise;
+    return refreshNonce(this.cfg);
   },
 
   /** One bm/v1 call as it is, no retry. */

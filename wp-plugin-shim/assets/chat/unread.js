@@ -75,11 +75,62 @@ export class UnreadCounter {
   }
 }
 
-/** A bm/v1 call with the page's nonce (the chat page has its own, rest.js). */
-async function call(cfg, method, route) {
+/** REST error codes of a stale nonce (WordPress's cookie check, the plugin's own; rest.js uses them too). */
+export const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce']);
+
+/** One bm/v1 call with the page's nonce, as it is. */
+async function callOnce(cfg, method, route) {
   const res = await fetch(cfg.rest.replace(/\/$/, '') + route, { method, credentials: 'same-origin', headers: { 'X-WP-Nonce': cfg.nonce, Accept: 'application/json' } });
-  if (!res.ok) throw new Error(`bm/v1${route}: HTTP ${res.status}`);
-  return res.json();
+  const json = await res.json().catch(() => null);
+  if (!res.ok) throw Object.assign(new Error(`bm/v1${route}: HTTP ${res.status}`), { status: res.status, code: json && json.code });
+  return json;
+}
+
+/** A nonce refresh under way, per page config: one request at a time. */
+const refreshing = new WeakMap();
+
+/**
+ * A fresh `wp_rest` nonce from WordPress (admin-ajax `rest-nonce`, by the
+ * login cookie) into `cfg.nonce`; true when there is one. One request at
+ * a time, and none again for 5 s. The chat page's REST calls (rest.js)
+ * use it too: it lives here because this module also runs on pages
+ * without the chat, which have no import map to version a second module.
+ */
+export function refreshNonce(cfg) {
+  if (!cfg.nonce_url) return Promise.resolve(false);
+  let p = refreshing.get(cfg);
+  if (!p) {
+    p = (async () => {
+      try {
+        const res = await fetch(cfg.nonce_url, { credentials: 'same-origin' });
+        const text = (await res.text()).trim();
+        if (!res.ok || !/^[0-9a-f]{10}$/.test(text)) return false;
+        cfg.nonce = text;
+        return true;
+      } catch {
+        return false;
+      } finally {
+        setTimeout(() => refreshing.delete(cfg), 5000);
+      }
+    })();
+    refreshing.set(cfg, p);
+  }
+  return p;
+}
+
+/**
+ * A bm/v1 call with the page's nonce (the chat page has its own, rest.js).
+ * A tab left open past the nonce's life (12-24 h) gets a fresh one and
+ * tries once more: without it the count would freeze, and the socket
+ * would die at its next token.
+ */
+async function call(cfg, method, route) {
+  try {
+    return await callOnce(cfg, method, route);
+  } catch (e) {
+    if (e.status === 403 && NONCE_CODES.has(e.code) && (await refreshNonce(cfg))) return callOnce(cfg, method, route);
+    throw e;
+  }
 }
 
 /**
@@ -90,6 +141,8 @@ async function call(cfg, method, route) {
  */
 export async function startStandalone(cfg) {
   const counter = new UnreadCounter(() => call(cfg, 'GET', '/unread'));
+  // The page's config (its nonce): tests and add-ons read it.
+  counter.cfg = cfg;
   window.bmUnread = counter;
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) counter.soon();
