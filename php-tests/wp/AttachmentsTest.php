@@ -125,6 +125,10 @@ final class AttachmentsTest extends BM_WP_TestCase
         // Bob reads them back in the history, and fetches them through the gate.
         $listed = $this->ok($this->rest('GET', "/threads/{$t['id']}/messages", 'bob'))['messages'];
         $this->assertSame([$img, $doc], end($listed)['attachments']);
+        // The thread list's last message too (a files-only one previews by the names).
+        $mine = array_values(array_filter($this->ok($this->rest('GET', '/threads', 'bob'))['threads'], static fn($x) => $x['id'] === $t['id']));
+        $this->assertSame([$img, $doc], $mine[0]['last_message']['attachments']);
+        $this->assertSame([$img, $doc], $this->ok($this->rest('GET', "/threads/{$t['id']}", 'bob'))['thread']['last_message']['attachments']);
         [$code, $head, $body] = $this->fetch_http('bob', $img['url']);
         $this->assertSame([200, 'image/png', 'nosniff'], [$code, $head['content-type'], $head['x-content-type-options']]);
         $this->assertStringStartsWith('inline', $head['content-disposition']);

@@ -77,6 +77,12 @@ final class BM_Relay_Shapes
         $last_ids = array_values(array_filter(array_map(static fn($t) => (int) $t->last_message_id, $threads)));
         $last_rows = BM_Relay_Store::messages_by_id($last_ids);
         $reactions = BM_Relay_Store::reactions($last_ids);
+        // The last messages with their attachment references (two queries
+        // for all): a files-only message previews by its files' names.
+        $last = [];
+        foreach (BM_Relay_Attachments::add_refs(array_values(array_map(static fn($row) => BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []), $last_rows))) as $m) {
+            $last[(int) $m['id']] = $m;
+        }
         BM_Relay_Mentions::prime($last_ids);
         $mentions = BM_Relay_Mentions::unread_by_thread($user, $ids);
         $people = array_values(array_unique(array_merge([], ...array_values($members))));
@@ -87,7 +93,6 @@ final class BM_Relay_Shapes
         foreach ($threads as $thread) {
             $tid = (int) $thread->id;
             $me = isset($thread->unread_count) ? $thread : BM_Relay_Store::membership($tid, $user);
-            $row = $last_rows[(int) $thread->last_message_id] ?? null;
             $out[] = [
                 'id' => $tid,
                 'subject' => (string) $thread->subject,
@@ -97,7 +102,7 @@ final class BM_Relay_Shapes
                 'participants' => self::participants($marks[$tid] ?? [], $me !== null, $delivered[$tid] ?? []),
                 'unread' => $me ? (int) $me->unread_count : 0,
                 'last_read_id' => $me ? (int) $me->last_read_id : 0,
-                'last_message' => $row ? BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []) : null,
+                'last_message' => $last[(int) $thread->last_message_id] ?? null,
                 // Pinned messages, in the order they were pinned (their
                 // text: GET /threads/{id}/pins, or the pin event).
                 'pinned' => $pins[$tid] ?? [],

@@ -5,6 +5,9 @@
 import { el } from './dom.js';
 import { plural } from './strings.js';
 
+/** A files-only message in the list: its files' names after a paper clip. */
+const filesPreview = (m) => (Array.isArray(m.attachments) && m.attachments.length ? `📎 ${m.attachments.map((a) => a.name).join(', ')}` : '');
+
 /** Methods of BmChat (installed by bm-chat.js): the thread list. */
 export const threadList = {
   renderThreadList() {
@@ -23,7 +26,7 @@ export const threadList = {
         others,
         title: this.threadTitle(t),
         online: others.some((u) => t.online.has(u)),
-        preview: last ? (last.deleted ? this.t.deleted : `${this.name(last.sender)}: ${last.text}`) : '',
+        preview: last ? (last.deleted ? this.t.deleted : `${this.name(last.sender)}: ${last.text || filesPreview(last)}`) : '',
       };
     });
     // Touch the DOM only when something visible changed.
