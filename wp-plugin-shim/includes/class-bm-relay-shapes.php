@@ -77,13 +77,14 @@ final class BM_Relay_Shapes
         $last_ids = array_values(array_filter(array_map(static fn($t) => (int) $t->last_message_id, $threads)));
         $last_rows = BM_Relay_Store::messages_by_id($last_ids);
         $reactions = BM_Relay_Store::reactions($last_ids);
+        // Before format_message(), which reads the mentions from this cache.
+        BM_Relay_Mentions::prime($last_ids);
         // The last messages with their attachment references (two queries
         // for all): a files-only message previews by its files' names.
         $last = [];
         foreach (BM_Relay_Attachments::add_refs(array_values(array_map(static fn($row) => BM_Relay_Store::format_message($row, $reactions[(int) $row->id] ?? []), $last_rows))) as $m) {
             $last[(int) $m['id']] = $m;
         }
-        BM_Relay_Mentions::prime($last_ids);
         $mentions = BM_Relay_Mentions::unread_by_thread($user, $ids);
         $people = array_values(array_unique(array_merge([], ...array_values($members))));
         if ($people) {
