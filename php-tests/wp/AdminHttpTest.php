@@ -10,7 +10,9 @@ final class AdminHttpTest extends BM_WP_TestCase
     public function test_status_reports_relay_health_and_implementation(): void
     {
         $s = BM_Relay_Admin::status();
-        $this->assertTrue($s['relay']['ok'], $s['relay']['detail']);
+        $relay = BM_Relay_Health::relay_health();
+        $this->assertTrue($relay['reachable'], $relay['why']);
+        $this->assertSame('ok', $relay['status'], $relay['why']);
         $this->assertTrue($s['configured']);
         $native = (new ReflectionFunction('bm_push'))->isInternal();
         $this->assertSame(getenv('BM_EXT_SO') ? true : false, $native, 'the run uses the implementation it was asked for');
@@ -20,8 +22,7 @@ final class AdminHttpTest extends BM_WP_TestCase
 
         update_option('bmr_admin_url', 'http://127.0.0.1:' . BM_WP_Harness::free_port());
         try {
-            $down = BM_Relay_Admin::status();
-            $this->assertFalse($down['relay']['ok']);
+            $this->assertFalse(BM_Relay_Health::relay_health()['reachable']);
         } finally {
             update_option('bmr_admin_url', 'http://127.0.0.1:' . $this->h()->admin_port);
         }

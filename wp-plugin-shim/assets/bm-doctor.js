@@ -7,18 +7,13 @@
 // no try's time includes another's.
 
 import { probeSocket, probeStream, streamUrlOf } from './bm-client.js';
+import { fmt } from './chat/strings.js';
 
 /** How long one try may take (ms): as long as the client waits for `ready`. */
 const TIMEOUT_MS = 10000;
 
 const root = document.getElementById('bm-relay-doctor');
 const button = document.getElementById('bm-relay-doctor-run');
-
-/** @param {string} format @param {...(string|number)} args `%s`/`%d` filled in order (the translations' placeholders) */
-function fill(format, ...args) {
-  let i = 0;
-  return String(format).replace(/%(\d+\$)?[sd]/g, (_, pos) => String(args[pos ? Number(pos.slice(0, -1)) - 1 : i++] ?? ''));
-}
 
 if (root && button) {
   const cfg = JSON.parse(root.dataset.config || '{}');
@@ -30,7 +25,7 @@ if (root && button) {
   const why = (reason) => {
     if (t[reason]) return t[reason];
     const m = /^http_(\d{3})$/.exec(reason);
-    return m ? fill(t.http, m[1]) : reason;
+    return m ? fmt(t.http, m[1]) : reason;
   };
 
   /** Shows one way's result (textContent only: nothing from the network becomes markup). */
@@ -38,8 +33,8 @@ if (root && button) {
     const row = root.querySelector(`tr[data-way="${way}"]`);
     if (!row) return;
     row.dataset.result = result ? (result.ok ? 'works' : 'fails') : 'running';
-    row.querySelector('.bm-doctor-result').textContent = !result ? t.running : result.ok ? t.works : fill(t.fails, why(result.reason));
-    row.querySelector('.bm-doctor-ms').textContent = result && Number.isFinite(result.ms) ? fill(t.ms, result.ms) : '—';
+    row.querySelector('.bm-doctor-result').textContent = !result ? t.running : result.ok ? t.works : fmt(t.fails, why(result.reason));
+    row.querySelector('.bm-doctor-ms').textContent = result && Number.isFinite(result.ms) ? fmt(t.ms, result.ms) : '—';
   };
 
   /** One WordPress poll, as the chat page polls: a GET of the admin's threads. */
@@ -63,9 +58,9 @@ if (root && button) {
       try {
         const r = await fetch(`${rest}/token`, { method: 'POST', headers, credentials: 'same-origin', cache: 'no-store' });
         if (r.ok) bundle = await r.json();
-        else noToken = fill(t.noToken, why(`http_${r.status}`));
+        else noToken = fmt(t.noToken, why(`http_${r.status}`));
       } catch {
-        noToken = fill(t.noToken, why('refused'));
+        noToken = fmt(t.noToken, why('refused'));
       }
       const url = bundle && typeof bundle.url === 'string' ? bundle.url : '';
       const token = bundle && typeof bundle.token === 'string' ? bundle.token : '';

@@ -10,6 +10,7 @@
 // Everything from the network is shown with textContent, never as markup.
 
 import { BmClient, probeSocket, probeStream, streamUrlOf } from './bm-client.js';
+import { fmt } from './chat/strings.js';
 
 /** How long a test event may take to arrive before the page says it did not (ms). */
 const ARRIVAL_TIMEOUT_MS = 5000;
@@ -18,12 +19,6 @@ const LEVELS = ['working', 'degraded', 'down'];
 const PROBE_TIMEOUT_MS = 10000;
 
 const root = document.getElementById('bm-relay-verdict');
-
-/** @param {string} format @param {...(string|number)} args `%s`/`%d` filled in order */
-function fill(format, ...args) {
-  let i = 0;
-  return String(format).replace(/%(\d+\$)?[sd]/g, (_, pos) => String(args[pos ? Number(pos.slice(0, -1)) - 1 : i++] ?? ''));
-}
 
 if (root) {
   const cfg = JSON.parse(root.dataset.config || '{}');
@@ -51,7 +46,7 @@ if (root) {
   const why = (reason) => {
     if (t.reasons && t.reasons[reason]) return t.reasons[reason];
     const m = /^http_(\d{3})$/.exec(reason);
-    return m && t.reasons ? fill(t.reasons.http, m[1]) : reason;
+    return m && t.reasons ? fmt(t.reasons.http, m[1]) : reason;
   };
 
   /**
@@ -109,13 +104,13 @@ if (root) {
       const j = await r.json().catch(() => null);
       if (!r.ok || !j || !j.success) {
         waiting.delete(probe);
-        out.textContent = fill(t.failed, (j && j.data && j.data.detail) || `HTTP ${r.status}`);
+        out.textContent = fmt(t.failed, (j && j.data && j.data.detail) || `HTTP ${r.status}`);
         out.dataset.result = 'failed';
         return;
       }
     } catch (e) {
       waiting.delete(probe);
-      out.textContent = fill(t.failed, String(e && e.message ? e.message : e));
+      out.textContent = fmt(t.failed, String(e && e.message ? e.message : e));
       out.dataset.result = 'failed';
       return;
     }
@@ -127,7 +122,7 @@ if (root) {
       return;
     }
     const ms = Math.max(0, Math.round(at - t0));
-    out.textContent = fill(t.arrived, ms);
+    out.textContent = fmt(t.arrived, ms);
     out.dataset.result = 'arrived';
     out.dataset.ms = String(ms);
   };
@@ -147,14 +142,14 @@ if (root) {
     browserLine.textContent = t.checking;
     const b = await token().catch(() => null);
     if (!b) {
-      sayBrowser('down', fill(t.browserNo, t.reasons?.noUrl || 'no token'));
+      sayBrowser('down', fmt(t.browserNo, t.reasons?.noUrl || 'no token'));
       return;
     }
     const r = await reach(b);
     if (r.way === 'websocket') sayBrowser('working', t.browserOk);
     else if (r.way === 'stream') sayBrowser('degraded', t.browserStream);
     else {
-      sayBrowser('down', fill(t.browserNo, r.reason));
+      sayBrowser('down', fmt(t.browserNo, r.reason));
       return;
     }
     client = connect(b);

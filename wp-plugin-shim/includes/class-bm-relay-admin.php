@@ -93,33 +93,19 @@ final class BM_Relay_Admin
     }
 
     /**
-     * The connection status shown on the page. `$relay` false skips the
-     * relay's /healthz (up to 2 s): the page's verdict asks it itself.
+     * The technical details shown on the page. The relay's health is not
+     * here: the verdict asks the relay (BM_Relay_Health::relay_health()).
      *
-     * @return array{implementation:string,configured:bool,config_error:?string,relay:array{ok:bool,detail:string},stats:array,secret_source:string,ws_warning:?string}
+     * @return array{implementation:string,configured:bool,config_error:?string,stats:array,secret_source:string,ws_warning:?string}
      */
-    public static function status(bool $relay = true): array
+    public static function status(): array
     {
-        $health = ['ok' => false, 'detail' => __('no relay admin URL set', 'bm-relay')];
-        $admin = (string) BM_Relay_Settings::get('bmr_admin_url');
-        if (!$relay) {
-            $health = ['ok' => false, 'detail' => __('not asked', 'bm-relay')];
-        } elseif ($admin !== '') {
-            $r = wp_remote_get(rtrim($admin, '/') . '/healthz', ['timeout' => 2, 'redirection' => 0]);
-            if (is_wp_error($r)) {
-                $health = ['ok' => false, 'detail' => $r->get_error_message()];
-            } else {
-                $code = (int) wp_remote_retrieve_response_code($r);
-                $health = ['ok' => $code === 200, 'detail' => 'HTTP ' . $code . ' ' . substr((string) wp_remote_retrieve_body($r), 0, 200)];
-            }
-        }
         return [
             'implementation' => BM_Relay_Settings::native()
                 ? 'extension ' . (string) BM_Relay_Settings::native_version()
                 : 'fallback (pure PHP)',
             'configured' => BM_Relay_Settings::ready(),
             'config_error' => BM_Relay_Settings::$error,
-            'relay' => $health,
             'stats' => bm_stats(),
             'secret_source' => BM_Relay_Settings::secret_source(),
             'ws_warning' => self::shared_host_warning((string) BM_Relay_Settings::get('bmr_public_url')),
@@ -206,8 +192,7 @@ final class BM_Relay_Admin
         if (!current_user_can('manage_options')) {
             return;
         }
-        // The verdict below asks the relay's /healthz; the table does not.
-        $s = self::status(false);
+        $s = self::status();
         $test = get_transient('bmr_test_' . get_current_user_id());
         delete_transient('bmr_test_' . get_current_user_id());
         echo '<div class="wrap"><h1>' . esc_html__('bm-relay', 'bm-relay') . '</h1>';

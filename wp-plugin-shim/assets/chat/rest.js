@@ -3,7 +3,7 @@
 // RestError (the plugin's error code and HTTP status) for every non-2xx.
 // WordPress is the page's only store: every write goes through here.
 
-import { NONCE_CODES, refreshNonce } from './unread.js';
+import { refreshNonce, withFreshNonce } from './unread.js';
 
 /** A REST error with the plugin's code and HTTP status. */
 export class RestError extends Error {
@@ -16,21 +16,16 @@ export class RestError extends Error {
 
 /** Methods of BmChat (installed by bm-chat.js): the REST calls. */
 export const rest = {
-  /** One bm/v1 call with the page's nonce; throws RestError on non-2xx. */
-  async rest(method, route, body) {
-    try {
-      return await this.restOnce(method, route, body);
-    } catch (e) {
-      // A tab left open past the nonce's life (12-24 h): WordPress refuses
-      // it. Get a fresh one for the same login and try once more.
-      if (e instanceof RestError && e.status === 403 && NONCE_CODES.has(e.code) && (await this.refreshNonce())) {
-        return this.restOnce(method, route, body);
-      }
-      throw e;
-    }
+  /**
+   * One bm/v1 call with the page's nonce; throws RestError on non-2xx. A
+   * tab left open past the nonce's life (12-24 h) gets a fresh one for the
+   * same login and tries once more (unread.js's withFreshNonce).
+   */
+  rest(method, route, body) {
+    return withFreshNonce(this.cfg, () => this.restOnce(method, route, body));
   },
 
-  /** A new `wp_rest` nonce for a long-open tab (unread.js's refreshNonce); true when there is one. */
+  /** A new `wp_rest` nonce (unread.js's refreshNonce); true when there is one. */
   refreshNonce() {
     return refreshNonce(this.cfg);
   },

@@ -75,8 +75,8 @@ export class UnreadCounter {
   }
 }
 
-/** REST error codes of a stale nonce (WordPress's cookie check, the plugin's own; rest.js uses them too). */
-export const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce']);
+/** REST error codes of a stale nonce (WordPress's cookie check, the plugin's own). */
+const NONCE_CODES = new Set(['rest_cookie_invalid_nonce', 'bm_relay_bad_nonce']);
 
 /** One bm/v1 call with the page's nonce, as it is. */
 async function callOnce(cfg, method, route) {
@@ -119,19 +119,24 @@ export function refreshNonce(cfg) {
 }
 
 /**
- * A bm/v1 call with the page's nonce (the chat page has its own, rest.js).
- * A tab left open past the nonce's life (12-24 h) gets a fresh one and
- * tries once more: without it the count would freeze, and the socket
- * would die at its next token.
+ * Runs a bm/v1 call (`once`: a function that throws an error with the
+ * HTTP `status` and the plugin's `code`) and, when WordPress refused the
+ * nonce of a tab left open past its life (12-24 h), runs it once more
+ * with a fresh one. Without it the count would freeze, and the socket
+ * would die at its next token; the chat page's rest.js goes through it
+ * too.
  */
-async function call(cfg, method, route) {
+export async function withFreshNonce(cfg, once) {
   try {
-    return await callOnce(cfg, method, route);
+    return await once();
   } catch (e) {
-    if (e.status === 403 && NONCE_CODES.has(e.code) && (await refreshNonce(cfg))) return callOnce(cfg, method, route);
+    if (e && e.status === 403 && NONCE_CODES.has(e.code) && (await refreshNonce(cfg))) return once();
     throw e;
   }
 }
+
+/** A bm/v1 call with the page's nonce (the chat page has its own, rest.js). */
+const call = (cfg, method, route) => withFreshNonce(cfg, () => callOnce(cfg, method, route));
 
 /**
  * Keeps the count live on a page without the chat: the relay client with
